@@ -1,0 +1,3 @@
+"""billing models."""
+
+from __future__ import annotations

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+
+class CpoConfig(AppConfig):
+    name = "cpo"
+    verbose_name = "Back office"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from cpo.roles import roles_sync_on_migrate
+
+        post_migrate.connect(roles_sync_on_migrate, dispatch_uid="cpo.roles_sync")
+
+
+@register()
+def check_time_zone(app_configs, **kwargs):  # type: ignore[no-untyped-def]
+    if settings.TIME_ZONE != "UTC":
+        return [
+            Error(
+                f"TIME_ZONE is {settings.TIME_ZONE!r}; it must be 'UTC'.",
+                hint="Everything is stored in UTC; tariffs use each site's own time zone.",
+                id="cpo.E001",
+            )
+        ]
+    return []
+
+
+@register(deploy=True)
+def check_production_secrets(app_configs, **kwargs):  # type: ignore[no-untyped-def]
+    warnings = []
+    if settings.DEBUG:
+        warnings.append(Warning("DEBUG is on.", id="cpo.W001"))
+    if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        warnings.append(
+            Warning("DATABASE_URL is not a PostgreSQL URL; SQLite is for one small node.",
+                    id="cpo.W002")
+        )
+    return warnings

@@ -1,0 +1,250 @@
+"""Settings of the CPO back office, all read from the environment.
+
+Embedded defaults (nothing set): a SQLite file and a private Redis server, both in the data
+directory. Production: DATABASE_URL=postgres://... and REDIS_URL=redis://... .
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+from cpo.lib.env import (
+    envbool,
+    envint,
+    envlist,
+    envsecret,
+    envstr,
+    secret_key_from_data_dir,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(envstr("CPO_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = envsecret("SECRET_KEY") or secret_key_from_data_dir(DATA_DIR)
+DEBUG = envbool("DEBUG", False)
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "import_export",
+    "channels",
+    "cpo.apps.CpoConfig",
+    "stations.apps.StationsConfig",
+    # Label "charging": django.contrib.sessions already owns the label "sessions".
+    "sessions.apps.SessionsConfig",
+    "tariffs.apps.TariffsConfig",
+    "billing.apps.BillingConfig",
+    "roaming.apps.RoamingConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cpo.urls"
+ASGI_APPLICATION = "cpo.asgi.application"
+WSGI_APPLICATION = "cpo.wsgi.application"
+AUTH_USER_MODEL = "cpo.User"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------------------------
+SQLITE_PATH = Path(envstr("CPO_SQLITE_PATH", str(DATA_DIR / "cpo.sqlite3")))
+DATABASE_URL = envsecret("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        )
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            "OPTIONS": {
+                # WAL lets the web process read while a worker writes; IMMEDIATE takes the write
+                # lock at BEGIN so two writers queue on busy_timeout instead of failing with
+                # "database is locked" halfway through a transaction.
+                "init_command": (
+                    "PRAGMA journal_mode=WAL;"
+                    "PRAGMA synchronous=NORMAL;"
+                    "PRAGMA busy_timeout=20000;"
+                ),
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+            },
+            # A file, not :memory:, so that live servers and workers started by tests share it.
+            "TEST": {"NAME": str(DATA_DIR / "test.sqlite3")},
+        }
+    }
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"].setdefault("TEST", {})["NAME"] = envstr("DB_TEST_NAME", "") or None
+    if not DATABASES["default"]["TEST"]["NAME"]:
+        del DATABASES["default"]["TEST"]["NAME"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: Celery broker, result backend and the Channels layer -------------------------------
+EMBEDDED_REDIS = not envstr("REDIS_URL")
+REDIS_SOCKET = DATA_DIR / "redis.sock"
+REDIS_URL = envsecret("REDIS_URL") or f"unix://{REDIS_SOCKET}"
+if EMBEDDED_REDIS:
+    CELERY_BROKER_URL = f"redis+socket://{REDIS_SOCKET}"
+    CELERY_RESULT_BACKEND = f"redis+socket://{REDIS_SOCKET}"
+else:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = REDIS_URL
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": envstr("CHANNELS_PREFIX", "cpo"),
+            "capacity": 1000,
+            "expiry": 60,
+        },
+    }
+}
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cpo",
+    }
+}
+
+# --- Celery -------------------------------------------------------------------------------------
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_TIME_LIMIT = 5 * 60
+CELERY_TASK_SOFT_TIME_LIMIT = 4 * 60
+CELERY_RESULT_EXPIRES = timedelta(days=1)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+# --- Internationalisation and time --------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+# UTC everywhere: billing and OCPP timestamps are UTC; tariffs use each site's own time zone.
+# A system check refuses any other value.
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Static and media ---------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "staticfiles"
+MEDIA_URL = "media/"
+MEDIA_ROOT = DATA_DIR / "media"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "admin:login"
+
+# --- REST API -----------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.DjangoModelPermissions"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "cpo.lib.api.exception_handler",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CPO back office API",
+    "DESCRIPTION": "Stations, sessions, tokens, commands, tariffs and billing.",
+    "VERSION": "1",
+}
+
+# --- OCPP ---------------------------------------------------------------------------------------
+# Unknown identities are refused at the handshake unless this is on; then they are created
+# Pending until an operator accepts them.
+OCPP_AUTO_REGISTER = envbool("OCPP_AUTO_REGISTER", False)
+OCPP_HEARTBEAT_INTERVAL = envint("OCPP_HEARTBEAT_INTERVAL", 300)
+# A station is marked offline after this many missed heartbeat intervals.
+OCPP_OFFLINE_AFTER_MISSED_HEARTBEATS = envint("OCPP_OFFLINE_AFTER_MISSED_HEARTBEATS", 3)
+OCPP_RESPONSE_TIMEOUT = envint("OCPP_RESPONSE_TIMEOUT", 30)
+# Security profile 3: identity from a client certificate, as reported by a TLS-terminating
+# proxy. The header is trusted only from these proxy addresses.
+OCPP_CLIENT_CERT_HEADER = envstr("OCPP_CLIENT_CERT_HEADER", "X-SSL-Client-S-DN")
+OCPP_TRUSTED_PROXIES = envlist("OCPP_TRUSTED_PROXIES", [])
+# Last-seen writes are throttled: at most one per station per this many seconds.
+OCPP_LAST_SEEN_WRITE_INTERVAL = envint("OCPP_LAST_SEEN_WRITE_INTERVAL", 30)
+OCPP_MESSAGE_LOG_RETENTION_DAYS = envint("OCPP_MESSAGE_LOG_RETENTION_DAYS", 14)
+NODE_NAME = envstr("CPO_NODE_NAME", "")
+
+CELERY_BEAT_SCHEDULE = {
+    # Every minute: mark stations offline that missed their heartbeats.
+    "stations-mark-offline": {"task": "stations.tasks.stations_mark_offline", "schedule": 60.0},
+    # Every hour: prune the OCPP message log past its retention.
+    "stations-prune-message-log": {
+        "task": "stations.tasks.message_log_prune",
+        "schedule": 3600.0,
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "ocpp": {"level": "WARNING"},
+        "django.channels.server": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,3 @@
+"""roaming models."""
+
+from __future__ import annotations

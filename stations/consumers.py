@@ -1,0 +1,214 @@
+"""The OCPP-J websocket consumer: one instance per connected charging station.
+
+Thin by design: it negotiates the subprotocol, admits the station, parses and validates frames,
+routes each CALL to the per-version handler (stations/ocpp/v16.py, v201.py) and answers it.
+Every malformed frame gets the right CALLERROR and the connection lives on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from typing import Any
+from urllib.parse import unquote
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from stations import services as network
+from stations.ocpp import protocol, v16, v201
+from stations.ocpp.db import db
+
+logger = logging.getLogger(__name__)
+
+NODE = settings.NODE_NAME or f"{os.uname().nodename}:{os.getpid()}"
+
+
+def station_group(station_id: int) -> str:
+    return f"station.{station_id}"
+
+
+class OcppConsumer(AsyncWebsocketConsumer):
+    station_id: int
+    protocol: str
+    registration_status: str
+
+    async def connect(self) -> None:
+        self.identity = unquote(self.scope["url_route"]["kwargs"]["identity"])
+        self.station_id = 0
+        self.connection_id = 0
+        self.closing_reason = ""
+        self.last_touch = 0.0
+        self.pending: dict[str, asyncio.Future[protocol.Frame]] = {}
+        self.call_lock = asyncio.Lock()
+        self.handlers: v16.Handlers | v201.Handlers | None = None
+
+        offered = [p.strip() for p in self.scope.get("subprotocols", [])]
+        # Honour the charger's order of preference among the versions we speak.
+        chosen = next((p for p in offered if p in protocol.SUPPORTED_SUBPROTOCOLS), None)
+        if chosen is None:
+            # No common protocol: complete the handshake without the header, then close.
+            await self.accept()
+            await self.close(code=1002)
+            return
+
+        headers = dict(self.scope.get("headers", []))
+        cert_identity = None
+        client = self.scope.get("client") or ("", 0)
+        if client[0] in settings.OCPP_TRUSTED_PROXIES:
+            subject = headers.get(settings.OCPP_CLIENT_CERT_HEADER.lower().encode())
+            if subject:
+                cert_identity = network.client_cert_identity(subject.decode("latin-1"))
+        admission = await db(network.station_admit)(
+            identity=self.identity,
+            basic_auth=network.parse_basic_auth(headers.get(b"authorization")),
+            cert_identity=cert_identity,
+        )
+        if not admission.accepted:
+            logger.warning("refused %s from %s: %s", self.identity, client[0], admission.reason)
+            await self.close()  # before accept(): daphne answers the handshake with HTTP 403
+            return
+
+        self.station_id = admission.station_id or 0
+        self.protocol = chosen
+        self.registration_status = admission.registration_status
+        self.trace_enabled = admission.trace_enabled
+        self.cost_display_enabled = admission.cost_display_enabled
+        self.handlers = v16.Handlers(self) if chosen == protocol.V16 else v201.Handlers(self)
+        self.ensure_allowed = v16.ensure_allowed if chosen == protocol.V16 else v201.ensure_allowed
+
+        if admission.previous_channel and self.channel_layer is not None:
+            # The newer connection wins: tell the process holding the old one to close it.
+            try:
+                await self.channel_layer.send(
+                    admission.previous_channel, {"type": "connection.replaced"}
+                )
+            except Exception:  # the old node may be gone; its socket is dead then anyway
+                logger.info("could not reach the previous connection of %s", self.identity)
+        if self.channel_layer is not None:
+            await self.channel_layer.group_add(station_group(self.station_id), self.channel_name)
+        await self.accept(chosen)
+        self.connection_id = await db(network.station_connected)(
+            station_id=self.station_id, protocol=chosen, channel_name=self.channel_name,
+            remote_addr=str(client[0]), node=NODE, security_profile=admission.security_profile,
+        )
+        self.last_touch = time.monotonic()
+
+    async def disconnect(self, code: int) -> None:
+        for future in self.pending.values():
+            if not future.done():
+                future.cancel()
+        if not self.station_id:
+            return
+        if self.channel_layer is not None:
+            await self.channel_layer.group_discard(station_group(self.station_id), self.channel_name)
+        if self.connection_id:
+            await db(network.station_disconnected)(
+                station_id=self.station_id, connection_id=self.connection_id,
+                channel_name=self.channel_name,
+                reason=self.closing_reason or f"websocket closed ({code})",
+            )
+
+    async def connection_replaced(self, message: dict[str, Any]) -> None:
+        self.closing_reason = "replaced by a newer connection"
+        self.connection_id = 0  # the new connection already closed this one's history row
+        await self.close(code=4000)
+
+    # --- frames ---------------------------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if text_data is None:
+            text_data = (bytes_data or b"").decode("utf-8", errors="replace")
+        log: list[tuple[str, str, bool]] = []
+        try:
+            frame = protocol.parse_frame(text_data)
+        except protocol.FrameError as error:
+            reply = protocol.call_error(self.protocol, error.message_id, error.kind,
+                                        error.description)
+            await self.send(reply)
+            await self._log([("in", text_data, True), ("out", reply, True)])
+            return
+
+        if frame.message_type in (protocol.CALLRESULT, protocol.CALLERROR):
+            future = self.pending.get(frame.message_id)
+            if future is not None and not future.done():
+                future.set_result(frame)
+            if self.trace_enabled:
+                await self._log([("in", text_data, frame.message_type == protocol.CALLERROR)])
+            return
+
+        reply, failed = await self._answer(frame)
+        await self.send(reply)
+        if self.trace_enabled or failed:
+            log = [("in", text_data, failed), ("out", reply, failed)]
+            await self._log(log)
+        await self.touch()
+
+    async def _answer(self, frame: protocol.Frame) -> tuple[str, bool]:
+        """The reply to a CALL and whether it is a CALLERROR."""
+        try:
+            handler = self.handlers.handler_for(frame.action) if self.handlers else None
+            if handler is None:
+                if protocol.is_action_of(self.protocol, frame.action):
+                    raise protocol.OcppError(
+                        "NotSupported", f"{frame.action} is not sent by a charging station"
+                    )
+                raise protocol.OcppError("NotImplemented", f"Unknown action {frame.action}")
+            self.ensure_allowed(frame.action, self.registration_status)
+            protocol.validate(self.protocol, protocol.CALL, frame.action, frame.payload)
+            response = await handler(frame.payload)
+            # Our own answers are checked too: a bug here must not put an invalid frame on the
+            # wire, where the charger would retry or drop it.
+            protocol.validate(self.protocol, protocol.CALLRESULT, frame.action, response)
+        except protocol.OcppError as error:
+            return protocol.call_error(self.protocol, frame.message_id, error.kind,
+                                       error.description, error.details), True
+        except Exception:
+            logger.exception("%s: %s failed", self.identity, frame.action)
+            return protocol.call_error(self.protocol, frame.message_id, "InternalError",
+                                       "The CSMS could not process this message"), True
+        return protocol.call_result(frame.message_id, response), False
+
+    async def _log(self, entries: list[tuple[str, str, bool]]) -> None:
+        try:
+            await db(network.message_log_write)(
+                station_id=self.station_id or None, identity=self.identity, entries=entries
+            )
+        except Exception:  # the log must never break the conversation with the charger
+            logger.exception("message log write failed for %s", self.identity)
+
+    async def touch(self, *, force: bool = False) -> None:
+        """Record that the station is alive; throttled, since every frame would otherwise write."""
+        now = time.monotonic()
+        if force or now - self.last_touch >= settings.OCPP_LAST_SEEN_WRITE_INTERVAL:
+            self.last_touch = now
+            await db(network.station_seen)(station_id=self.station_id)
+
+    # --- CSMS-initiated calls -------------------------------------------------------------------
+
+    async def call(self, action: str, payload: dict[str, Any], *, timeout: float) -> protocol.Frame:
+        """Send one CALL and wait for its CALLRESULT or CALLERROR (one outstanding at a time)."""
+        async with self.call_lock:
+            message_id = str(uuid.uuid4())
+            future: asyncio.Future[protocol.Frame] = asyncio.get_running_loop().create_future()
+            self.pending[message_id] = future
+            frame = protocol.call(message_id, action, payload)
+            try:
+                await self.send(frame)
+                if self.trace_enabled:
+                    await self._log([("out", frame, False)])
+                return await asyncio.wait_for(future, timeout)
+            finally:
+                self.pending.pop(message_id, None)
+
+    async def running_cost(self, session_id: int) -> float | None:
+        """The running cost to show on a 2.0.1 station with cost display enabled."""
+        if not self.cost_display_enabled:
+            return None
+        from tariffs.services import session_live_cost_update
+
+        cost = await db(session_live_cost_update)(session_id=session_id)
+        return None if cost is None else float(cost)

@@ -1,0 +1,1 @@
+"""The OCPP edge: framing, validation and per-version translation to domain services."""

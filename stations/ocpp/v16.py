@@ -1,0 +1,205 @@
+"""OCPP 1.6J: charger-initiated messages translated to version-neutral service calls."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from sessions import services as charging
+from sessions.models import AuthorizationDecision
+from stations import services as network
+from stations.ocpp.db import db
+from stations.ocpp.protocol import OcppError
+
+if TYPE_CHECKING:
+    from stations.consumers import OcppConsumer
+
+# 2.0.1-only outcomes have no 1.6 status; the nearest 1.6 meaning is "Invalid".
+_STATUS_16 = {
+    "Accepted": "Accepted",
+    "Blocked": "Blocked",
+    "Expired": "Expired",
+    "Invalid": "Invalid",
+    "ConcurrentTx": "ConcurrentTx",
+    "NotAtThisLocation": "Invalid",
+    "NotAtThisTime": "Invalid",
+    "NoCredit": "Invalid",
+    "Unknown": "Invalid",
+}
+
+
+def now_iso() -> str:
+    return timezone.now().isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: str | None):  # type: ignore[no-untyped-def]
+    """Charger timestamps; a missing or unreadable one is replaced by the time of receipt."""
+    if value:
+        parsed = parse_datetime(value)
+        if parsed is not None:
+            if timezone.is_naive(parsed):
+                parsed = timezone.make_aware(parsed, timezone.UTC)
+            return parsed
+    return timezone.now()
+
+
+def id_tag_info(auth: charging.AuthorizationResult) -> dict[str, Any]:
+    info: dict[str, Any] = {"status": _STATUS_16[auth.status]}
+    if auth.expiry:
+        info["expiryDate"] = auth.expiry.isoformat()
+    if auth.group_uid:
+        info["parentIdTag"] = auth.group_uid[:20]
+    return info
+
+
+def samples_from(meter_values: list[dict[str, Any]]) -> list[charging.Sample]:
+    samples = []
+    for meter_value in meter_values:
+        timestamp = parse_time(meter_value.get("timestamp"))
+        for sampled in meter_value.get("sampledValue", []):
+            signed = sampled.get("format") == "SignedData"
+            samples.append(
+                charging.Sample(
+                    timestamp=timestamp,
+                    value=sampled.get("value", ""),
+                    measurand=sampled.get("measurand", charging.ENERGY_REGISTER),
+                    phase=sampled.get("phase", ""),
+                    location=sampled.get("location", ""),
+                    context=sampled.get("context", ""),
+                    # The 1.6 schema spells "Celcius"; chargers may send either.
+                    unit=sampled.get("unit", "Wh" if not sampled.get("measurand") else ""),
+                    format=sampled.get("format", ""),
+                    signed_data=sampled.get("value", "") if signed else "",
+                )
+            )
+    return samples
+
+
+class Handlers:
+    """One coroutine per charger-initiated 1.6J action; each returns the response payload."""
+
+    def __init__(self, consumer: OcppConsumer):
+        self.consumer = consumer
+
+    @property
+    def station_id(self) -> int:
+        return self.consumer.station_id
+
+    async def BootNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        result = await db(network.station_booted)(
+            station_id=self.station_id,
+            vendor=p["chargePointVendor"], model=p["chargePointModel"],
+            serial_number=p.get("chargePointSerialNumber") or p.get("chargeBoxSerialNumber", ""),
+            firmware_version=p.get("firmwareVersion", ""), iccid=p.get("iccid", ""),
+            imsi=p.get("imsi", ""), meter_type=p.get("meterType", ""),
+            meter_serial_number=p.get("meterSerialNumber", ""),
+        )
+        self.consumer.registration_status = result.status
+        return {"status": result.status, "currentTime": now_iso(), "interval": result.interval}
+
+    async def Heartbeat(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        await self.consumer.touch(force=True)
+        return {"currentTime": now_iso()}
+
+    async def StatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        connector = p["connectorId"]
+        await db(network.connector_status_changed)(
+            station_id=self.station_id, evse_id=connector, connector_id=1 if connector else 0,
+            status=p["status"], error_code=p["errorCode"] if p["errorCode"] != "NoError" else "",
+            info=p.get("info", ""), vendor_id=p.get("vendorId", ""),
+            vendor_error_code=p.get("vendorErrorCode", ""), timestamp=parse_time(p.get("timestamp")),
+        )
+        return {}
+
+    async def Authorize(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        auth = await db(charging.authorization_decide)(
+            uid=p["idTag"], context=AuthorizationDecision.Context.AUTHORIZE,
+            station_id=self.station_id,
+        )
+        return {"idTagInfo": id_tag_info(auth)}
+
+    async def StartTransaction(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        result = await db(charging.session_start)(
+            station_id=self.station_id, connector_id=p["connectorId"], id_tag=p["idTag"],
+            meter_start_wh=Decimal(p["meterStart"]), timestamp=parse_time(p["timestamp"]),
+            reservation_id=p.get("reservationId"),
+        )
+        return {"transactionId": result.transaction_id,
+                "idTagInfo": id_tag_info(result.authorization)}
+
+    async def MeterValues(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        connector = p["connectorId"]
+        batch = charging.SampleBatch(connector, connector, samples_from(p["meterValue"]))
+        await db(charging.session_meter_samples)(
+            station_id=self.station_id, batch=batch, transaction_id=p.get("transactionId"),
+        )
+        return {}
+
+    async def StopTransaction(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        data = p.get("transactionData")
+        batch = charging.SampleBatch(0, 0, samples_from(data)) if data else None
+        auth = await db(charging.session_stop)(
+            station_id=self.station_id, transaction_id=p["transactionId"],
+            meter_stop_wh=Decimal(p["meterStop"]), timestamp=parse_time(p["timestamp"]),
+            reason=p.get("reason", "Local"), id_tag=p.get("idTag", ""), transaction_data=batch,
+        )
+        return {"idTagInfo": id_tag_info(auth)} if auth is not None else {}
+
+    async def DataTransfer(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        await self._notify("DataTransfer", p, status=p.get("vendorId", ""))
+        # No vendor extension is registered: the honest answer per the spec.
+        return {"status": "UnknownVendorId"}
+
+    async def DiagnosticsStatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        await self._notify("DiagnosticsStatusNotification", p, status=p["status"])
+        return {}
+
+    async def FirmwareStatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        await self._notify("FirmwareStatusNotification", p, status=p["status"])
+        return {}
+
+    async def LogStatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        await self._notify("LogStatusNotification", p, status=p["status"],
+                           request_id=p.get("requestId"))
+        return {}
+
+    async def SignedFirmwareStatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        await self._notify("SignedFirmwareStatusNotification", p, status=p["status"],
+                           request_id=p.get("requestId"))
+        return {}
+
+    async def SecurityEventNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        await db(network.security_event_record)(
+            station_id=self.station_id, type=p["type"], timestamp=parse_time(p["timestamp"]),
+            tech_info=p.get("techInfo", ""),
+        )
+        return {}
+
+    async def SignCertificate(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        await db(network.csr_record)(station_id=self.station_id, csr=p["csr"])
+        return {"status": "Accepted"}
+
+    async def _notify(self, action: str, payload: dict[str, Any], *, status: str = "",
+                      request_id: int | None = None) -> None:
+        await db(network.notification_record)(
+            station_id=self.station_id, action=action, payload=payload, status=status,
+            request_id=request_id,
+        )
+
+    def handler_for(self, action: str):  # type: ignore[no-untyped-def]
+        if action.startswith("_") or action in ("handler_for", "station_id", "consumer"):
+            return None
+        handler = getattr(self, action, None)
+        if handler is None:
+            return None
+        return handler
+
+
+def ensure_allowed(action: str, registration_status: str) -> None:
+    """Before a station is Accepted it may only boot and heartbeat (1.6J errata: SecurityError)."""
+    if registration_status != "Accepted" and action not in ("BootNotification", "Heartbeat"):
+        raise OcppError("SecurityError", f"Station is {registration_status}: only "
+                        "BootNotification and Heartbeat are accepted")

@@ -1,0 +1,392 @@
+"""Writes of the stations domain: admission, boot, connection state, status, reports.
+
+Called by the OCPP edge (through database_sync_to_async) and by admin/API edges. Every function
+is keyword-only, version-neutral and atomic.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from stations.models import (
+    CertificateSigningRequest,
+    ChargingStation,
+    Connector,
+    ConnectorStatusEvent,
+    DeviceModelVariable,
+    Evse,
+    OcppMessage,
+    SecurityEvent,
+    StationConnection,
+    StationEvent,
+    StationNotification,
+)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer to a websocket handshake of a station."""
+
+    accepted: bool
+    reason: str = ""
+    station_id: int | None = None
+    registration_status: str = ""
+    trace_enabled: bool = False
+    cost_display_enabled: bool = False
+    previous_channel: str = ""
+    security_profile: int = 0
+
+
+def parse_basic_auth(header: bytes | None) -> tuple[str, str] | None:
+    if not header or not header.lower().startswith(b"basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    username, sep, password = decoded.partition(":")
+    if not sep:
+        return None
+    return username, password
+
+
+def client_cert_identity(subject: str) -> str:
+    """The CN of a client-certificate subject DN as forwarded by the TLS proxy."""
+    for part in subject.replace("/", ",").split(","):
+        key, _, value = part.strip().partition("=")
+        if key.strip().upper() == "CN":
+            return value.strip()
+    return ""
+
+
+@transaction.atomic
+def station_admit(
+    *, identity: str, basic_auth: tuple[str, str] | None, cert_identity: str | None
+) -> Admission:
+    """Decide whether a websocket handshake of `identity` is accepted.
+
+    1. A client certificate (profile 3) forwarded by a trusted proxy must name this identity.
+    2. Otherwise a station with a password requires HTTP Basic with username = identity and
+       the matching password (profiles 1 and 2).
+    3. Unknown identities are refused, or created Pending when auto-registration is on.
+    """
+    station = ChargingStation.objects.filter(identity=identity).first()
+    if station is None:
+        if not settings.OCPP_AUTO_REGISTER:
+            return Admission(False, "unknown identity")
+        station = ChargingStation.objects.create(
+            identity=identity,
+            registration_status=ChargingStation.RegistrationStatus.PENDING,
+            auto_registered=True,
+        )
+    profile = 0
+    if cert_identity is not None:
+        if cert_identity != identity:
+            return Admission(False, "client certificate does not name this station")
+        profile = 3
+    elif station.password_hash:
+        if basic_auth is None:
+            return Admission(False, "credentials required")
+        username, password = basic_auth
+        if username != identity or not station.check_password(password):
+            return Admission(False, "wrong credentials")
+        profile = 1
+    return Admission(
+        True,
+        station_id=station.pk,
+        registration_status=station.registration_status,
+        trace_enabled=station.trace_enabled,
+        cost_display_enabled=station.cost_display_enabled,
+        previous_channel=station.channel_name if station.is_online else "",
+        security_profile=profile,
+    )
+
+
+@transaction.atomic
+def station_connected(
+    *, station_id: int, protocol: str, channel_name: str, remote_addr: str, node: str,
+    security_profile: int,
+) -> int:
+    now = timezone.now()
+    ChargingStation.objects.filter(pk=station_id).update(
+        is_online=True, protocol=protocol, channel_name=channel_name, node=node,
+        connected_at=now, last_seen_at=now,
+    )
+    StationConnection.objects.filter(station_id=station_id, disconnected_at=None).update(
+        disconnected_at=now, close_reason="replaced by a newer connection"
+    )
+    connection = StationConnection.objects.create(
+        station_id=station_id, protocol=protocol, remote_addr=remote_addr, node=node,
+        security_profile=security_profile, connected_at=now,
+    )
+    return connection.pk
+
+
+@transaction.atomic
+def station_disconnected(
+    *, station_id: int, connection_id: int, channel_name: str, reason: str
+) -> None:
+    now = timezone.now()
+    StationConnection.objects.filter(pk=connection_id, disconnected_at=None).update(
+        disconnected_at=now, close_reason=reason[:100]
+    )
+    # Only the connection that still holds the station marks it offline: when a newer
+    # connection replaced this one, the station stays online.
+    ChargingStation.objects.filter(pk=station_id, channel_name=channel_name).update(
+        is_online=False, channel_name="", last_seen_at=now
+    )
+
+
+def station_seen(*, station_id: int) -> None:
+    ChargingStation.objects.filter(pk=station_id).update(last_seen_at=timezone.now())
+
+
+@dataclass(frozen=True)
+class BootResult:
+    status: str
+    interval: int
+
+
+@transaction.atomic
+def station_booted(
+    *, station_id: int, vendor: str, model: str, serial_number: str = "",
+    firmware_version: str = "", iccid: str = "", imsi: str = "", meter_type: str = "",
+    meter_serial_number: str = "", reason: str = "",
+) -> BootResult:
+    station = ChargingStation.objects.select_for_update().get(pk=station_id)
+    station.vendor = vendor[:50]
+    station.model = model[:50]
+    station.serial_number = serial_number[:50]
+    station.firmware_version = firmware_version[:50]
+    station.iccid = iccid[:20]
+    station.imsi = imsi[:20]
+    station.meter_type = meter_type[:25]
+    station.meter_serial_number = meter_serial_number[:25]
+    station.boot_reason = reason[:32]
+    station.last_boot_at = timezone.now()
+    station.last_seen_at = station.last_boot_at
+    station.save()
+    interval = station.heartbeat_interval or settings.OCPP_HEARTBEAT_INTERVAL
+    if station.registration_status != ChargingStation.RegistrationStatus.ACCEPTED:
+        # Not accepted: the interval is the wait before the next BootNotification.
+        interval = min(interval, 60)
+    return BootResult(station.registration_status, interval)
+
+
+def station_registration_status(*, station_id: int) -> str:
+    return ChargingStation.objects.values_list("registration_status", flat=True).get(pk=station_id)
+
+
+@transaction.atomic
+def station_accept(*, station: ChargingStation) -> None:
+    """An operator accepts a Pending station; it is Accepted at its next BootNotification."""
+    ChargingStation.objects.filter(pk=station.pk).update(
+        registration_status=ChargingStation.RegistrationStatus.ACCEPTED
+    )
+
+
+def _evse_for(station_id: int, evse_id: int) -> Evse:
+    evse, _ = Evse.objects.get_or_create(
+        station_id=station_id, evse_id=evse_id,
+        defaults={"uid": f"{ChargingStation.objects.get(pk=station_id).identity}-{evse_id}"},
+    )
+    return evse
+
+
+@transaction.atomic
+def connector_status_changed(
+    *, station_id: int, evse_id: int, connector_id: int, status: str, timestamp: datetime,
+    error_code: str = "", info: str = "", vendor_id: str = "", vendor_error_code: str = "",
+) -> None:
+    """Record a status report; evse_id 0 is the station itself (1.6 connector 0).
+
+    History keeps every report; the live status only moves forward in charger time, so a
+    late, queued report never overwrites a newer one.
+    """
+    ConnectorStatusEvent.objects.create(
+        station_id=station_id, evse_id=evse_id, connector_id=connector_id, status=status,
+        error_code=error_code, info=info[:255], vendor_id=vendor_id[:255],
+        vendor_error_code=vendor_error_code[:50], timestamp=timestamp,
+    )
+    if evse_id == 0:
+        ChargingStation.objects.filter(pk=station_id).update(status=status, error_code=error_code)
+        return
+    evse = _evse_for(station_id, evse_id)
+    connector, _ = Connector.objects.get_or_create(
+        station_id=station_id, evse=evse, connector_id=connector_id or 1
+    )
+    if connector.status_at is None or connector.status_at <= timestamp:
+        connector.status = status
+        connector.error_code = error_code
+        connector.info = info[:255]
+        connector.status_at = timestamp
+        connector.save(update_fields=["status", "error_code", "info", "status_at"])
+    if evse.status_at is None or evse.status_at <= timestamp:
+        evse.status = status
+        evse.status_at = timestamp
+        evse.save(update_fields=["status", "status_at"])
+
+
+def notification_record(
+    *, station_id: int, action: str, payload: dict[str, Any], status: str = "",
+    request_id: int | None = None,
+) -> None:
+    StationNotification.objects.create(
+        station_id=station_id, action=action, status=status[:50], request_id=request_id,
+        payload=payload,
+    )
+
+
+def security_event_record(
+    *, station_id: int, type: str, timestamp: datetime, tech_info: str = ""
+) -> None:
+    SecurityEvent.objects.create(
+        station_id=station_id, type=type[:50], timestamp=timestamp, tech_info=tech_info[:255]
+    )
+
+
+def csr_record(*, station_id: int, csr: str, certificate_type: str = "") -> None:
+    CertificateSigningRequest.objects.create(
+        station_id=station_id, csr=csr, certificate_type=certificate_type
+    )
+
+
+@transaction.atomic
+def device_events_record(*, station_id: int, events: list[dict[str, Any]]) -> None:
+    """Store 2.0.1 NotifyEvent data; a fault on a connector's availability also moves its
+    live status, since 2.0.1 StatusNotification carries no error code."""
+    rows = []
+    for event in events:
+        component = event.get("component", {})
+        variable = event.get("variable", {})
+        evse = component.get("evse") or {}
+        rows.append(
+            StationEvent(
+                station_id=station_id,
+                event_id=event["eventId"],
+                timestamp=event["timestamp"],
+                trigger=event["trigger"],
+                event_notification_type=event["eventNotificationType"],
+                component=component.get("name", "")[:50],
+                component_instance=component.get("instance", "")[:50],
+                evse_id=evse.get("id"),
+                connector_id=evse.get("connectorId"),
+                variable=variable.get("name", "")[:50],
+                variable_instance=variable.get("instance", "")[:50],
+                actual_value=str(event.get("actualValue", ""))[:2500],
+                cause=event.get("cause"),
+                tech_code=event.get("techCode", "")[:50],
+                tech_info=event.get("techInfo", "")[:500],
+                cleared=bool(event.get("cleared", False)),
+                transaction_id=event.get("transactionId", "")[:36],
+            )
+        )
+    StationEvent.objects.bulk_create(rows)
+    for row in rows:
+        if row.variable == "Problem" and row.evse_id:
+            faulted = str(row.actual_value).lower() == "true" and not row.cleared
+            Connector.objects.filter(
+                station_id=station_id, evse__evse_id=row.evse_id,
+                **({"connector_id": row.connector_id} if row.connector_id else {}),
+            ).update(error_code=(row.tech_code or "Problem") if faulted else "")
+
+
+@transaction.atomic
+def device_report_record(*, station_id: int, report_data: list[dict[str, Any]]) -> None:
+    """Upsert the variables of a 2.0.1 NotifyReport part (reassembled by seqNo naturally,
+    because every part upserts its own variables)."""
+    now = timezone.now()
+    for item in report_data:
+        component = item.get("component", {})
+        variable = item.get("variable", {})
+        evse = component.get("evse") or {}
+        characteristics = item.get("variableCharacteristics") or {}
+        for attribute in item.get("variableAttribute", []):
+            DeviceModelVariable.objects.update_or_create(
+                station_id=station_id,
+                component=component.get("name", "")[:50],
+                component_instance=component.get("instance", "")[:50],
+                evse_id=evse.get("id", 0),
+                connector_id=evse.get("connectorId", 0),
+                variable=variable.get("name", "")[:50],
+                variable_instance=variable.get("instance", "")[:50],
+                attribute_type=attribute.get("type", "Actual"),
+                defaults={
+                    "value": str(attribute.get("value", ""))[:2500],
+                    "mutability": attribute.get("mutability", ""),
+                    "persistent": attribute.get("persistent"),
+                    "constant": attribute.get("constant"),
+                    "characteristics": characteristics,
+                    "updated_at": now,
+                },
+            )
+
+
+def message_log_write(
+    *, station_id: int | None, identity: str, entries: list[tuple[str, str, bool]]
+) -> None:
+    """Append raw frames to the message log: (direction, frame, is_error) per entry."""
+    import json
+
+    rows = []
+    for direction, frame, is_error in entries:
+        message_type, message_id, action = None, "", ""
+        try:
+            data = json.loads(frame)
+            if isinstance(data, list) and data:
+                message_type = data[0] if isinstance(data[0], int) else None
+                message_id = str(data[1])[:64] if len(data) > 1 else ""
+                action = data[2] if message_type == 2 and isinstance(data[2], str) else ""
+        except (ValueError, TypeError):
+            pass
+        rows.append(
+            OcppMessage(
+                station_id=station_id, identity=identity[:48], direction=direction,
+                message_type=message_type, message_id=message_id, action=action[:50],
+                frame=frame, is_error=is_error,
+            )
+        )
+    OcppMessage.objects.bulk_create(rows)
+
+
+def message_log_prune(*, now: datetime | None = None) -> int:
+    cutoff = (now or timezone.now()) - timedelta(days=settings.OCPP_MESSAGE_LOG_RETENTION_DAYS)
+    deleted, _ = OcppMessage.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+def stations_mark_offline(*, now: datetime | None = None) -> int:
+    """Mark stations offline that missed the configured number of heartbeat intervals.
+
+    The socket may still look open (a half-open TCP connection after a mobile network drop),
+    but a station silent for that long cannot be commanded or trusted to be charging.
+    """
+    now = now or timezone.now()
+    missed = settings.OCPP_OFFLINE_AFTER_MISSED_HEARTBEATS
+    default_interval = settings.OCPP_HEARTBEAT_INTERVAL
+    count = 0
+    candidates = ChargingStation.objects.filter(is_online=True).values_list(
+        "pk", "last_seen_at", "heartbeat_interval"
+    )
+    for pk, last_seen, interval in candidates:
+        limit = timedelta(seconds=(interval or default_interval) * missed)
+        if last_seen is None or now - last_seen > limit:
+            count += ChargingStation.objects.filter(pk=pk, is_online=True).update(
+                is_online=False
+            )
+    return count
+
+
+def heartbeat_interval_for(*, station_id: int) -> int:
+    value = ChargingStation.objects.filter(pk=station_id).values_list(
+        "heartbeat_interval", flat=True
+    ).first()
+    return value or settings.OCPP_HEARTBEAT_INTERVAL

@@ -1,0 +1,236 @@
+"""Tariffs in the OCPI 2.2.1 shape, and where each applies.
+
+Tariff -> ordered elements -> price components + restrictions. `Tariff.to_ocpi()` gives the
+OCPI JSON that the rating engine, CDR snapshots and roaming partners all use.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from sessions.models import CustomerAccount
+from stations.models import ChargingStation, Location
+
+DAYS = ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]
+
+
+def _num(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+class Tariff(models.Model):
+    class Type(models.TextChoices):
+        AD_HOC_PAYMENT = "AD_HOC_PAYMENT"
+        PROFILE_CHEAP = "PROFILE_CHEAP"
+        PROFILE_FAST = "PROFILE_FAST"
+        PROFILE_GREEN = "PROFILE_GREEN"
+        REGULAR = "REGULAR"
+
+    tariff_id = models.CharField(max_length=36, unique=True, help_text="OCPI tariff id.")
+    name = models.CharField(max_length=255)
+    currency = models.CharField(max_length=3, default="EUR")
+    type = models.CharField(max_length=16, choices=Type.choices, blank=True)
+    display_text = models.CharField(max_length=512, blank=True)
+    min_price_excl_vat = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    min_price_incl_vat = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    max_price_excl_vat = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    max_price_incl_vat = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    start_date_time = models.DateTimeField(null=True, blank=True)
+    end_date_time = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.currency})"
+
+    def clean(self) -> None:
+        if self.start_date_time and self.end_date_time and self.start_date_time >= self.end_date_time:
+            raise ValidationError({"end_date_time": "must be after the start"})
+        for low, high in (
+            ("min_price_excl_vat", "max_price_excl_vat"),
+            ("min_price_incl_vat", "max_price_incl_vat"),
+        ):
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo > hi:
+                raise ValidationError({high: "must not be below the minimum price"})
+
+    def to_ocpi(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "id": self.tariff_id,
+            "currency": self.currency,
+            "elements": [element.to_ocpi() for element in self.elements.all()],
+        }
+        if self.type:
+            data["type"] = self.type
+        if self.display_text:
+            data["tariff_alt_text"] = [{"language": "en", "text": self.display_text}]
+        if self.min_price_excl_vat is not None:
+            data["min_price"] = {"excl_vat": _num(self.min_price_excl_vat)}
+            if self.min_price_incl_vat is not None:
+                data["min_price"]["incl_vat"] = _num(self.min_price_incl_vat)
+        if self.max_price_excl_vat is not None:
+            data["max_price"] = {"excl_vat": _num(self.max_price_excl_vat)}
+            if self.max_price_incl_vat is not None:
+                data["max_price"]["incl_vat"] = _num(self.max_price_incl_vat)
+        if self.start_date_time:
+            data["start_date_time"] = self.start_date_time.isoformat()
+        if self.end_date_time:
+            data["end_date_time"] = self.end_date_time.isoformat()
+        data["last_updated"] = self.updated_at.isoformat() if self.updated_at else None
+        return data
+
+
+class TariffElement(models.Model):
+    """One element: its price components apply while all its restrictions hold."""
+
+    tariff = models.ForeignKey(Tariff, on_delete=models.CASCADE, related_name="elements")
+    position = models.PositiveSmallIntegerField(default=0)
+    start_time = models.TimeField(null=True, blank=True, help_text="Local time, inclusive.")
+    end_time = models.TimeField(
+        null=True, blank=True, help_text="Local time, exclusive; before start wraps midnight."
+    )
+    start_date = models.DateField(null=True, blank=True)
+    end_date = models.DateField(null=True, blank=True)
+    min_kwh = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    max_kwh = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
+    min_current = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    max_current = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    min_power = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    max_power = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    min_duration = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
+    max_duration = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
+    day_of_week = models.JSONField(default=list, blank=True, help_text='e.g. ["MONDAY"]')
+    reservation = models.CharField(
+        max_length=20, blank=True,
+        choices=[("RESERVATION", "RESERVATION"), ("RESERVATION_EXPIRES", "RESERVATION_EXPIRES")],
+    )
+
+    class Meta:
+        ordering = ["tariff", "position", "id"]
+
+    def clean(self) -> None:
+        unknown = [day for day in self.day_of_week or [] if day not in DAYS]
+        if unknown:
+            raise ValidationError({"day_of_week": f"unknown day(s): {', '.join(unknown)}"})
+        for low, high in (
+            ("min_kwh", "max_kwh"), ("min_current", "max_current"),
+            ("min_power", "max_power"), ("min_duration", "max_duration"),
+            ("start_date", "end_date"),
+        ):
+            lo, hi = getattr(self, low), getattr(self, high)
+            if lo is not None and hi is not None and lo >= hi:
+                raise ValidationError({high: f"must be above {low}"})
+
+    def restrictions_ocpi(self) -> dict[str, Any]:
+        r: dict[str, Any] = {}
+        if self.start_time is not None:
+            r["start_time"] = self.start_time.strftime("%H:%M")
+        if self.end_time is not None:
+            r["end_time"] = self.end_time.strftime("%H:%M")
+        if self.start_date is not None:
+            r["start_date"] = self.start_date.isoformat()
+        if self.end_date is not None:
+            r["end_date"] = self.end_date.isoformat()
+        for name in ("min_kwh", "max_kwh", "min_current", "max_current", "min_power", "max_power"):
+            value = getattr(self, name)
+            if value is not None:
+                r[name] = _num(value)
+        for name in ("min_duration", "max_duration"):
+            value = getattr(self, name)
+            if value is not None:
+                r[name] = value
+        if self.day_of_week:
+            r["day_of_week"] = list(self.day_of_week)
+        if self.reservation:
+            r["reservation"] = self.reservation
+        return r
+
+    def to_ocpi(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "price_components": [pc.to_ocpi() for pc in self.price_components.all()]
+        }
+        restrictions = self.restrictions_ocpi()
+        if restrictions:
+            data["restrictions"] = restrictions
+        return data
+
+
+class PriceComponent(models.Model):
+    class Type(models.TextChoices):
+        ENERGY = "ENERGY", "Energy (per kWh)"
+        FLAT = "FLAT", "Flat (per session)"
+        TIME = "TIME", "Charging time (per hour)"
+        PARKING_TIME = "PARKING_TIME", "Parking time (per hour)"
+
+    element = models.ForeignKey(
+        TariffElement, on_delete=models.CASCADE, related_name="price_components"
+    )
+    type = models.CharField(max_length=16, choices=Type.choices)
+    price = models.DecimalField(max_digits=12, decimal_places=6, help_text="Excl. VAT, per unit.")
+    vat = models.DecimalField(
+        max_digits=5, decimal_places=2, null=True, blank=True,
+        help_text="Percent. Empty: no VAT applies (not the same as 0).",
+    )
+    step_size = models.PositiveIntegerField(
+        default=1, help_text="ENERGY: Wh; TIME and PARKING_TIME: seconds; FLAT: ignored."
+    )
+
+    class Meta:
+        ordering = ["element", "id"]
+
+    def to_ocpi(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "type": self.type, "price": _num(self.price), "step_size": self.step_size,
+        }
+        if self.vat is not None:
+            data["vat"] = _num(self.vat)
+        return data
+
+
+class TariffAssignment(models.Model):
+    """Where a tariff applies. The most specific matching assignment wins:
+    connector > EVSE > station > site > default, and an account-specific assignment beats the
+    same scope without an account."""
+
+    tariff = models.ForeignKey(Tariff, on_delete=models.CASCADE, related_name="assignments")
+    location = models.ForeignKey(
+        Location, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    station = models.ForeignKey(
+        ChargingStation, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    evse_id = models.PositiveIntegerField(null=True, blank=True)
+    connector_id = models.PositiveIntegerField(null=True, blank=True)
+    account = models.ForeignKey(
+        CustomerAccount, on_delete=models.CASCADE, null=True, blank=True, related_name="+",
+        help_text="A customer, fleet or roaming partner with its own price.",
+    )
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["tariff"]
+
+    def clean(self) -> None:
+        if (self.evse_id is not None or self.connector_id is not None) and not self.station_id:
+            raise ValidationError({"station": "an EVSE or connector needs its station"})
+
+    @property
+    def specificity(self) -> int:
+        score = 0
+        if self.connector_id is not None:
+            score = 4
+        elif self.evse_id is not None:
+            score = 3
+        elif self.station_id:
+            score = 2
+        elif self.location_id:
+            score = 1
+        return score * 2 + (1 if self.account_id else 0)

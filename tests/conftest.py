@@ -1,0 +1,153 @@
+"""Shared fixtures: real server processes on loopback (daphne, Celery) and demo-like data."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(**extra: str) -> dict[str, str]:
+    """Environment for a child process that must see the test database and the test Redis."""
+    from django.db import connection
+
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "cpo.settings_test"
+    env["CPO_DATA_DIR"] = str(settings.DATA_DIR)
+    env["PYTHONUNBUFFERED"] = "1"
+    db = connection.settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        env["CPO_SQLITE_PATH"] = str(db["NAME"])
+    else:
+        user = db.get("USER") or ""
+        password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+        auth = f"{user}{password}@" if user else ""
+        env["DATABASE_URL"] = (
+            f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+        )
+    env.update(extra)
+    return env
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early with code {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
+
+
+class DaphneServer:
+    def __init__(self, port: int, process: subprocess.Popen[bytes], log: Path):
+        self.port = port
+        self.process = process
+        self.log = log
+        self.http_url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}/ocpp"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_daphne(name: str = "node-a", **extra_env: str) -> DaphneServer:
+    port = free_port()
+    log = Path(settings.DATA_DIR) / f"daphne-{name}-{port}.log"
+    process = subprocess.Popen(
+        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "cpo.asgi:application"],
+        cwd=ROOT, env=server_env(CPO_NODE_NAME=name, **extra_env),
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    wait_for_port(port, process)
+    return DaphneServer(port, process, log)
+
+
+@pytest.fixture(scope="session")
+def daphne_server(django_db_setup, django_db_blocker) -> Iterator[DaphneServer]:  # noqa: ARG001
+    """A real daphne process on loopback serving the test database, for the whole run."""
+    server = start_daphne()
+    yield server
+    server.stop()
+
+
+class CeleryWorker:
+    def __init__(self, process: subprocess.Popen[bytes], log: Path):
+        self.process = process
+        self.log = log
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_celery_worker(name: str = "w1", **extra_env: str) -> CeleryWorker:
+    from cpo.celery import app
+
+    log = Path(settings.DATA_DIR) / f"celery-{name}.log"
+    hostname = f"{name}@test-{os.getpid()}"
+    process = subprocess.Popen(
+        [str(BIN / "celery"), "-A", "cpo", "worker", "--pool", "solo", "--loglevel", "INFO",
+         "--hostname", hostname, "--without-gossip", "--without-mingle"],
+        cwd=ROOT, env=server_env(**extra_env), stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"celery worker exited early: {log.read_text()[-2000:]}")
+        replies = app.control.ping(destination=[hostname], timeout=0.5)
+        if replies:
+            return CeleryWorker(process, log)
+    process.kill()
+    raise RuntimeError(f"celery worker did not answer: {log.read_text()[-2000:]}")
+
+
+@pytest.fixture
+def celery_worker(transactional_db) -> Iterator[CeleryWorker]:  # noqa: ARG001
+    """A real Celery worker process (not eager mode) on the test broker and database."""
+    from cpo.celery import app
+
+    app.control.purge()
+    worker = start_celery_worker()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def roles(db):  # noqa: ARG001
+    """The staff role groups (a transactional test's flush removes the migration's rows)."""
+    from django.contrib.auth.models import Group, Permission
+
+    from cpo.roles import roles_sync
+
+    roles_sync(group_model=Group, permission_model=Permission)

@@ -1,0 +1,247 @@
+"""A real OCPP charge point for tests: the `ocpp` library's charge-point side over `websockets`.
+
+Every frame the server sends is recorded and checked against the official JSON schemas of the
+negotiated version (CALLRESULTs against the response schema of the CALL they answer, CALLs
+from the CSMS against their request schema, CALLERRORs for shape and a valid error code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import websockets
+from ocpp.messages import get_validator
+from ocpp.routing import on
+from ocpp.v16 import ChargePoint as ChargePoint16
+from ocpp.v16 import call_result as result16
+from ocpp.v201 import ChargePoint as ChargePoint201
+from ocpp.v201 import call_result as result201
+
+VERSION = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
+ERROR_CODES = {
+    "ocpp1.6": {
+        "NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
+        "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
+        "TypeConstraintViolation", "GenericError",
+    },
+    "ocpp2.0.1": {
+        "FormatViolation", "GenericError", "InternalError", "MessageTypeNotSupported",
+        "NotImplemented", "NotSupported", "OccurrenceConstraintViolation",
+        "PropertyConstraintViolation", "ProtocolError", "RpcFrameworkError", "SecurityError",
+        "TypeConstraintViolation",
+    },
+}
+
+
+class SchemaViolation(AssertionError):
+    pass
+
+
+class RecordingConnection:
+    """Wraps the websocket: records frames both ways and validates what the server sends."""
+
+    def __init__(self, ws: Any, protocol: str):
+        self.ws = ws
+        self.protocol = protocol
+        self.sent_actions: dict[str, str] = {}
+        self.received: list[str] = []
+        self.sent: list[str] = []
+        self.violations: list[str] = []
+        self.new_frame = asyncio.Condition()
+
+    async def send(self, message: str) -> None:
+        try:
+            data = json.loads(message)
+        except ValueError:
+            data = None
+        if isinstance(data, list) and len(data) > 2 and data[0] == 2:
+            self.sent_actions[data[1]] = data[2]
+        self.sent.append(message)
+        await self.ws.send(message)
+
+    async def recv(self) -> str:
+        message = await self.ws.recv()
+        self.check(message)
+        self.received.append(message)
+        async with self.new_frame:
+            self.new_frame.notify_all()
+        return message
+
+    def check(self, message: str) -> None:
+        version = VERSION[self.protocol]
+        try:
+            data = json.loads(message)
+        except ValueError:
+            self.violations.append(f"not JSON: {message}")
+            return
+        kind = data[0]
+        if kind == 3:
+            action = self.sent_actions.get(data[1])
+            if action is None:
+                if data[1] != "-1":
+                    self.violations.append(f"CALLRESULT for no CALL of ours: {message}")
+                return
+            errors = list(get_validator(3, action, version).iter_errors(data[2]))
+            if errors:
+                self.violations.append(f"{action} response invalid: {errors[0].message}")
+        elif kind == 2:
+            errors = list(get_validator(2, data[2], version).iter_errors(data[3]))
+            if errors:
+                self.violations.append(f"{data[2]} request invalid: {errors[0].message}")
+        elif kind == 4:
+            if len(data) != 5 or data[2] not in ERROR_CODES[self.protocol]:
+                self.violations.append(f"malformed CALLERROR: {message}")
+            elif not isinstance(data[4], dict) or not isinstance(data[3], str):
+                self.violations.append(f"malformed CALLERROR details: {message}")
+        else:
+            self.violations.append(f"unknown message type: {message}")
+
+    async def wait_for_reply(self, message_id: str, timeout: float = 10.0) -> list[Any]:
+        async def find() -> list[Any]:
+            async with self.new_frame:
+                while True:
+                    for frame in self.received:
+                        data = json.loads(frame)
+                        if data[0] in (3, 4) and data[1] == message_id:
+                            return data
+                    await self.new_frame.wait()
+
+        return await asyncio.wait_for(find(), timeout)
+
+
+class Station16(ChargePoint16):
+    """1.6J charge point that also answers the CSMS's calls the way a simple charger would."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.received_calls: list[tuple[str, dict[str, Any]]] = []
+        self.responses: dict[str, Any] = {}
+
+    def _answer(self, action: str, payload: dict[str, Any], default: Any) -> Any:
+        self.received_calls.append((action, payload))
+        return self.responses.get(action, default)
+
+    @on("SendLocalList")
+    def on_send_local_list(self, **kwargs: Any) -> Any:
+        return self._answer("SendLocalList", kwargs, result16.SendLocalList(status="Accepted"))
+
+    @on("GetLocalListVersion")
+    def on_get_local_list_version(self, **kwargs: Any) -> Any:
+        return self._answer("GetLocalListVersion", kwargs,
+                            result16.GetLocalListVersion(list_version=0))
+
+    @on("RemoteStartTransaction")
+    def on_remote_start(self, **kwargs: Any) -> Any:
+        return self._answer("RemoteStartTransaction", kwargs,
+                            result16.RemoteStartTransaction(status="Accepted"))
+
+    @on("RemoteStopTransaction")
+    def on_remote_stop(self, **kwargs: Any) -> Any:
+        return self._answer("RemoteStopTransaction", kwargs,
+                            result16.RemoteStopTransaction(status="Accepted"))
+
+    @on("Reset")
+    def on_reset(self, **kwargs: Any) -> Any:
+        return self._answer("Reset", kwargs, result16.Reset(status="Accepted"))
+
+
+class Station201(ChargePoint201):
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.received_calls: list[tuple[str, dict[str, Any]]] = []
+        self.responses: dict[str, Any] = {}
+
+    def _answer(self, action: str, payload: dict[str, Any], default: Any) -> Any:
+        self.received_calls.append((action, payload))
+        return self.responses.get(action, default)
+
+    @on("SendLocalList")
+    def on_send_local_list(self, **kwargs: Any) -> Any:
+        return self._answer("SendLocalList", kwargs, result201.SendLocalList(status="Accepted"))
+
+    @on("GetLocalListVersion")
+    def on_get_local_list_version(self, **kwargs: Any) -> Any:
+        return self._answer("GetLocalListVersion", kwargs,
+                            result201.GetLocalListVersion(version_number=0))
+
+    @on("RequestStartTransaction")
+    def on_request_start(self, **kwargs: Any) -> Any:
+        return self._answer("RequestStartTransaction", kwargs,
+                            result201.RequestStartTransaction(status="Accepted"))
+
+    @on("RequestStopTransaction")
+    def on_request_stop(self, **kwargs: Any) -> Any:
+        return self._answer("RequestStopTransaction", kwargs,
+                            result201.RequestStopTransaction(status="Accepted"))
+
+    @on("Reset")
+    def on_reset(self, **kwargs: Any) -> Any:
+        return self._answer("Reset", kwargs, result201.Reset(status="Accepted"))
+
+    @on("CostUpdated")
+    def on_cost_updated(self, **kwargs: Any) -> Any:
+        return self._answer("CostUpdated", kwargs, result201.CostUpdated())
+
+
+class Client:
+    def __init__(self, ws: Any, connection: RecordingConnection, cp: Any, protocol: str):
+        self.ws = ws
+        self.connection = connection
+        self.cp = cp
+        self.protocol = protocol
+
+    async def raw(self, frame: str | list[Any], message_id: str | None = None,
+                  timeout: float = 10.0) -> list[Any]:
+        """Send a raw frame (text or list) and return the server's reply to it."""
+        text = frame if isinstance(frame, str) else json.dumps(frame)
+        if message_id is None and isinstance(frame, list) and len(frame) > 1:
+            message_id = frame[1]
+        await self.connection.send(text)
+        return await self.connection.wait_for_reply(message_id or "-1", timeout)
+
+    def assert_schema_valid(self) -> None:
+        if self.connection.violations:
+            raise SchemaViolation("; ".join(self.connection.violations))
+
+
+def basic_auth(identity: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{identity}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@asynccontextmanager
+async def station(
+    ws_url: str, identity: str, *, protocol: str = "ocpp1.6", password: str | None = None,
+    subprotocols: list[str] | None = None, headers: dict[str, str] | None = None,
+) -> AsyncIterator[Client]:
+    """Connect a charge point; on exit, assert that every server frame was schema-valid."""
+    extra = dict(headers or {})
+    if password is not None:
+        extra.update(basic_auth(identity, password))
+    ws = await websockets.connect(
+        f"{ws_url}/{identity}", subprotocols=subprotocols or [protocol],
+        additional_headers=extra, open_timeout=10,
+    )
+    negotiated = ws.subprotocol or protocol
+    connection = RecordingConnection(ws, negotiated)
+    cls = Station16 if negotiated == "ocpp1.6" else Station201
+    cp = cls(identity, connection, response_timeout=15)
+    cp._unique_id_generator = uuid.uuid4
+    task = asyncio.create_task(cp.start())
+    client = Client(ws, connection, cp, negotiated)
+    try:
+        yield client
+    finally:
+        task.cancel()
+        await ws.close()
+        try:
+            await task
+        except (asyncio.CancelledError, websockets.ConnectionClosed):
+            pass
+    client.assert_schema_valid()
