@@ -37,7 +37,8 @@ def check_production_secrets(app_configs, **kwargs):  # type: ignore[no-untyped-
         warnings.append(Warning("DEBUG is on.", id="cpo.W001"))
     if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
         warnings.append(
-            Warning("DATABASE_URL is not a PostgreSQL URL; SQLite is for one small node.",
-                    id="cpo.W002")
+            Warning(
+                "DATABASE_URL is not a PostgreSQL URL; SQLite is for one small node.", id="cpo.W002"
+            )
         )
     return warnings

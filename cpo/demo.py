@@ -17,7 +17,9 @@ DEMO_LOGINS = [
 DEMO_STATIONS = [
     {"identity": "DEMO-16", "protocol": "ocpp1.6", "password": "DEMO-16-secret-pass", "evses": 2},
     {
-        "identity": "DEMO-201", "protocol": "ocpp2.0.1", "password": "DEMO-201-secret-pass",
+        "identity": "DEMO-201",
+        "protocol": "ocpp2.0.1",
+        "password": "DEMO-201-secret-pass",
         "evses": 2,
     },
 ]
@@ -49,8 +51,12 @@ def demo_data_load() -> None:
     site, _ = Location.objects.update_or_create(
         name="Demo Site Amsterdam",
         defaults={
-            "address": "Stationsplein 1", "postal_code": "1012 AB", "city": "Amsterdam",
-            "country": "NLD", "latitude": Decimal("52.378900"), "longitude": Decimal("4.900400"),
+            "address": "Stationsplein 1",
+            "postal_code": "1012 AB",
+            "city": "Amsterdam",
+            "country": "NLD",
+            "latitude": Decimal("52.378900"),
+            "longitude": Decimal("4.900400"),
             "time_zone": "Europe/Amsterdam",
         },
     )
@@ -65,21 +71,31 @@ def demo_data_load() -> None:
         station.save()
         for number in range(1, spec["evses"] + 1):
             evse, _ = Evse.objects.get_or_create(
-                station=station, evse_id=number,
-                defaults={"uid": f"{station.identity}-{number}",
-                          "emi3_id": f"NL*DMO*E{station.identity.replace('-', '')}*{number}"},
+                station=station,
+                evse_id=number,
+                defaults={
+                    "uid": f"{station.identity}-{number}",
+                    "emi3_id": f"NL*DMO*E{station.identity.replace('-', '')}*{number}",
+                },
             )
             Connector.objects.get_or_create(
-                station=station, evse=evse, connector_id=1,
+                station=station,
+                evse=evse,
+                connector_id=1,
                 defaults={"max_power_w": 22000 if number == 1 else 11000},
             )
 
     account, _ = CustomerAccount.objects.update_or_create(
         name="Demo Fleet BV",
         defaults={
-            "kind": CustomerAccount.Kind.COMPANY, "legal_name": "Demo Fleet B.V.",
-            "address": "Keizersgracht 100", "postal_code": "1015 AA", "city": "Amsterdam",
-            "country": "NL", "vat_id": "NL000099998B57", "email": "billing@demo-fleet.invalid",
+            "kind": CustomerAccount.Kind.COMPANY,
+            "legal_name": "Demo Fleet B.V.",
+            "address": "Keizersgracht 100",
+            "postal_code": "1015 AA",
+            "city": "Amsterdam",
+            "country": "NL",
+            "vat_id": "NL000099998B57",
+            "email": "billing@demo-fleet.invalid",
             "currency": "EUR",
         },
     )
@@ -88,34 +104,59 @@ def demo_data_load() -> None:
     )
     now = timezone.now()
     token_fields = {
-        "DEMO-TAG-OK": {"driver": driver, "account": account, "blocked": False,
-                        "valid_until": None, "visual_number": "DEMO-0001"},
-        "DEMO-TAG-BLOCKED": {"driver": None, "account": account, "blocked": True,
-                             "valid_until": None, "visual_number": "DEMO-0002"},
-        "DEMO-TAG-EXPIRED": {"driver": None, "account": account, "blocked": False,
-                             "valid_until": now - timedelta(days=30),
-                             "visual_number": "DEMO-0003"},
+        "DEMO-TAG-OK": {
+            "driver": driver,
+            "account": account,
+            "blocked": False,
+            "valid_until": None,
+            "visual_number": "DEMO-0001",
+        },
+        "DEMO-TAG-BLOCKED": {
+            "driver": None,
+            "account": account,
+            "blocked": True,
+            "valid_until": None,
+            "visual_number": "DEMO-0002",
+        },
+        "DEMO-TAG-EXPIRED": {
+            "driver": None,
+            "account": account,
+            "blocked": False,
+            "valid_until": now - timedelta(days=30),
+            "visual_number": "DEMO-0003",
+        },
     }
     for uid, fields in token_fields.items():
         IdToken.objects.update_or_create(
-            uid_normalized=uid.lower(), type=IdToken.Type.ISO14443,
-            issuer_country_code="", issuer_party_id="",
+            uid_normalized=uid.lower(),
+            type=IdToken.Type.ISO14443,
+            issuer_country_code="",
+            issuer_party_id="",
             defaults={"uid": uid, **fields},
         )
 
     tariff, created = Tariff.objects.get_or_create(
         tariff_id=DEMO_TARIFF_ID,
-        defaults={"name": "Demo standard", "currency": "EUR",
-                  "display_text": "0.30 EUR/kWh + 0.50 EUR start, 2.00 EUR/h parking after charging"},
+        defaults={
+            "name": "Demo standard",
+            "currency": "EUR",
+            "display_text": "0.30 EUR/kWh + 0.50 EUR start, 2.00 EUR/h parking after charging",
+        },
     )
     if created:
         energy = TariffElement.objects.create(tariff=tariff, position=0)
-        PriceComponent.objects.create(element=energy, type="ENERGY", price=Decimal("0.30"),
-                                      vat=Decimal("21"), step_size=1)
-        PriceComponent.objects.create(element=energy, type="FLAT", price=Decimal("0.50"),
-                                      vat=Decimal("21"), step_size=1)
+        PriceComponent.objects.create(
+            element=energy, type="ENERGY", price=Decimal("0.30"), vat=Decimal("21"), step_size=1
+        )
+        PriceComponent.objects.create(
+            element=energy, type="FLAT", price=Decimal("0.50"), vat=Decimal("21"), step_size=1
+        )
         parking = TariffElement.objects.create(tariff=tariff, position=1)
-        PriceComponent.objects.create(element=parking, type="PARKING_TIME", price=Decimal("2.00"),
-                                      vat=Decimal("21"), step_size=60)
-    TariffAssignment.objects.get_or_create(tariff=tariff, location=None, station=None,
-                                           account=None)
+        PriceComponent.objects.create(
+            element=parking,
+            type="PARKING_TIME",
+            price=Decimal("2.00"),
+            vat=Decimal("21"),
+            step_size=60,
+        )
+    TariffAssignment.objects.get_or_create(tariff=tariff, location=None, station=None, account=None)

@@ -18,13 +18,19 @@ def _check_database() -> dict[str, object]:
             cursor.fetchone()
     except Exception as exc:  # any driver error means "down"
         return {"ok": False, "error": str(exc)}
-    return {"ok": True, "vendor": connection.vendor, "ms": round((time.monotonic() - started) * 1000, 1)}
+    return {
+        "ok": True,
+        "vendor": connection.vendor,
+        "ms": round((time.monotonic() - started) * 1000, 1),
+    }
 
 
 def _check_redis() -> dict[str, object]:
     started = time.monotonic()
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2
+        )
         client.ping()
         client.close()
     except Exception as exc:  # connection refused, timeout, bad socket path

@@ -37,7 +37,10 @@ def _die_with_parent() -> None:
 
 def _spawn(argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        argv, env=env, stdin=subprocess.DEVNULL, start_new_session=True,
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
         preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet in this process
     )
 
@@ -113,19 +116,31 @@ def main() -> int:
             str(bin_dir / "daphne"),
             # A listen backlog of 4096: a boot storm of thousands of chargers must not see
             # refused connections (the default of 100 drops them).
-            "-e", f"tcp:port={port}:interface={host}:backlog=4096",
-            "--websocket_timeout", "-1",
-            "--application-close-timeout", "15",
+            "-e",
+            f"tcp:port={port}:interface={host}:backlog=4096",
+            "--websocket_timeout",
+            "-1",
+            "--application-close-timeout",
+            "15",
             "cpo.asgi:application",
         ],
         env | {"CPO_NODE_NAME": env.get("CPO_NODE_NAME") or f"daphne-{port}"},
     )
     worker = _spawn(
         [
-            str(bin_dir / "celery"), "-A", "cpo", "worker", "--beat",
-            "--loglevel", "INFO", "--concurrency", env.get("CELERY_CONCURRENCY", "2"),
-            "--schedule", str(data_dir / "celerybeat-schedule"),
-            "--hostname", f"worker@{os.uname().nodename}-{port}",
+            str(bin_dir / "celery"),
+            "-A",
+            "cpo",
+            "worker",
+            "--beat",
+            "--loglevel",
+            "INFO",
+            "--concurrency",
+            env.get("CELERY_CONCURRENCY", "2"),
+            "--schedule",
+            str(data_dir / "celerybeat-schedule"),
+            "--hostname",
+            f"worker@{os.uname().nodename}-{port}",
         ],
         env,
     )

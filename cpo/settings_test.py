@@ -9,9 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-os.environ.setdefault(
-    "CPO_DATA_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test")
-)
+os.environ.setdefault("CPO_DATA_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
 
 from cpo.settings import *  # noqa: E402,F403
 

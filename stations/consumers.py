@@ -92,8 +92,12 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.group_add(station_group(self.station_id), self.channel_name)
         await self.accept(chosen)
         self.connection_id = await db(network.station_connected)(
-            station_id=self.station_id, protocol=chosen, channel_name=self.channel_name,
-            remote_addr=str(client[0]), node=NODE, security_profile=admission.security_profile,
+            station_id=self.station_id,
+            protocol=chosen,
+            channel_name=self.channel_name,
+            remote_addr=str(client[0]),
+            node=NODE,
+            security_profile=admission.security_profile,
         )
         self.last_touch = time.monotonic()
 
@@ -104,10 +108,13 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if not self.station_id:
             return
         if self.channel_layer is not None:
-            await self.channel_layer.group_discard(station_group(self.station_id), self.channel_name)
+            await self.channel_layer.group_discard(
+                station_group(self.station_id), self.channel_name
+            )
         if self.connection_id:
             await db(network.station_disconnected)(
-                station_id=self.station_id, connection_id=self.connection_id,
+                station_id=self.station_id,
+                connection_id=self.connection_id,
                 channel_name=self.channel_name,
                 reason=self.closing_reason or f"websocket closed ({code})",
             )
@@ -126,8 +133,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         try:
             frame = protocol.parse_frame(text_data)
         except protocol.FrameError as error:
-            reply = protocol.call_error(self.protocol, error.message_id, error.kind,
-                                        error.description)
+            reply = protocol.call_error(
+                self.protocol, error.message_id, error.kind, error.description
+            )
             await self.send(reply)
             await self._log([("in", text_data, True), ("out", reply, True)])
             return
@@ -164,12 +172,17 @@ class OcppConsumer(AsyncWebsocketConsumer):
             # wire, where the charger would retry or drop it.
             protocol.validate(self.protocol, protocol.CALLRESULT, frame.action, response)
         except protocol.OcppError as error:
-            return protocol.call_error(self.protocol, frame.message_id, error.kind,
-                                       error.description, error.details), True
+            return protocol.call_error(
+                self.protocol, frame.message_id, error.kind, error.description, error.details
+            ), True
         except Exception:
             logger.exception("%s: %s failed", self.identity, frame.action)
-            return protocol.call_error(self.protocol, frame.message_id, "InternalError",
-                                       "The CSMS could not process this message"), True
+            return protocol.call_error(
+                self.protocol,
+                frame.message_id,
+                "InternalError",
+                "The CSMS could not process this message",
+            ), True
         return protocol.call_result(frame.message_id, response), False
 
     async def _log(self, entries: list[tuple[str, str, bool]]) -> None:

@@ -112,20 +112,33 @@ def station_admit(
 
 @transaction.atomic
 def station_connected(
-    *, station_id: int, protocol: str, channel_name: str, remote_addr: str, node: str,
+    *,
+    station_id: int,
+    protocol: str,
+    channel_name: str,
+    remote_addr: str,
+    node: str,
     security_profile: int,
 ) -> int:
     now = timezone.now()
     ChargingStation.objects.filter(pk=station_id).update(
-        is_online=True, protocol=protocol, channel_name=channel_name, node=node,
-        connected_at=now, last_seen_at=now,
+        is_online=True,
+        protocol=protocol,
+        channel_name=channel_name,
+        node=node,
+        connected_at=now,
+        last_seen_at=now,
     )
     StationConnection.objects.filter(station_id=station_id, disconnected_at=None).update(
         disconnected_at=now, close_reason="replaced by a newer connection"
     )
     connection = StationConnection.objects.create(
-        station_id=station_id, protocol=protocol, remote_addr=remote_addr, node=node,
-        security_profile=security_profile, connected_at=now,
+        station_id=station_id,
+        protocol=protocol,
+        remote_addr=remote_addr,
+        node=node,
+        security_profile=security_profile,
+        connected_at=now,
     )
     return connection.pk
 
@@ -157,9 +170,17 @@ class BootResult:
 
 @transaction.atomic
 def station_booted(
-    *, station_id: int, vendor: str, model: str, serial_number: str = "",
-    firmware_version: str = "", iccid: str = "", imsi: str = "", meter_type: str = "",
-    meter_serial_number: str = "", reason: str = "",
+    *,
+    station_id: int,
+    vendor: str,
+    model: str,
+    serial_number: str = "",
+    firmware_version: str = "",
+    iccid: str = "",
+    imsi: str = "",
+    meter_type: str = "",
+    meter_serial_number: str = "",
+    reason: str = "",
 ) -> BootResult:
     station = ChargingStation.objects.select_for_update().get(pk=station_id)
     station.vendor = vendor[:50]
@@ -195,7 +216,8 @@ def station_accept(*, station: ChargingStation) -> None:
 
 def _evse_for(station_id: int, evse_id: int) -> Evse:
     evse, _ = Evse.objects.get_or_create(
-        station_id=station_id, evse_id=evse_id,
+        station_id=station_id,
+        evse_id=evse_id,
         defaults={"uid": f"{ChargingStation.objects.get(pk=station_id).identity}-{evse_id}"},
     )
     return evse
@@ -203,8 +225,16 @@ def _evse_for(station_id: int, evse_id: int) -> Evse:
 
 @transaction.atomic
 def connector_status_changed(
-    *, station_id: int, evse_id: int, connector_id: int, status: str, timestamp: datetime,
-    error_code: str = "", info: str = "", vendor_id: str = "", vendor_error_code: str = "",
+    *,
+    station_id: int,
+    evse_id: int,
+    connector_id: int,
+    status: str,
+    timestamp: datetime,
+    error_code: str = "",
+    info: str = "",
+    vendor_id: str = "",
+    vendor_error_code: str = "",
 ) -> None:
     """Record a status report; evse_id 0 is the station itself (1.6 connector 0).
 
@@ -212,9 +242,15 @@ def connector_status_changed(
     late, queued report never overwrites a newer one.
     """
     ConnectorStatusEvent.objects.create(
-        station_id=station_id, evse_id=evse_id, connector_id=connector_id, status=status,
-        error_code=error_code, info=info[:255], vendor_id=vendor_id[:255],
-        vendor_error_code=vendor_error_code[:50], timestamp=timestamp,
+        station_id=station_id,
+        evse_id=evse_id,
+        connector_id=connector_id,
+        status=status,
+        error_code=error_code,
+        info=info[:255],
+        vendor_id=vendor_id[:255],
+        vendor_error_code=vendor_error_code[:50],
+        timestamp=timestamp,
     )
     if evse_id == 0:
         ChargingStation.objects.filter(pk=station_id).update(status=status, error_code=error_code)
@@ -236,11 +272,18 @@ def connector_status_changed(
 
 
 def notification_record(
-    *, station_id: int, action: str, payload: dict[str, Any], status: str = "",
+    *,
+    station_id: int,
+    action: str,
+    payload: dict[str, Any],
+    status: str = "",
     request_id: int | None = None,
 ) -> None:
     StationNotification.objects.create(
-        station_id=station_id, action=action, status=status[:50], request_id=request_id,
+        station_id=station_id,
+        action=action,
+        status=status[:50],
+        request_id=request_id,
         payload=payload,
     )
 
@@ -294,7 +337,8 @@ def device_events_record(*, station_id: int, events: list[dict[str, Any]]) -> No
         if row.variable == "Problem" and row.evse_id:
             faulted = str(row.actual_value).lower() == "true" and not row.cleared
             Connector.objects.filter(
-                station_id=station_id, evse__evse_id=row.evse_id,
+                station_id=station_id,
+                evse__evse_id=row.evse_id,
                 **({"connector_id": row.connector_id} if row.connector_id else {}),
             ).update(error_code=(row.tech_code or "Problem") if faulted else "")
 
@@ -349,9 +393,14 @@ def message_log_write(
             pass
         rows.append(
             OcppMessage(
-                station_id=station_id, identity=identity[:48], direction=direction,
-                message_type=message_type, message_id=message_id, action=action[:50],
-                frame=frame, is_error=is_error,
+                station_id=station_id,
+                identity=identity[:48],
+                direction=direction,
+                message_type=message_type,
+                message_id=message_id,
+                action=action[:50],
+                frame=frame,
+                is_error=is_error,
             )
         )
     OcppMessage.objects.bulk_create(rows)
@@ -379,14 +428,14 @@ def stations_mark_offline(*, now: datetime | None = None) -> int:
     for pk, last_seen, interval in candidates:
         limit = timedelta(seconds=(interval or default_interval) * missed)
         if last_seen is None or now - last_seen > limit:
-            count += ChargingStation.objects.filter(pk=pk, is_online=True).update(
-                is_online=False
-            )
+            count += ChargingStation.objects.filter(pk=pk, is_online=True).update(is_online=False)
     return count
 
 
 def heartbeat_interval_for(*, station_id: int) -> int:
-    value = ChargingStation.objects.filter(pk=station_id).values_list(
-        "heartbeat_interval", flat=True
-    ).first()
+    value = (
+        ChargingStation.objects.filter(pk=station_id)
+        .values_list("heartbeat_interval", flat=True)
+        .first()
+    )
     return value or settings.OCPP_HEARTBEAT_INTERVAL

@@ -38,9 +38,8 @@ def server_env(**extra: str) -> dict[str, str]:
         user = db.get("USER") or ""
         password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
         auth = f"{user}{password}@" if user else ""
-        env["DATABASE_URL"] = (
-            f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
-        )
+        host = f"{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
+        env["DATABASE_URL"] = f"postgres://{auth}{host}/{db['NAME']}"
     env.update(extra)
     return env
 
@@ -81,8 +80,10 @@ def start_daphne(name: str = "node-a", **extra_env: str) -> DaphneServer:
     log = Path(settings.DATA_DIR) / f"daphne-{name}-{port}.log"
     process = subprocess.Popen(
         [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "cpo.asgi:application"],
-        cwd=ROOT, env=server_env(CPO_NODE_NAME=name, **extra_env),
-        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=server_env(CPO_NODE_NAME=name, **extra_env),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     wait_for_port(port, process)
     return DaphneServer(port, process, log)
@@ -117,9 +118,24 @@ def start_celery_worker(name: str = "w1", **extra_env: str) -> CeleryWorker:
     log = Path(settings.DATA_DIR) / f"celery-{name}.log"
     hostname = f"{name}@test-{os.getpid()}"
     process = subprocess.Popen(
-        [str(BIN / "celery"), "-A", "cpo", "worker", "--pool", "solo", "--loglevel", "INFO",
-         "--hostname", hostname, "--without-gossip", "--without-mingle"],
-        cwd=ROOT, env=server_env(**extra_env), stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        [
+            str(BIN / "celery"),
+            "-A",
+            "cpo",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            hostname,
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=server_env(**extra_env),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

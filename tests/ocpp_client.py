@@ -26,14 +26,29 @@ from ocpp.v201 import call_result as result201
 VERSION = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
 ERROR_CODES = {
     "ocpp1.6": {
-        "NotImplemented", "NotSupported", "InternalError", "ProtocolError", "SecurityError",
-        "FormationViolation", "PropertyConstraintViolation", "OccurenceConstraintViolation",
-        "TypeConstraintViolation", "GenericError",
+        "NotImplemented",
+        "NotSupported",
+        "InternalError",
+        "ProtocolError",
+        "SecurityError",
+        "FormationViolation",
+        "PropertyConstraintViolation",
+        "OccurenceConstraintViolation",
+        "TypeConstraintViolation",
+        "GenericError",
     },
     "ocpp2.0.1": {
-        "FormatViolation", "GenericError", "InternalError", "MessageTypeNotSupported",
-        "NotImplemented", "NotSupported", "OccurrenceConstraintViolation",
-        "PropertyConstraintViolation", "ProtocolError", "RpcFrameworkError", "SecurityError",
+        "FormatViolation",
+        "GenericError",
+        "InternalError",
+        "MessageTypeNotSupported",
+        "NotImplemented",
+        "NotSupported",
+        "OccurrenceConstraintViolation",
+        "PropertyConstraintViolation",
+        "ProtocolError",
+        "RpcFrameworkError",
+        "SecurityError",
         "TypeConstraintViolation",
     },
 }
@@ -133,18 +148,21 @@ class Station16(ChargePoint16):
 
     @on("GetLocalListVersion")
     def on_get_local_list_version(self, **kwargs: Any) -> Any:
-        return self._answer("GetLocalListVersion", kwargs,
-                            result16.GetLocalListVersion(list_version=0))
+        return self._answer(
+            "GetLocalListVersion", kwargs, result16.GetLocalListVersion(list_version=0)
+        )
 
     @on("RemoteStartTransaction")
     def on_remote_start(self, **kwargs: Any) -> Any:
-        return self._answer("RemoteStartTransaction", kwargs,
-                            result16.RemoteStartTransaction(status="Accepted"))
+        return self._answer(
+            "RemoteStartTransaction", kwargs, result16.RemoteStartTransaction(status="Accepted")
+        )
 
     @on("RemoteStopTransaction")
     def on_remote_stop(self, **kwargs: Any) -> Any:
-        return self._answer("RemoteStopTransaction", kwargs,
-                            result16.RemoteStopTransaction(status="Accepted"))
+        return self._answer(
+            "RemoteStopTransaction", kwargs, result16.RemoteStopTransaction(status="Accepted")
+        )
 
     @on("Reset")
     def on_reset(self, **kwargs: Any) -> Any:
@@ -167,18 +185,21 @@ class Station201(ChargePoint201):
 
     @on("GetLocalListVersion")
     def on_get_local_list_version(self, **kwargs: Any) -> Any:
-        return self._answer("GetLocalListVersion", kwargs,
-                            result201.GetLocalListVersion(version_number=0))
+        return self._answer(
+            "GetLocalListVersion", kwargs, result201.GetLocalListVersion(version_number=0)
+        )
 
     @on("RequestStartTransaction")
     def on_request_start(self, **kwargs: Any) -> Any:
-        return self._answer("RequestStartTransaction", kwargs,
-                            result201.RequestStartTransaction(status="Accepted"))
+        return self._answer(
+            "RequestStartTransaction", kwargs, result201.RequestStartTransaction(status="Accepted")
+        )
 
     @on("RequestStopTransaction")
     def on_request_stop(self, **kwargs: Any) -> Any:
-        return self._answer("RequestStopTransaction", kwargs,
-                            result201.RequestStopTransaction(status="Accepted"))
+        return self._answer(
+            "RequestStopTransaction", kwargs, result201.RequestStopTransaction(status="Accepted")
+        )
 
     @on("Reset")
     def on_reset(self, **kwargs: Any) -> Any:
@@ -196,8 +217,9 @@ class Client:
         self.cp = cp
         self.protocol = protocol
 
-    async def raw(self, frame: str | list[Any], message_id: str | None = None,
-                  timeout: float = 10.0) -> list[Any]:
+    async def raw(
+        self, frame: str | list[Any], message_id: str | None = None, timeout: float = 10.0
+    ) -> list[Any]:
         """Send a raw frame (text or list) and return the server's reply to it."""
         text = frame if isinstance(frame, str) else json.dumps(frame)
         if message_id is None and isinstance(frame, list) and len(frame) > 1:
@@ -217,16 +239,23 @@ def basic_auth(identity: str, password: str) -> dict[str, str]:
 
 @asynccontextmanager
 async def station(
-    ws_url: str, identity: str, *, protocol: str = "ocpp1.6", password: str | None = None,
-    subprotocols: list[str] | None = None, headers: dict[str, str] | None = None,
+    ws_url: str,
+    identity: str,
+    *,
+    protocol: str = "ocpp1.6",
+    password: str | None = None,
+    subprotocols: list[str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[Client]:
     """Connect a charge point; on exit, assert that every server frame was schema-valid."""
     extra = dict(headers or {})
     if password is not None:
         extra.update(basic_auth(identity, password))
     ws = await websockets.connect(
-        f"{ws_url}/{identity}", subprotocols=subprotocols or [protocol],
-        additional_headers=extra, open_timeout=10,
+        f"{ws_url}/{identity}",
+        subprotocols=subprotocols or [protocol],
+        additional_headers=extra,
+        open_timeout=10,
     )
     negotiated = ws.subprotocol or protocol
     connection = RecordingConnection(ws, negotiated)

@@ -130,7 +130,10 @@ def parse_frame(text: str) -> Frame:
             raise FrameError("RpcFrameworkError", "A CALLERROR has 5 elements", message_id)
         details = data[4] if len(data) > 4 else {}
         return Frame(
-            CALLERROR, message_id, error_code=str(data[2]), error_description=str(data[3]),
+            CALLERROR,
+            message_id,
+            error_code=str(data[2]),
+            error_description=str(data[3]),
             error_details=details,
         )
     raise FrameError(
@@ -183,8 +186,13 @@ def call_result(message_id: str, payload: dict[str, Any]) -> str:
     return json.dumps([CALLRESULT, message_id, payload], separators=(",", ":"))
 
 
-def call_error(protocol: str, message_id: str, kind: str, description: str = "",
-               details: dict[str, Any] | None = None) -> str:
+def call_error(
+    protocol: str,
+    message_id: str,
+    kind: str,
+    description: str = "",
+    details: dict[str, Any] | None = None,
+) -> str:
     return json.dumps(
         [CALLERROR, message_id, error_code(protocol, kind), description[:255], details or {}],
         separators=(",", ":"),

@@ -91,10 +91,13 @@ class Handlers:
     async def BootNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         result = await db(network.station_booted)(
             station_id=self.station_id,
-            vendor=p["chargePointVendor"], model=p["chargePointModel"],
+            vendor=p["chargePointVendor"],
+            model=p["chargePointModel"],
             serial_number=p.get("chargePointSerialNumber") or p.get("chargeBoxSerialNumber", ""),
-            firmware_version=p.get("firmwareVersion", ""), iccid=p.get("iccid", ""),
-            imsi=p.get("imsi", ""), meter_type=p.get("meterType", ""),
+            firmware_version=p.get("firmwareVersion", ""),
+            iccid=p.get("iccid", ""),
+            imsi=p.get("imsi", ""),
+            meter_type=p.get("meterType", ""),
             meter_serial_number=p.get("meterSerialNumber", ""),
         )
         self.consumer.registration_status = result.status
@@ -107,34 +110,47 @@ class Handlers:
     async def StatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         connector = p["connectorId"]
         await db(network.connector_status_changed)(
-            station_id=self.station_id, evse_id=connector, connector_id=1 if connector else 0,
-            status=p["status"], error_code=p["errorCode"] if p["errorCode"] != "NoError" else "",
-            info=p.get("info", ""), vendor_id=p.get("vendorId", ""),
-            vendor_error_code=p.get("vendorErrorCode", ""), timestamp=parse_time(p.get("timestamp")),
+            station_id=self.station_id,
+            evse_id=connector,
+            connector_id=1 if connector else 0,
+            status=p["status"],
+            error_code=p["errorCode"] if p["errorCode"] != "NoError" else "",
+            info=p.get("info", ""),
+            vendor_id=p.get("vendorId", ""),
+            vendor_error_code=p.get("vendorErrorCode", ""),
+            timestamp=parse_time(p.get("timestamp")),
         )
         return {}
 
     async def Authorize(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         auth = await db(charging.authorization_decide)(
-            uid=p["idTag"], context=AuthorizationDecision.Context.AUTHORIZE,
+            uid=p["idTag"],
+            context=AuthorizationDecision.Context.AUTHORIZE,
             station_id=self.station_id,
         )
         return {"idTagInfo": id_tag_info(auth)}
 
     async def StartTransaction(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         result = await db(charging.session_start)(
-            station_id=self.station_id, connector_id=p["connectorId"], id_tag=p["idTag"],
-            meter_start_wh=Decimal(p["meterStart"]), timestamp=parse_time(p["timestamp"]),
+            station_id=self.station_id,
+            connector_id=p["connectorId"],
+            id_tag=p["idTag"],
+            meter_start_wh=Decimal(p["meterStart"]),
+            timestamp=parse_time(p["timestamp"]),
             reservation_id=p.get("reservationId"),
         )
-        return {"transactionId": result.transaction_id,
-                "idTagInfo": id_tag_info(result.authorization)}
+        return {
+            "transactionId": result.transaction_id,
+            "idTagInfo": id_tag_info(result.authorization),
+        }
 
     async def MeterValues(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         connector = p["connectorId"]
         batch = charging.SampleBatch(connector, connector, samples_from(p["meterValue"]))
         await db(charging.session_meter_samples)(
-            station_id=self.station_id, batch=batch, transaction_id=p.get("transactionId"),
+            station_id=self.station_id,
+            batch=batch,
+            transaction_id=p.get("transactionId"),
         )
         return {}
 
@@ -142,9 +158,13 @@ class Handlers:
         data = p.get("transactionData")
         batch = charging.SampleBatch(0, 0, samples_from(data)) if data else None
         auth = await db(charging.session_stop)(
-            station_id=self.station_id, transaction_id=p["transactionId"],
-            meter_stop_wh=Decimal(p["meterStop"]), timestamp=parse_time(p["timestamp"]),
-            reason=p.get("reason", "Local"), id_tag=p.get("idTag", ""), transaction_data=batch,
+            station_id=self.station_id,
+            transaction_id=p["transactionId"],
+            meter_stop_wh=Decimal(p["meterStop"]),
+            timestamp=parse_time(p["timestamp"]),
+            reason=p.get("reason", "Local"),
+            id_tag=p.get("idTag", ""),
+            transaction_data=batch,
         )
         return {"idTagInfo": id_tag_info(auth)} if auth is not None else {}
 
@@ -162,18 +182,22 @@ class Handlers:
         return {}
 
     async def LogStatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        await self._notify("LogStatusNotification", p, status=p["status"],
-                           request_id=p.get("requestId"))
+        await self._notify(
+            "LogStatusNotification", p, status=p["status"], request_id=p.get("requestId")
+        )
         return {}
 
     async def SignedFirmwareStatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        await self._notify("SignedFirmwareStatusNotification", p, status=p["status"],
-                           request_id=p.get("requestId"))
+        await self._notify(
+            "SignedFirmwareStatusNotification", p, status=p["status"], request_id=p.get("requestId")
+        )
         return {}
 
     async def SecurityEventNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         await db(network.security_event_record)(
-            station_id=self.station_id, type=p["type"], timestamp=parse_time(p["timestamp"]),
+            station_id=self.station_id,
+            type=p["type"],
+            timestamp=parse_time(p["timestamp"]),
             tech_info=p.get("techInfo", ""),
         )
         return {}
@@ -182,10 +206,19 @@ class Handlers:
         await db(network.csr_record)(station_id=self.station_id, csr=p["csr"])
         return {"status": "Accepted"}
 
-    async def _notify(self, action: str, payload: dict[str, Any], *, status: str = "",
-                      request_id: int | None = None) -> None:
+    async def _notify(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        status: str = "",
+        request_id: int | None = None,
+    ) -> None:
         await db(network.notification_record)(
-            station_id=self.station_id, action=action, payload=payload, status=status,
+            station_id=self.station_id,
+            action=action,
+            payload=payload,
+            status=status,
             request_id=request_id,
         )
 
@@ -201,5 +234,7 @@ class Handlers:
 def ensure_allowed(action: str, registration_status: str) -> None:
     """Before a station is Accepted it may only boot and heartbeat (1.6J errata: SecurityError)."""
     if registration_status != "Accepted" and action not in ("BootNotification", "Heartbeat"):
-        raise OcppError("SecurityError", f"Station is {registration_status}: only "
-                        "BootNotification and Heartbeat are accepted")
+        raise OcppError(
+            "SecurityError",
+            f"Station is {registration_status}: only BootNotification and Heartbeat are accepted",
+        )

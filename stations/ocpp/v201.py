@@ -85,10 +85,14 @@ class Handlers:
         station = p["chargingStation"]
         modem = station.get("modem") or {}
         result = await db(network.station_booted)(
-            station_id=self.station_id, vendor=station["vendorName"], model=station["model"],
+            station_id=self.station_id,
+            vendor=station["vendorName"],
+            model=station["model"],
             serial_number=station.get("serialNumber", ""),
             firmware_version=station.get("firmwareVersion", ""),
-            iccid=modem.get("iccid", ""), imsi=modem.get("imsi", ""), reason=p["reason"],
+            iccid=modem.get("iccid", ""),
+            imsi=modem.get("imsi", ""),
+            reason=p["reason"],
         )
         self.consumer.registration_status = result.status
         return {"status": result.status, "currentTime": now_iso(), "interval": result.interval}
@@ -99,16 +103,21 @@ class Handlers:
 
     async def StatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         await db(network.connector_status_changed)(
-            station_id=self.station_id, evse_id=p["evseId"], connector_id=p["connectorId"],
-            status=p["connectorStatus"], timestamp=parse_time(p["timestamp"]),
+            station_id=self.station_id,
+            evse_id=p["evseId"],
+            connector_id=p["connectorId"],
+            status=p["connectorStatus"],
+            timestamp=parse_time(p["timestamp"]),
         )
         return {}
 
     async def Authorize(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         token = p["idToken"]
         auth = await db(charging.authorization_decide)(
-            uid=token["idToken"], token_type=token["type"],
-            context=AuthorizationDecision.Context.AUTHORIZE, station_id=self.station_id,
+            uid=token["idToken"],
+            token_type=token["type"],
+            context=AuthorizationDecision.Context.AUTHORIZE,
+            station_id=self.station_id,
         )
         return {"idTokenInfo": id_token_info(auth)}
 
@@ -117,16 +126,22 @@ class Handlers:
         evse = p.get("evse") or {}
         token = p.get("idToken") or {}
         event = charging.TransactionEvent(
-            event_type=p["eventType"], timestamp=parse_time(p["timestamp"]),
-            trigger_reason=p["triggerReason"], seq_no=p["seqNo"],
-            transaction_id=info["transactionId"], charging_state=info.get("chargingState", ""),
+            event_type=p["eventType"],
+            timestamp=parse_time(p["timestamp"]),
+            trigger_reason=p["triggerReason"],
+            seq_no=p["seqNo"],
+            transaction_id=info["transactionId"],
+            charging_state=info.get("chargingState", ""),
             stopped_reason=info.get("stoppedReason", ""),
-            remote_start_id=info.get("remoteStartId"), reservation_id=p.get("reservationId"),
-            offline=bool(p.get("offline", False)), evse_id=evse.get("id", 0),
+            remote_start_id=info.get("remoteStartId"),
+            reservation_id=p.get("reservationId"),
+            offline=bool(p.get("offline", False)),
+            evse_id=evse.get("id", 0),
             connector_id=evse.get("connectorId", 0),
             # NoAuthorization tokens carry an empty idToken: nothing to authorize.
             id_token=token.get("idToken", "") if token.get("type") != "NoAuthorization" else "",
-            id_token_type=token.get("type", ""), samples=samples_from(p.get("meterValue", [])),
+            id_token_type=token.get("type", ""),
+            samples=samples_from(p.get("meterValue", [])),
             payload=p,
         )
         result = await db(charging.session_transaction_event)(
@@ -149,8 +164,12 @@ class Handlers:
         await db(network.device_report_record)(
             station_id=self.station_id, report_data=p.get("reportData", [])
         )
-        await self._notify("NotifyReport", {k: v for k, v in p.items() if k != "reportData"},
-                           request_id=p["requestId"], status="tbc" if p.get("tbc") else "done")
+        await self._notify(
+            "NotifyReport",
+            {k: v for k, v in p.items() if k != "reportData"},
+            request_id=p["requestId"],
+            status="tbc" if p.get("tbc") else "done",
+        )
         return {}
 
     async def NotifyEvent(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
@@ -159,7 +178,9 @@ class Handlers:
 
     async def SecurityEventNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         await db(network.security_event_record)(
-            station_id=self.station_id, type=p["type"], timestamp=parse_time(p["timestamp"]),
+            station_id=self.station_id,
+            type=p["type"],
+            timestamp=parse_time(p["timestamp"]),
             tech_info=p.get("techInfo", ""),
         )
         return {}
@@ -170,7 +191,8 @@ class Handlers:
 
     async def SignCertificate(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         await db(network.csr_record)(
-            station_id=self.station_id, csr=p["csr"],
+            station_id=self.station_id,
+            csr=p["csr"],
             certificate_type=p.get("certificateType", ""),
         )
         return {"status": "Accepted"}
@@ -178,16 +200,21 @@ class Handlers:
     async def Get15118EVCertificate(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         await self._notify("Get15118EVCertificate", p, status="Failed")
         return {
-            "status": "Failed", "exiResponse": "",
-            "statusInfo": {"reasonCode": "NotSupported",
-                           "additionalInfo": "No certificate management on this CSMS yet"},
+            "status": "Failed",
+            "exiResponse": "",
+            "statusInfo": {
+                "reasonCode": "NotSupported",
+                "additionalInfo": "No certificate management on this CSMS yet",
+            },
         }
 
     async def GetCertificateStatus(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         return {
             "status": "Failed",
-            "statusInfo": {"reasonCode": "NotSupported",
-                           "additionalInfo": "No OCSP responder on this CSMS yet"},
+            "statusInfo": {
+                "reasonCode": "NotSupported",
+                "additionalInfo": "No OCSP responder on this CSMS yet",
+            },
         }
 
     async def _recorded(self, action: str, p: dict[str, Any]) -> dict[str, Any]:
@@ -195,15 +222,25 @@ class Handlers:
         await self._notify(action, p, status=status, request_id=p.get("requestId"))
         return dict(_RECORDED[action])
 
-    async def _notify(self, action: str, payload: dict[str, Any], *, status: str = "",
-                      request_id: int | None = None) -> None:
+    async def _notify(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        status: str = "",
+        request_id: int | None = None,
+    ) -> None:
         await db(network.notification_record)(
-            station_id=self.station_id, action=action, payload=payload, status=status,
+            station_id=self.station_id,
+            action=action,
+            payload=payload,
+            status=status,
             request_id=request_id,
         )
 
     def handler_for(self, action: str):  # type: ignore[no-untyped-def]
         if action in _RECORDED:
+
             async def recorded(p: dict[str, Any]) -> dict[str, Any]:
                 return await self._recorded(action, p)
 
@@ -215,5 +252,7 @@ class Handlers:
 
 def ensure_allowed(action: str, registration_status: str) -> None:
     if registration_status != "Accepted" and action not in ("BootNotification", "Heartbeat"):
-        raise OcppError("SecurityError", f"Station is {registration_status}: only "
-                        "BootNotification and Heartbeat are accepted")
+        raise OcppError(
+            "SecurityError",
+            f"Station is {registration_status}: only BootNotification and Heartbeat are accepted",
+        )

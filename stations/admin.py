@@ -1,0 +1,439 @@
+"""Operator panel: sites, stations with live state, connectors, what stations reported.
+
+Charger-owned data (boot data, status, events, message log) is read-only here: only the OCPP
+edge writes it, through services.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.core.paginator import Paginator
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.functional import cached_property
+from django.utils.html import format_html, format_html_join
+
+from stations import services
+from stations.models import (
+    CertificateSigningRequest,
+    ChargingStation,
+    Connector,
+    ConnectorStatusEvent,
+    DeviceModelVariable,
+    Evse,
+    Location,
+    OcppMessage,
+    SecurityEvent,
+    StationConnection,
+    StationEvent,
+    StationNotification,
+)
+
+STATUS_COLOURS = {
+    "Available": "#2e7d32",
+    "Charging": "#1565c0",
+    "Occupied": "#1565c0",
+    "Preparing": "#6a1b9a",
+    "SuspendedEV": "#6a1b9a",
+    "SuspendedEVSE": "#6a1b9a",
+    "Finishing": "#6a1b9a",
+    "Reserved": "#ef6c00",
+    "Unavailable": "#757575",
+    "Faulted": "#c62828",
+}
+
+
+def status_badge(status: str, error: str = "") -> str:
+    colour = STATUS_COLOURS.get(status, "#9e9e9e")
+    label = f"{status or 'unknown'}{' · ' + error if error else ''}"
+    return format_html(
+        '<span style="background:{};color:#fff;padding:1px 6px;border-radius:8px;'
+        'font-size:11px;white-space:nowrap">{}</span>',
+        colour,
+        label,
+    )
+
+
+class FixedCountPaginator(Paginator):
+    """Skips COUNT(*) on the big append-only tables (samples, message log, events)."""
+
+    @cached_property
+    def count(self) -> int:
+        return 10_000
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Location)
+class LocationAdmin(admin.ModelAdmin):
+    list_display = ("name", "city", "country", "time_zone", "station_count", "publish")
+    search_fields = ("name", "city", "address", "postal_code")
+    list_filter = ("country", "publish")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Location]:
+        return super().get_queryset(request).annotate(_stations=Count("stations"))
+
+    @admin.display(description="Stations", ordering="_stations")
+    def station_count(self, obj: Location) -> int:
+        return obj._stations  # type: ignore[attr-defined]
+
+
+class ConnectorInline(admin.TabularInline):
+    model = Connector
+    extra = 0
+    fields = (
+        "evse",
+        "connector_id",
+        "standard",
+        "format",
+        "power_type",
+        "max_power_w",
+        "live_status",
+        "status_at",
+    )
+    readonly_fields = ("live_status", "status_at")
+
+    @admin.display(description="Status")
+    def live_status(self, obj: Connector) -> str:
+        return status_badge(obj.status, obj.error_code)
+
+
+class EvseInline(admin.TabularInline):
+    model = Evse
+    extra = 0
+    fields = ("evse_id", "uid", "emi3_id", "status", "status_at")
+    readonly_fields = ("status", "status_at")
+
+
+class OnlineFilter(admin.SimpleListFilter):
+    title = "connection"
+    parameter_name = "online"
+
+    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+        return [("yes", "Online"), ("no", "Offline"), ("faulted", "Has a faulted connector")]
+
+    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+        if self.value() == "yes":
+            return queryset.filter(is_online=True)
+        if self.value() == "no":
+            return queryset.filter(is_online=False)
+        if self.value() == "faulted":
+            return queryset.filter(Q(connectors__status="Faulted") | Q(status="Faulted")).distinct()
+        return queryset
+
+
+@admin.register(ChargingStation)
+class ChargingStationAdmin(admin.ModelAdmin):
+    list_display = (
+        "identity",
+        "location",
+        "online",
+        "protocol",
+        "registration_status",
+        "vendor",
+        "model",
+        "firmware_version",
+        "last_seen_at",
+        "connector_states",
+    )
+    list_filter = (OnlineFilter, "protocol", "registration_status", "location", "vendor")
+    search_fields = ("identity", "serial_number", "vendor", "model")
+    list_select_related = ("location",)
+    inlines = [EvseInline, ConnectorInline]
+    actions = ["accept_stations", "trace_on", "trace_off"]
+    readonly_fields = (
+        "protocol",
+        "auto_registered",
+        "vendor",
+        "model",
+        "serial_number",
+        "firmware_version",
+        "iccid",
+        "imsi",
+        "meter_type",
+        "meter_serial_number",
+        "boot_reason",
+        "last_boot_at",
+        "is_online",
+        "last_seen_at",
+        "connected_at",
+        "node",
+        "status",
+        "error_code",
+        "recent_connections",
+    )
+    fieldsets = (
+        (None, {"fields": ("identity", "location", "registration_status", "new_password")}),
+        ("Behaviour", {"fields": ("heartbeat_interval", "cost_display_enabled", "trace_enabled")}),
+        (
+            "Reported by the station",
+            {
+                "fields": (
+                    "protocol",
+                    "vendor",
+                    "model",
+                    "serial_number",
+                    "firmware_version",
+                    "iccid",
+                    "imsi",
+                    "meter_type",
+                    "meter_serial_number",
+                    "boot_reason",
+                    "last_boot_at",
+                    "status",
+                    "error_code",
+                    "auto_registered",
+                )
+            },
+        ),
+        (
+            "Connection",
+            {
+                "fields": (
+                    "is_online",
+                    "last_seen_at",
+                    "connected_at",
+                    "node",
+                    "recent_connections",
+                )
+            },
+        ),
+    )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):  # type: ignore[no-untyped-def]
+        from django import forms
+
+        form = super().get_form(request, obj, change, **kwargs)
+
+        class StationForm(form):  # type: ignore[valid-type,misc]
+            new_password = forms.CharField(
+                required=False,
+                min_length=16,
+                max_length=40,
+                widget=forms.PasswordInput(render_value=False),
+                help_text="HTTP Basic password of the station (16-40 characters). Stored "
+                "only as a salted hash; leave empty to keep the current one.",
+            )
+
+        return StationForm
+
+    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+        password = form.cleaned_data.get("new_password")
+        if password:
+            obj.set_password(password)
+        super().save_model(request, obj, form, change)
+
+    @admin.display(description="Online", boolean=True, ordering="is_online")
+    def online(self, obj: ChargingStation) -> bool:
+        return obj.is_online
+
+    @admin.display(description="Connectors")
+    def connector_states(self, obj: ChargingStation) -> str:
+        return format_html_join(
+            " ", "{}", ((status_badge(c.status, c.error_code),) for c in obj.connectors.all())
+        )
+
+    @admin.display(description="Recent connections")
+    def recent_connections(self, obj: ChargingStation) -> str:
+        rows = obj.connections.all()[:10]
+        return format_html(
+            "<table><tr><th>Connected</th><th>Disconnected</th><th>Protocol</th><th>From</th>"
+            "<th>Node</th><th>Reason</th></tr>{}</table>",
+            format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (
+                        c.connected_at,
+                        c.disconnected_at or "—",
+                        c.protocol,
+                        c.remote_addr,
+                        c.node,
+                        c.close_reason,
+                    )
+                    for c in rows
+                ),
+            ),
+        )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ChargingStation]:
+        return super().get_queryset(request).prefetch_related("connectors")
+
+    @admin.action(description="Accept selected Pending stations")
+    def accept_stations(self, request: HttpRequest, queryset: QuerySet[ChargingStation]) -> None:
+        count = 0
+        for station in queryset.exclude(registration_status="Accepted"):
+            services.station_accept(station=station)
+            count += 1
+        self.message_user(
+            request,
+            f"{count} station(s) accepted; they are Accepted at their next BootNotification.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Trace OCPP frames: on")
+    def trace_on(self, request: HttpRequest, queryset: QuerySet[ChargingStation]) -> None:
+        count = queryset.update(trace_enabled=True)
+        self.message_user(
+            request,
+            f"Tracing on for {count} station(s) from their next connection.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Trace OCPP frames: off")
+    def trace_off(self, request: HttpRequest, queryset: QuerySet[ChargingStation]) -> None:
+        count = queryset.update(trace_enabled=False)
+        self.message_user(request, f"Tracing off for {count} station(s).", messages.SUCCESS)
+
+
+@admin.register(Connector)
+class ConnectorAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "standard", "power_type", "max_power_w", "live_status", "status_at")
+    list_filter = ("status", "standard", "station__location")
+    search_fields = ("station__identity",)
+    list_select_related = ("station", "evse")
+    readonly_fields = ("status", "error_code", "info", "status_at")
+
+    @admin.display(description="Status")
+    def live_status(self, obj: Connector) -> str:
+        return status_badge(obj.status, obj.error_code)
+
+
+@admin.register(ConnectorStatusEvent)
+class ConnectorStatusEventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "timestamp",
+        "station",
+        "evse_id",
+        "connector_id",
+        "badge",
+        "info",
+        "vendor_error_code",
+        "received_at",
+    )
+    list_filter = ("status", "error_code")
+    search_fields = ("station__identity",)
+    list_select_related = ("station",)
+    paginator = FixedCountPaginator
+    show_full_result_count = False
+    date_hierarchy = "timestamp"
+
+    @admin.display(description="Status")
+    def badge(self, obj: ConnectorStatusEvent) -> str:
+        return status_badge(obj.status, obj.error_code)
+
+
+@admin.register(StationConnection)
+class StationConnectionAdmin(ReadOnlyAdmin):
+    list_display = (
+        "station",
+        "connected_at",
+        "disconnected_at",
+        "protocol",
+        "remote_addr",
+        "node",
+        "security_profile",
+        "close_reason",
+    )
+    list_filter = ("protocol", "security_profile")
+    search_fields = ("station__identity", "remote_addr")
+    list_select_related = ("station",)
+
+
+@admin.register(StationEvent)
+class StationEventAdmin(ReadOnlyAdmin):
+    list_display = (
+        "timestamp",
+        "station",
+        "component",
+        "variable",
+        "actual_value",
+        "trigger",
+        "tech_code",
+        "cleared",
+    )
+    list_filter = ("trigger", "cleared", "event_notification_type")
+    search_fields = ("station__identity", "component", "variable", "tech_code")
+    list_select_related = ("station",)
+    paginator = FixedCountPaginator
+    show_full_result_count = False
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(ReadOnlyAdmin):
+    list_display = ("timestamp", "station", "type", "tech_info", "received_at")
+    list_filter = ("type",)
+    search_fields = ("station__identity", "type")
+    list_select_related = ("station",)
+
+
+@admin.register(DeviceModelVariable)
+class DeviceModelVariableAdmin(ReadOnlyAdmin):
+    list_display = (
+        "station",
+        "component",
+        "component_instance",
+        "evse_id",
+        "variable",
+        "variable_instance",
+        "attribute_type",
+        "value",
+        "mutability",
+        "updated_at",
+    )
+    list_filter = ("component", "attribute_type", "mutability")
+    search_fields = ("station__identity", "component", "variable")
+    list_select_related = ("station",)
+
+
+@admin.register(StationNotification)
+class StationNotificationAdmin(ReadOnlyAdmin):
+    list_display = ("received_at", "station", "action", "status", "request_id")
+    list_filter = ("action", "status")
+    search_fields = ("station__identity", "action", "status")
+    list_select_related = ("station",)
+    paginator = FixedCountPaginator
+    show_full_result_count = False
+
+
+@admin.register(CertificateSigningRequest)
+class CertificateSigningRequestAdmin(admin.ModelAdmin):
+    list_display = ("station", "certificate_type", "received_at", "signed_at")
+    list_select_related = ("station",)
+    readonly_fields = ("station", "csr", "certificate_type", "received_at")
+
+
+@admin.register(OcppMessage)
+class OcppMessageAdmin(ReadOnlyAdmin):
+    list_display = (
+        "created_at",
+        "identity",
+        "direction",
+        "message_type",
+        "action",
+        "message_id",
+        "is_error",
+        "short_frame",
+    )
+    list_filter = ("direction", "is_error", "message_type", "action")
+    search_fields = ("identity", "message_id", "action")
+    paginator = FixedCountPaginator
+    show_full_result_count = False
+
+    @admin.display(description="Frame")
+    def short_frame(self, obj: OcppMessage) -> str:
+        return obj.frame if len(obj.frame) <= 160 else obj.frame[:157] + "..."
+
+
+def seconds_since(moment) -> float:  # type: ignore[no-untyped-def]
+    return (timezone.now() - moment).total_seconds() if moment else float("inf")
