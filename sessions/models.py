@@ -6,6 +6,7 @@ billing in the import order) must point at the account that pays.
 
 from __future__ import annotations
 
+import re
 import uuid
 from decimal import Decimal
 
@@ -30,6 +31,8 @@ class CustomerAccount(models.Model):
         DAILY = "daily", "Daily"
 
     name = models.CharField(max_length=255)
+    # The operator's customer number: how imports and exports refer to the account.
+    reference = models.CharField(max_length=32, blank=True)
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PERSON)
     legal_name = models.CharField(max_length=255, blank=True)
     address = models.CharField(max_length=255, blank=True)
@@ -50,23 +53,66 @@ class CustomerAccount(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reference"],
+                condition=~models.Q(reference=""),
+                name="account_unique_reference",
+                violation_error_message="An account with this reference already exists.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        errors = {}
+        if not re.fullmatch(r"[A-Z]{3}", self.currency or ""):
+            errors["currency"] = "an ISO 4217 code, e.g. EUR"
+        if not re.fullmatch(r"[A-Z]{2}", self.country or ""):
+            errors["country"] = "an ISO 3166-1 alpha-2 code, e.g. NL"
+        if self.kind == self.Kind.ROAMING_PARTNER and not (self.country_code and self.party_id):
+            errors["party_id"] = "a roaming partner account needs its country code and party id"
+        if errors:
+            raise ValidationError(errors)
 
 
 class Driver(models.Model):
     account = models.ForeignKey(CustomerAccount, on_delete=models.PROTECT, related_name="drivers")
     name = models.CharField(max_length=255)
+    # The operator's own driver number, unique when given; imports refer to drivers by it.
+    reference = models.CharField(max_length=32, blank=True)
     email = models.EmailField(blank=True)
     phone = models.CharField(max_length=32, blank=True)
+    is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reference"],
+                condition=~models.Q(reference=""),
+                name="driver_unique_reference",
+                violation_error_message="A driver with this reference already exists.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
+
+
+OCPP16_ID_TAG_LENGTH = 20
+HEX_UID = re.compile(r"[0-9A-Fa-f]+")
+# ISO 14443 UIDs are 4, 7 or 10 bytes; ISO 15693 UIDs are 8 bytes (OCPP 2.0.1 IdTokenEnumType).
+# Readers differ in how they print a UID, so any whole number of bytes in that range is taken.
+HEX_UID_LENGTHS = {"ISO14443": (8, 10, 12, 14, 16, 18, 20), "ISO15693": (16,)}
+
+
+def normalize_uid(uid: str) -> str:
+    """OCPP compares idTags case-insensitively (1.6 CiString20, 2.0.1 IdToken): one card read as
+    "04A1B2C3" by one reader and "04a1b2c3" by another is one card."""
+    return uid.strip().lower()
 
 
 class IdToken(models.Model):
@@ -93,11 +139,10 @@ class IdToken(models.Model):
         MONTH = "month"
 
     uid = models.CharField(max_length=36)
-    # Lower-cased uid: 2.0.1 compares ISO14443/ISO15693 uids case-insensitively, and a card read
-    # as "04A1B2" by one reader and "04a1b2" by another is one card.
+    # normalize_uid(uid): every lookup and the uniqueness rule use it.
     uid_normalized = models.CharField(max_length=36, editable=False, db_index=True)
     type = models.CharField(max_length=16, choices=Type.choices, default=Type.ISO14443)
-    visual_number = models.CharField(max_length=64, blank=True, db_index=True)
+    visual_number = models.CharField(max_length=64, blank=True)
     driver = models.ForeignKey(
         Driver, on_delete=models.SET_NULL, null=True, blank=True, related_name="tokens"
     )
@@ -105,20 +150,23 @@ class IdToken(models.Model):
         CustomerAccount, on_delete=models.PROTECT, null=True, blank=True, related_name="tokens"
     )
     group = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="members",
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="members",
         help_text="1.6 parentIdTag / 2.0.1 groupIdToken.",
     )
     valid_from = models.DateTimeField(null=True, blank=True)
     valid_until = models.DateTimeField(null=True, blank=True)
     blocked = models.BooleanField(default=False)
+    blocked_reason = models.CharField(max_length=255, blank=True)
     max_concurrent_sessions = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Empty: no limit."
     )
     allowed_locations = models.ManyToManyField(Location, blank=True, related_name="+")
     allowed_stations = models.ManyToManyField(ChargingStation, blank=True, related_name="+")
-    budget_energy_wh = models.DecimalField(
-        max_digits=14, decimal_places=3, null=True, blank=True
-    )
+    budget_energy_wh = models.DecimalField(max_digits=14, decimal_places=3, null=True, blank=True)
     budget_cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     budget_period = models.CharField(
         max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH
@@ -139,22 +187,84 @@ class IdToken(models.Model):
             models.UniqueConstraint(
                 fields=["uid_normalized", "type", "issuer_country_code", "issuer_party_id"],
                 name="idtoken_unique_uid",
-            )
+                violation_error_message="A token with this uid and type already exists.",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(valid_from__isnull=True)
+                | models.Q(valid_until__isnull=True)
+                | models.Q(valid_from__lt=models.F("valid_until")),
+                name="idtoken_validity_ordered",
+                violation_error_message="Valid until must be after valid from.",
+            ),
+            # 0 would be a token that can never charge: that is what "blocked" is for.
+            models.CheckConstraint(
+                condition=models.Q(max_concurrent_sessions__isnull=True)
+                | models.Q(max_concurrent_sessions__gte=1),
+                name="idtoken_max_concurrent_positive",
+                violation_error_message="Maximum concurrent sessions must be at least 1.",
+            ),
+            models.CheckConstraint(
+                condition=(
+                    models.Q(budget_energy_wh__isnull=True) | models.Q(budget_energy_wh__gte=0)
+                )
+                & (models.Q(budget_cost__isnull=True) | models.Q(budget_cost__gte=0)),
+                name="idtoken_budget_not_negative",
+                violation_error_message="Budgets cannot be negative.",
+            ),
         ]
+        indexes = [
+            # Support searches by the number printed on the card.
+            models.Index(fields=["visual_number"], name="idtoken_visual_number_idx"),
+        ]
+        permissions = [("block_idtoken", "Can block and unblock tokens")]
 
     def __str__(self) -> str:
         return self.uid
 
     def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         # A derived column, not business logic: kept in step with uid wherever it is written.
-        self.uid_normalized = self.uid.lower()
+        self.uid_normalized = normalize_uid(self.uid)
         super().save(*args, **kwargs)
 
     def clean(self) -> None:
+        self.uid = (self.uid or "").strip()
+        # Set before full_clean's constraint checks, which read it to find duplicates.
+        self.uid_normalized = normalize_uid(self.uid)
+        errors: dict[str, str] = {}
+        # An empty uid is reported by the field's own validation.
+        if (
+            self.uid
+            and self.type in HEX_UID_LENGTHS
+            and not (HEX_UID.fullmatch(self.uid) and len(self.uid) in HEX_UID_LENGTHS[self.type])
+        ):
+            lengths = HEX_UID_LENGTHS[self.type]
+            sizes = f"{lengths[0] // 2}" + (f" to {lengths[-1] // 2}" if len(lengths) > 1 else "")
+            errors["uid"] = f"an {self.type} uid is the card's {sizes}-byte UID in hex"
         if self.valid_from and self.valid_until and self.valid_from >= self.valid_until:
-            raise ValidationError({"valid_until": "must be after valid from"})
-        if self.group_id and self.group_id == self.pk:
-            raise ValidationError({"group": "a token cannot be its own group"})
+            errors["valid_until"] = "must be after valid from"
+        if self.group_id:
+            if self.group_id == self.pk:
+                errors["group"] = "a token cannot be its own group"
+            elif self.group is not None and self.group.group_id:
+                # OCPP has one level: parentIdTag / groupIdToken is never itself grouped.
+                errors["group"] = "the group token belongs to a group itself"
+            elif self.pk and self.members.exists():
+                errors["group"] = "this token is the group of other tokens"
+            elif (
+                self.group is not None
+                and not self.issuer_party_id
+                and len(self.group.uid) > OCPP16_ID_TAG_LENGTH
+            ):
+                # A local token reaches 1.6 chargers, whose parentIdTag holds 20 characters; a
+                # cut uid would name another group.
+                errors["group"] = (
+                    f"a group uid longer than {OCPP16_ID_TAG_LENGTH} characters cannot be sent "
+                    "to OCPP 1.6 chargers as parentIdTag"
+                )
+        if self.driver_id and self.account_id and self.driver.account_id != self.account_id:
+            errors["driver"] = "the driver belongs to another account"
+        if errors:
+            raise ValidationError(errors)
 
 
 class AuthorizationDecision(models.Model):
@@ -180,6 +290,9 @@ class AuthorizationDecision(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.uid} {self.status} ({self.reason})"
 
 
 class ChargingSession(models.Model):
@@ -246,7 +359,8 @@ class ChargingSession(models.Model):
         indexes = [
             # Live sessions per station/connector: the dashboard and concurrency checks.
             models.Index(
-                fields=["station", "evse_id"], name="session_active_idx",
+                fields=["station", "evse_id"],
+                name="session_active_idx",
                 condition=models.Q(status="active"),
             ),
             models.Index(fields=["id_token", "status"], name="session_token_idx"),
@@ -297,13 +411,22 @@ class MeterSample(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=[
-                    "station", "evse_id", "connector_id", "timestamp", "measurand", "phase",
-                    "location", "context",
+                    "station",
+                    "evse_id",
+                    "connector_id",
+                    "timestamp",
+                    "measurand",
+                    "phase",
+                    "location",
+                    "context",
                 ],
                 name="sample_unique",
             )
         ]
         indexes = [models.Index(fields=["session", "timestamp"], name="sample_session_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.measurand} {self.raw_value or self.value} {self.unit} @ {self.timestamp}"
 
 
 class TransactionEventRecord(models.Model):
@@ -332,9 +455,15 @@ class TransactionEventRecord(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"tx {self.transaction_id} #{self.seq_no} {self.event_type}"
+
 
 class Ocpp16TransactionIdSequence(models.Model):
     """Issues 1.6 transactionIds: an auto-increment row per id keeps them unique system-wide on
     every database, including across several daphne nodes."""
 
     created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return str(self.pk)

@@ -23,13 +23,16 @@ from django.utils import timezone
 from sessions.models import (
     AuthorizationDecision,
     ChargingSession,
+    CustomerAccount,
+    Driver,
     IdToken,
     MeterSample,
     Ocpp16TransactionIdSequence,
     TransactionEventRecord,
+    normalize_uid,
 )
-from sessions.signals import session_ended, session_started
-from stations.models import ChargingStation
+from sessions.signals import id_token_changed, session_ended, session_started
+from stations.models import ChargingStation, Location
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +64,8 @@ class AuthorizationResult:
     account_id: int | None = None
     group_uid: str = ""
     expiry: datetime | None = None
+    # The group token's own type, for 2.0.1 groupIdToken.
+    group_type: str = ""
 
     @property
     def accepted(self) -> bool:
@@ -78,7 +83,11 @@ def _budget_start(period: str, now: datetime) -> datetime:
 
 def token_find(*, uid: str, token_type: str | None = None) -> IdToken | None:
     """Find a token by uid; uids compare case-insensitively (ISO 14443 hex may come either way)."""
-    tokens = IdToken.objects.select_related("group").filter(uid_normalized=uid.lower())
+    tokens = (
+        IdToken.objects.select_related("group", "account", "driver")
+        .prefetch_related("allowed_stations", "allowed_locations")
+        .filter(uid_normalized=normalize_uid(uid))
+    )
     if token_type:
         typed = [t for t in tokens if t.type == token_type]
         if typed:
@@ -86,8 +95,25 @@ def token_find(*, uid: str, token_type: str | None = None) -> IdToken | None:
     return tokens.first()
 
 
+def _active_sessions(token: IdToken, exclude_session_id: int | None) -> int:
+    active = ChargingSession.objects.filter(status=ChargingSession.Status.ACTIVE)
+    if exclude_session_id:
+        active = active.exclude(pk=exclude_session_id)
+    return active.filter(id_token=token).count()
+
+
+def _active_group_sessions(group: IdToken, exclude_session_id: int | None) -> int:
+    active = ChargingSession.objects.filter(status=ChargingSession.Status.ACTIVE)
+    if exclude_session_id:
+        active = active.exclude(pk=exclude_session_id)
+    return active.filter(Q(id_token=group) | Q(id_token__group=group)).count()
+
+
 def _decide(
-    token: IdToken | None, *, station: ChargingStation | None, now: datetime,
+    token: IdToken | None,
+    *,
+    station: ChargingStation | None,
+    now: datetime,
     exclude_session_id: int | None,
 ) -> tuple[str, str]:
     if token is None:
@@ -98,57 +124,92 @@ def _decide(
         candidates.append(("group", token.group))
     for label, candidate in candidates:
         if candidate.blocked:
-            return AuthStatus.BLOCKED, f"{label} blocked"
+            why = f": {candidate.blocked_reason}" if candidate.blocked_reason else ""
+            return AuthStatus.BLOCKED, f"{label} blocked{why}"
         if candidate.valid_until and candidate.valid_until <= now:
             return AuthStatus.EXPIRED, f"{label} expired {candidate.valid_until.isoformat()}"
         if candidate.valid_from and candidate.valid_from > now:
-            return AuthStatus.NOT_AT_THIS_TIME, f"{label} valid from {candidate.valid_from.isoformat()}"
+            return (
+                AuthStatus.NOT_AT_THIS_TIME,
+                f"{label} valid from {candidate.valid_from.isoformat()}",
+            )
+    if token.account_id and not token.account.is_active:
+        return AuthStatus.BLOCKED, f"account {token.account_id} inactive"
+    if token.driver_id and not token.driver.is_active:
+        return AuthStatus.BLOCKED, f"driver {token.driver_id} inactive"
     if station is not None:
-        allowed_stations = set(token.allowed_stations.values_list("pk", flat=True))
-        allowed_locations = set(token.allowed_locations.values_list("pk", flat=True))
+        allowed_stations = {s.pk for s in token.allowed_stations.all()}
+        allowed_locations = {loc.pk for loc in token.allowed_locations.all()}
         if allowed_stations or allowed_locations:
             if station.pk not in allowed_stations and station.location_id not in allowed_locations:
-                return AuthStatus.NOT_AT_THIS_LOCATION, "not allowed at this station or site"
+                return AuthStatus.NOT_AT_THIS_LOCATION, (
+                    f"not allowed at station {station.identity} or its site"
+                )
     if token.max_concurrent_sessions is not None:
-        active = ChargingSession.objects.filter(
-            id_token=token, status=ChargingSession.Status.ACTIVE
-        )
-        if exclude_session_id:
-            active = active.exclude(pk=exclude_session_id)
-        if active.count() >= token.max_concurrent_sessions:
-            return AuthStatus.CONCURRENT_TX, f"{token.max_concurrent_sessions} session(s) already active"
+        if _active_sessions(token, exclude_session_id) >= token.max_concurrent_sessions:
+            return (
+                AuthStatus.CONCURRENT_TX,
+                f"{token.max_concurrent_sessions} session(s) already active",
+            )
+    group = token.group if token.group_id else None
+    if group is not None and group.max_concurrent_sessions is not None:
+        # A group's limit caps the sessions of all its members together (a fleet's cards).
+        if _active_group_sessions(group, exclude_session_id) >= group.max_concurrent_sessions:
+            return AuthStatus.CONCURRENT_TX, (
+                f"group {group.uid}: {group.max_concurrent_sessions} session(s) already active"
+            )
     if token.budget_energy_wh is not None or token.budget_cost is not None:
         since = _budget_start(token.budget_period, now)
         used = ChargingSession.objects.filter(id_token=token, started_at__gte=since).aggregate(
             energy=Sum("energy_wh"), cost=Sum("live_cost")
         )
         if token.budget_energy_wh is not None and (used["energy"] or 0) >= token.budget_energy_wh:
-            return AuthStatus.NO_CREDIT, "energy budget used up"
+            return AuthStatus.NO_CREDIT, (
+                f"energy budget used up: {used['energy'] or 0} of {token.budget_energy_wh} Wh "
+                f"since {since.date().isoformat()}"
+            )
         if token.budget_cost is not None and (used["cost"] or 0) >= token.budget_cost:
-            return AuthStatus.NO_CREDIT, "cost budget used up"
+            return AuthStatus.NO_CREDIT, (
+                f"cost budget used up: {used['cost'] or 0} of {token.budget_cost} "
+                f"since {since.date().isoformat()}"
+            )
     return AuthStatus.ACCEPTED, "valid"
 
 
 def authorization_decide(
-    *, uid: str, context: str, station_id: int | None = None, token_type: str | None = None,
-    exclude_session_id: int | None = None, now: datetime | None = None,
+    *,
+    uid: str,
+    context: str,
+    station_id: int | None = None,
+    token_type: str | None = None,
+    exclude_session_id: int | None = None,
+    now: datetime | None = None,
 ) -> AuthorizationResult:
     """Decide whether `uid` may charge here and now, and record the decision with its reason.
 
     1. Unknown token: Invalid.
     2. The token, then its group: Blocked, Expired (valid_until passed), NotAtThisTime
        (valid_from ahead).
+    2b. The paying account or the driver deactivated: Blocked.
     3. Restricted to stations or sites: NotAtThisLocation elsewhere.
-    4. Concurrency limit reached: ConcurrentTx.
-    5. Energy or cost budget of the period used up: NoCredit.
+    4. Concurrency limit of the token, or of its group for all members together: ConcurrentTx.
+    5. Energy or cost budget of the period (UTC calendar) used up: NoCredit.
+
+    The expiry returned (1.6 expiryDate, 2.0.1 cacheExpiryDateTime) is the earlier of the
+    token's and its group's valid_until, so that no charger caches a token past its validity.
     """
     now = now or timezone.now()
     token = token_find(uid=uid, token_type=token_type)
     station = ChargingStation.objects.filter(pk=station_id).first() if station_id else None
     status, reason = _decide(token, station=station, now=now, exclude_session_id=exclude_session_id)
     AuthorizationDecision.objects.create(
-        station=station, id_token=token, uid=uid[:36], context=context, status=status,
-        reason=reason[:255], created_at=now,
+        station=station,
+        id_token=token,
+        uid=uid[:36],
+        context=context,
+        status=status,
+        reason=reason[:255],
+        created_at=now,
     )
     expiry = None
     if token is not None:
@@ -162,6 +223,7 @@ def authorization_decide(
         account_id=token.account_id if token else None,
         group_uid=token.group.uid if token and token.group_id else "",
         expiry=expiry,
+        group_type=token.group.type if token and token.group_id else "",
     )
 
 
@@ -217,12 +279,23 @@ def _samples_store(*, session: ChargingSession | None, station_id: int, batch: S
         return
     rows = [
         MeterSample(
-            session=session, station_id=station_id, evse_id=batch.evse_id,
-            connector_id=batch.connector_id, timestamp=s.timestamp, measurand=s.measurand[:50],
-            phase=s.phase[:8], location=s.location[:8], context=s.context[:32], unit=s.unit[:16],
-            value=s.decimal_value(), raw_value=str(s.value)[:64] if not s.signed_data else "",
-            format=s.format[:16], signed_data=s.signed_data, signing_method=s.signing_method[:50],
-            encoding_method=s.encoding_method[:50], public_key=s.public_key,
+            session=session,
+            station_id=station_id,
+            evse_id=batch.evse_id,
+            connector_id=batch.connector_id,
+            timestamp=s.timestamp,
+            measurand=s.measurand[:50],
+            phase=s.phase[:8],
+            location=s.location[:8],
+            context=s.context[:32],
+            unit=s.unit[:16],
+            value=s.decimal_value(),
+            raw_value=str(s.value)[:64] if not s.signed_data else "",
+            format=s.format[:16],
+            signed_data=s.signed_data,
+            signing_method=s.signing_method[:50],
+            encoding_method=s.encoding_method[:50],
+            public_key=s.public_key,
         )
         for s in batch.samples
     ]
@@ -264,8 +337,9 @@ def _session_flag(session: ChargingSession, anomaly: str) -> None:
         session.anomalies = [*session.anomalies, anomaly]
 
 
-def _finish(session: ChargingSession, *, ended_at: datetime, meter_stop_wh: Decimal | None,
-            reason: str) -> None:
+def _finish(
+    session: ChargingSession, *, ended_at: datetime, meter_stop_wh: Decimal | None, reason: str
+) -> None:
     session.status = ChargingSession.Status.COMPLETED
     session.ended_at = ended_at
     session.stop_reason = reason[:32]
@@ -300,8 +374,13 @@ def _next_ocpp16_transaction_id() -> int:
 
 @transaction.atomic
 def session_start(
-    *, station_id: int, connector_id: int, id_tag: str, meter_start_wh: Decimal,
-    timestamp: datetime, reservation_id: int | None = None,
+    *,
+    station_id: int,
+    connector_id: int,
+    id_tag: str,
+    meter_start_wh: Decimal,
+    timestamp: datetime,
+    reservation_id: int | None = None,
 ) -> StartResult:
     """Start a session for a 1.6 StartTransaction; always returns a transactionId.
 
@@ -310,13 +389,18 @@ def session_start(
     authorized offline or from a stale cache), but a refused tag still gets its session stored.
     """
     existing = ChargingSession.objects.filter(
-        station_id=station_id, connector_id=connector_id, started_at=timestamp,
-        id_tag=id_tag, ocpp16_transaction_id__isnull=False,
+        station_id=station_id,
+        connector_id=connector_id,
+        started_at=timestamp,
+        id_tag=id_tag,
+        ocpp16_transaction_id__isnull=False,
     ).first()
     if existing is not None:
         auth = AuthorizationResult(
-            status=existing.auth_status or AuthStatus.ACCEPTED, reason="retry",
-            token_id=existing.id_token_id, account_id=existing.account_id,
+            status=existing.auth_status or AuthStatus.ACCEPTED,
+            reason="retry",
+            token_id=existing.id_token_id,
+            account_id=existing.account_id,
         )
         return StartResult(existing.ocpp16_transaction_id, auth, existing.pk)
     auth = authorization_decide(
@@ -324,11 +408,19 @@ def session_start(
     )
     transaction_id = _next_ocpp16_transaction_id()
     session = ChargingSession.objects.create(
-        station_id=station_id, evse_id=connector_id, connector_id=connector_id,
-        transaction_id=str(transaction_id), ocpp16_transaction_id=transaction_id,
-        id_token_id=auth.token_id, id_tag=id_tag, account_id=auth.account_id,
-        auth_status=auth.status, started_at=timestamp, meter_start_wh=meter_start_wh,
-        meter_last_wh=meter_start_wh, reservation_id=reservation_id,
+        station_id=station_id,
+        evse_id=connector_id,
+        connector_id=connector_id,
+        transaction_id=str(transaction_id),
+        ocpp16_transaction_id=transaction_id,
+        id_token_id=auth.token_id,
+        id_tag=id_tag,
+        account_id=auth.account_id,
+        auth_status=auth.status,
+        started_at=timestamp,
+        meter_start_wh=meter_start_wh,
+        meter_last_wh=meter_start_wh,
+        reservation_id=reservation_id,
         charging_state="Charging",
     )
     if not auth.accepted:
@@ -349,7 +441,10 @@ def _session_by_ocpp16_id(station_id: int, transaction_id: int) -> ChargingSessi
 
 @transaction.atomic
 def session_meter_samples(
-    *, station_id: int, batch: SampleBatch, transaction_id: str | int | None = None,
+    *,
+    station_id: int,
+    batch: SampleBatch,
+    transaction_id: str | int | None = None,
 ) -> None:
     """Store a MeterValues message: one batched insert, then the session's running values.
 
@@ -360,9 +455,11 @@ def session_meter_samples(
         if isinstance(transaction_id, int):
             session = _session_by_ocpp16_id(station_id, transaction_id)
         else:
-            session = ChargingSession.objects.select_for_update().filter(
-                station_id=station_id, transaction_id=transaction_id
-            ).first()
+            session = (
+                ChargingSession.objects.select_for_update()
+                .filter(station_id=station_id, transaction_id=transaction_id)
+                .first()
+            )
     _samples_store(session=session, station_id=station_id, batch=batch)
     if session is not None:
         changed = _apply_live_values(session, batch.samples)
@@ -372,8 +469,14 @@ def session_meter_samples(
 
 @transaction.atomic
 def session_stop(
-    *, station_id: int, transaction_id: int, meter_stop_wh: Decimal, timestamp: datetime,
-    reason: str = "Local", id_tag: str = "", transaction_data: SampleBatch | None = None,
+    *,
+    station_id: int,
+    transaction_id: int,
+    meter_stop_wh: Decimal,
+    timestamp: datetime,
+    reason: str = "Local",
+    id_tag: str = "",
+    transaction_data: SampleBatch | None = None,
 ) -> AuthorizationResult | None:
     """End a session for a 1.6 StopTransaction. The CSMS cannot refuse a stop.
 
@@ -383,8 +486,12 @@ def session_stop(
     session = _session_by_ocpp16_id(station_id, transaction_id)
     if session is None:
         session = ChargingSession.objects.create(
-            station_id=station_id, transaction_id=str(transaction_id), id_tag=id_tag,
-            started_at=timestamp, meter_start_wh=None, is_orphan=True,
+            station_id=station_id,
+            transaction_id=str(transaction_id),
+            id_tag=id_tag,
+            started_at=timestamp,
+            meter_start_wh=None,
+            is_orphan=True,
             anomalies=["stop for an unknown transaction"],
         )
     if transaction_data is not None:
@@ -393,12 +500,17 @@ def session_stop(
         _samples_store(session=session, station_id=station_id, batch=transaction_data)
         _apply_live_values(session, transaction_data.samples)
         if session.is_orphan and session.meter_start_wh is None:
-            begin = [s.energy_wh() for s in transaction_data.samples
-                     if s.energy_wh() is not None and s.context == "Transaction.Begin"]
+            begin = [
+                s.energy_wh()
+                for s in transaction_data.samples
+                if s.energy_wh() is not None and s.context == "Transaction.Begin"
+            ]
             if begin:
                 session.meter_start_wh = begin[0]
                 session.started_at = min(
-                    s.timestamp for s in transaction_data.samples if s.context == "Transaction.Begin"
+                    s.timestamp
+                    for s in transaction_data.samples
+                    if s.context == "Transaction.Begin"
                 )
     auth = None
     if id_tag:
@@ -441,10 +553,14 @@ class TransactionEventResult:
     session_id: int
     duplicate: bool
     authorization: AuthorizationResult | None
+    # The session began with this event (Started, or the first event seen of it).
+    began: bool = False
 
 
 @transaction.atomic
-def session_transaction_event(*, station_id: int, event: TransactionEvent) -> TransactionEventResult:
+def session_transaction_event(
+    *, station_id: int, event: TransactionEvent
+) -> TransactionEventResult:
     """Apply one TransactionEvent.
 
     1. The (station, transactionId) session is found or created; an Updated/Ended for a
@@ -463,8 +579,11 @@ def session_transaction_event(*, station_id: int, event: TransactionEvent) -> Tr
     created = False
     if session is None:
         session = ChargingSession(
-            station_id=station_id, transaction_id=event.transaction_id,
-            started_at=event.timestamp, evse_id=event.evse_id, connector_id=event.connector_id,
+            station_id=station_id,
+            transaction_id=event.transaction_id,
+            started_at=event.timestamp,
+            evse_id=event.evse_id,
+            connector_id=event.connector_id,
             is_orphan=event.event_type != "Started",
         )
         if session.is_orphan:
@@ -474,17 +593,24 @@ def session_transaction_event(*, station_id: int, event: TransactionEvent) -> Tr
     try:
         with transaction.atomic():
             TransactionEventRecord.objects.create(
-                session=session, station_id=station_id, transaction_id=event.transaction_id,
-                seq_no=event.seq_no, event_type=event.event_type,
-                trigger_reason=event.trigger_reason, timestamp=event.timestamp,
-                charging_state=event.charging_state, offline=event.offline, payload=event.payload,
+                session=session,
+                station_id=station_id,
+                transaction_id=event.transaction_id,
+                seq_no=event.seq_no,
+                event_type=event.event_type,
+                trigger_reason=event.trigger_reason,
+                timestamp=event.timestamp,
+                charging_state=event.charging_state,
+                offline=event.offline,
+                payload=event.payload,
             )
     except IntegrityError:
         authorization = None
         if event.id_token:
             token = token_find(uid=event.id_token, token_type=event.id_token_type)
             authorization = AuthorizationResult(
-                status=session.auth_status or AuthStatus.ACCEPTED, reason="retry",
+                status=session.auth_status or AuthStatus.ACCEPTED,
+                reason="retry",
                 token_id=token.pk if token else None,
                 group_uid=token.group.uid if token and token.group_id else "",
             )
@@ -511,22 +637,30 @@ def session_transaction_event(*, station_id: int, event: TransactionEvent) -> Tr
     if event.reservation_id is not None:
         session.reservation_id = event.reservation_id
     latest_state = (
-        TransactionEventRecord.objects.filter(session=session).exclude(charging_state="")
-        .order_by("-timestamp", "-seq_no").values_list("charging_state", flat=True).first()
+        TransactionEventRecord.objects.filter(session=session)
+        .exclude(charging_state="")
+        .order_by("-timestamp", "-seq_no")
+        .values_list("charging_state", flat=True)
+        .first()
     )
     if latest_state:
         session.charging_state = latest_state
 
     batch = SampleBatch(session.evse_id, session.connector_id, event.samples)
     _samples_store(session=session, station_id=station_id, batch=batch)
-    begin = [s for s in event.samples if s.energy_wh() is not None
-             and s.context in ("Transaction.Begin", "")]
+    begin = [
+        s
+        for s in event.samples
+        if s.energy_wh() is not None and s.context in ("Transaction.Begin", "")
+    ]
     if session.meter_start_wh is None and event.event_type == "Started":
         readings = [s.energy_wh() for s in event.samples if s.energy_wh() is not None]
         if readings:
             session.meter_start_wh = min(readings)
-    elif session.meter_start_wh is None and begin and any(
-        s.context == "Transaction.Begin" for s in begin
+    elif (
+        session.meter_start_wh is None
+        and begin
+        and any(s.context == "Transaction.Begin" for s in begin)
     ):
         session.meter_start_wh = next(
             s.energy_wh() for s in begin if s.context == "Transaction.Begin"
@@ -536,8 +670,10 @@ def session_transaction_event(*, station_id: int, event: TransactionEvent) -> Tr
     authorization = None
     if event.id_token:
         authorization = authorization_decide(
-            uid=event.id_token, token_type=event.id_token_type,
-            context=AuthorizationDecision.Context.TRANSACTION_EVENT, station_id=station_id,
+            uid=event.id_token,
+            token_type=event.id_token_type,
+            context=AuthorizationDecision.Context.TRANSACTION_EVENT,
+            station_id=station_id,
             exclude_session_id=session.pk,
         )
         if not session.id_tag or event.event_type == "Started":
@@ -546,12 +682,18 @@ def session_transaction_event(*, station_id: int, event: TransactionEvent) -> Tr
             session.id_token_id = authorization.token_id
             session.account_id = authorization.account_id
             session.auth_status = authorization.status
+            if not authorization.accepted:
+                _session_flag(session, f"started with a {authorization.status} token")
 
     if event.event_type == "Ended":
-        end_readings = [s.energy_wh() for s in event.samples
-                        if s.energy_wh() is not None and s.context == "Transaction.End"]
+        end_readings = [
+            s.energy_wh()
+            for s in event.samples
+            if s.energy_wh() is not None and s.context == "Transaction.End"
+        ]
         _finish(
-            session, ended_at=event.timestamp,
+            session,
+            ended_at=event.timestamp,
             meter_stop_wh=end_readings[-1] if end_readings else None,
             reason=event.stopped_reason or "Local",
         )
@@ -560,4 +702,253 @@ def session_transaction_event(*, station_id: int, event: TransactionEvent) -> Tr
         _announce(session_started, session.pk)
     if event.event_type == "Ended":
         _announce(session_ended, session.pk)
-    return TransactionEventResult(session.pk, False, authorization)
+    began = event.event_type == "Started" or created
+    return TransactionEventResult(session.pk, False, authorization, began)
+
+
+# --- Accounts, drivers and tokens --------------------------------------------------------------
+#
+# Every change that can alter what a station's local authorization list holds for a token
+# (its existence, uid, status, validity, group, restrictions, owner's standing) announces
+# `id_token_changed` after commit; the local-list sync computes the differences from the
+# database then. A group token's change also concerns its members: their entries carry the
+# group as parentIdTag / groupIdToken and inherit its status.
+
+ACCOUNT_FIELDS = (
+    "name",
+    "reference",
+    "kind",
+    "legal_name",
+    "address",
+    "postal_code",
+    "city",
+    "country",
+    "vat_id",
+    "email",
+    "currency",
+    "billing_period",
+    "country_code",
+    "party_id",
+    "is_active",
+)
+DRIVER_FIELDS = ("account", "name", "reference", "email", "phone", "is_active")
+TOKEN_FIELDS = (
+    "uid",
+    "type",
+    "visual_number",
+    "driver",
+    "account",
+    "group",
+    "valid_from",
+    "valid_until",
+    "blocked",
+    "blocked_reason",
+    "max_concurrent_sessions",
+    "budget_energy_wh",
+    "budget_cost",
+    "budget_period",
+    "issuer_country_code",
+    "issuer_party_id",
+    "contract_id",
+    "in_local_list",
+)
+# Fields a station's local list entry depends on (the rest are billing and display details).
+TOKEN_LOCAL_LIST_FIELDS = frozenset(
+    {
+        "uid",
+        "type",
+        "group",
+        "valid_from",
+        "valid_until",
+        "blocked",
+        "in_local_list",
+        "account",
+        "driver",
+    }
+)
+
+
+def _tokens_changed(token_ids: list[int] | set[int]) -> None:
+    """Announce, after commit, that these tokens' local list entries may differ now."""
+    ids = set(token_ids)
+    if not ids:
+        return
+    ids |= set(IdToken.objects.filter(group_id__in=ids).values_list("pk", flat=True))
+    ordered = sorted(ids)
+    transaction.on_commit(lambda: id_token_changed.send(sender=IdToken, token_ids=ordered))
+
+
+def _assign(instance: Any, data: dict[str, Any], allowed: tuple[str, ...]) -> set[str]:
+    """Set the given fields; returns the names of those whose value actually changed."""
+    unknown = set(data) - set(allowed)
+    if unknown:
+        raise ValueError(f"not updatable: {', '.join(sorted(unknown))}")
+    changed = set()
+    for name, value in data.items():
+        if getattr(instance, name) != value:
+            setattr(instance, name, value)
+            changed.add(name)
+    return changed
+
+
+@transaction.atomic
+def account_create(*, name: str, **fields: Any) -> CustomerAccount:
+    """Create a customer account (a person, a company / fleet, or a roaming partner)."""
+    account = CustomerAccount(name=name)
+    _assign(account, fields, ACCOUNT_FIELDS)
+    account.full_clean()
+    account.save()
+    return account
+
+
+@transaction.atomic
+def account_update(*, account: CustomerAccount, data: dict[str, Any]) -> CustomerAccount:
+    """Change an account; (de)activating it changes what its tokens may do."""
+    changed = _assign(account, data, ACCOUNT_FIELDS)
+    if not changed:
+        return account
+    account.full_clean()
+    account.save()
+    if "is_active" in changed:
+        _tokens_changed(set(account.tokens.values_list("pk", flat=True)))
+    return account
+
+
+@transaction.atomic
+def driver_create(*, account: CustomerAccount, name: str, **fields: Any) -> Driver:
+    driver = Driver(account=account, name=name)
+    _assign(driver, fields, DRIVER_FIELDS)
+    driver.full_clean()
+    driver.save()
+    return driver
+
+
+@transaction.atomic
+def driver_update(*, driver: Driver, data: dict[str, Any]) -> Driver:
+    """Change a driver. A driver moving to another account takes their tokens along: a token
+    is always paid by its driver's account."""
+    changed = _assign(driver, data, DRIVER_FIELDS)
+    if not changed:
+        return driver
+    driver.full_clean()
+    driver.save()
+    token_ids = set(driver.tokens.values_list("pk", flat=True))
+    if "account" in changed:
+        IdToken.objects.filter(pk__in=token_ids).update(
+            account=driver.account, updated_at=timezone.now()
+        )
+    if changed & {"account", "is_active"}:
+        _tokens_changed(token_ids)
+    return driver
+
+
+def id_token_default_account(token: IdToken) -> None:
+    """A token without an account is paid by its driver's account, else by its group's (the
+    fleet card group)."""
+    if token.account_id:
+        return
+    if token.driver_id:
+        token.account_id = token.driver.account_id
+    elif token.group_id:
+        token.account_id = token.group.account_id
+
+
+@transaction.atomic
+def id_token_create(
+    *,
+    uid: str,
+    type: str = IdToken.Type.ISO14443,
+    allowed_locations: list[Location] | None = None,
+    allowed_stations: list[ChargingStation] | None = None,
+    **fields: Any,
+) -> IdToken:
+    """Create a token. The account defaults to the driver's, then the group's."""
+    token = IdToken(uid=uid, type=type)
+    _assign(token, fields, TOKEN_FIELDS)
+    id_token_default_account(token)
+    token.full_clean()
+    token.save()
+    if allowed_locations:
+        token.allowed_locations.set(allowed_locations)
+    if allowed_stations:
+        token.allowed_stations.set(allowed_stations)
+    _tokens_changed({token.pk})
+    return token
+
+
+@transaction.atomic
+def id_token_update(*, token: IdToken, data: dict[str, Any]) -> IdToken:
+    """Change a token's fields; blocking goes through id_token_block (it keeps a reason)."""
+    changed = _assign(token, data, TOKEN_FIELDS)
+    if "driver" in changed and "account" not in data:
+        token.account = token.driver.account if token.driver_id else token.account
+    if not changed:
+        return token
+    token.full_clean()
+    token.save()
+    if changed & TOKEN_LOCAL_LIST_FIELDS:
+        _tokens_changed({token.pk})
+    return token
+
+
+@transaction.atomic
+def id_token_set_restrictions(
+    *,
+    token: IdToken,
+    locations: list[Location],
+    stations: list[ChargingStation],
+) -> bool:
+    """Restrict a token to these sites and stations (both empty: anywhere). Returns whether
+    anything changed: the stations whose local lists hold the token change with it."""
+    before = (
+        set(token.allowed_locations.values_list("pk", flat=True)),
+        set(token.allowed_stations.values_list("pk", flat=True)),
+    )
+    after = ({loc.pk for loc in locations}, {st.pk for st in stations})
+    if before == after:
+        return False
+    token.allowed_locations.set(locations)
+    token.allowed_stations.set(stations)
+    IdToken.objects.filter(pk=token.pk).update(updated_at=timezone.now())
+    _tokens_changed({token.pk})
+    return True
+
+
+@transaction.atomic
+def id_token_block(*, token: IdToken, reason: str = "") -> bool:
+    """Block a token (a lost card, an unpaid account). Returns False when it already was."""
+    updated = IdToken.objects.filter(pk=token.pk, blocked=False).update(
+        blocked=True, blocked_reason=reason[:255], updated_at=timezone.now()
+    )
+    token.refresh_from_db(fields=["blocked", "blocked_reason", "updated_at"])
+    if updated:
+        _tokens_changed({token.pk})
+    return bool(updated)
+
+
+@transaction.atomic
+def id_token_unblock(*, token: IdToken) -> bool:
+    """Unblock a token. Returns False when it was not blocked."""
+    updated = IdToken.objects.filter(pk=token.pk, blocked=True).update(
+        blocked=False, blocked_reason="", updated_at=timezone.now()
+    )
+    token.refresh_from_db(fields=["blocked", "blocked_reason", "updated_at"])
+    if updated:
+        _tokens_changed({token.pk})
+    return bool(updated)
+
+
+@transaction.atomic
+def id_token_delete(*, token: IdToken) -> None:
+    """Delete a token. Its sessions and decisions keep the uid as presented; stations' local
+    lists drop it (the announced id no longer exists)."""
+    token_id = token.pk
+    member_ids = set(token.members.values_list("pk", flat=True))
+    token.delete()
+    ordered = sorted({token_id} | member_ids)
+    transaction.on_commit(lambda: id_token_changed.send(sender=IdToken, token_ids=ordered))
+
+
+def id_tokens_imported(*, token_ids: list[int]) -> None:
+    """Announce tokens written by a batch import (the import's own transaction commits them)."""
+    _tokens_changed(set(token_ids))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import ocpp.messages
@@ -151,6 +152,13 @@ def _schema_error_kind(error: SchemaValidationError) -> str:
     return "PropertyConstraintViolation"
 
 
+_DECIMAL_16 = {
+    (CALL, "SetChargingProfile"),
+    (CALL, "RemoteStartTransaction"),
+    (CALLRESULT, "GetCompositeSchedule"),
+}
+
+
 def validate(protocol: str, message_type: int, action: str, payload: dict[str, Any]) -> None:
     """Validate a CALL (message_type 2) or CALLRESULT (3) payload against the official schema.
 
@@ -159,7 +167,14 @@ def validate(protocol: str, message_type: int, action: str, payload: dict[str, A
     """
     version = LIBRARY_VERSION[protocol]
     try:
-        validator = get_validator(message_type, action, version)
+        if protocol == V16 and (message_type, action) in _DECIMAL_16:
+            # multipleOf 0.1 on limits: 21.4 / 0.1 is not an integer in binary floating point.
+            # The library validates these with Decimal and caches one validator per action, so
+            # ours must be built the same way or the two would poison each other's cache.
+            validator = get_validator(message_type, action, version, parse_float=Decimal)
+            payload = json.loads(json.dumps(payload), parse_float=Decimal)
+        else:
+            validator = get_validator(message_type, action, version)
     except (OSError, json.JSONDecodeError):
         raise OcppError("NotImplemented", f"{action} is not an OCPP {version} action") from None
     errors = sorted(validator.iter_errors(payload), key=lambda e: e.path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ from sessions.models import AuthorizationDecision
 from stations import services as network
 from stations.ocpp.db import db
 from stations.ocpp.protocol import OcppError
+from tariffs import services as tariffs
 
 if TYPE_CHECKING:
     from stations.consumers import OcppConsumer
@@ -41,7 +43,7 @@ def parse_time(value: str | None):  # type: ignore[no-untyped-def]
         parsed = parse_datetime(value)
         if parsed is not None:
             if timezone.is_naive(parsed):
-                parsed = timezone.make_aware(parsed, timezone.UTC)
+                parsed = timezone.make_aware(parsed, UTC)
             return parsed
     return timezone.now()
 
@@ -50,8 +52,9 @@ def id_tag_info(auth: charging.AuthorizationResult) -> dict[str, Any]:
     info: dict[str, Any] = {"status": _STATUS_16[auth.status]}
     if auth.expiry:
         info["expiryDate"] = auth.expiry.isoformat()
-    if auth.group_uid:
-        info["parentIdTag"] = auth.group_uid[:20]
+    # parentIdTag is at most 20 characters in 1.6; a longer group id cannot be expressed.
+    if auth.group_uid and len(auth.group_uid) <= 20:
+        info["parentIdTag"] = auth.group_uid
     return info
 
 
@@ -139,6 +142,8 @@ class Handlers:
             timestamp=parse_time(p["timestamp"]),
             reservation_id=p.get("reservationId"),
         )
+        # The price is fixed when the session starts (consumer law in many markets).
+        await db(tariffs.session_tariff_freeze)(session_id=result.session_id)
         return {
             "transactionId": result.transaction_id,
             "idTagInfo": id_tag_info(result.authorization),

@@ -10,9 +10,14 @@ from stations import services as network
 from stations.ocpp.db import db
 from stations.ocpp.protocol import OcppError
 from stations.ocpp.v16 import now_iso, parse_time
+from tariffs import services as tariffs
 
 if TYPE_CHECKING:
     from stations.consumers import OcppConsumer
+
+
+_OCPI_TO_201 = {"RFID": "ISO14443", "APP_USER": "Central", "AD_HOC_USER": "Central",
+                "OTHER": "Central"}
 
 
 def id_token_info(auth: charging.AuthorizationResult) -> dict[str, Any]:
@@ -20,7 +25,9 @@ def id_token_info(auth: charging.AuthorizationResult) -> dict[str, Any]:
     if auth.expiry:
         info["cacheExpiryDateTime"] = auth.expiry.isoformat()
     if auth.group_uid:
-        info["groupIdToken"] = {"idToken": auth.group_uid, "type": "Central"}
+        # Roaming (OCPI) token types have no 2.0.1 equivalent but Central.
+        group_type = _OCPI_TO_201.get(auth.group_type, auth.group_type) or "Central"
+        info["groupIdToken"] = {"idToken": auth.group_uid, "type": group_type}
     return info
 
 
@@ -147,6 +154,9 @@ class Handlers:
         result = await db(charging.session_transaction_event)(
             station_id=self.station_id, event=event
         )
+        if result.began:
+            # The price is fixed when the session starts (consumer law in many markets).
+            await db(tariffs.session_tariff_freeze)(session_id=result.session_id)
         response: dict[str, Any] = {}
         if result.authorization is not None:
             response["idTokenInfo"] = id_token_info(result.authorization)

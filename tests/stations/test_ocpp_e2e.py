@@ -194,9 +194,21 @@ async def test_ocpp16_full_charge_is_answered_and_recorded(daphne_server):
         assert ConnectorStatusEvent.objects.filter(station=station_row).count() == 3
         connection = StationConnection.objects.get(station=station_row)
         assert connection.security_profile == 1
-        assert connection.disconnected_at is not None
 
     await check()
+
+    @sync_to_async
+    def disconnected() -> bool:
+        return StationConnection.objects.filter(
+            station__identity="CP16-1", disconnected_at__isnull=False
+        ).exists() and not ChargingStation.objects.get(identity="CP16-1").is_online
+
+    # The server records the disconnect once it has processed the close.
+    for _ in range(100):
+        if await disconnected():
+            break
+        await asyncio.sleep(0.05)
+    assert await disconnected()
 
 
 async def test_ocpp201_full_charge_and_reports(daphne_server):
@@ -826,8 +838,12 @@ async def test_demo_stations_accept_the_printed_credentials(daphne_server):
 
     @sync_to_async
     def check():
-        session = ChargingSession.objects.get(station__identity="DEMO-16")
+        session = ChargingSession.objects.get(ocpp16_transaction_id=started.transaction_id)
+        assert session.station.identity == "DEMO-16"
         assert session.energy_wh == Decimal(4200)
         assert session.account.name == "Demo Fleet BV"
+        # The demo tariff was frozen on the session when it started.
+        assert session.tariff_ref == "DEMO-STANDARD"
+        assert session.tariff_snapshot["currency"] == "EUR"
 
     await check()

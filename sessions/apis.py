@@ -1,0 +1,458 @@
+"""REST API for tokens, drivers and accounts: one view per use case, writes via services.
+
+Every view states the model permissions it needs (role groups: Operators write, Support
+reads); listing is not open to any authenticated user as DRF's DjangoModelPermissions would
+leave it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sessions import selectors, services
+from sessions.models import ChargingSession, CustomerAccount, Driver, IdToken
+from stations.models import ChargingStation, Location
+
+
+class HasModelPermissions(BasePermission):
+    """The user holds every permission in the view's `required_permissions`."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        required = getattr(view, "required_permissions", None)
+        if not user or not user.is_authenticated or required is None:
+            return False
+        return user.has_perms(required)
+
+
+class ChargingApi(APIView):
+    permission_classes = [HasModelPermissions]
+    required_permissions: tuple[str, ...] = ()
+
+
+def paginated(
+    request: Request, view: APIView, queryset: Any, serializer: type[serializers.Serializer]
+) -> Response:
+    paginator = LimitOffsetPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    return paginator.get_paginated_response(serializer(page, many=True).data)
+
+
+def boolean_param(value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    return value.lower() in {"1", "true", "yes"}
+
+
+SEARCH = OpenApiParameter("q", str, description="uid or visual number (tokens), name, ...")
+
+
+# --- Tokens ---------------------------------------------------------------------------------
+
+
+class TokenOutputSerializer(serializers.ModelSerializer):
+    group_uid = serializers.CharField(source="group.uid", default="", read_only=True)
+
+    class Meta:
+        model = IdToken
+        fields = (
+            "id",
+            "uid",
+            "type",
+            "visual_number",
+            "driver",
+            "account",
+            "group",
+            "group_uid",
+            "valid_from",
+            "valid_until",
+            "blocked",
+            "blocked_reason",
+            "max_concurrent_sessions",
+            "allowed_locations",
+            "allowed_stations",
+            "budget_energy_wh",
+            "budget_cost",
+            "budget_period",
+            "issuer_country_code",
+            "issuer_party_id",
+            "contract_id",
+            "in_local_list",
+            "created_at",
+            "updated_at",
+        )
+
+
+class TokenInputSerializer(serializers.Serializer):
+    uid = serializers.CharField(max_length=36)
+    type = serializers.ChoiceField(choices=IdToken.Type.choices, default=IdToken.Type.ISO14443)
+    visual_number = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    driver = serializers.PrimaryKeyRelatedField(
+        queryset=Driver.objects.all(), required=False, allow_null=True
+    )
+    account = serializers.PrimaryKeyRelatedField(
+        queryset=CustomerAccount.objects.all(), required=False, allow_null=True
+    )
+    group = serializers.PrimaryKeyRelatedField(
+        queryset=IdToken.objects.all(), required=False, allow_null=True
+    )
+    valid_from = serializers.DateTimeField(required=False, allow_null=True)
+    valid_until = serializers.DateTimeField(required=False, allow_null=True)
+    max_concurrent_sessions = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    allowed_locations = serializers.PrimaryKeyRelatedField(
+        queryset=Location.objects.all(), many=True, required=False
+    )
+    allowed_stations = serializers.PrimaryKeyRelatedField(
+        queryset=ChargingStation.objects.all(), many=True, required=False
+    )
+    budget_energy_wh = serializers.DecimalField(
+        max_digits=14, decimal_places=3, min_value=0, required=False, allow_null=True
+    )
+    budget_cost = serializers.DecimalField(
+        max_digits=12, decimal_places=4, min_value=0, required=False, allow_null=True
+    )
+    budget_period = serializers.ChoiceField(choices=IdToken.BudgetPeriod.choices, required=False)
+    issuer_country_code = serializers.CharField(max_length=2, required=False, allow_blank=True)
+    issuer_party_id = serializers.CharField(max_length=3, required=False, allow_blank=True)
+    contract_id = serializers.CharField(max_length=36, required=False, allow_blank=True)
+    in_local_list = serializers.BooleanField(required=False)
+
+
+class TokenUpdateInputSerializer(TokenInputSerializer):
+    # What a card is never changes: a mistyped card is deleted and entered again.
+    uid = None  # type: ignore[assignment]
+    type = None  # type: ignore[assignment]
+
+
+def _restrictions(data: dict[str, Any]) -> dict[str, Any]:
+    return {key: data.pop(key) for key in ("allowed_locations", "allowed_stations") if key in data}
+
+
+class TokenListApi(ChargingApi):
+    required_permissions = ("charging.view_idtoken",)
+
+    @extend_schema(
+        parameters=[
+            SEARCH,
+            OpenApiParameter("blocked", bool),
+            OpenApiParameter("type", str),
+            OpenApiParameter("account", int),
+            OpenApiParameter("driver", int),
+        ],
+        responses=TokenOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        filters = {
+            "q": params.get("q", ""),
+            "blocked": boolean_param(params.get("blocked")),
+            "type": params.get("type", ""),
+            "account": params.get("account"),
+            "driver": params.get("driver"),
+            "group": params.get("group"),
+        }
+        tokens = selectors.token_list(filters=filters).prefetch_related(
+            "allowed_locations", "allowed_stations"
+        )
+        return paginated(request, self, tokens, TokenOutputSerializer)
+
+
+class TokenDetailApi(ChargingApi):
+    required_permissions = ("charging.view_idtoken",)
+
+    @extend_schema(responses=TokenOutputSerializer)
+    def get(self, request: Request, token_id: int) -> Response:
+        token = get_object_or_404(IdToken, pk=token_id)
+        return Response(TokenOutputSerializer(token).data)
+
+
+class TokenCreateApi(ChargingApi):
+    required_permissions = ("charging.add_idtoken",)
+
+    @extend_schema(request=TokenInputSerializer, responses={201: TokenOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = TokenInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token = services.id_token_create(**serializer.validated_data)
+        return Response(TokenOutputSerializer(token).data, status=status.HTTP_201_CREATED)
+
+
+class TokenUpdateApi(ChargingApi):
+    required_permissions = ("charging.change_idtoken",)
+
+    @extend_schema(request=TokenUpdateInputSerializer, responses=TokenOutputSerializer)
+    def post(self, request: Request, token_id: int) -> Response:
+        token = get_object_or_404(IdToken, pk=token_id)
+        serializer = TokenUpdateInputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        restrictions = _restrictions(data)
+        services.id_token_update(token=token, data=data)
+        if restrictions:
+            locations = restrictions.get("allowed_locations", token.allowed_locations.all())
+            stations = restrictions.get("allowed_stations", token.allowed_stations.all())
+            services.id_token_set_restrictions(
+                token=token, locations=list(locations), stations=list(stations)
+            )
+        token.refresh_from_db()
+        return Response(TokenOutputSerializer(token).data)
+
+
+class TokenDeleteApi(ChargingApi):
+    required_permissions = ("charging.delete_idtoken",)
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request: Request, token_id: int) -> Response:
+        token = get_object_or_404(IdToken, pk=token_id)
+        services.id_token_delete(token=token)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TokenBlockApi(ChargingApi):
+    required_permissions = ("charging.block_idtoken",)
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+    @extend_schema(request=InputSerializer, responses=TokenOutputSerializer)
+    def post(self, request: Request, token_id: int) -> Response:
+        token = get_object_or_404(IdToken, pk=token_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        services.id_token_block(token=token, reason=serializer.validated_data.get("reason", ""))
+        return Response(TokenOutputSerializer(token).data)
+
+
+class TokenUnblockApi(ChargingApi):
+    required_permissions = ("charging.block_idtoken",)
+
+    @extend_schema(request=None, responses=TokenOutputSerializer)
+    def post(self, request: Request, token_id: int) -> Response:
+        token = get_object_or_404(IdToken, pk=token_id)
+        services.id_token_unblock(token=token)
+        return Response(TokenOutputSerializer(token).data)
+
+
+# --- Drivers --------------------------------------------------------------------------------
+
+
+class DriverOutputSerializer(serializers.ModelSerializer):
+    token_count = serializers.IntegerField(read_only=True, default=None)
+
+    class Meta:
+        model = Driver
+        fields = (
+            "id",
+            "reference",
+            "name",
+            "account",
+            "email",
+            "phone",
+            "is_active",
+            "token_count",
+            "created_at",
+        )
+
+
+class DriverInputSerializer(serializers.Serializer):
+    account = serializers.PrimaryKeyRelatedField(queryset=CustomerAccount.objects.all())
+    name = serializers.CharField(max_length=255)
+    reference = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    phone = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    is_active = serializers.BooleanField(required=False)
+
+
+class DriverListApi(ChargingApi):
+    required_permissions = ("charging.view_driver",)
+
+    @extend_schema(
+        parameters=[SEARCH, OpenApiParameter("account", int)],
+        responses=DriverOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        filters = {
+            "q": request.query_params.get("q", ""),
+            "account": request.query_params.get("account"),
+        }
+        return paginated(
+            request, self, selectors.driver_list(filters=filters), DriverOutputSerializer
+        )
+
+
+class DriverDetailApi(ChargingApi):
+    required_permissions = ("charging.view_driver",)
+
+    @extend_schema(responses=DriverOutputSerializer)
+    def get(self, request: Request, driver_id: int) -> Response:
+        driver = get_object_or_404(selectors.driver_list(), pk=driver_id)
+        return Response(DriverOutputSerializer(driver).data)
+
+
+class DriverCreateApi(ChargingApi):
+    required_permissions = ("charging.add_driver",)
+
+    @extend_schema(request=DriverInputSerializer, responses={201: DriverOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = DriverInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        driver = services.driver_create(**serializer.validated_data)
+        return Response(DriverOutputSerializer(driver).data, status=status.HTTP_201_CREATED)
+
+
+class DriverUpdateApi(ChargingApi):
+    required_permissions = ("charging.change_driver",)
+
+    @extend_schema(request=DriverInputSerializer, responses=DriverOutputSerializer)
+    def post(self, request: Request, driver_id: int) -> Response:
+        driver = get_object_or_404(Driver, pk=driver_id)
+        serializer = DriverInputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        driver = services.driver_update(driver=driver, data=dict(serializer.validated_data))
+        return Response(DriverOutputSerializer(driver).data)
+
+
+class DriverSessionsApi(ChargingApi):
+    required_permissions = ("charging.view_driver", "charging.view_chargingsession")
+
+    class OutputSerializer(serializers.ModelSerializer):
+        station = serializers.CharField(source="station.identity")
+        energy_kwh = serializers.DecimalField(max_digits=16, decimal_places=3)
+        duration_seconds = serializers.SerializerMethodField()
+
+        class Meta:
+            model = ChargingSession
+            fields = (
+                "id",
+                "uid",
+                "station",
+                "evse_id",
+                "connector_id",
+                "transaction_id",
+                "id_tag",
+                "status",
+                "started_at",
+                "ended_at",
+                "energy_kwh",
+                "duration_seconds",
+                "live_cost",
+                "auth_status",
+                "stop_reason",
+            )
+
+        def get_duration_seconds(self, obj: ChargingSession) -> int:
+            return int(obj.duration.total_seconds())
+
+    @extend_schema(responses=OutputSerializer(many=True))
+    def get(self, request: Request, driver_id: int) -> Response:
+        driver = get_object_or_404(Driver, pk=driver_id)
+        return paginated(
+            request, self, selectors.driver_sessions(driver=driver), self.OutputSerializer
+        )
+
+
+# --- Accounts -------------------------------------------------------------------------------
+
+
+class AccountOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = CustomerAccount
+        fields = (
+            "id",
+            "reference",
+            "name",
+            "kind",
+            "legal_name",
+            "address",
+            "postal_code",
+            "city",
+            "country",
+            "vat_id",
+            "email",
+            "currency",
+            "billing_period",
+            "country_code",
+            "party_id",
+            "is_active",
+            "created_at",
+        )
+
+
+class AccountInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    reference = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    kind = serializers.ChoiceField(choices=CustomerAccount.Kind.choices, required=False)
+    legal_name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    address = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    postal_code = serializers.CharField(max_length=16, required=False, allow_blank=True)
+    city = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    country = serializers.CharField(max_length=2, required=False)
+    vat_id = serializers.CharField(max_length=32, required=False, allow_blank=True)
+    email = serializers.EmailField(required=False, allow_blank=True)
+    currency = serializers.CharField(max_length=3, required=False)
+    billing_period = serializers.ChoiceField(
+        choices=CustomerAccount.BillingPeriod.choices, required=False
+    )
+    country_code = serializers.CharField(max_length=2, required=False, allow_blank=True)
+    party_id = serializers.CharField(max_length=3, required=False, allow_blank=True)
+    is_active = serializers.BooleanField(required=False)
+
+
+class AccountListApi(ChargingApi):
+    required_permissions = ("charging.view_customeraccount",)
+
+    @extend_schema(
+        parameters=[SEARCH, OpenApiParameter("kind", str), OpenApiParameter("is_active", bool)],
+        responses=AccountOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        filters = {
+            "q": params.get("q", ""),
+            "kind": params.get("kind", ""),
+            "is_active": boolean_param(params.get("is_active")),
+        }
+        return paginated(
+            request, self, selectors.account_list(filters=filters), AccountOutputSerializer
+        )
+
+
+class AccountDetailApi(ChargingApi):
+    required_permissions = ("charging.view_customeraccount",)
+
+    @extend_schema(responses=AccountOutputSerializer)
+    def get(self, request: Request, account_id: int) -> Response:
+        account = get_object_or_404(CustomerAccount, pk=account_id)
+        return Response(AccountOutputSerializer(account).data)
+
+
+class AccountCreateApi(ChargingApi):
+    required_permissions = ("charging.add_customeraccount",)
+
+    @extend_schema(request=AccountInputSerializer, responses={201: AccountOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = AccountInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        account = services.account_create(**serializer.validated_data)
+        return Response(AccountOutputSerializer(account).data, status=status.HTTP_201_CREATED)
+
+
+class AccountUpdateApi(ChargingApi):
+    required_permissions = ("charging.change_customeraccount",)
+
+    @extend_schema(request=AccountInputSerializer, responses=AccountOutputSerializer)
+    def post(self, request: Request, account_id: int) -> Response:
+        account = get_object_or_404(CustomerAccount, pk=account_id)
+        serializer = AccountInputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        account = services.account_update(account=account, data=dict(serializer.validated_data))
+        return Response(AccountOutputSerializer(account).data)

@@ -1,0 +1,183 @@
+"""REST API for tokens, drivers and accounts: token authentication and role permissions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from sessions import services
+from sessions.models import Driver, IdToken
+from stations.models import Location
+
+pytestmark = pytest.mark.django_db
+
+
+def api(user: Any | None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        key = Token.objects.create(user=user).key
+        client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
+    return client
+
+
+def test_operator_manages_tokens(
+    operator: Any, account: Any, token_changes: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = api(operator)
+    site = Location.objects.create(name="Depot")
+    driver = services.driver_create(account=account, name="Dana", reference="D-1")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client.post(
+            "/api/tokens/create/",
+            {
+                "uid": "04A1B2C3",
+                "type": "ISO14443",
+                "visual_number": "NL-ACM-000001",
+                "driver": driver.pk,
+                "valid_until": "2031-01-01T00:00:00Z",
+                "allowed_locations": [site.pk],
+                "max_concurrent_sessions": 1,
+            },
+            format="json",
+        )
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    token_id = body["id"]
+    assert body["account"] == account.pk  # the driver's account pays
+    assert body["allowed_locations"] == [site.pk]
+    assert token_changes.calls == [[token_id]]
+
+    duplicate = client.post("/api/tokens/create/", {"uid": "04a1b2c3"}, format="json")
+    assert duplicate.status_code == 400
+    assert "already exists" in str(duplicate.json())
+    bad = client.post("/api/tokens/create/", {"uid": "not-hex!"}, format="json")
+    assert bad.status_code == 400
+    assert "uid" in bad.json()
+
+    found = client.get("/api/tokens/", {"q": "04a1"}).json()
+    assert [t["uid"] for t in found["results"]] == ["04A1B2C3"]
+    assert client.get("/api/tokens/", {"q": "ACM-000001"}).json()["count"] == 1
+    assert client.get("/api/tokens/", {"blocked": "true"}).json()["count"] == 0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        updated = client.post(
+            f"/api/tokens/{token_id}/update/",
+            {"valid_until": None, "allowed_locations": []},
+            format="json",
+        )
+    assert updated.status_code == 200
+    assert updated.json()["valid_until"] is None
+    assert updated.json()["allowed_locations"] == []
+
+    with django_capture_on_commit_callbacks(execute=True):
+        blocked = client.post(f"/api/tokens/{token_id}/block/", {"reason": "lost"}, format="json")
+    assert blocked.status_code == 200
+    assert blocked.json()["blocked"] is True
+    assert blocked.json()["blocked_reason"] == "lost"
+    assert token_changes.calls[-1] == [token_id]
+
+    unblocked = client.post(f"/api/tokens/{token_id}/unblock/")
+    assert unblocked.json()["blocked"] is False
+
+    assert client.get(f"/api/tokens/{token_id}/").json()["uid"] == "04A1B2C3"
+    assert client.post(f"/api/tokens/{token_id}/delete/").status_code == 204
+    assert not IdToken.objects.exists()
+
+
+def test_support_reads_but_cannot_write(support: Any, account: Any) -> None:
+    token = services.id_token_create(uid="04A1B2C3", account=account)
+    client = api(support)
+    assert client.get("/api/tokens/").status_code == 200
+    assert client.get(f"/api/tokens/{token.pk}/").status_code == 200
+    assert client.get("/api/accounts/").status_code == 200
+    assert client.post("/api/tokens/create/", {"uid": "04FFFFFF"}, format="json").status_code == 403
+    assert client.post(f"/api/tokens/{token.pk}/block/").status_code == 403
+    assert (
+        client.post(
+            f"/api/tokens/{token.pk}/update/", {"visual_number": "x"}, format="json"
+        ).status_code
+        == 403
+    )
+    assert client.post(f"/api/tokens/{token.pk}/delete/").status_code == 403
+    assert (
+        client.post(
+            "/api/drivers/create/", {"account": account.pk, "name": "X"}, format="json"
+        ).status_code
+        == 403
+    )
+    token.refresh_from_db()
+    assert not token.blocked
+    assert token.visual_number == ""
+
+
+def test_no_role_no_access_and_no_credentials_401(account: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    nobody = get_user_model().objects.create_user(username="nobody", password="x-long-pass-1")
+    assert api(nobody).get("/api/tokens/").status_code == 403
+    assert api(None).get("/api/tokens/").status_code == 401
+
+
+def test_accounts_and_drivers(
+    operator: Any, token_changes: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    client = api(operator)
+    account = client.post(
+        "/api/accounts/create/",
+        {
+            "name": "Blue Fleet",
+            "reference": "BLUE",
+            "kind": "company",
+            "legal_name": "Blue Fleet GmbH",
+            "country": "DE",
+            "vat_id": "DE123456789",
+            "currency": "EUR",
+            "billing_period": "monthly",
+        },
+        format="json",
+    )
+    assert account.status_code == 201, account.json()
+    account_id = account.json()["id"]
+    assert (
+        client.post(
+            "/api/accounts/create/", {"name": "x", "currency": "euro"}, format="json"
+        ).status_code
+        == 400
+    )
+
+    driver = client.post(
+        "/api/drivers/create/",
+        {
+            "account": account_id,
+            "name": "Eve",
+            "reference": "E-1",
+            "email": "eve@blue.invalid",
+        },
+        format="json",
+    )
+    assert driver.status_code == 201
+    driver_id = driver.json()["id"]
+    token = services.id_token_create(uid="04EEEE01", driver=Driver.objects.get(pk=driver_id))
+    assert token.account_id == account_id
+
+    found = client.get("/api/drivers/", {"q": "04eeee"}).json()
+    assert [d["name"] for d in found["results"]] == ["Eve"]
+    assert found["results"][0]["token_count"] == 1
+    assert client.get("/api/accounts/", {"q": "BLUE"}).json()["count"] == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        deactivated = client.post(
+            f"/api/accounts/{account_id}/update/", {"is_active": False}, format="json"
+        )
+    assert deactivated.json()["is_active"] is False
+    assert token_changes.calls[-1] == [token.pk]
+    decision = services.authorization_decide(uid="04EEEE01", context="Authorize")
+    assert (decision.status, decision.reason) == ("Blocked", f"account {account_id} inactive")
+
+    sessions = client.get(f"/api/drivers/{driver_id}/sessions/")
+    assert sessions.status_code == 200
+    assert sessions.json()["count"] == 0
