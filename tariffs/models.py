@@ -6,6 +6,7 @@ OCPI JSON that the rating engine, CDR snapshots and roaming partners all use.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -51,7 +52,13 @@ class Tariff(models.Model):
         return f"{self.name} ({self.currency})"
 
     def clean(self) -> None:
-        if self.start_date_time and self.end_date_time and self.start_date_time >= self.end_date_time:
+        if not re.fullmatch(r"[A-Z]{3}", self.currency or ""):
+            raise ValidationError({"currency": "an ISO 4217 code, e.g. EUR"})
+        if (
+            self.start_date_time
+            and self.end_date_time
+            and self.start_date_time >= self.end_date_time
+        ):
             raise ValidationError({"end_date_time": "must be after the start"})
         for low, high in (
             ("min_price_excl_vat", "max_price_excl_vat"),
@@ -60,6 +67,13 @@ class Tariff(models.Model):
             lo, hi = getattr(self, low), getattr(self, high)
             if lo is not None and hi is not None and lo > hi:
                 raise ValidationError({high: "must not be below the minimum price"})
+        # OCPI's Price has a mandatory excl_vat: an incl-only bound could not be published.
+        for excl, incl in (
+            ("min_price_excl_vat", "min_price_incl_vat"),
+            ("max_price_excl_vat", "max_price_incl_vat"),
+        ):
+            if getattr(self, incl) is not None and getattr(self, excl) is None:
+                raise ValidationError({excl: "needed when the price incl. VAT is set"})
 
     def to_ocpi(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -108,20 +122,59 @@ class TariffElement(models.Model):
     max_duration = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
     day_of_week = models.JSONField(default=list, blank=True, help_text='e.g. ["MONDAY"]')
     reservation = models.CharField(
-        max_length=20, blank=True,
+        max_length=20,
+        blank=True,
         choices=[("RESERVATION", "RESERVATION"), ("RESERVATION_EXPIRES", "RESERVATION_EXPIRES")],
     )
 
     class Meta:
         ordering = ["tariff", "position", "id"]
 
+    def __str__(self) -> str:
+        prices = ", ".join(str(pc) for pc in self.price_components.all()) if self.pk else ""
+        text = f"#{self.position}: {prices or 'no prices'}"
+        restrictions = self.restrictions_summary()
+        return f"{text} ({restrictions})" if restrictions else text
+
+    def restrictions_summary(self) -> str:
+        """The restrictions as an operator reads them, e.g. "07:00–19:00, Mon, Fri, < 20 kWh"."""
+        parts = []
+        if self.start_time is not None or self.end_time is not None:
+            start = self.start_time.strftime("%H:%M") if self.start_time else "00:00"
+            end = self.end_time.strftime("%H:%M") if self.end_time else "24:00"
+            parts.append(f"{start}–{'24:00' if end == '00:00' else end}")
+        if self.start_date is not None:
+            parts.append(f"from {self.start_date.isoformat()}")
+        if self.end_date is not None:
+            parts.append(f"before {self.end_date.isoformat()}")
+        if self.day_of_week:
+            parts.append(", ".join(day[:3].title() for day in DAYS if day in self.day_of_week))
+        for low, high, unit in (
+            ("min_kwh", "max_kwh", "kWh"),
+            ("min_power", "max_power", "kW"),
+            ("min_current", "max_current", "A"),
+        ):
+            if getattr(self, low) is not None:
+                parts.append(f"≥ {_num(getattr(self, low))} {unit}")
+            if getattr(self, high) is not None:
+                parts.append(f"< {_num(getattr(self, high))} {unit}")
+        if self.min_duration is not None:
+            parts.append(f"after {self.min_duration} s")
+        if self.max_duration is not None:
+            parts.append(f"first {self.max_duration} s")
+        if self.reservation:
+            parts.append(self.reservation.replace("_", " ").lower())
+        return ", ".join(parts)
+
     def clean(self) -> None:
         unknown = [day for day in self.day_of_week or [] if day not in DAYS]
         if unknown:
             raise ValidationError({"day_of_week": f"unknown day(s): {', '.join(unknown)}"})
         for low, high in (
-            ("min_kwh", "max_kwh"), ("min_current", "max_current"),
-            ("min_power", "max_power"), ("min_duration", "max_duration"),
+            ("min_kwh", "max_kwh"),
+            ("min_current", "max_current"),
+            ("min_power", "max_power"),
+            ("min_duration", "max_duration"),
             ("start_date", "end_date"),
         ):
             lo, hi = getattr(self, low), getattr(self, high)
@@ -175,7 +228,10 @@ class PriceComponent(models.Model):
     type = models.CharField(max_length=16, choices=Type.choices)
     price = models.DecimalField(max_digits=12, decimal_places=6, help_text="Excl. VAT, per unit.")
     vat = models.DecimalField(
-        max_digits=5, decimal_places=2, null=True, blank=True,
+        max_digits=5,
+        decimal_places=2,
+        null=True,
+        blank=True,
         help_text="Percent. Empty: no VAT applies (not the same as 0).",
     )
     step_size = models.PositiveIntegerField(
@@ -185,9 +241,15 @@ class PriceComponent(models.Model):
     class Meta:
         ordering = ["element", "id"]
 
+    def __str__(self) -> str:
+        unit = {"ENERGY": "/kWh", "TIME": "/h", "PARKING_TIME": "/h"}.get(self.type, "")
+        return f"{self.type} {_num(self.price)}{unit}"
+
     def to_ocpi(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "type": self.type, "price": _num(self.price), "step_size": self.step_size,
+            "type": self.type,
+            "price": _num(self.price),
+            "step_size": self.step_size,
         }
         if self.vat is not None:
             data["vat"] = _num(self.vat)
@@ -209,7 +271,11 @@ class TariffAssignment(models.Model):
     evse_id = models.PositiveIntegerField(null=True, blank=True)
     connector_id = models.PositiveIntegerField(null=True, blank=True)
     account = models.ForeignKey(
-        CustomerAccount, on_delete=models.CASCADE, null=True, blank=True, related_name="+",
+        CustomerAccount,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
         help_text="A customer, fleet or roaming partner with its own price.",
     )
     valid_from = models.DateTimeField(null=True, blank=True)
@@ -218,9 +284,34 @@ class TariffAssignment(models.Model):
     class Meta:
         ordering = ["tariff"]
 
+    def __str__(self) -> str:
+        name = self.tariff.tariff_id if self.tariff_id else "(no tariff)"
+        return f"{name} at {self.scope_label}"
+
+    @property
+    def scope_label(self) -> str:
+        if self.connector_id is not None:
+            scope = f"{self.station} EVSE {self.evse_id} connector {self.connector_id}"
+        elif self.evse_id is not None:
+            scope = f"{self.station} EVSE {self.evse_id}"
+        elif self.station_id:
+            scope = str(self.station)
+        elif self.location_id:
+            scope = f"site {self.location}"
+        else:
+            scope = "everywhere (default)"
+        return f"{scope}, account {self.account}" if self.account_id else scope
+
     def clean(self) -> None:
         if (self.evse_id is not None or self.connector_id is not None) and not self.station_id:
             raise ValidationError({"station": "an EVSE or connector needs its station"})
+        # 2.0.1 numbers connectors within their EVSE (1.6: EVSE number = connector number).
+        if self.connector_id is not None and self.evse_id is None:
+            raise ValidationError({"evse_id": "a connector needs its EVSE"})
+        if self.station_id and self.location_id and self.station.location_id != self.location_id:
+            raise ValidationError({"location": "the station stands at another site"})
+        if self.valid_from and self.valid_until and self.valid_from >= self.valid_until:
+            raise ValidationError({"valid_until": "must be after valid from"})
 
     @property
     def specificity(self) -> int:

@@ -1,0 +1,294 @@
+"""Operator panel for tariffs: a tariff is edited on one page with its elements (each with its
+price components and restrictions) and where it applies; a price preview rates a hypothetical
+session under it.
+
+Edits change future sessions only: a session keeps the tariff frozen on it at its start.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from tariffs import services, views
+from tariffs.forms import TariffElementForm, TariffElementFormSet
+from tariffs.models import Tariff, TariffAssignment, TariffElement
+
+PRICE_FIELDS = (
+    ("energy_price", "energy_vat", "energy_step_size"),
+    ("flat_price", "flat_vat"),
+    ("time_price", "time_vat", "time_step_size"),
+    ("parking_price", "parking_vat", "parking_step_size"),
+)
+RESTRICTION_FIELDS = (
+    ("start_time", "end_time"),
+    ("start_date", "end_date"),
+    "day_of_week",
+    ("min_kwh", "max_kwh"),
+    ("min_power", "max_power"),
+    ("min_current", "max_current"),
+    ("min_duration", "max_duration"),
+    "reservation",
+)
+
+
+class TariffElementInline(admin.StackedInline):
+    model = TariffElement
+    form = TariffElementForm
+    formset = TariffElementFormSet
+    extra = 0
+    min_num = 1
+    fieldsets = (
+        (None, {"fields": ("position",)}),
+        (
+            "Prices",
+            {
+                "fields": PRICE_FIELDS,
+                "description": (
+                    "Prices excl. VAT. Leave a price empty when the element has no such "
+                    "component. VAT empty: no VAT applies (not the same as 0). Step: the "
+                    "billing increment, applied once per session to the last component; "
+                    "empty: 1."
+                ),
+            },
+        ),
+        (
+            "Restrictions: the prices apply while all of these hold (empty: always)",
+            {"fields": RESTRICTION_FIELDS},
+        ),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TariffElement]:
+        return super().get_queryset(request).prefetch_related("price_components")
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        # OCPI: a tariff has at least one element.
+        kwargs.setdefault("validate_min", True)
+        return super().get_formset(request, obj, **kwargs)
+
+
+class TariffAssignmentInline(admin.TabularInline):
+    model = TariffAssignment
+    extra = 0
+    fields = (
+        "location",
+        "station",
+        "evse_id",
+        "connector_id",
+        "account",
+        "valid_from",
+        "valid_until",
+    )
+    autocomplete_fields = ("location", "station")
+    raw_id_fields = ("account",)
+    verbose_name = "where it applies"
+    verbose_name_plural = (
+        "Where it applies (most specific wins: connector > EVSE > station > site > default; "
+        "an account's own price beats the same place without account)"
+    )
+
+
+class ValidityFilter(admin.SimpleListFilter):
+    title = "validity"
+    parameter_name = "valid"
+
+    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+        return [("now", "Valid now"), ("ended", "Ended"), ("future", "Starts later")]
+
+    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+        now = timezone.now()
+        if self.value() == "now":
+            return queryset.filter(
+                Q(start_date_time__isnull=True) | Q(start_date_time__lte=now),
+                Q(end_date_time__isnull=True) | Q(end_date_time__gt=now),
+            )
+        if self.value() == "ended":
+            return queryset.filter(end_date_time__lte=now)
+        if self.value() == "future":
+            return queryset.filter(start_date_time__gt=now)
+        return queryset
+
+
+@admin.register(Tariff)
+class TariffAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "tariff_id",
+        "currency",
+        "type",
+        "prices",
+        "validity",
+        "assignment_count",
+        "updated_at",
+    )
+    list_filter = (ValidityFilter, "currency", "type")
+    search_fields = ("name", "tariff_id", "display_text")
+    inlines = [TariffElementInline, TariffAssignmentInline]
+    readonly_fields = ("preview_link", "ocpi_json", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("tariff_id", "name", "currency", "type", "display_text")}),
+        (
+            "Price bounds for a session (excl. and incl. VAT are clamped independently)",
+            {
+                "fields": (
+                    ("min_price_excl_vat", "min_price_incl_vat"),
+                    ("max_price_excl_vat", "max_price_incl_vat"),
+                )
+            },
+        ),
+        ("Validity", {"fields": (("start_date_time", "end_date_time"),)}),
+        ("Price preview", {"fields": ("preview_link",)}),
+        (
+            "As published (OCPI 2.2.1)",
+            {"fields": ("ocpi_json", "created_at", "updated_at"), "classes": ("collapse",)},
+        ),
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        # The OCPI id is what partners, CDRs and frozen sessions refer to.
+        return ("tariff_id", *fields) if obj is not None else fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Tariff]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(_assignments=Count("assignments", distinct=True))
+            .prefetch_related("elements__price_components")
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_preview"
+        preview = path(
+            "<path:object_id>/preview/", self.admin_site.admin_view(self.preview_view), name=name
+        )
+        return [preview, *super().get_urls()]
+
+    def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return views.tariff_preview(request, model_admin=self, object_id=object_id)
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        formset.save()
+        if formset.model is not TariffElement:
+            return
+        for element_form in formset.forms:
+            element = element_form.instance
+            if (
+                element.pk is None
+                or element_form in formset.deleted_forms
+                or not element_form.has_changed()
+            ):
+                continue
+            services.tariff_element_components_set(
+                element=element, components=element_form.components
+            )
+
+    @admin.display(description="Prices")
+    def prices(self, obj: Tariff) -> str:
+        return format_html_join(
+            "", "<div>{}</div>", ((str(element),) for element in obj.elements.all())
+        )
+
+    @admin.display(description="Valid")
+    def validity(self, obj: Tariff) -> str:
+        if not obj.start_date_time and not obj.end_date_time:
+            return "always"
+        start = obj.start_date_time.strftime("%Y-%m-%d %H:%M") if obj.start_date_time else "…"
+        end = obj.end_date_time.strftime("%Y-%m-%d %H:%M") if obj.end_date_time else "…"
+        return f"{start} – {end} UTC"
+
+    @admin.display(description="Applies at", ordering="_assignments")
+    def assignment_count(self, obj: Tariff) -> int:
+        return obj._assignments  # type: ignore[attr-defined]
+
+    @admin.display(description="Price preview")
+    def preview_link(self, obj: Tariff) -> str:
+        if obj.pk is None:
+            return "Available after saving."
+        url = reverse("admin:tariffs_tariff_preview", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Price a session under this tariff</a>', url)
+
+    @admin.display(description="OCPI JSON")
+    def ocpi_json(self, obj: Tariff) -> str:
+        if obj.pk is None:
+            return "Shown after saving."
+        text = json.dumps(obj.to_ocpi(), indent=2, ensure_ascii=False)
+        return format_html('<pre style="white-space:pre-wrap;margin:0">{}</pre>', text)
+
+
+class ScopeFilter(admin.SimpleListFilter):
+    title = "scope"
+    parameter_name = "scope"
+
+    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+        return [
+            ("default", "Default"),
+            ("site", "Site"),
+            ("station", "Station"),
+            ("evse", "EVSE or connector"),
+            ("account", "For an account"),
+        ]
+
+    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+        no_station = Q(station__isnull=True)
+        match self.value():
+            case "default":
+                return queryset.filter(no_station, location__isnull=True)
+            case "site":
+                return queryset.filter(no_station, location__isnull=False)
+            case "station":
+                return queryset.filter(station__isnull=False, evse_id__isnull=True)
+            case "evse":
+                return queryset.filter(evse_id__isnull=False)
+            case "account":
+                return queryset.filter(account__isnull=False)
+        return queryset
+
+
+@admin.register(TariffAssignment)
+class TariffAssignmentAdmin(admin.ModelAdmin):
+    list_display = ("tariff", "scope", "account", "valid_from", "valid_until", "rank")
+    list_select_related = ("tariff", "location", "station", "account")
+    list_filter = (ScopeFilter,)
+    search_fields = (
+        "tariff__name",
+        "tariff__tariff_id",
+        "station__identity",
+        "location__name",
+        "account__name",
+    )
+    autocomplete_fields = ("tariff", "location", "station")
+    raw_id_fields = ("account",)
+    fieldsets = (
+        (None, {"fields": ("tariff",)}),
+        (
+            "Where (empty: everywhere). Most specific wins: connector > EVSE > station > site",
+            {
+                "fields": ("location", "station", ("evse_id", "connector_id")),
+                "description": (
+                    "OCPP 1.6 stations have one EVSE per connector: EVSE number = connector "
+                    "number. OCPP 2.0.1 numbers connectors within their EVSE."
+                ),
+            },
+        ),
+        (
+            "For whom (empty: everyone). A customer, fleet or roaming partner account",
+            {"fields": ("account",)},
+        ),
+        ("When (empty: always)", {"fields": (("valid_from", "valid_until"),)}),
+    )
+
+    @admin.display(description="Applies at")
+    def scope(self, obj: TariffAssignment) -> str:
+        return obj.scope_label
+
+    @admin.display(description="Rank")
+    def rank(self, obj: TariffAssignment) -> int:
+        return obj.specificity

@@ -1,0 +1,392 @@
+"""Reads of the tariffs domain: which tariff applies where, and what a session used.
+
+The usage of a session is read from what the charger reported (meter samples, 1.6 connector
+status history, 2.0.1 chargingState) and turned into the rating engine's `SessionUsage`.
+Odd data never raises here: missing samples fall back to the session's meter start/stop and
+energy, and a clock that went backwards cannot make the session end before it started.
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import logging
+import zoneinfo
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from sessions.models import (
+    ChargingSession,
+    CustomerAccount,
+    MeterSample,
+    TransactionEventRecord,
+)
+from stations.models import ChargingStation, ConnectorStatusEvent
+from tariffs import rating
+from tariffs.models import Tariff, TariffAssignment
+
+logger = logging.getLogger(__name__)
+
+ENERGY_REGISTER = "Energy.Active.Import.Register"
+POWER = "Power.Active.Import"
+CURRENT = "Current.Import"
+
+# OCPP 1.6 StatusNotification -> requesting power (TIME) or not (PARKING_TIME). SuspendedEVSE is
+# the station withholding energy, which the OCPI errata say is not parking (domain.md §1.6).
+OCPP16_CHARGING = {
+    "Charging": True,
+    "SuspendedEVSE": True,
+    "SuspendedEV": False,
+    "Finishing": False,
+}
+# OCPP 2.0.1 transactionInfo.chargingState, same reading.
+OCPP201_CHARGING = {
+    "Charging": True,
+    "SuspendedEVSE": True,
+    "SuspendedEV": False,
+    "EVConnected": False,
+    "Idle": False,
+}
+# Phases whose currents (or powers) add up to the session's total; "N" is the neutral conductor
+# and line-to-line values would count a phase twice.
+_PHASES = frozenset({"L1", "L2", "L3", "L1-N", "L2-N", "L3-N"})
+# Where the value was measured: the outlet (or no location given) is what the driver gets.
+_LOCATION_RANK = {"": 0, "Outlet": 0, "Cable": 1, "Inlet": 2}
+_MICROSECOND = dt.timedelta(microseconds=1)
+
+
+# --- Which tariff applies ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TariffChoice:
+    """The tariff that applies, the assignment that made it apply, and its two shapes."""
+
+    tariff: Tariff
+    assignment: TariffAssignment
+    ocpi: dict[str, Any]
+    engine: rating.Tariff
+
+
+def tariff_engine(tariff: Tariff) -> rating.Tariff:
+    """The rating engine's form of a stored tariff (through the same OCPI JSON as snapshots)."""
+    return rating.tariff_from_ocpi(tariff.to_ocpi())
+
+
+def session_account_id(*, session: ChargingSession) -> int | None:
+    """Who pays for the session: its account, else its token's (or the token group's), else the
+    roaming partner that issued the token."""
+    if session.account_id:
+        return session.account_id
+    token = session.id_token
+    if token is None:
+        return None
+    if token.account_id:
+        return token.account_id
+    if token.group_id and token.group is not None and token.group.account_id:
+        return token.group.account_id
+    if token.issuer_country_code and token.issuer_party_id:
+        return (
+            CustomerAccount.objects.filter(
+                kind=CustomerAccount.Kind.ROAMING_PARTNER,
+                country_code__iexact=token.issuer_country_code,
+                party_id__iexact=token.issuer_party_id,
+                is_active=True,
+            )
+            .values_list("pk", flat=True)
+            .first()
+        )
+    return None
+
+
+def tariff_assignments_matching(
+    *,
+    station: ChargingStation | None,
+    evse_id: int | None = None,
+    connector_id: int | None = None,
+    account_id: int | None = None,
+    at: dt.datetime,
+) -> list[TariffAssignment]:
+    """Assignments that cover this place, payer and instant, the most specific first.
+
+    Specificity: connector > EVSE > station > site > default, and within one scope an
+    account's own price beats the general one. Ties go to the assignment that became valid
+    last (a scheduled price change), then to the newest row.
+    """
+    scope = Q(station__isnull=True, evse_id__isnull=True, connector_id__isnull=True)
+    if station is not None:
+        here = Q(station=station) & (Q(evse_id__isnull=True) | Q(evse_id=evse_id))
+        here &= Q(connector_id__isnull=True) | Q(connector_id=connector_id, evse_id=evse_id)
+        scope |= here
+        site = Q(location__isnull=True)
+        if station.location_id:
+            site |= Q(location_id=station.location_id)
+        scope &= site
+    else:
+        scope &= Q(location__isnull=True)
+    payer = Q(account__isnull=True)
+    if account_id:
+        payer |= Q(account_id=account_id)
+    valid = (Q(valid_from__isnull=True) | Q(valid_from__lte=at)) & (
+        Q(valid_until__isnull=True) | Q(valid_until__gt=at)
+    )
+    rows = list(
+        TariffAssignment.objects.filter(scope, payer, valid)
+        .select_related("tariff")
+        .prefetch_related("tariff__elements__price_components")
+    )
+    earliest = dt.datetime.min.replace(tzinfo=dt.UTC)
+    rows.sort(key=lambda a: (a.specificity, a.valid_from or earliest, a.pk), reverse=True)
+    return rows
+
+
+def tariff_select(
+    *,
+    station: ChargingStation | None,
+    evse_id: int | None = None,
+    connector_id: int | None = None,
+    account_id: int | None = None,
+    at: dt.datetime,
+    tariff_type: str = "REGULAR",
+) -> TariffChoice | None:
+    """The tariff for a charge here, for this payer, at `at`; None when nothing applies.
+
+    1. Matching assignments, most specific first (`tariff_assignments_matching`).
+    2. The engine's `select_tariff` takes the first whose tariff fits the type and whose own
+       start/end_date_time covers `at`, so an expired tariff gives way to the next assignment.
+    """
+    candidates: list[tuple[rating.Tariff, TariffAssignment, dict[str, Any]]] = []
+    for assignment in tariff_assignments_matching(
+        station=station, evse_id=evse_id, connector_id=connector_id, account_id=account_id, at=at
+    ):
+        ocpi = assignment.tariff.to_ocpi()
+        try:
+            engine = rating.tariff_from_ocpi(ocpi)
+        except (ValueError, TypeError, KeyError, ArithmeticError):
+            # A row saved around the admin's validation must not stop charging elsewhere.
+            logger.exception("tariff %s cannot be rated", assignment.tariff.tariff_id)
+            continue
+        candidates.append((engine, assignment, ocpi))
+    chosen = rating.select_tariff([c[0] for c in candidates], at=at, tariff_type=tariff_type)
+    for engine, assignment, ocpi in candidates:
+        if engine is chosen:
+            return TariffChoice(assignment.tariff, assignment, ocpi, engine)
+    return None
+
+
+def tariff_for_session(
+    *, session: ChargingSession, at: dt.datetime | None = None
+) -> TariffChoice | None:
+    """The tariff that applies to a session's place and payer at `at` (default: its start)."""
+    return tariff_select(
+        station=session.station,
+        evse_id=session.evse_id,
+        connector_id=session.connector_id,
+        account_id=session_account_id(session=session),
+        at=at or session.started_at,
+    )
+
+
+def session_frozen_tariff(*, session: ChargingSession) -> rating.Tariff | None:
+    """The tariff frozen on the session, or None when there is none or it cannot be read."""
+    if not session.tariff_snapshot:
+        return None
+    try:
+        return rating.tariff_from_ocpi(session.tariff_snapshot)
+    except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError):
+        logger.exception("session %s has an unreadable tariff snapshot", session.pk)
+        return None
+
+
+def session_time_zone(*, session: ChargingSession) -> zoneinfo.ZoneInfo:
+    """The site's time zone, in which tariff restrictions are evaluated; UTC when unknown."""
+    location = session.station.location if session.station_id else None
+    if location is not None:
+        try:
+            return zoneinfo.ZoneInfo(location.time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            logger.warning("location %s has an unknown time zone", location.pk)
+    return zoneinfo.ZoneInfo("UTC")
+
+
+# --- What a session used ----------------------------------------------------------------------
+
+
+def _micros(delta: dt.timedelta) -> int:
+    return delta // _MICROSECOND
+
+
+class _Curve:
+    """Meter register (Wh) over time, linear between readings and flat outside them."""
+
+    def __init__(self, points: dict[dt.datetime, Decimal]) -> None:
+        self.times = sorted(points)
+        self.values = [points[t] for t in self.times]
+
+    def at(self, when: dt.datetime) -> Decimal:
+        if when <= self.times[0]:
+            return self.values[0]
+        if when >= self.times[-1]:
+            return self.values[-1]
+        i = bisect.bisect_right(self.times, when) - 1
+        t0, t1 = self.times[i], self.times[i + 1]
+        e0, e1 = self.values[i], self.values[i + 1]
+        return e0 + (e1 - e0) * _micros(when - t0) / _micros(t1 - t0)
+
+
+def _best_by_time(
+    rows: Iterable[tuple[dt.datetime, str, str, str, Decimal]],
+) -> dict[tuple[dt.datetime, str], tuple[int, Decimal]]:
+    """Per (timestamp, phase), the value measured closest to the outlet; of several from the
+    same place (periodic and clock-aligned at one instant), the highest, as for live energy."""
+    best: dict[tuple[dt.datetime, str], tuple[int, Decimal]] = {}
+    for timestamp, phase, location, unit, value in rows:
+        rank = _LOCATION_RANK.get(location, 3)
+        scaled = value * 1000 if unit.lower() in ("kwh", "kw") else value
+        key = (timestamp, phase)
+        if key not in best or (rank, -scaled) < (best[key][0], -best[key][1]):
+            best[key] = (rank, scaled)
+    return best
+
+
+def _totals(best: dict[tuple[dt.datetime, str], tuple[int, Decimal]]) -> dict[dt.datetime, Decimal]:
+    """Per timestamp: the value without a phase, else the sum over the phases."""
+    total: dict[dt.datetime, Decimal] = {}
+    phased: dict[dt.datetime, Decimal] = {}
+    for (timestamp, phase), (_, value) in best.items():
+        if not phase:
+            total[timestamp] = value
+        elif phase in _PHASES:
+            phased[timestamp] = phased.get(timestamp, Decimal(0)) + value
+    for timestamp, value in phased.items():
+        total.setdefault(timestamp, value)
+    return total
+
+
+def _session_states(
+    session: ChargingSession, start: dt.datetime, end: dt.datetime
+) -> list[rating.StateChange]:
+    """Charging versus parking over the session: 2.0.1 chargingState when the session has
+    TransactionEvents with one, else the 1.6 connector status history."""
+    events: Sequence[tuple[dt.datetime, str]] = list(
+        TransactionEventRecord.objects.filter(session=session, timestamp__lte=end)
+        .exclude(charging_state="")
+        .order_by("timestamp", "seq_no")
+        .values_list("timestamp", "charging_state")
+    )
+    mapping = OCPP201_CHARGING
+    if not events:
+        mapping = OCPP16_CHARGING
+        events = list(
+            ConnectorStatusEvent.objects.filter(
+                station_id=session.station_id,
+                evse_id=session.evse_id,
+                timestamp__gte=start,
+                timestamp__lte=end,
+            )
+            .order_by("timestamp", "pk")
+            .values_list("timestamp", "status")
+        )
+    states: list[rating.StateChange] = []
+    for timestamp, state in events:
+        charging = mapping.get(state)
+        if charging is None:
+            continue
+        states.append(rating.StateChange(max(timestamp, start), charging))
+    return states
+
+
+def session_usage(
+    *, session: ChargingSession, now: dt.datetime | None = None
+) -> rating.SessionUsage:
+    """What the session used, in the rating engine's terms.
+
+    1. Start is the session's start; end is its end, or for a live session now (or the last
+       reported instant, when the station's clock runs ahead of ours).
+    2. Energy register points: meter start at the start, every energy sample inside the
+       session (Wh or kWh; the outlet's value when several locations report), meter stop at
+       the end. With fewer than two points, the session's energy is spread evenly over it.
+    3. Power (W, kW) and current (A, summed over phases) samples become readings whose
+       energy is interpolated on the register curve.
+    4. Charging state changes from 2.0.1 chargingState or 1.6 StatusNotification.
+    """
+    start = session.started_at
+    live = session.ended_at is None
+    rows = list(
+        MeterSample.objects.filter(
+            session=session, measurand__in=(ENERGY_REGISTER, POWER, CURRENT), value__isnull=False
+        ).values_list("timestamp", "measurand", "phase", "location", "unit", "value")
+    )
+    if live:
+        last_reported = max((row[0] for row in rows), default=start)
+        end = max(now or timezone.now(), last_reported, start)
+    else:
+        end = max(session.ended_at, start)  # type: ignore[type-var]
+
+    def measured(measurand: str, *, phases: bool = True) -> dict[dt.datetime, Decimal]:
+        picked = [
+            (ts, phase, location, unit, value)
+            for ts, m, phase, location, unit, value in rows
+            if m == measurand and value is not None and (phases or not phase)
+        ]
+        return _totals(_best_by_time(picked))
+
+    energy_samples = measured(ENERGY_REGISTER, phases=False)
+    points = {ts: value for ts, value in energy_samples.items() if start <= ts <= end}
+    before = [ts for ts in energy_samples if ts < start]
+    if session.meter_start_wh is not None:
+        points[start] = session.meter_start_wh
+    elif before:
+        points[start] = energy_samples[max(before)]
+    if not live and session.meter_stop_wh is not None:
+        points[end] = session.meter_stop_wh
+    if len(points) < 2:
+        # Nothing to see the energy flow by: spread what the session reports evenly.
+        delivered = max(session.energy_wh or Decimal(0), Decimal(0))
+        points = {start: Decimal(0)}
+        if end > start:
+            points[end] = delivered
+    curve = _Curve(points)
+
+    power = {ts: v for ts, v in measured(POWER).items() if start <= ts <= end}
+    current = {ts: v for ts, v in measured(CURRENT).items() if start <= ts <= end}
+    readings = [
+        rating.MeterReading(
+            timestamp=ts,
+            energy_wh=points[ts] if ts in points else curve.at(ts),
+            power_w=power.get(ts),
+            current_a=current.get(ts),
+        )
+        for ts in sorted(set(points) | set(power) | set(current))
+    ]
+    return rating.SessionUsage(
+        start=start,
+        end=end,
+        readings=tuple(readings),
+        states=tuple(_session_states(session, start, end)),
+    )
+
+
+# --- Price preview ----------------------------------------------------------------------------
+
+
+def tariff_preview(
+    *,
+    tariff: Tariff,
+    start: dt.datetime,
+    duration_s: int,
+    energy_wh: Decimal,
+    tz: zoneinfo.ZoneInfo,
+    power_profile: Sequence[tuple[int, Decimal]] | None = None,
+    parking_s: int = 0,
+) -> rating.Rating:
+    """The price of a hypothetical session under a stored tariff, as it is now."""
+    usage = rating.preview_usage(
+        start, duration_s, energy_wh, power_profile or None, parking_s=parking_s
+    )
+    return rating.rate_session(tariff_engine(tariff), usage, tz)
