@@ -15,6 +15,12 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from stations import services
+from stations.admin_commands import (  # importing registers the command, job and list admins
+    CONNECTOR_ACTIONS,
+    STATION_ACTIONS,
+    SendCommandPermissionMixin,
+    StationCommandsAdminMixin,
+)
 from stations.models import (
     CertificateSigningRequest,
     ChargingStation,
@@ -133,7 +139,7 @@ class OnlineFilter(admin.SimpleListFilter):
 
 
 @admin.register(ChargingStation)
-class ChargingStationAdmin(admin.ModelAdmin):
+class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin, admin.ModelAdmin):
     list_display = (
         "identity",
         "location",
@@ -150,7 +156,7 @@ class ChargingStationAdmin(admin.ModelAdmin):
     search_fields = ("identity", "serial_number", "vendor", "model")
     list_select_related = ("location",)
     inlines = [EvseInline, ConnectorInline]
-    actions = ["accept_stations", "trace_on", "trace_off"]
+    actions = ["accept_stations", "trace_on", "trace_off", *STATION_ACTIONS]
     readonly_fields = (
         "protocol",
         "auto_registered",
@@ -213,9 +219,9 @@ class ChargingStationAdmin(admin.ModelAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):  # type: ignore[no-untyped-def]
         from django import forms
 
-        form = super().get_form(request, obj, change, **kwargs)
-
-        class StationForm(form):  # type: ignore[valid-type,misc]
+        # The extra field must be on the form handed to modelform_factory: a field declared
+        # only on a subclass of its result is refused as unknown by the fieldsets check.
+        class StationForm(self.form):  # type: ignore[name-defined,misc]
             new_password = forms.CharField(
                 required=False,
                 min_length=16,
@@ -225,7 +231,8 @@ class ChargingStationAdmin(admin.ModelAdmin):
                 "only as a salted hash; leave empty to keep the current one.",
             )
 
-        return StationForm
+        kwargs["form"] = StationForm
+        return super().get_form(request, obj, change, **kwargs)
 
     def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
         password = form.cleaned_data.get("new_password")
@@ -297,7 +304,8 @@ class ChargingStationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Connector)
-class ConnectorAdmin(admin.ModelAdmin):
+class ConnectorAdmin(SendCommandPermissionMixin, admin.ModelAdmin):
+    actions = [*CONNECTOR_ACTIONS]
     list_display = ("__str__", "standard", "power_type", "max_power_w", "live_status", "status_at")
     list_filter = ("status", "standard", "station__location")
     search_fields = ("station__identity",)

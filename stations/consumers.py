@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from stations import command_services as commanding
 from stations import services as network
 from stations.ocpp import protocol, v16, v201
 from stations.ocpp.db import db
@@ -45,6 +46,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.pending: dict[str, asyncio.Future[protocol.Frame]] = {}
         self.call_lock = asyncio.Lock()
         self.handlers: v16.Handlers | v201.Handlers | None = None
+        self.command_pump: asyncio.Task[None] | None = None
+        self.commands_due = False
+        self.socket_closed = False
 
         offered = [p.strip() for p in self.scope.get("subprotocols", [])]
         # Honour the charger's order of preference among the versions we speak.
@@ -100,8 +104,12 @@ class OcppConsumer(AsyncWebsocketConsumer):
             security_profile=admission.security_profile,
         )
         self.last_touch = time.monotonic()
+        # Commands queued while the station was away go out now, oldest first.
+        await db(commanding.commands_fail_unanswered)(station_id=self.station_id)
+        self._commands_wake()
 
     async def disconnect(self, code: int) -> None:
+        self.socket_closed = True
         for future in self.pending.values():
             if not future.done():
                 future.cancel()
@@ -202,10 +210,17 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
     # --- CSMS-initiated calls -------------------------------------------------------------------
 
-    async def call(self, action: str, payload: dict[str, Any], *, timeout: float) -> protocol.Frame:
+    async def call(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float,
+        message_id: str | None = None,
+    ) -> protocol.Frame:
         """Send one CALL and wait for its CALLRESULT or CALLERROR (one outstanding at a time)."""
         async with self.call_lock:
-            message_id = str(uuid.uuid4())
+            message_id = message_id or str(uuid.uuid4())
             future: asyncio.Future[protocol.Frame] = asyncio.get_running_loop().create_future()
             self.pending[message_id] = future
             frame = protocol.call(message_id, action, payload)
@@ -216,6 +231,86 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 return await asyncio.wait_for(future, timeout)
             finally:
                 self.pending.pop(message_id, None)
+
+    async def command_send(self, message: dict[str, Any]) -> None:
+        """Channel-layer wake-up (group `station.<id>`): commands wait in the database."""
+        self._commands_wake()
+
+    def _commands_wake(self) -> None:
+        # The pump runs as its own task: a channels consumer handles one message at a time,
+        # and the CALLRESULT it waits for arrives as a later websocket message.
+        self.commands_due = True
+        if not self.socket_closed and (self.command_pump is None or self.command_pump.done()):
+            self.command_pump = asyncio.create_task(self._commands_pump())
+
+    async def _commands_pump(self) -> None:
+        """Send this station's queued commands in order, one outstanding CALL at a time."""
+        while not self.socket_closed:
+            self.commands_due = False
+            claimed = await db(commanding.command_claim_next)(station_id=self.station_id, node=NODE)
+            if claimed is None:
+                if self.commands_due:
+                    continue  # a wake-up arrived while the queue was being read
+                return
+            if self.socket_closed:
+                await db(commanding.command_release)(command_id=claimed.id)
+                return
+            await self._command_run(claimed)
+
+    async def _command_run(self, claimed: commanding.ClaimedCommand) -> None:
+        record = db(commanding.command_result_record)
+        try:
+            frame = await self.call(
+                claimed.action,
+                claimed.payload,
+                timeout=settings.OCPP_RESPONSE_TIMEOUT,
+                message_id=claimed.message_id,
+            )
+        except TimeoutError:
+            await record(
+                command_id=claimed.id,
+                status="timed_out",
+                error_description=f"no answer within {settings.OCPP_RESPONSE_TIMEOUT} s",
+            )
+            return
+        except asyncio.CancelledError:
+            await record(
+                command_id=claimed.id,
+                status="failed",
+                error_code="ConnectionLost",
+                error_description="the connection closed before the station answered",
+            )
+            raise
+        except Exception as error:  # a send on a dying socket; the row must not stay "sent"
+            logger.exception("%s: sending %s failed", self.identity, claimed.action)
+            await record(
+                command_id=claimed.id,
+                status="failed",
+                error_code="SendFailed",
+                error_description=str(error)[:255],
+            )
+            return
+        if frame.message_type == protocol.CALLERROR:
+            await record(
+                command_id=claimed.id,
+                status="failed",
+                error_code=frame.error_code,
+                error_description=frame.error_description,
+                response={"errorDetails": frame.error_details or {}},
+            )
+            return
+        try:
+            protocol.validate(self.protocol, protocol.CALLRESULT, claimed.action, frame.payload)
+        except protocol.OcppError as error:
+            await record(
+                command_id=claimed.id,
+                status="failed",
+                error_code="InvalidResponse",
+                error_description=error.description,
+                response=frame.payload if isinstance(frame.payload, dict) else None,
+            )
+            return
+        await record(command_id=claimed.id, response=frame.payload)
 
     async def running_cost(self, session_id: int) -> float | None:
         """The running cost to show on a 2.0.1 station with cost display enabled."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import decimal
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,6 +54,9 @@ ERROR_CODES = {
         "TypeConstraintViolation",
     },
 }
+
+
+DECIMAL_CALLS_16 = {"SetChargingProfile", "RemoteStartTransaction"}
 
 
 class SchemaViolation(AssertionError):
@@ -106,7 +111,15 @@ class RecordingConnection:
             if errors:
                 self.violations.append(f"{action} response invalid: {errors[0].message}")
         elif kind == 2:
-            errors = list(get_validator(2, data[2], version).iter_errors(data[3]))
+            payload = data[3]
+            if version == "1.6" and data[2] in DECIMAL_CALLS_16:
+                # As the library does: multipleOf 0.1 needs exact decimals, and the library
+                # caches these validators built with Decimal.
+                payload = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
+                validator = get_validator(2, data[2], version, parse_float=decimal.Decimal)
+            else:
+                validator = get_validator(2, data[2], version)
+            errors = list(validator.iter_errors(payload))
             if errors:
                 self.violations.append(f"{data[2]} request invalid: {errors[0].message}")
         elif kind == 4:
@@ -128,6 +141,22 @@ class RecordingConnection:
                     await self.new_frame.wait()
 
         return await asyncio.wait_for(find(), timeout)
+
+
+def _answering(action: str, default: Any) -> Any:
+    """A handler that records the CSMS's CALL and answers `responses[action]` or the default
+    (`default` is a function of the received snake_case payload)."""
+
+    def handler(self: Any, **kwargs: Any) -> Any:
+        return self._answer(action, kwargs, default(kwargs))
+
+    # The library routes by function name, which must be the class attribute's name.
+    handler.__name__ = "on_" + re.sub(r"(?<!^)(?=[A-Z])", "_", action).lower()
+    return on(action)(handler)
+
+
+def _accepted(result: Any, status: str = "Accepted") -> Any:
+    return lambda payload: result(status=status)
 
 
 class Station16(ChargePoint16):
@@ -167,6 +196,60 @@ class Station16(ChargePoint16):
     @on("Reset")
     def on_reset(self, **kwargs: Any) -> Any:
         return self._answer("Reset", kwargs, result16.Reset(status="Accepted"))
+
+    on_unlock_connector = _answering(
+        "UnlockConnector", _accepted(result16.UnlockConnector, "Unlocked")
+    )
+    on_change_availability = _answering(
+        "ChangeAvailability", _accepted(result16.ChangeAvailability)
+    )
+    on_get_configuration = _answering(
+        "GetConfiguration",
+        lambda p: result16.GetConfiguration(
+            configuration_key=[
+                {"key": k, "readonly": False, "value": "1"} for k in p.get("key", [])
+            ]
+            or [{"key": "HeartbeatInterval", "readonly": False, "value": "300"}],
+        ),
+    )
+    on_change_configuration = _answering(
+        "ChangeConfiguration", _accepted(result16.ChangeConfiguration)
+    )
+    on_trigger_message = _answering("TriggerMessage", _accepted(result16.TriggerMessage))
+    on_extended_trigger_message = _answering(
+        "ExtendedTriggerMessage", _accepted(result16.ExtendedTriggerMessage)
+    )
+    on_clear_cache = _answering("ClearCache", _accepted(result16.ClearCache))
+    on_reserve_now = _answering("ReserveNow", _accepted(result16.ReserveNow))
+    on_cancel_reservation = _answering("CancelReservation", _accepted(result16.CancelReservation))
+    on_set_charging_profile = _answering(
+        "SetChargingProfile", _accepted(result16.SetChargingProfile)
+    )
+    on_clear_charging_profile = _answering(
+        "ClearChargingProfile", _accepted(result16.ClearChargingProfile)
+    )
+    on_get_composite_schedule = _answering(
+        "GetCompositeSchedule", _accepted(result16.GetCompositeSchedule)
+    )
+    on_data_transfer = _answering("DataTransfer", _accepted(result16.DataTransfer))
+    on_get_diagnostics = _answering(
+        "GetDiagnostics", lambda p: result16.GetDiagnostics(file_name="diagnostics.log")
+    )
+    on_get_log = _answering(
+        "GetLog", lambda p: result16.GetLog(status="Accepted", filename="log.txt")
+    )
+    on_update_firmware = _answering("UpdateFirmware", lambda p: result16.UpdateFirmware())
+    on_signed_update_firmware = _answering(
+        "SignedUpdateFirmware", _accepted(result16.SignedUpdateFirmware)
+    )
+    on_install_certificate = _answering(
+        "InstallCertificate", _accepted(result16.InstallCertificate)
+    )
+    on_delete_certificate = _answering("DeleteCertificate", _accepted(result16.DeleteCertificate))
+    on_get_installed_certificate_ids = _answering(
+        "GetInstalledCertificateIds", _accepted(result16.GetInstalledCertificateIds)
+    )
+    on_certificate_signed = _answering("CertificateSigned", _accepted(result16.CertificateSigned))
 
 
 class Station201(ChargePoint201):
@@ -208,6 +291,77 @@ class Station201(ChargePoint201):
     @on("CostUpdated")
     def on_cost_updated(self, **kwargs: Any) -> Any:
         return self._answer("CostUpdated", kwargs, result201.CostUpdated())
+
+    on_unlock_connector = _answering(
+        "UnlockConnector", _accepted(result201.UnlockConnector, "Unlocked")
+    )
+    on_change_availability = _answering(
+        "ChangeAvailability", _accepted(result201.ChangeAvailability)
+    )
+    on_get_variables = _answering(
+        "GetVariables",
+        lambda p: result201.GetVariables(
+            get_variable_result=[
+                {
+                    "attribute_status": "Accepted",
+                    "component": item["component"],
+                    "variable": item["variable"],
+                    "attribute_value": "1",
+                }
+                for item in p["get_variable_data"]
+            ]
+        ),
+    )
+    on_set_variables = _answering(
+        "SetVariables",
+        lambda p: result201.SetVariables(
+            set_variable_result=[
+                {
+                    "attribute_status": "Accepted",
+                    "component": item["component"],
+                    "variable": item["variable"],
+                }
+                for item in p["set_variable_data"]
+            ]
+        ),
+    )
+    on_get_base_report = _answering("GetBaseReport", _accepted(result201.GetBaseReport))
+    on_trigger_message = _answering("TriggerMessage", _accepted(result201.TriggerMessage))
+    on_clear_cache = _answering("ClearCache", _accepted(result201.ClearCache))
+    on_reserve_now = _answering("ReserveNow", _accepted(result201.ReserveNow))
+    on_cancel_reservation = _answering("CancelReservation", _accepted(result201.CancelReservation))
+    on_set_charging_profile = _answering(
+        "SetChargingProfile", _accepted(result201.SetChargingProfile)
+    )
+    on_clear_charging_profile = _answering(
+        "ClearChargingProfile", _accepted(result201.ClearChargingProfile)
+    )
+    on_get_composite_schedule = _answering(
+        "GetCompositeSchedule", _accepted(result201.GetCompositeSchedule)
+    )
+    on_data_transfer = _answering("DataTransfer", _accepted(result201.DataTransfer))
+    on_get_log = _answering(
+        "GetLog", lambda p: result201.GetLog(status="Accepted", filename="log.txt")
+    )
+    on_update_firmware = _answering("UpdateFirmware", _accepted(result201.UpdateFirmware))
+    on_customer_information = _answering(
+        "CustomerInformation", _accepted(result201.CustomerInformation)
+    )
+    on_set_display_message = _answering("SetDisplayMessage", _accepted(result201.SetDisplayMessage))
+    on_get_display_messages = _answering(
+        "GetDisplayMessages", _accepted(result201.GetDisplayMessages)
+    )
+    on_clear_display_message = _answering(
+        "ClearDisplayMessage", _accepted(result201.ClearDisplayMessage)
+    )
+    on_install_certificate = _answering(
+        "InstallCertificate", _accepted(result201.InstallCertificate)
+    )
+    on_delete_certificate = _answering("DeleteCertificate", _accepted(result201.DeleteCertificate))
+    on_get_installed_certificate_ids = _answering(
+        "GetInstalledCertificateIds", _accepted(result201.GetInstalledCertificateIds)
+    )
+    on_certificate_signed = _answering("CertificateSigned", _accepted(result201.CertificateSigned))
 
 
 class Client:

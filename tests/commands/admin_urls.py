@@ -1,0 +1,28 @@
+"""A URLconf whose admin site mounts the command pages the way the project's admin does."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+
+from stations import admin_commands
+from stations.models import ChargingStation, Command, DiagnosticsUpload, Job, LocalAuthList
+
+site = admin.AdminSite(name="admin")
+
+
+class StationAdmin(
+    admin_commands.StationCommandsAdminMixin,
+    admin_commands.SendCommandPermissionMixin,
+    admin.ModelAdmin,
+):
+    actions = admin_commands.STATION_ACTIONS
+
+
+site.register(ChargingStation, StationAdmin)
+site.register(Command, admin_commands.CommandAdmin)
+site.register(Job, admin_commands.JobAdmin)
+site.register(DiagnosticsUpload, admin_commands.DiagnosticsUploadAdmin)
+site.register(LocalAuthList, admin_commands.LocalAuthListAdmin)
+
+urlpatterns = [path("admin/", site.urls)]
