@@ -1,0 +1,457 @@
+"""Billing in the operator panel: read-only records, actions that call services, exports.
+
+Finance issues, credits and exports; Operators and Support read. Money rows are never edited
+here: actions go through the services, which keep the invariants and the audit trail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
+from import_export.admin import ExportMixin
+from import_export.formats.base_formats import CSV, XLSX
+from import_export.forms import ExportForm
+
+from billing import services
+from billing.models import (
+    BillingAuditEntry,
+    BillingPeriod,
+    Cdr,
+    Invoice,
+    InvoiceLine,
+    InvoiceVatLine,
+    SettlementLine,
+    SettlementStatement,
+)
+from billing.pdf import invoice_pdf
+from billing.resources import (
+    CdrResource,
+    InvoiceLineResource,
+    InvoiceResource,
+    SettlementLineResource,
+)
+from cpo.lib.api import ApplicationError
+
+
+class ReadOnlyMixin:
+    """Rows written only by services."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class FinanceExportMixin(ExportMixin):
+    """CSV and XLSX of the filtered changelist, all columns (no column picking: an export is
+    exactly what was issued), for users with the model's `export_*` permission."""
+
+    export_formats = [CSV, XLSX]
+    export_form_class = ExportForm
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        opts = self.opts  # type: ignore[attr-defined]
+        return request.user.has_perm(f"{opts.app_label}.export_{opts.model_name}")
+
+
+def _run(request: HttpRequest, admin_obj: admin.ModelAdmin, fn: Any, **kwargs: Any) -> Any:
+    try:
+        return fn(**kwargs)
+    except ApplicationError as exc:
+        admin_obj.message_user(request, exc.message, level=messages.ERROR)
+        return None
+
+
+class PeriodStartFilter(admin.SimpleListFilter):
+    """Billing period by its start month (all accounts), e.g. 2025-01."""
+
+    title = "period month"
+    parameter_name = "period_month"
+    field = "period_start"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        months = model_admin.get_queryset(request).dates(self.field, "month", order="DESC")
+        return [(f"{m:%Y-%m}", f"{m:%Y-%m}") for m in months[:36]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if not self.value():
+            return queryset
+        year, month = self.value().split("-")
+        return queryset.filter(**{f"{self.field}__year": year, f"{self.field}__month": month})
+
+
+class LinePeriodStartFilter(PeriodStartFilter):
+    field = "invoice__period_start"
+
+
+class InvoicedFilter(admin.SimpleListFilter):
+    title = "billing"
+    parameter_name = "billed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("billable", "Waiting for an invoice"), ("invoiced", "On an invoice")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "billable":
+            return queryset.billable()  # type: ignore[attr-defined]
+        if self.value() == "invoiced":
+            return queryset.filter(invoice_line__isnull=False)
+        return queryset
+
+
+@admin.register(Cdr)
+class CdrAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):
+    resource_classes = [CdrResource]
+    list_display = (
+        "uid",
+        "end",
+        "account",
+        "site_name",
+        "station_identity",
+        "token_visual_number",
+        "energy",
+        "total",
+        "credit",
+        "invoice",
+    )
+    list_filter = (
+        "credit",
+        "currency",
+        InvoicedFilter,
+        ("account", admin.RelatedOnlyFieldListFilter),
+    )
+    list_select_related = ("account", "invoice_line__invoice")
+    search_fields = ("uid", "token_uid", "token_visual_number", "station_identity", "=session__uid")
+    date_hierarchy = "end"
+    actions = ["credit_selected", "rerate_selected"]
+    readonly_fields = [f.name for f in Cdr._meta.fields]
+
+    @admin.display(description="kWh", ordering="total_energy_kwh")
+    def energy(self, obj: Cdr) -> str:
+        return f"{obj.total_energy_kwh:.3f}"
+
+    @admin.display(description="Total incl. VAT", ordering="total_cost_incl_vat")
+    def total(self, obj: Cdr) -> str:
+        return format_html("{} {}", obj.currency, f"{obj.total_cost_incl_vat:.2f}")
+
+    @admin.display(description="Invoice")
+    def invoice(self, obj: Cdr) -> str:
+        line = getattr(obj, "invoice_line", None)
+        if line is None:
+            return "-"
+        url = reverse("admin:billing_invoice_change", args=[line.invoice_id])
+        return format_html('<a href="{}">{}</a>', url, line.invoice)
+
+    def has_credit_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.credit_cdr")
+
+    @admin.action(description="Credit the selected CDRs", permissions=["credit"])
+    def credit_selected(self, request: HttpRequest, queryset: QuerySet[Cdr]) -> None:
+        done = 0
+        for cdr in queryset.filter(credit=False):
+            done += (
+                _run(
+                    request,
+                    self,
+                    services.cdr_credit,
+                    cdr_id=cdr.pk,
+                    reason="credited from the panel",
+                    user=request.user,
+                )
+                is not None
+            )
+        self.message_user(request, f"{done} CDR(s) credited.")
+
+    @admin.action(
+        description="Re-rate the sessions of the selected CDRs (not invoiced)",
+        permissions=["credit"],
+    )
+    def rerate_selected(self, request: HttpRequest, queryset: QuerySet[Cdr]) -> None:
+        done = 0
+        for session_id in set(queryset.values_list("session_id", flat=True)):
+            done += (
+                _run(
+                    request,
+                    self,
+                    services.cdr_rerate,
+                    session_id=session_id,
+                    reason="re-rated from the panel",
+                    user=request.user,
+                )
+                is not None
+            )
+        self.message_user(request, f"{done} session(s) re-rated.")
+
+
+class InvoiceLineInline(admin.TabularInline):
+    model = InvoiceLine
+    extra = 0
+    can_delete = False
+    fields = (
+        "position",
+        "session_start",
+        "site_name",
+        "station_identity",
+        "token_visual_number",
+        "energy_kwh",
+        "duration_minutes",
+        "vat_rate",
+        "amount_excl_vat",
+        "vat_amount",
+        "amount_incl_vat",
+        "cdr",
+    )
+    readonly_fields = fields
+    raw_id_fields = ("cdr",)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class InvoiceVatLineInline(admin.TabularInline):
+    model = InvoiceVatLine
+    extra = 0
+    can_delete = False
+    fields = ("rate", "base_excl_vat", "vat_amount", "total_incl_vat")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(FinanceExportMixin, admin.ModelAdmin):
+    resource_classes = [InvoiceResource]
+    change_form_template = "billing/invoice_change_form.html"
+    list_display = (
+        "__str__",
+        "kind",
+        "status",
+        "account",
+        "period_start",
+        "currency",
+        "total_excl_vat",
+        "total_incl_vat",
+        "issue_date",
+        "pdf_link",
+    )
+    list_filter = (
+        "status",
+        "kind",
+        "currency",
+        PeriodStartFilter,
+        ("account", admin.RelatedOnlyFieldListFilter),
+        ("period", admin.RelatedOnlyFieldListFilter),
+    )
+    list_select_related = ("account",)
+    search_fields = ("number", "account__name")
+    date_hierarchy = "issue_date"
+    inlines = [InvoiceVatLineInline, InvoiceLineInline]
+    actions = ["issue_selected", "credit_selected", "discard_selected"]
+    readonly_fields = [f.name for f in Invoice._meta.fields]
+
+    @admin.display(description="PDF")
+    def pdf_link(self, obj: Invoice) -> str:
+        if not obj.is_issued:
+            return "-"
+        return format_html(
+            '<a href="{}">PDF</a>', reverse("admin:billing_invoice_pdf", args=[obj.pk])
+        )
+
+    def get_urls(self) -> list[Any]:
+        extra = [
+            path(
+                "<int:pk>/pdf/",
+                self.admin_site.admin_view(self.pdf_view),
+                name="billing_invoice_pdf",
+            ),
+        ]
+        return extra + super().get_urls()
+
+    def pdf_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        invoice = get_object_or_404(
+            Invoice.objects.select_related("credit_of"), pk=pk, status=Invoice.Status.ISSUED
+        )
+        if not self.has_view_permission(request, invoice):
+            raise PermissionDenied
+        response = HttpResponse(invoice_pdf(invoice), content_type="application/pdf")
+        response["Content-Disposition"] = f'attachment; filename="{invoice.number}.pdf"'
+        return response
+
+    def get_export_queryset(self, request: HttpRequest) -> QuerySet[Invoice]:
+        # Exports are of issued documents only: what the customer received.
+        return super().get_export_queryset(request).filter(status=Invoice.Status.ISSUED)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_issue_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.issue_invoice")
+
+    def has_credit_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.credit_invoice")
+
+    @admin.action(description="Issue the selected drafts", permissions=["issue"])
+    def issue_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        done = 0
+        for pk in (
+            queryset.filter(status=Invoice.Status.DRAFT).order_by("pk").values_list("pk", flat=True)
+        ):
+            done += (
+                _run(request, self, services.invoice_issue, invoice_id=pk, user=request.user)
+                is not None
+            )
+        self.message_user(request, f"{done} invoice(s) issued.")
+
+    @admin.action(description="Credit the selected invoices in full", permissions=["credit"])
+    def credit_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        done = 0
+        for pk in queryset.filter(
+            status=Invoice.Status.ISSUED, kind=Invoice.Kind.INVOICE
+        ).values_list("pk", flat=True):
+            done += (
+                _run(
+                    request,
+                    self,
+                    services.invoice_credit,
+                    invoice_id=pk,
+                    reason="credited from the panel",
+                    user=request.user,
+                )
+                is not None
+            )
+        self.message_user(request, f"{done} credit note(s) issued.")
+
+    @admin.action(
+        description="Discard the selected drafts (their CDRs are billed next period)",
+        permissions=["issue"],
+    )
+    def discard_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+        done = 0
+        for pk in queryset.filter(status=Invoice.Status.DRAFT).values_list("pk", flat=True):
+            done += (
+                _run(
+                    request, self, services.invoice_draft_discard, invoice_id=pk, user=request.user
+                )
+                is not None
+            )
+        self.message_user(request, f"{done} draft(s) discarded.")
+
+
+@admin.register(InvoiceLine)
+class InvoiceLineAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):
+    resource_classes = [InvoiceLineResource]
+    list_display = (
+        "invoice",
+        "position",
+        "session_start",
+        "site_name",
+        "station_identity",
+        "token_visual_number",
+        "energy_kwh",
+        "currency",
+        "amount_incl_vat",
+    )
+    list_filter = (
+        "invoice__status",
+        "invoice__kind",
+        "currency",
+        LinePeriodStartFilter,
+        ("invoice__account", admin.RelatedOnlyFieldListFilter),
+        ("invoice__period", admin.RelatedOnlyFieldListFilter),
+    )
+    list_select_related = ("invoice", "invoice__account", "cdr")
+    search_fields = ("invoice__number", "token_visual_number", "station_identity")
+    readonly_fields = [f.name for f in InvoiceLine._meta.fields]
+
+    def get_export_queryset(self, request: HttpRequest) -> QuerySet[InvoiceLine]:
+        return super().get_export_queryset(request).filter(invoice__status=Invoice.Status.ISSUED)
+
+
+@admin.register(BillingPeriod)
+class BillingPeriodAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("account", "kind", "start", "end", "status", "closed_at")
+    list_filter = ("status", "kind", ("account", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("account",)
+    actions = ["close_selected"]
+    readonly_fields = [f.name for f in BillingPeriod._meta.fields]
+
+    def has_close_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.close_billingperiod")
+
+    @admin.action(description="Close the selected periods (ended only)", permissions=["close"])
+    def close_selected(self, request: HttpRequest, queryset: QuerySet[BillingPeriod]) -> None:
+        made = 0
+        for pk in queryset.filter(status=BillingPeriod.Status.OPEN).values_list("pk", flat=True):
+            invoices = _run(
+                request, self, services.billing_period_close, period_id=pk, user=request.user
+            )
+            made += len(invoices or [])
+        self.message_user(request, f"{made} draft invoice(s) made.")
+
+
+class SettlementLineInline(admin.TabularInline):
+    model = SettlementLine
+    extra = 0
+    can_delete = False
+    fields = ("cdr",)
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SettlementStatement)
+class SettlementStatementAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = (
+        "account",
+        "period",
+        "currency",
+        "cdr_count",
+        "total_energy_kwh",
+        "total_excl_vat",
+        "total_incl_vat",
+    )
+    list_filter = ("currency", ("account", admin.RelatedOnlyFieldListFilter))
+    list_select_related = ("account", "period", "period__account")
+    inlines = [SettlementLineInline]
+    readonly_fields = [f.name for f in SettlementStatement._meta.fields]
+
+
+@admin.register(SettlementLine)
+class SettlementLineAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):
+    resource_classes = [SettlementLineResource]
+    list_display = ("statement", "cdr")
+    list_filter = (
+        ("statement__account", admin.RelatedOnlyFieldListFilter),
+        ("statement__period", admin.RelatedOnlyFieldListFilter),
+    )
+    list_select_related = ("statement__account", "statement__period__account", "cdr")
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.export_settlementstatement")
+
+
+@admin.register(BillingAuditEntry)
+class BillingAuditEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("created_at", "action", "object_type", "object_id", "user")
+    list_filter = ("action", "object_type")
+    list_select_related = ("user",)
+    readonly_fields = [f.name for f in BillingAuditEntry._meta.fields]

@@ -1,0 +1,199 @@
+"""Billing fixtures: a site with a station, accounts, tokens, and ended sessions with CDRs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Group
+
+from billing.models import Cdr
+from sessions.models import ChargingSession, CustomerAccount, IdToken, MeterSample
+from stations.models import ChargingStation, Connector, Evse, Location
+from tariffs.models import PriceComponent, Tariff, TariffElement
+
+UTC = dt.UTC
+_seq = itertools.count(1)
+
+
+def make_site(identity: str = "CP-BILL-1") -> ChargingStation:
+    location = Location.objects.create(
+        name="Harbour car park",
+        address="Kade 1",
+        postal_code="1011 AA",
+        city="Amsterdam",
+        country="NLD",
+        time_zone="Europe/Amsterdam",
+        latitude=Decimal("52.370216"),
+        longitude=Decimal("4.895168"),
+    )
+    station = ChargingStation.objects.create(identity=identity, location=location)
+    evse = Evse.objects.create(
+        station=station, evse_id=1, uid=f"{identity}-1", emi3_id="NL*CPO*E1*1"
+    )
+    Connector.objects.create(station=station, evse=evse, connector_id=1)
+    return station
+
+
+def make_account(name: str, **kwargs: object) -> CustomerAccount:
+    return CustomerAccount.objects.create(
+        name=name,
+        legal_name=f"{name} B.V.",
+        address="Street 1",
+        city="Utrecht",
+        vat_id=f"NL{next(_seq):09d}B01",
+        **kwargs,
+    )
+
+
+def make_token(account: CustomerAccount, uid: str | None = None) -> IdToken:
+    uid = uid or f"04{next(_seq):010X}"
+    return IdToken.objects.create(uid=uid, account=account, visual_number=f"NL-CPO-{uid}")
+
+
+def make_tariff(energy: str = "0.30", parking: str = "2.00", vat: str = "21") -> Tariff:
+    tariff = Tariff.objects.create(tariff_id=f"T-{next(_seq)}", name="Standard", currency="EUR")
+    element = TariffElement.objects.create(tariff=tariff, position=0)
+    PriceComponent.objects.create(
+        element=element, type="ENERGY", price=Decimal(energy), vat=Decimal(vat), step_size=1
+    )
+    PriceComponent.objects.create(
+        element=element, type="PARKING_TIME", price=Decimal(parking), vat=Decimal(vat), step_size=60
+    )
+    return tariff
+
+
+def make_ended_session(
+    station: ChargingStation,
+    token: IdToken,
+    tariff: Tariff,
+    *,
+    start: dt.datetime,
+    minutes: int = 60,
+    energy_wh: int = 10_000,
+    signed: bool = False,
+) -> ChargingSession:
+    """An ended session as the OCPP edge leaves it: meter registers, samples, frozen tariff."""
+    end = start + dt.timedelta(minutes=minutes)
+    session = ChargingSession.objects.create(
+        station=station,
+        evse_id=1,
+        connector_id=1,
+        transaction_id=str(uuid.uuid4()),
+        id_token=token,
+        id_tag=token.uid,
+        account=token.account,
+        auth_status="Accepted",
+        status=ChargingSession.Status.COMPLETED,
+        started_at=start,
+        ended_at=end,
+        meter_start_wh=Decimal(1000),
+        meter_stop_wh=Decimal(1000 + energy_wh),
+        meter_last_wh=Decimal(1000 + energy_wh),
+        energy_wh=Decimal(energy_wh),
+        tariff_ref=tariff.tariff_id,
+        tariff_snapshot=tariff.to_ocpi(),
+        stop_reason="Local",
+    )
+    samples = [
+        MeterSample(
+            session=session,
+            station=station,
+            evse_id=1,
+            connector_id=1,
+            timestamp=start + dt.timedelta(minutes=minutes * i // 4),
+            measurand="Energy.Active.Import.Register",
+            unit="Wh",
+            value=Decimal(1000 + energy_wh * i // 4),
+            context="Sample.Periodic",
+        )
+        for i in range(5)
+    ]
+    if signed:
+        for context, offset in (("Transaction.Begin", 0), ("Transaction.End", minutes)):
+            samples.append(
+                MeterSample(
+                    session=session,
+                    station=station,
+                    evse_id=1,
+                    connector_id=1,
+                    timestamp=start + dt.timedelta(minutes=offset),
+                    measurand="Energy.Active.Import.Register",
+                    context=context,
+                    format="SignedData",
+                    location="Outlet",
+                    signed_data=f'OCMF|{{"FV":"1.0","RD":[{{"TX":"{context[12]}"}}]}}|{{"SD":"3045"}}',
+                    signing_method="ECDSA-secp256r1-SHA256",
+                    encoding_method="OCMF",
+                    public_key="3059301306072a8648ce3d0201",
+                )
+            )
+    MeterSample.objects.bulk_create(samples)
+    return session
+
+
+def make_cdr(
+    account: CustomerAccount,
+    station: ChargingStation,
+    *,
+    end: dt.datetime,
+    excl: str,
+    vat_rate: str | None = "21",
+    currency: str = "EUR",
+) -> Cdr:
+    """A CDR straight from the ORM, for invoicing tests that are not about rating."""
+    excl_d = Decimal(excl)
+    vat = (excl_d * Decimal(vat_rate) / 100).quantize(Decimal("0.01")) if vat_rate else Decimal(0)
+    start = end - dt.timedelta(minutes=45)
+    session = ChargingSession.objects.create(
+        station=station,
+        evse_id=1,
+        connector_id=1,
+        transaction_id=str(uuid.uuid4()),
+        account=account,
+        status=ChargingSession.Status.COMPLETED,
+        started_at=start,
+        ended_at=end,
+        energy_wh=Decimal(7000),
+    )
+    cdr = Cdr(
+        uid=str(uuid.uuid4()),
+        session=session,
+        account=account,
+        start=start,
+        end=end,
+        site_name="Harbour car park",
+        station_identity=station.identity,
+        evse_uid="E1",
+        connector_id=1,
+        token_uid="04AA",
+        token_visual_number="NL-CPO-04AA",
+        currency=currency,
+        total_energy_kwh=Decimal("7.000000"),
+        total_time_h=Decimal("0.75"),
+        total_energy_cost_excl_vat=excl_d,
+        total_energy_cost_incl_vat=excl_d + vat,
+        total_cost_excl_vat=excl_d,
+        total_vat=vat,
+        total_cost_incl_vat=excl_d + vat,
+        vat_breakdown=[{"rate": vat_rate, "excl_vat": str(excl_d), "vat": str(vat)}],
+    )
+    cdr.save()
+    return cdr
+
+
+@pytest.fixture
+def station(db) -> ChargingStation:  # noqa: ARG001
+    return make_site()
+
+
+def staff(username: str, role: str | None):  # type: ignore[no-untyped-def]
+    from cpo.models import User
+
+    user = User.objects.create_user(username=username, password="pw-12345-xyz", is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user

@@ -1,0 +1,171 @@
+"""Finance exports through the panel: CSV and XLSX, exact to the cent; permissions per role."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from decimal import Decimal
+
+import openpyxl
+import pytest
+
+from billing import services
+from billing.models import Invoice
+from tests.billing.conftest import make_account, make_cdr, staff
+
+D = Decimal
+UTC = dt.UTC
+JAN = dt.datetime(2025, 1, 10, 9, 30, tzinfo=UTC)
+AFTER_JAN = dt.datetime(2025, 2, 1, 1, 0, tzinfo=UTC)
+
+# Amounts whose VAT rounds up and down, and several rates: summing rounded lines must still
+# give the issued totals to the cent.
+AMOUNTS = [
+    ("10.05", "21"),
+    ("0.33", "21"),
+    ("7.77", "9"),
+    ("1234.56", "21"),
+    ("0.01", "21"),
+    ("3.30", None),
+    ("19.99", "19"),
+]
+
+
+@pytest.fixture
+def issued(station, roles) -> list[Invoice]:  # type: ignore[no-untyped-def]  # noqa: ARG001
+    for n in range(3):
+        account = make_account(f"Account {n}")
+        for i, (excl, rate) in enumerate(AMOUNTS[n:]):
+            make_cdr(account, station, end=JAN + dt.timedelta(hours=i), excl=excl, vat_rate=rate)
+    # Another month, not in the export of January.
+    make_cdr(
+        make_account("February"), station, end=dt.datetime(2025, 2, 3, tzinfo=UTC), excl="99.00"
+    )
+    services.billing_periods_close_due(now=AFTER_JAN)
+    services.billing_periods_close_due(now=dt.datetime(2025, 3, 1, 1, tzinfo=UTC))
+    for invoice in Invoice.objects.order_by("pk"):
+        services.invoice_issue(invoice_id=invoice.pk, now=AFTER_JAN)
+    return list(Invoice.objects.filter(period_start__month=1).order_by("pk"))
+
+
+def _export(client, model: str, query: str, fmt: str = "0"):  # type: ignore[no-untyped-def]
+    return client.post(f"/admin/billing/{model}/export/?{query}", {"format": fmt, "resource": "0"})
+
+
+def _rows(response) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    assert response.status_code == 200, response.content[:500]
+    assert "attachment" in response["Content-Disposition"]
+    return list(csv.DictReader(io.StringIO(response.content.decode())))
+
+
+def test_finance_exports_invoice_lines_that_sum_to_the_issued_totals(client, issued) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(staff("finance", "Finance"))
+    changelist = client.get("/admin/billing/invoiceline/")
+    assert b"/admin/billing/invoiceline/export/" in changelist.content
+
+    rows = _rows(_export(client, "invoiceline", "period_month=2025-01"))
+    assert len(rows) == sum(len(AMOUNTS[n:]) for n in range(3))
+    for column in ("amount_excl_vat", "vat_amount", "amount_incl_vat"):
+        total = sum((D(r[column]) for r in rows), D(0))
+        field = {
+            "amount_excl_vat": "total_excl_vat",
+            "vat_amount": "total_vat",
+            "amount_incl_vat": "total_incl_vat",
+        }[column]
+        assert total == sum((getattr(i, field) for i in issued), D(0))
+    assert {r["currency"] for r in rows} == {"EUR"}
+    first = rows[0]
+    # ISO dates, a decimal point, no grouping, two decimals for money.
+    assert dt.datetime.fromisoformat(first["session_start"]).utcoffset() == dt.timedelta(0)
+    assert dt.date.fromisoformat(first["issue_date"]) == AFTER_JAN.date()
+    big = next(r for r in rows if r["amount_excl_vat"] == "1234.56")
+    assert big["vat_amount"] == "259.26"
+    assert big["amount_incl_vat"] == "1493.82"
+    assert all(r["invoice_number"].startswith("INV-2025-") for r in rows)
+
+    invoices = _rows(_export(client, "invoice", "period_month=2025-01&status__exact=issued"))
+    assert sorted(r["number"] for r in invoices) == sorted(i.number for i in issued)
+    assert sum((D(r["total_incl_vat"]) for r in invoices), D(0)) == sum(
+        (i.total_incl_vat for i in issued), D(0)
+    )
+    assert invoices[0]["account_vat_id"].startswith("NL")
+
+    cdrs = _rows(_export(client, "cdr", "end__month=1&end__year=2025"))
+    assert sum((D(r["total_incl_vat"]) for r in cdrs), D(0)) == sum(
+        (i.total_incl_vat for i in issued), D(0)
+    )
+    assert all(r["invoice_number"] for r in cdrs)
+
+
+def test_xlsx_export_keeps_numbers_numeric(client, issued) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(staff("finance", "Finance"))
+    response = _export(client, "invoice", "period_month=2025-01", fmt="1")
+    assert response.status_code == 200
+    sheet = openpyxl.load_workbook(io.BytesIO(response.content)).active
+    header, *rows = list(sheet.values)
+    totals = [row[header.index("total_incl_vat")] for row in rows]
+    assert all(isinstance(t, int | float) for t in totals)
+    assert round(sum(totals), 2) == float(sum((i.total_incl_vat for i in issued), D(0)))
+    assert {row[header.index("currency")] for row in rows} == {"EUR"}
+
+
+@pytest.mark.parametrize("role", ["Operators", "Support"])
+def test_operators_and_support_cannot_export_issue_or_credit(client, issued, role) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(staff("someone", role))
+    changelist = client.get("/admin/billing/invoice/")
+    assert changelist.status_code == 200  # they read
+    assert b"/admin/billing/invoice/export/" not in changelist.content
+    assert b"issue_selected" not in changelist.content
+    assert b"credit_selected" not in changelist.content
+    for model in ("invoice", "invoiceline", "cdr"):
+        assert _export(client, model, "").status_code == 403
+        assert client.get(f"/admin/billing/{model}/export/").status_code == 403
+    invoice = issued[0]
+    response = client.post(
+        "/admin/billing/invoice/",
+        {
+            "action": "credit_selected",
+            "_selected_action": [invoice.pk],
+        },
+    )
+    assert not Invoice.objects.filter(credit_of=invoice).exists()
+    assert response.status_code in (200, 302)
+
+
+def test_finance_credits_from_the_panel(client, issued) -> None:  # type: ignore[no-untyped-def]
+    client.force_login(staff("finance", "Finance"))
+    invoice = issued[0]
+    response = client.post(
+        "/admin/billing/invoice/",
+        {
+            "action": "credit_selected",
+            "_selected_action": [invoice.pk],
+        },
+    )
+    assert response.status_code == 302
+    note = Invoice.objects.get(credit_of=invoice)
+    assert note.is_issued
+    assert note.total_incl_vat == -invoice.total_incl_vat
+    assert note.issued_by is not None
+    assert note.issued_by.username == "finance"
+
+
+def test_finance_issues_drafts_from_the_panel(client, station, roles) -> None:  # type: ignore[no-untyped-def]  # noqa: ARG001
+    make_cdr(make_account("Fleet"), station, end=JAN, excl="5.00")
+    services.billing_periods_close_due(now=AFTER_JAN)
+    draft = Invoice.objects.get()
+    client.force_login(staff("operator", "Operators"))
+    client.post(
+        "/admin/billing/invoice/", {"action": "issue_selected", "_selected_action": [draft.pk]}
+    )
+    draft.refresh_from_db()
+    assert draft.status == Invoice.Status.DRAFT
+    client.force_login(staff("finance", "Finance"))
+    response = client.post(
+        "/admin/billing/invoice/", {"action": "issue_selected", "_selected_action": [draft.pk]}
+    )
+    assert response.status_code == 302
+    draft.refresh_from_db()
+    assert draft.status == Invoice.Status.ISSUED
+    assert draft.number is not None
