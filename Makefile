@@ -26,6 +26,16 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The load benchmark: BENCH_FULL=1 for 10,000 stations at 1,000 msg/s for 10 minutes;
+# BENCH_STATIONS / BENCH_RATE / BENCH_DURATION override. Results in bench-results/.
+bench: $(STAMP)
+	$(BIN)/python manage.py bench
+
+# Simulated stations against a running back office: `make simulate` drives the demo
+# stations of `make run`; SIMULATE_ARGS="--count 500 --create" adds generated ones.
+simulate: $(STAMP)
+	$(BIN)/python manage.py simulate --demo $(SIMULATE_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

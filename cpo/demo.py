@@ -127,12 +127,12 @@ def demo_data_load() -> None:
         },
     }
     for uid, fields in token_fields.items():
+        # Central: printed demo ids, not RFID hex uids.
         IdToken.objects.update_or_create(
             uid_normalized=uid.lower(),
-            type=IdToken.Type.ISO14443,
             issuer_country_code="",
             issuer_party_id="",
-            defaults={"uid": uid, **fields},
+            defaults={"uid": uid, "type": IdToken.Type.CENTRAL, **fields},
         )
 
     tariff, created = Tariff.objects.get_or_create(
@@ -160,3 +160,123 @@ def demo_data_load() -> None:
             step_size=60,
         )
     TariffAssignment.objects.get_or_create(tariff=tariff, location=None, station=None, account=None)
+    demo_history_load(now=now)
+
+
+def demo_history_load(*, now=None) -> None:  # type: ignore[no-untyped-def]
+    """Thirty days of past charging on the demo stations, so the dashboard's charts, the station
+    page and the reports have something to show: sessions with meter samples (rated into CDRs
+    when billing is installed), status reports and connections. Created once."""
+    import random
+    import uuid
+
+    from django.apps import apps
+
+    from sessions.models import ChargingSession, IdToken, MeterSample
+    from stations.models import ChargingStation, ConnectorStatusEvent, StationConnection
+    from tariffs.models import Tariff
+
+    identities = [spec["identity"] for spec in DEMO_STATIONS]
+    stations = list(ChargingStation.objects.filter(identity__in=identities))
+    history = ChargingSession.objects.filter(station__in=stations)
+    if history.filter(transaction_id__startswith="demo-").exists():
+        return
+    now = (now or timezone.now()).replace(microsecond=0)
+    rng = random.Random(2026)  # the same history on every machine
+    token = IdToken.objects.get(uid_normalized="demo-tag-ok")
+    snapshot = Tariff.objects.get(tariff_id=DEMO_TARIFF_ID).to_ocpi()
+    ended: list[int] = []
+    samples: list[MeterSample] = []
+    for station in stations:
+        register = Decimal(rng.randint(100_000, 900_000))
+        start_of_history = now - timedelta(days=30)
+        StationConnection.objects.create(
+            station=station,
+            protocol=station.protocol,
+            remote_addr="192.0.2.10",
+            node="demo",
+            connected_at=start_of_history,
+            disconnected_at=now - timedelta(hours=3),
+            close_reason="demo: the simulator stopped",
+        )
+        ChargingStation.objects.filter(pk=station.pk, last_seen_at__isnull=True).update(
+            last_seen_at=now - timedelta(hours=3)
+        )
+        for day in range(30, 0, -1):
+            for _ in range(rng.randint(1, 3)):
+                evse_id = rng.randint(1, 2)
+                started = now - timedelta(
+                    days=day, hours=rng.randint(0, 20), minutes=rng.randint(0, 59)
+                )
+                minutes = rng.choice((30, 45, 60, 90, 120))
+                power_w = Decimal(rng.choice((7400, 11000, 22000 if evse_id == 1 else 11000)))
+                energy = (power_w * minutes / 60).quantize(Decimal(1))
+                session = ChargingSession.objects.create(
+                    station=station,
+                    evse_id=evse_id,
+                    connector_id=1,
+                    transaction_id=f"demo-{uuid.uuid4().hex[:24]}",
+                    id_token=token,
+                    id_tag=token.uid,
+                    account=token.account,
+                    auth_status="Accepted",
+                    status=ChargingSession.Status.COMPLETED,
+                    started_at=started,
+                    ended_at=started + timedelta(minutes=minutes),
+                    meter_start_wh=register,
+                    meter_stop_wh=register + energy,
+                    meter_last_wh=register + energy,
+                    energy_wh=energy,
+                    stop_reason="Local",
+                    tariff_ref=DEMO_TARIFF_ID,
+                    tariff_snapshot=snapshot,
+                )
+                for step in range(0, minutes + 1, 15):
+                    moment = started + timedelta(minutes=step)
+                    common = {
+                        "session": session,
+                        "station": station,
+                        "evse_id": evse_id,
+                        "connector_id": 1,
+                        "timestamp": moment,
+                        "context": "Sample.Periodic",
+                    }
+                    samples.append(
+                        MeterSample(
+                            **common,
+                            measurand="Energy.Active.Import.Register",
+                            unit="Wh",
+                            value=register + (energy * step / minutes).quantize(Decimal(1)),
+                        )
+                    )
+                    samples.append(
+                        MeterSample(
+                            **common,
+                            measurand="Power.Active.Import",
+                            unit="W",
+                            value=power_w if step < minutes else Decimal(0),
+                        )
+                    )
+                register += energy
+                ended.append(session.pk)
+        # Two days of status reports, with one fault on the second connector.
+        for evse_id in (1, 2):
+            moment = now - timedelta(days=2)
+            for status in ("Available", "Charging", "Available", "Faulted", "Available"):
+                if status == "Faulted" and evse_id == 1:
+                    status = "Preparing"
+                ConnectorStatusEvent.objects.create(
+                    station=station,
+                    evse_id=evse_id,
+                    connector_id=1,
+                    status=status,
+                    error_code="GroundFailure" if status == "Faulted" else "",
+                    timestamp=moment,
+                )
+                moment += timedelta(hours=rng.randint(3, 9))
+    MeterSample.objects.bulk_create(samples, ignore_conflicts=True)
+    if apps.is_installed("billing"):
+        from billing.services import cdr_create_for_session
+
+        for session_id in ended:
+            cdr_create_for_session(session_id=session_id)

@@ -226,6 +226,38 @@ OCPP_TRUSTED_PROXIES = envlist("OCPP_TRUSTED_PROXIES", [])
 OCPP_LAST_SEEN_WRITE_INTERVAL = envint("OCPP_LAST_SEEN_WRITE_INTERVAL", 30)
 OCPP_MESSAGE_LOG_RETENTION_DAYS = envint("OCPP_MESSAGE_LOG_RETENTION_DAYS", 14)
 NODE_NAME = envstr("CPO_NODE_NAME", "")
+# Diagnostics and log files upload to the back office itself: the base URL stations reach it
+# on (the request's own host is used when a job is created from the panel or the API).
+OCPP_UPLOAD_BASE_URL = envstr("OCPP_UPLOAD_BASE_URL", "http://localhost:8000")
+OCPP_DIAGNOSTICS_MAX_BYTES = envint("OCPP_DIAGNOSTICS_MAX_BYTES", 50 * 1024 * 1024)
+OCPP_DIAGNOSTICS_UPLOAD_TTL = envint("OCPP_DIAGNOSTICS_UPLOAD_TTL", 2 * 24 * 3600)
+
+# --- Billing ------------------------------------------------------------------------------------
+# The seller on every invoice (frozen into the invoice when it is issued).
+BILLING_SELLER = {
+    "name": envstr("BILLING_SELLER_NAME", "CPO Operations B.V."),
+    "address": envstr("BILLING_SELLER_ADDRESS", "Stationsplein 1"),
+    "postal_code": envstr("BILLING_SELLER_POSTAL_CODE", "1012 AB"),
+    "city": envstr("BILLING_SELLER_CITY", "Amsterdam"),
+    "country": envstr("BILLING_SELLER_COUNTRY", "NL"),
+    "vat_id": envstr("BILLING_SELLER_VAT_ID", "NL000000000B01"),
+    "email": envstr("BILLING_SELLER_EMAIL", "billing@example.com"),
+    "iban": envstr("BILLING_SELLER_IBAN", ""),
+}
+# Off: period close makes drafts that Finance reviews and issues. On: issued at once.
+BILLING_AUTO_ISSUE = envbool("BILLING_AUTO_ISSUE", False)
+# At most this many periods closed (and sessions swept for missing CDRs) per beat run.
+BILLING_CLOSE_BATCH_SIZE = envint("BILLING_CLOSE_BATCH_SIZE", 500)
+BILLING_CDR_SWEEP_BATCH_SIZE = envint("BILLING_CDR_SWEEP_BATCH_SIZE", 200)
+
+# --- Operator panel -----------------------------------------------------------------------------
+# "Today" on the dashboard and the days/months of its charts; per-site reports use each site's zone.
+PANEL_TIME_ZONE = envstr("PANEL_TIME_ZONE", "UTC")
+# Seconds between live refreshes of the dashboard and the station page.
+PANEL_REFRESH_SECONDS = envint("PANEL_REFRESH_SECONDS", 5)
+# Alerts: a session running longer than this, or active this long without any energy.
+PANEL_LONG_SESSION_HOURS = envint("PANEL_LONG_SESSION_HOURS", 12)
+PANEL_NO_ENERGY_MINUTES = envint("PANEL_NO_ENERGY_MINUTES", 15)
 
 CELERY_BEAT_SCHEDULE = {
     # Every minute: mark stations offline that missed their heartbeats.
@@ -234,6 +266,19 @@ CELERY_BEAT_SCHEDULE = {
     "stations-prune-message-log": {
         "task": "stations.tasks.message_log_prune",
         "schedule": 3600.0,
+    },
+    # Every minute: expire commands for stations offline past the command's expiry, and fail
+    # job attempts past their timeout.
+    "stations-commands-expire": {"task": "stations.tasks.commands_expire", "schedule": 60.0},
+    # Every 15 minutes: open new billing periods and close the ones that have ended.
+    "billing-close-due-periods": {
+        "task": "billing.tasks.billing_periods_close_due",
+        "schedule": 900.0,
+    },
+    # Every 10 minutes: rate ended sessions whose CDR task was lost.
+    "billing-cdrs-create-missing": {
+        "task": "billing.tasks.cdrs_create_missing",
+        "schedule": 600.0,
     },
 }
 

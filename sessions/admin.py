@@ -34,6 +34,7 @@ from sessions.models import (
     normalize_uid,
 )
 from sessions.resources import CustomerAccountResource, DriverResource, IdTokenResource
+from stations.admin_commands import SESSION_ACTIONS, SendCommandPermissionMixin
 
 BADGE_COLOURS = {
     "Accepted": "#2e7d32",
@@ -622,7 +623,8 @@ class TransactionEventInline(ReadOnlyInline):
 
 
 @admin.register(ChargingSession)
-class ChargingSessionAdmin(ReadOnlyAdmin):
+class ChargingSessionAdmin(SendCommandPermissionMixin, ReadOnlyAdmin):
+    actions = [*SESSION_ACTIONS]
     list_display = (
         "started_at",
         "station",

@@ -1,0 +1,88 @@
+"""Template tags of the operator panel: the home dashboard, the station page and role menus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+from django.conf import settings
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import conditional_escape, format_html
+
+from cpo import dashboard, panel
+from cpo.views import QUICK_COMMANDS
+
+register = template.Library()
+
+
+@register.simple_tag
+def panel_dashboard(request: Any) -> dict[str, Any]:
+    """Everything the home page shows at load; the page then refreshes it from JSON."""
+    user = request.user
+    can_network = user.has_perm("stations.view_chargingstation")
+    can_sessions = user.has_perm("charging.view_chargingsession")
+    widgets = [
+        w
+        for w in panel.role_widgets(user)
+        if (w in ("network", "alerts", "live_sessions", "money") and can_network)
+        or (w in ("energy_chart", "revenue_chart") and can_sessions)
+    ]
+    charts: dict[str, Any] = {}
+    if can_sessions:
+        charts = {
+            "energy": dashboard.energy_per_day_and_site(days=30),
+            "revenue": dashboard.revenue_per_month(months=12),
+        }
+    return {
+        "role": panel.panel_role(user),
+        "widgets": widgets,
+        "summary": dashboard.dashboard_summary() if can_network else None,
+        "charts": charts,
+        "links": panel.quick_links(user),
+        "refresh_ms": settings.PANEL_REFRESH_SECONDS * 1000,
+        "urls": {
+            "dashboard": reverse("panel:dashboard"),
+            "charts": reverse("panel:charts"),
+            "reports": reverse("panel:reports"),
+        },
+    }
+
+
+@register.simple_tag
+def panel_app_list(app_list: list[dict[str, Any]], user: Any) -> list[dict[str, Any]]:
+    return panel.order_app_list(app_list, user)
+
+
+@register.simple_tag
+def station_panel(station: Any, request: Any) -> dict[str, Any]:
+    """The live parts of the station page: connectors, sessions, commands, charts."""
+    user = request.user
+    recent = dashboard.station_recent_sessions(station=station)
+    return {
+        "live": dashboard.station_live(station=station),
+        "recent_sessions": recent,
+        "curve_url": recent[0]["curve_url"] if recent else "",
+        "connections": station.connections.all()[:15],
+        "can_command": user.has_perm("stations.send_command") and bool(station.protocol),
+        "can_see_sessions": user.has_perm("charging.view_chargingsession"),
+        "verbs": sorted(QUICK_COMMANDS),
+        "all_commands_url": dashboard.admin_url("stations_command_changelist")
+        and f"{dashboard.admin_url('stations_command_changelist')}?station__id__exact={station.pk}",
+        "refresh_ms": settings.PANEL_REFRESH_SECONDS * 1000,
+        "now": timezone.now(),
+        "urls": {
+            "live": reverse("panel:station-live", args=[station.pk]),
+            "timeline": reverse("panel:station-timeline", args=[station.pk]),
+            "command": reverse("panel:station-command", args=[station.pk]),
+        },
+    }
+
+
+@register.simple_tag
+def report_cell(row: dict[str, Any], column: str, link_column: str = "", link_key: str = "") -> str:
+    """One cell of a report table, linked to the admin page of its object when there is one."""
+    value = row.get(column, "")
+    if column == link_column and link_key and row.get(link_key):
+        return format_html('<a href="{}">{}</a>', row[link_key], value)
+    return conditional_escape(value)

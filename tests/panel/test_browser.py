@@ -1,0 +1,193 @@
+"""The operator panel in a real browser: headless chromium against the real daphne server,
+with real OCPP charge points connecting to that same server."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from pathlib import Path
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+from ocpp.v16 import call
+from playwright.async_api import expect
+
+from stations.models import ChargingStation, Command
+from tests.ocpp_client import station
+from tests.panel.conftest import login, make_staff
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.live,
+    pytest.mark.browser,
+]
+
+STATION_PASSWORD = "panel-station-secret-01"
+
+
+@sync_to_async
+def make_station(identity: str) -> ChargingStation:
+    row = ChargingStation(identity=identity)
+    row.set_password(STATION_PASSWORD)
+    row.save()
+    return row
+
+
+async def boot(cp) -> None:  # type: ignore[no-untyped-def]
+    answer = await cp.cp.call(
+        call.BootNotification(charge_point_vendor="ACME", charge_point_model="Wallbox 22")
+    )
+    assert answer.status == "Accepted"
+    now = timezone.now().isoformat().replace("+00:00", "Z")
+    await cp.cp.call(
+        call.StatusNotification(
+            connector_id=1, error_code="NoError", status="Available", timestamp=now
+        )
+    )
+
+
+async def test_dashboard_counts_a_station_online_without_reload(
+    daphne_server, roles, browser_page
+) -> None:  # type: ignore[no-untyped-def]
+    await make_station("PANEL-LIVE-1")
+    await sync_to_async(make_staff)("operator1", "Operators")
+    page = browser_page
+    await login(page, daphne_server.http_url, "operator1")
+    online = page.locator("#kpi-stations-online")
+    await expect(online).to_have_text("0")
+    await expect(page.locator("#alert-list")).to_contain_text("PANEL-LIVE-1 offline")
+    # A marker that a reload would wipe out.
+    await page.evaluate("window.__stillTheSamePage = true")
+
+    async with station(daphne_server.ws_url, "PANEL-LIVE-1", password=STATION_PASSWORD) as cp:
+        await boot(cp)
+        await expect(online).to_have_text("1", timeout=20_000)
+        await expect(page.locator("#kpi-stations-offline")).to_have_text("0")
+        await expect(page.locator("#connector-statuses")).to_contain_text("Available")
+        await expect(page.locator("#alert-list")).not_to_contain_text("PANEL-LIVE-1")
+
+    await expect(online).to_have_text("0", timeout=20_000)
+    assert await page.evaluate("window.__stillTheSamePage") is True
+    assert page.errors == []
+
+
+async def test_remote_command_from_the_station_page_shows_its_result(
+    daphne_server, roles, browser_page
+) -> None:  # type: ignore[no-untyped-def]
+    row = await make_station("PANEL-CMD-1")
+    await sync_to_async(make_staff)("operator2", "Operators")
+    page = browser_page
+    await login(page, daphne_server.http_url, "operator2")
+
+    async with station(daphne_server.ws_url, "PANEL-CMD-1", password=STATION_PASSWORD) as cp:
+        await boot(cp)
+        await page.goto(f"{daphne_server.http_url}/admin/stations/chargingstation/{row.pk}/change/")
+        await expect(page.locator("#station-online")).to_have_text("Online")
+        await expect(page.locator("#station-connectors")).to_contain_text("Available")
+
+        await page.click("button[data-command=reset-soft]")
+        await expect(page.locator("#command-flash")).to_contain_text("Reset queued")
+        latest = page.locator("#station-commands tbody tr").first
+        await expect(latest).to_contain_text("Reset")
+        await expect(latest).to_have_attribute("data-status", "accepted", timeout=20_000)
+        await expect(latest.locator(".command-result")).to_contain_text("status: Accepted")
+
+        assert ("Reset", {"type": "Soft"}) in cp.cp.received_calls
+    command = await sync_to_async(Command.objects.select_related("requested_by").get)(station=row)
+    assert command.status == Command.Status.ACCEPTED
+    assert command.origin == Command.Origin.ADMIN
+    assert command.requested_by.username == "operator2"
+    assert page.errors == []
+
+
+async def test_support_sees_the_station_page_without_command_buttons(
+    daphne_server, roles, browser_page
+) -> None:  # type: ignore[no-untyped-def]
+    row = await make_station("PANEL-RO-1")
+    await sync_to_async(make_staff)("support1", "Support")
+    page = browser_page
+    await login(page, daphne_server.http_url, "support1")
+    await expect(page.locator("#quick-links")).to_contain_text("Tokens")
+    await page.goto(f"{daphne_server.http_url}/admin/stations/chargingstation/{row.pk}/change/")
+    await expect(page.locator("#station-connectors")).to_be_visible()
+    assert await page.locator("[data-command]").count() == 0
+    # The endpoint refuses too, not only the page.
+    status = await page.evaluate(
+        """async (url) => (await fetch(url, {method: "POST", headers: {Accept:
+           "application/json", "X-CSRFToken": document.cookie.replace(/.*csrftoken=([^;]+).*/,
+           "$1")}, body: new URLSearchParams({verb: "clear_cache"})})).status""",
+        f"/admin/panel/stations/{row.pk}/command",
+    )
+    assert status == 403
+
+
+@sync_to_async
+def issue_invoices() -> list[str]:
+    from billing import services
+    from billing.models import Invoice
+    from tests.billing.conftest import make_account, make_cdr, make_site
+
+    site = make_site("PANEL-BILL-1")
+    january = dt.datetime(2025, 1, 10, 12, tzinfo=dt.UTC)
+    for n, amount in enumerate(("10.05", "7.77")):
+        make_cdr(make_account(f"Panel account {n}"), site, end=january, excl=amount)
+    after = dt.datetime(2025, 2, 1, 1, tzinfo=dt.UTC)
+    services.billing_periods_close_due(now=after)
+    for invoice in Invoice.objects.order_by("pk"):
+        services.invoice_issue(invoice_id=invoice.pk, now=after)
+    return list(Invoice.objects.order_by("number").values_list("number", flat=True))
+
+
+async def test_finance_exports_invoices_as_csv_from_the_panel(
+    daphne_server, roles, browser_page, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    numbers = await issue_invoices()
+    assert len(numbers) == 2
+    await sync_to_async(make_staff)("finance1", "Finance")
+    page = browser_page
+    await login(page, daphne_server.http_url, "finance1")
+
+    # Two clicks from home: the Invoices quick link, then Export.
+    await page.click("#quick-links >> text=Invoices")
+    await page.click("a.export_link")
+    await page.select_option("select[name=format]", label="csv")
+    async with page.expect_download() as download_info:
+        await page.click(".submit-row input[type=submit]")
+    download = await download_info.value
+    assert download.suggested_filename.endswith(".csv")
+    target = tmp_path / download.suggested_filename
+    await download.save_as(target)
+    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
+    assert sorted(row["number"] for row in rows) == numbers
+
+
+async def test_dashboard_and_station_page_render_the_demo_data_with_charts(
+    daphne_server, roles, browser_page
+) -> None:  # type: ignore[no-untyped-def]
+    from cpo.demo import DEMO_LOGINS, demo_data_load
+
+    await sync_to_async(demo_data_load)()
+    _, username, password = next(login for login in DEMO_LOGINS if login[0] == "Operator")
+    page = browser_page
+    await login(page, daphne_server.http_url, username, password)
+
+    assert await page.evaluate("typeof window.Chart") == "function"
+    await expect(page.locator("#kpi-stations-offline")).to_have_text("2")
+    for canvas in ("chart-connectors", "chart-energy", "chart-revenue"):
+        await expect(page.locator(f"#{canvas}")).to_be_visible()
+        assert await page.evaluate(
+            "(id) => !!window.Chart.getChart(document.getElementById(id))", canvas
+        ), canvas
+    await expect(page.locator("#live-sessions")).to_be_visible()
+    await expect(page.locator("#alert-list")).to_contain_text("DEMO-16")
+
+    await page.click("#widget-alerts >> text=DEMO-16 offline")
+    await expect(page.locator("#station-panel h2").first).to_contain_text("DEMO-16")
+    await expect(page.locator("#station-connectors tbody tr")).to_have_count(2)
+    await expect(page.locator("#chart-timeline")).to_be_visible()
+    await page.wait_for_function(
+        "() => !!window.Chart.getChart(document.getElementById('chart-timeline'))"
+    )
+    assert page.errors == []
