@@ -16,8 +16,12 @@ if TYPE_CHECKING:
     from stations.consumers import OcppConsumer
 
 
-_OCPI_TO_201 = {"RFID": "ISO14443", "APP_USER": "Central", "AD_HOC_USER": "Central",
-                "OTHER": "Central"}
+_OCPI_TO_201 = {
+    "RFID": "ISO14443",
+    "APP_USER": "Central",
+    "AD_HOC_USER": "Central",
+    "OTHER": "Central",
+}
 
 
 def id_token_info(auth: charging.AuthorizationResult) -> dict[str, Any]:

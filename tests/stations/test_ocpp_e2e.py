@@ -199,9 +199,12 @@ async def test_ocpp16_full_charge_is_answered_and_recorded(daphne_server):
 
     @sync_to_async
     def disconnected() -> bool:
-        return StationConnection.objects.filter(
-            station__identity="CP16-1", disconnected_at__isnull=False
-        ).exists() and not ChargingStation.objects.get(identity="CP16-1").is_online
+        return (
+            StationConnection.objects.filter(
+                station__identity="CP16-1", disconnected_at__isnull=False
+            ).exists()
+            and not ChargingStation.objects.get(identity="CP16-1").is_online
+        )
 
     # The server records the disconnect once it has processed the close.
     for _ in range(100):
@@ -803,6 +806,11 @@ async def test_tracing_keeps_every_frame(daphne_server):
             .values_list("direction", "action")
         )
 
+    # The server writes the log right after it answered; give it that moment.
+    for _ in range(100):
+        if len(await frames()) == 2:
+            break
+        await asyncio.sleep(0.05)
     assert await frames() == [("in", "Heartbeat"), ("out", "")]
 
 
