@@ -853,5 +853,17 @@ async def test_demo_stations_accept_the_printed_credentials(daphne_server):
         # The demo tariff was frozen on the session when it started.
         assert session.tariff_ref == "DEMO-STANDARD"
         assert session.tariff_snapshot["currency"] == "EUR"
+        # And the operator sees it in the panel with its energy.
+        from django.test import Client
+
+        from cpo.models import User
+
+        browser = Client()
+        browser.force_login(User.objects.get(username="operator"))
+        page = browser.get(
+            f"/admin/charging/chargingsession/?q={session.transaction_id}"
+        ).content.decode()
+        assert "DEMO-16" in page
+        assert "4.200" in page
 
     await check()
