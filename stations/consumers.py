@@ -84,18 +84,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.handlers = v16.Handlers(self) if chosen == protocol.V16 else v201.Handlers(self)
         self.ensure_allowed = v16.ensure_allowed if chosen == protocol.V16 else v201.ensure_allowed
 
-        if admission.previous_channel and self.channel_layer is not None:
-            # The newer connection wins: tell the process holding the old one to close it.
-            try:
-                await self.channel_layer.send(
-                    admission.previous_channel, {"type": "connection.replaced"}
-                )
-            except Exception:  # the old node may be gone; its socket is dead then anyway
-                logger.info("could not reach the previous connection of %s", self.identity)
-        if self.channel_layer is not None:
-            await self.channel_layer.group_add(station_group(self.station_id), self.channel_name)
-        await self.accept(chosen)
-        self.connection_id = await db(network.station_connected)(
+        # Recorded before the handshake completes, so that a station reconnecting at once
+        # finds this connection and replaces it rather than racing it.
+        self.connection_id, replaced = await db(network.station_connected)(
             station_id=self.station_id,
             protocol=chosen,
             channel_name=self.channel_name,
@@ -103,6 +94,15 @@ class OcppConsumer(AsyncWebsocketConsumer):
             node=NODE,
             security_profile=admission.security_profile,
         )
+        if replaced and replaced != self.channel_name and self.channel_layer is not None:
+            # The newer connection wins: tell the process holding the old one to close it.
+            try:
+                await self.channel_layer.send(replaced, {"type": "connection.replaced"})
+            except Exception:  # the old node may be gone; its socket is dead then anyway
+                logger.info("could not reach the previous connection of %s", self.identity)
+        if self.channel_layer is not None:
+            await self.channel_layer.group_add(station_group(self.station_id), self.channel_name)
+        await self.accept(chosen)
         self.last_touch = time.monotonic()
         # Commands queued while the station was away go out now, oldest first.
         await db(commanding.commands_fail_unanswered)(station_id=self.station_id)

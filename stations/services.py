@@ -41,7 +41,6 @@ class Admission:
     registration_status: str = ""
     trace_enabled: bool = False
     cost_display_enabled: bool = False
-    previous_channel: str = ""
     security_profile: int = 0
 
 
@@ -105,7 +104,6 @@ def station_admit(
         registration_status=station.registration_status,
         trace_enabled=station.trace_enabled,
         cost_display_enabled=station.cost_display_enabled,
-        previous_channel=station.channel_name if station.is_online else "",
         security_profile=profile,
     )
 
@@ -119,8 +117,16 @@ def station_connected(
     remote_addr: str,
     node: str,
     security_profile: int,
-) -> int:
+) -> tuple[int, str]:
+    """Record a new connection; returns its id and the channel of the connection it replaces.
+
+    The row lock makes "which connection is current" a single decision even when the same
+    station reconnects to two nodes at once: the last one to commit wins and is told whom to
+    close.
+    """
     now = timezone.now()
+    current = ChargingStation.objects.select_for_update().get(pk=station_id)
+    replaced = current.channel_name if current.is_online else ""
     ChargingStation.objects.filter(pk=station_id).update(
         is_online=True,
         protocol=protocol,
@@ -140,7 +146,7 @@ def station_connected(
         security_profile=security_profile,
         connected_at=now,
     )
-    return connection.pk
+    return connection.pk, replaced
 
 
 @transaction.atomic
