@@ -60,6 +60,25 @@ def _stop(process: subprocess.Popen[bytes], name: str, timeout: float) -> None:
         process.wait()
 
 
+def daphne_options(*, host: str, port: int) -> list[str]:
+    """How daphne serves the back office; the benchmark starts it with the same options."""
+    return [
+        # A listen backlog of 4096: a boot storm of thousands of chargers must not see refused
+        # connections (the default of 100 drops them).
+        "-e",
+        f"tcp:port={port}:interface={host}:backlog=4096",
+        # Chargers stay connected for months: no idle timeout.
+        "--websocket_timeout",
+        "-1",
+        # Admission reads the database; under a boot storm daphne's default of 5 s closes
+        # handshakes still waiting for it, and the chargers' retries feed the storm.
+        "--websocket_connect_timeout",
+        "60",
+        "--application-close-timeout",
+        "15",
+    ]
+
+
 def banner(port: int, redis_url: str, database: str) -> str:
     from cpo.demo import DEMO_LOGINS, DEMO_STATIONS
 
@@ -112,18 +131,7 @@ def main() -> int:
 
     bin_dir = Path(sys.executable).parent
     daphne = _spawn(
-        [
-            str(bin_dir / "daphne"),
-            # A listen backlog of 4096: a boot storm of thousands of chargers must not see
-            # refused connections (the default of 100 drops them).
-            "-e",
-            f"tcp:port={port}:interface={host}:backlog=4096",
-            "--websocket_timeout",
-            "-1",
-            "--application-close-timeout",
-            "15",
-            "cpo.asgi:application",
-        ],
+        [str(bin_dir / "daphne"), *daphne_options(host=host, port=port), "cpo.asgi:application"],
         env | {"CPO_NODE_NAME": env.get("CPO_NODE_NAME") or f"daphne-{port}"},
     )
     worker = _spawn(

@@ -15,6 +15,7 @@ import uuid
 from typing import Any
 from urllib.parse import unquote
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -36,6 +37,16 @@ class OcppConsumer(AsyncWebsocketConsumer):
     station_id: int
     protocol: str
     registration_status: str
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels runs aclose_old_connections() on its one thread-sensitive thread before
+        # every message: with thousands of chargers every frame would queue behind that single
+        # thread. Every database call here goes through database_sync_to_async, which closes
+        # stale connections on the thread that uses them.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         self.identity = unquote(self.scope["url_route"]["kwargs"]["identity"])

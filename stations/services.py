@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from stations.models import (
@@ -261,20 +262,35 @@ def connector_status_changed(
     if evse_id == 0:
         ChargingStation.objects.filter(pk=station_id).update(status=status, error_code=error_code)
         return
-    evse = _evse_for(station_id, evse_id)
-    connector, _ = Connector.objects.get_or_create(
-        station_id=station_id, evse=evse, connector_id=connector_id or 1
+    newer = Q(status_at__isnull=True) | Q(status_at__lte=timestamp)
+    connector_no = connector_id or 1
+    updated = (
+        Connector.objects.filter(
+            station_id=station_id, evse__evse_id=evse_id, connector_id=connector_no
+        )
+        .filter(newer)
+        .update(status=status, error_code=error_code, info=info[:255], status_at=timestamp)
     )
-    if connector.status_at is None or connector.status_at <= timestamp:
-        connector.status = status
-        connector.error_code = error_code
-        connector.info = info[:255]
-        connector.status_at = timestamp
-        connector.save(update_fields=["status", "error_code", "info", "status_at"])
-    if evse.status_at is None or evse.status_at <= timestamp:
-        evse.status = status
-        evse.status_at = timestamp
-        evse.save(update_fields=["status", "status_at"])
+    if (
+        not updated
+        and not Connector.objects.filter(
+            station_id=station_id, evse__evse_id=evse_id, connector_id=connector_no
+        ).exists()
+    ):
+        # First report of a connector the station was not configured with: learn it.
+        evse = _evse_for(station_id, evse_id)
+        Connector.objects.create(
+            station_id=station_id,
+            evse=evse,
+            connector_id=connector_no,
+            status=status,
+            error_code=error_code,
+            info=info[:255],
+            status_at=timestamp,
+        )
+    Evse.objects.filter(station_id=station_id, evse_id=evse_id).filter(newer).update(
+        status=status, status_at=timestamp
+    )
 
 
 JOB_PROGRESS_ACTIONS = (

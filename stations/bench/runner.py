@@ -41,6 +41,7 @@ import psutil
 from django.conf import settings
 from django.db import connection
 
+from cpo.run import daphne_options
 from stations.bench.data import BENCH_TAG as BENCH_ID_TAG
 from stations.bench.data import fleet_rows_count, fleet_stations_create
 from stations.simulator import (
@@ -239,13 +240,8 @@ class BackOffice:
         daphne = _spawn(
             [
                 str(bin_dir / "daphne"),
-                # The arguments of cpo/run.py: backlog 4096 so a storm is not refused.
-                "-e",
-                f"tcp:port={port}:interface=127.0.0.1:backlog=4096",
-                "--websocket_timeout",
-                "-1",
-                "--application-close-timeout",
-                "15",
+                # Exactly as `python -m cpo.run` serves the back office.
+                *daphne_options(host="127.0.0.1", port=port),
                 # BENCH_DAPHNE_ARGS measures a change to these arguments before it is made.
                 *os.environ.get("BENCH_DAPHNE_ARGS", "").split(),
                 os.environ.get("BENCH_ASGI_APP", "cpo.asgi:application"),

@@ -14,7 +14,6 @@ from sessions.models import AuthorizationDecision
 from stations import services as network
 from stations.ocpp.db import db
 from stations.ocpp.protocol import OcppError
-from tariffs import services as tariffs
 
 if TYPE_CHECKING:
     from stations.consumers import OcppConsumer
@@ -142,8 +141,6 @@ class Handlers:
             timestamp=parse_time(p["timestamp"]),
             reservation_id=p.get("reservationId"),
         )
-        # The price is fixed when the session starts (consumer law in many markets).
-        await db(tariffs.session_tariff_freeze)(session_id=result.session_id)
         return {
             "transactionId": result.transaction_id,
             "idTagInfo": id_tag_info(result.authorization),

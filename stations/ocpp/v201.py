@@ -10,7 +10,6 @@ from stations import services as network
 from stations.ocpp.db import db
 from stations.ocpp.protocol import OcppError
 from stations.ocpp.v16 import now_iso, parse_time
-from tariffs import services as tariffs
 
 if TYPE_CHECKING:
     from stations.consumers import OcppConsumer
@@ -158,9 +157,6 @@ class Handlers:
         result = await db(charging.session_transaction_event)(
             station_id=self.station_id, event=event
         )
-        if result.began:
-            # The price is fixed when the session starts (consumer law in many markets).
-            await db(tariffs.session_tariff_freeze)(session_id=result.session_id)
         response: dict[str, Any] = {}
         if result.authorization is not None:
             response["idTokenInfo"] = id_token_info(result.authorization)

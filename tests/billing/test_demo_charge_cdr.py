@@ -98,6 +98,14 @@ async def test_demo_charge_produces_the_engines_cdr(daphne_server, celery_worker
             session=ChargingSession.objects.get(ocpp16_transaction_id=started.transaction_id)
         )
 
+    @sync_to_async
+    def frozen_tariff() -> str:
+        from sessions.models import ChargingSession
+
+        return ChargingSession.objects.get(ocpp16_transaction_id=started.transaction_id).tariff_ref
+
+    # The worker froze the demo tariff on the session when it started.
+    assert await frozen_tariff() == "DEMO-STANDARD"
     rating = await engine_result()
     # Demo tariff: 8 kWh x 0.30 + 0.50 per session + 10 min parking at 2.00/h, 21 % VAT.
     assert cdr.currency == "EUR"
