@@ -463,7 +463,12 @@ def stations_mark_offline(*, now: datetime | None = None) -> int:
         "pk", "last_seen_at", "heartbeat_interval"
     )
     for pk, last_seen, interval in candidates:
-        limit = timedelta(seconds=(interval or default_interval) * missed)
+        # last_seen_at is written at most every OCPP_LAST_SEEN_WRITE_INTERVAL seconds.
+        limit = timedelta(
+            seconds=max(
+                (interval or default_interval) * missed, 2 * settings.OCPP_LAST_SEEN_WRITE_INTERVAL
+            )
+        )
         if last_seen is None or now - last_seen > limit:
             count += ChargingStation.objects.filter(pk=pk, is_online=True).update(is_online=False)
     return count

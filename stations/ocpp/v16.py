@@ -106,7 +106,8 @@ class Handlers:
         return {"status": result.status, "currentTime": now_iso(), "interval": result.interval}
 
     async def Heartbeat(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        await self.consumer.touch(force=True)
+        # Liveness is recorded by the consumer for every frame, throttled; a heartbeat needs
+        # no write of its own.
         return {"currentTime": now_iso()}
 
     async def StatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
