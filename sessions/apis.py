@@ -366,25 +366,7 @@ class DriverSessionsApi(ChargingApi):
 class AccountOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = CustomerAccount
-        fields = (
-            "id",
-            "reference",
-            "name",
-            "kind",
-            "legal_name",
-            "address",
-            "postal_code",
-            "city",
-            "country",
-            "vat_id",
-            "email",
-            "currency",
-            "billing_period",
-            "country_code",
-            "party_id",
-            "is_active",
-            "created_at",
-        )
+        fields = ("id", *services.ACCOUNT_FIELDS, "created_at")
 
 
 class AccountInputSerializer(serializers.Serializer):

@@ -18,7 +18,7 @@ from import_export import fields, resources, widgets
 from import_export.results import RowResult
 
 from sessions.models import CustomerAccount, Driver, IdToken, normalize_uid
-from sessions.services import id_token_default_account, id_tokens_imported
+from sessions.services import ACCOUNT_FIELDS, id_token_default_account, id_tokens_imported
 
 
 class ReferenceWidget(widgets.Widget):
@@ -256,24 +256,7 @@ class CustomerAccountResource(AllOrNothingResource):
 
     class Meta:
         model = CustomerAccount
-        fields = (
-            "id",
-            "reference",
-            "name",
-            "kind",
-            "legal_name",
-            "address",
-            "postal_code",
-            "city",
-            "country",
-            "vat_id",
-            "email",
-            "currency",
-            "billing_period",
-            "country_code",
-            "party_id",
-            "is_active",
-        )
+        fields = ("id", *ACCOUNT_FIELDS)
         export_order = fields
         import_id_fields = ["id"]
         clean_model_instances = True
