@@ -81,8 +81,22 @@ async def test_blocked_token_reaches_local_lists_by_differential_update(
         }
         await until(lambda: LocalAuthList.objects.filter(version=1, status="in_sync").count() == 2)
 
-        # Blocking a card through the token service: a differential update to both.
-        await sync_to_async(tokens.id_token_block)(token=card, reason="lost")
+        # An operator blocks the card in the panel: a differential update to both.
+        def block_in_panel() -> None:
+            from django.test import Client
+
+            from cpo.models import User
+
+            operator = User.objects.create_superuser("panel-operator", "op@example.invalid", "pw")
+            browser = Client()
+            browser.force_login(operator)
+            response = browser.post(
+                "/admin/charging/idtoken/",
+                {"action": "block_tokens", "_selected_action": [card.pk]},
+            )
+            assert response.status_code == 302
+
+        await sync_to_async(block_in_panel)()
         await until(lambda: len(_lists(c16)) == 2 and len(_lists(c201)) == 2, 30)
         assert _lists(c16)[1] == {
             "listVersion": 2,
