@@ -192,6 +192,11 @@ def percentile(sorted_values: list[float], fraction: float) -> float | None:
 # --- one station ---------------------------------------------------------------------------
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class Offline(Exception):
     """The station has no connection; the message was queued or dropped."""
 
@@ -394,6 +399,9 @@ class SimulatedStation:
         for _, future in self.pending.values():
             if not future.done():
                 future.set_exception(Offline())
+                # The caller may have given up already (timed out); the outcome is then
+                # nobody's to read, and asyncio must not report it as lost.
+                future.add_done_callback(_retrieve)
         self.pending.clear()
 
     # --- frames -------------------------------------------------------------------------
