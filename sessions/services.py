@@ -136,7 +136,7 @@ def _active_group_sessions(group: IdToken, exclude_session_id: int | None) -> in
 def _decide(
     token: IdToken | None,
     *,
-    station: ChargingStation | None,
+    station_id: int | None,
     now: datetime,
     exclude_session_id: int | None,
 ) -> tuple[str, str]:
@@ -161,7 +161,7 @@ def _decide(
         return AuthStatus.BLOCKED, f"account {token.account_id} inactive"
     if token.driver_id and not token.driver.is_active:
         return AuthStatus.BLOCKED, f"driver {token.driver_id} inactive"
-    if station is not None:
+    if station_id is not None:
         allowed_stations = (
             {s.pk for s in token.allowed_stations.all()}
             if getattr(token, "station_limited", True)
@@ -172,7 +172,9 @@ def _decide(
             if getattr(token, "location_limited", True)
             else set()
         )
+        # Only a restricted token needs the station's site: most tokens skip this query.
         if allowed_stations or allowed_locations:
+            station = ChargingStation.objects.only("identity", "location_id").get(pk=station_id)
             if station.pk not in allowed_stations and station.location_id not in allowed_locations:
                 return AuthStatus.NOT_AT_THIS_LOCATION, (
                     f"not allowed at station {station.identity} or its site"
@@ -232,10 +234,11 @@ def authorization_decide(
     """
     now = now or timezone.now()
     token = token_find(uid=uid, token_type=token_type)
-    station = _one(ChargingStation.objects.filter(pk=station_id)) if station_id else None
-    status, reason = _decide(token, station=station, now=now, exclude_session_id=exclude_session_id)
+    status, reason = _decide(
+        token, station_id=station_id, now=now, exclude_session_id=exclude_session_id
+    )
     AuthorizationDecision.objects.create(
-        station=station,
+        station_id=station_id,
         id_token=token,
         uid=uid[:36],
         context=context,

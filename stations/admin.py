@@ -10,7 +10,6 @@ from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
@@ -157,9 +156,8 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
     list_select_related = ("location",)
     inlines = [EvseInline, ConnectorInline]
     actions = ["accept_stations", "trace_on", "trace_off", *STATION_ACTIONS]
-    readonly_fields = (
+    reported_fields = (
         "protocol",
-        "auto_registered",
         "vendor",
         "model",
         "serial_number",
@@ -170,50 +168,18 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
         "meter_serial_number",
         "boot_reason",
         "last_boot_at",
-        "is_online",
-        "last_seen_at",
-        "connected_at",
-        "node",
         "status",
         "error_code",
-        "recent_connections",
+        "auto_registered",
     )
+    connection_fields = ("is_online", "last_seen_at", "connected_at", "node", "recent_connections")
+    # What the station reports and its connection state are the charger's, never edited here.
+    readonly_fields = reported_fields + connection_fields
     fieldsets = (
         (None, {"fields": ("identity", "location", "registration_status", "new_password")}),
         ("Behaviour", {"fields": ("heartbeat_interval", "cost_display_enabled", "trace_enabled")}),
-        (
-            "Reported by the station",
-            {
-                "fields": (
-                    "protocol",
-                    "vendor",
-                    "model",
-                    "serial_number",
-                    "firmware_version",
-                    "iccid",
-                    "imsi",
-                    "meter_type",
-                    "meter_serial_number",
-                    "boot_reason",
-                    "last_boot_at",
-                    "status",
-                    "error_code",
-                    "auto_registered",
-                )
-            },
-        ),
-        (
-            "Connection",
-            {
-                "fields": (
-                    "is_online",
-                    "last_seen_at",
-                    "connected_at",
-                    "node",
-                    "recent_connections",
-                )
-            },
-        ),
+        ("Reported by the station", {"fields": reported_fields}),
+        ("Connection", {"fields": connection_fields}),
     )
 
     def get_form(self, request, obj=None, change=False, **kwargs):  # type: ignore[no-untyped-def]
@@ -441,7 +407,3 @@ class OcppMessageAdmin(ReadOnlyAdmin):
     @admin.display(description="Frame")
     def short_frame(self, obj: OcppMessage) -> str:
         return obj.frame if len(obj.frame) <= 160 else obj.frame[:157] + "..."
-
-
-def seconds_since(moment) -> float:  # type: ignore[no-untyped-def]
-    return (timezone.now() - moment).total_seconds() if moment else float("inf")

@@ -93,7 +93,6 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.trace_enabled = admission.trace_enabled
         self.cost_display_enabled = admission.cost_display_enabled
         self.handlers = v16.Handlers(self) if chosen == protocol.V16 else v201.Handlers(self)
-        self.ensure_allowed = v16.ensure_allowed if chosen == protocol.V16 else v201.ensure_allowed
 
         # Recorded before the handshake completes, so that a station reconnecting at once
         # finds this connection and replaces it rather than racing it.
@@ -184,7 +183,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                         "NotSupported", f"{frame.action} is not sent by a charging station"
                     )
                 raise protocol.OcppError("NotImplemented", f"Unknown action {frame.action}")
-            self.ensure_allowed(frame.action, self.registration_status)
+            self.handlers.ensure_allowed(frame.action, self.registration_status)
             protocol.validate(self.protocol, protocol.CALL, frame.action, frame.payload)
             response = await handler(frame.payload)
             # Our own answers are checked too: a bug here must not put an invalid frame on the

@@ -209,10 +209,6 @@ def station_booted(
     return BootResult(station.registration_status, interval)
 
 
-def station_registration_status(*, station_id: int) -> str:
-    return ChargingStation.objects.values_list("registration_status", flat=True).get(pk=station_id)
-
-
 @transaction.atomic
 def station_accept(*, station: ChargingStation) -> None:
     """An operator accepts a Pending station; it is Accepted at its next BootNotification."""
@@ -472,12 +468,3 @@ def stations_mark_offline(*, now: datetime | None = None) -> int:
         if last_seen is None or now - last_seen > limit:
             count += ChargingStation.objects.filter(pk=pk, is_online=True).update(is_online=False)
     return count
-
-
-def heartbeat_interval_for(*, station_id: int) -> int:
-    value = (
-        ChargingStation.objects.filter(pk=station_id)
-        .values_list("heartbeat_interval", flat=True)
-        .first()
-    )
-    return value or settings.OCPP_HEARTBEAT_INTERVAL

@@ -8,7 +8,7 @@ independent transactions, so they run on the executor's threads in parallel.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from channels.db import database_sync_to_async
 
@@ -17,6 +17,3 @@ T = TypeVar("T")
 
 def db(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     return database_sync_to_async(function, thread_sensitive=False)  # type: ignore[return-value]
-
-
-__all__ = ["db", "Any"]

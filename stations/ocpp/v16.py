@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from sessions import services as charging
 from sessions.models import AuthorizationDecision
 from stations import services as network
 from stations.ocpp.db import db
-from stations.ocpp.protocol import OcppError
+from stations.ocpp.handlers import BaseHandlers, now_iso, parse_time
 
 if TYPE_CHECKING:
-    from stations.consumers import OcppConsumer
+    pass
 
 # 2.0.1-only outcomes have no 1.6 status; the nearest 1.6 meaning is "Invalid".
 _STATUS_16 = {
@@ -30,21 +26,6 @@ _STATUS_16 = {
     "NoCredit": "Invalid",
     "Unknown": "Invalid",
 }
-
-
-def now_iso() -> str:
-    return timezone.now().isoformat().replace("+00:00", "Z")
-
-
-def parse_time(value: str | None):  # type: ignore[no-untyped-def]
-    """Charger timestamps; a missing or unreadable one is replaced by the time of receipt."""
-    if value:
-        parsed = parse_datetime(value)
-        if parsed is not None:
-            if timezone.is_naive(parsed):
-                parsed = timezone.make_aware(parsed, UTC)
-            return parsed
-    return timezone.now()
 
 
 def id_tag_info(auth: charging.AuthorizationResult) -> dict[str, Any]:
@@ -80,15 +61,8 @@ def samples_from(meter_values: list[dict[str, Any]]) -> list[charging.Sample]:
     return samples
 
 
-class Handlers:
-    """One coroutine per charger-initiated 1.6J action; each returns the response payload."""
-
-    def __init__(self, consumer: OcppConsumer):
-        self.consumer = consumer
-
-    @property
-    def station_id(self) -> int:
-        return self.consumer.station_id
+class Handlers(BaseHandlers):
+    """The charger-initiated actions of OCPP 1.6J (core, firmware, security extension)."""
 
     async def BootNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         result = await db(network.station_booted)(
@@ -208,36 +182,3 @@ class Handlers:
     async def SignCertificate(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         await db(network.csr_record)(station_id=self.station_id, csr=p["csr"])
         return {"status": "Accepted"}
-
-    async def _notify(
-        self,
-        action: str,
-        payload: dict[str, Any],
-        *,
-        status: str = "",
-        request_id: int | None = None,
-    ) -> None:
-        await db(network.notification_record)(
-            station_id=self.station_id,
-            action=action,
-            payload=payload,
-            status=status,
-            request_id=request_id,
-        )
-
-    def handler_for(self, action: str):  # type: ignore[no-untyped-def]
-        if action.startswith("_") or action in ("handler_for", "station_id", "consumer"):
-            return None
-        handler = getattr(self, action, None)
-        if handler is None:
-            return None
-        return handler
-
-
-def ensure_allowed(action: str, registration_status: str) -> None:
-    """Before a station is Accepted it may only boot and heartbeat (1.6J errata: SecurityError)."""
-    if registration_status != "Accepted" and action not in ("BootNotification", "Heartbeat"):
-        raise OcppError(
-            "SecurityError",
-            f"Station is {registration_status}: only BootNotification and Heartbeat are accepted",
-        )

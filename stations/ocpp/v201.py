@@ -8,11 +8,10 @@ from sessions import services as charging
 from sessions.models import AuthorizationDecision
 from stations import services as network
 from stations.ocpp.db import db
-from stations.ocpp.protocol import OcppError
-from stations.ocpp.v16 import now_iso, parse_time
+from stations.ocpp.handlers import BaseHandlers, now_iso, parse_time
 
 if TYPE_CHECKING:
-    from stations.consumers import OcppConsumer
+    pass
 
 
 _OCPI_TO_201 = {
@@ -81,15 +80,8 @@ _RECORDED = {
 }
 
 
-class Handlers:
-    """One coroutine per charger-initiated 2.0.1 action; each returns the response payload."""
-
-    def __init__(self, consumer: OcppConsumer):
-        self.consumer = consumer
-
-    @property
-    def station_id(self) -> int:
-        return self.consumer.station_id
+class Handlers(BaseHandlers):
+    """The charger-initiated actions of OCPP 2.0.1."""
 
     async def BootNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         station = p["chargingStation"]
@@ -233,22 +225,6 @@ class Handlers:
         await self._notify(action, p, status=status, request_id=p.get("requestId"))
         return dict(_RECORDED[action])
 
-    async def _notify(
-        self,
-        action: str,
-        payload: dict[str, Any],
-        *,
-        status: str = "",
-        request_id: int | None = None,
-    ) -> None:
-        await db(network.notification_record)(
-            station_id=self.station_id,
-            action=action,
-            payload=payload,
-            status=status,
-            request_id=request_id,
-        )
-
     def handler_for(self, action: str):  # type: ignore[no-untyped-def]
         if action in _RECORDED:
 
@@ -256,14 +232,4 @@ class Handlers:
                 return await self._recorded(action, p)
 
             return recorded
-        if action.startswith("_") or action in ("handler_for", "station_id", "consumer"):
-            return None
-        return getattr(self, action, None)
-
-
-def ensure_allowed(action: str, registration_status: str) -> None:
-    if registration_status != "Accepted" and action not in ("BootNotification", "Heartbeat"):
-        raise OcppError(
-            "SecurityError",
-            f"Station is {registration_status}: only BootNotification and Heartbeat are accepted",
-        )
+        return super().handler_for(action)

@@ -1,0 +1,80 @@
+"""What the 1.6J and 2.0.1 handlers share: routing of actions to coroutines, registration
+gating, notifications and the charger's clock."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from stations import services as network
+from stations.ocpp.db import db
+from stations.ocpp.protocol import OcppError
+
+if TYPE_CHECKING:
+    from stations.consumers import OcppConsumer
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def now_iso() -> str:
+    return timezone.now().isoformat().replace("+00:00", "Z")
+
+
+def parse_time(value: str | None) -> datetime:
+    """Charger timestamps; a missing or unreadable one is replaced by the time of receipt."""
+    if value:
+        parsed = parse_datetime(value)
+        if parsed is not None:
+            if timezone.is_naive(parsed):
+                parsed = timezone.make_aware(parsed, UTC)
+            return parsed
+    return timezone.now()
+
+
+class BaseHandlers:
+    """One coroutine per charger-initiated action, named as the action; each returns the
+    response payload. Subclasses add the actions of their OCPP version."""
+
+    def __init__(self, consumer: OcppConsumer):
+        self.consumer = consumer
+
+    @property
+    def station_id(self) -> int:
+        return self.consumer.station_id
+
+    def handler_for(self, action: str) -> Handler | None:
+        # Actions are CamelCase; nothing else on the class is reachable from the wire.
+        if not action[:1].isupper():
+            return None
+        return getattr(self, action, None)
+
+    @staticmethod
+    def ensure_allowed(action: str, registration_status: str) -> None:
+        """Before a station is Accepted it may only boot and heartbeat (1.6J errata:
+        SecurityError; 2.0.1 alike)."""
+        if registration_status != "Accepted" and action not in ("BootNotification", "Heartbeat"):
+            raise OcppError(
+                "SecurityError",
+                f"Station is {registration_status}: only BootNotification and Heartbeat are "
+                "accepted",
+            )
+
+    async def _notify(
+        self,
+        action: str,
+        payload: dict[str, Any],
+        *,
+        status: str = "",
+        request_id: int | None = None,
+    ) -> None:
+        await db(network.notification_record)(
+            station_id=self.station_id,
+            action=action,
+            payload=payload,
+            status=status,
+            request_id=request_id,
+        )
