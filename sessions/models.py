@@ -273,6 +273,7 @@ class AuthorizationDecision(models.Model):
     class Context(models.TextChoices):
         AUTHORIZE = "Authorize"
         START = "StartTransaction"
+        STOP = "StopTransaction"
         TRANSACTION_EVENT = "TransactionEvent"
         REMOTE_START = "RemoteStart"
 

@@ -551,7 +551,7 @@ def session_stop(
     auth = None
     if id_tag:
         auth = authorization_decide(
-            uid=id_tag, context=AuthorizationDecision.Context.START, station_id=station_id
+            uid=id_tag, context=AuthorizationDecision.Context.STOP, station_id=station_id
         )
     if session.status == ChargingSession.Status.COMPLETED:
         return auth

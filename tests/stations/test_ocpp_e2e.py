@@ -17,7 +17,13 @@ from django.utils import timezone
 from ocpp.v16 import call
 from ocpp.v201 import call as call201
 
-from sessions.models import ChargingSession, IdToken, MeterSample, TransactionEventRecord
+from sessions.models import (
+    AuthorizationDecision,
+    ChargingSession,
+    IdToken,
+    MeterSample,
+    TransactionEventRecord,
+)
 from stations.models import (
     ChargingStation,
     Connector,
@@ -184,6 +190,12 @@ async def test_ocpp16_full_charge_is_answered_and_recorded(daphne_server):
         assert session.last_soc == Decimal(55)
         assert session.status == "completed"
         assert session.id_token.uid == "04A1B2C3D4"
+        contexts = list(
+            AuthorizationDecision.objects.filter(station=station_row)
+            .order_by("created_at")
+            .values_list("context", flat=True)
+        )
+        assert contexts == ["Authorize", "StartTransaction", "StopTransaction"]
         samples = MeterSample.objects.filter(session=session)
         assert samples.count() == 7
         signed = samples.get(format="SignedData")
