@@ -14,7 +14,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from stations.routing import websocket_urlpatterns  # noqa: E402
+from stations.ocpp.routing import websocket_urlpatterns  # noqa: E402
 
 # Chargers send no Origin header: the OCPP route is deliberately NOT wrapped in
 # AllowedHostsOriginValidator; stations authenticate in the consumer's connect().

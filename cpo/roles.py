@@ -18,7 +18,7 @@ FINANCE = "Finance"
 SUPPORT = "Support"
 ROLES = (OPERATORS, FINANCE, SUPPORT)
 
-NETWORK_APPS = ("stations", "charging", "tariffs", "roaming")
+NETWORK_APPS = ("stations", "commands", "charging", "tariffs", "roaming")
 FINANCE_APPS = ("billing",)
 
 

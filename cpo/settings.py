@@ -44,6 +44,9 @@ INSTALLED_APPS = [
     "channels",
     "cpo.apps.CpoConfig",
     "stations.apps.StationsConfig",
+    # Rooms of the network: the command queue and the OCPP edge (which registers its codec).
+    "stations.commands.apps.CommandsConfig",
+    "stations.ocpp.apps.OcppConfig",
     # Label "charging": django.contrib.sessions already owns the label "sessions".
     "sessions.apps.SessionsConfig",
     "tariffs.apps.TariffsConfig",
@@ -269,7 +272,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Every minute: expire commands for stations offline past the command's expiry, and fail
     # job attempts past their timeout.
-    "stations-commands-expire": {"task": "stations.tasks.commands_expire", "schedule": 60.0},
+    "stations-commands-expire": {
+        "task": "stations.commands.tasks.commands_expire",
+        "schedule": 60.0,
+    },
     # Every 15 minutes: open new billing periods and close the ones that have ended.
     "billing-close-due-periods": {
         "task": "billing.tasks.billing_periods_close_due",

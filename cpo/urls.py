@@ -5,7 +5,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from cpo.health import healthz
-from stations.views import diagnostics_upload
+from stations.commands.views import diagnostics_upload
 
 admin.site.site_header = "CPO back office"
 admin.site.site_title = "CPO back office"
@@ -14,11 +14,11 @@ admin.site.index_title = "Operator panel"
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # Before the admin's own catch-all: the panel's pages and the JSON its pages poll.
-    path("admin/panel/", include(("cpo.views", "panel"))),
+    path("admin/panel/", include(("cpo.panel.views", "panel"))),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/", include("stations.urls")),
+    path("api/", include("stations.commands.urls")),
     # One-time upload URLs given to stations for diagnostics and log files.
     path("uploads/diagnostics/<str:token>/", diagnostics_upload, name="diagnostics-upload"),
     path(

@@ -34,7 +34,7 @@ from sessions.models import (
     normalize_uid,
 )
 from sessions.resources import CustomerAccountResource, DriverResource, IdTokenResource
-from stations.admin_commands import SESSION_ACTIONS, SendCommandPermissionMixin
+from stations.commands.admin import SESSION_ACTIONS, SendCommandPermissionMixin
 
 BADGE_COLOURS = {
     "Accepted": "#2e7d32",

@@ -9,3 +9,15 @@ class SessionsConfig(AppConfig):
     # admin URLs use "charging". Fixed before the first migration: never change it.
     label = "charging"
     verbose_name = "Charging"
+
+    def ready(self) -> None:
+        from sessions.local_lists import local_list_entries
+        from sessions.receivers import id_token_changed_receiver
+        from sessions.signals import id_token_changed
+        from stations.commands.local_lists import local_list_source_register
+
+        # The command queue sends local lists; which tokens they hold is decided here.
+        local_list_source_register(local_list_entries)
+        id_token_changed.connect(
+            id_token_changed_receiver, dispatch_uid="charging.local_lists.id_token_changed"
+        )

@@ -411,6 +411,7 @@ def _next_ocpp16_transaction_id() -> int:
 def session_start(
     *,
     station_id: int,
+    evse_id: int,
     connector_id: int,
     id_tag: str,
     meter_start_wh: Decimal,
@@ -419,13 +420,14 @@ def session_start(
 ) -> StartResult:
     """Start a session for a 1.6 StartTransaction; always returns a transactionId.
 
-    Idempotent on (station, connector, timestamp, idTag): a retried StartTransaction gets the
-    transactionId it got the first time. The tag is re-validated (the charger may have
+    Idempotent on (station, EVSE, connector, timestamp, idTag): a retried StartTransaction gets
+    the transactionId it got the first time. The tag is re-validated (the charger may have
     authorized offline or from a stale cache), but a refused tag still gets its session stored.
     """
     existing = _one(
         ChargingSession.objects.filter(
             station_id=station_id,
+            evse_id=evse_id,
             connector_id=connector_id,
             started_at=timestamp,
             id_tag=id_tag,
@@ -446,7 +448,7 @@ def session_start(
     transaction_id = _next_ocpp16_transaction_id()
     session = ChargingSession.objects.create(
         station_id=station_id,
-        evse_id=connector_id,
+        evse_id=evse_id,
         connector_id=connector_id,
         transaction_id=str(transaction_id),
         ocpp16_transaction_id=transaction_id,

@@ -14,7 +14,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
 from stations import services
-from stations.admin_commands import (  # importing registers the command, job and list admins
+from stations.commands.admin import (
     CONNECTOR_ACTIONS,
     STATION_ACTIONS,
     SendCommandPermissionMixin,

@@ -289,14 +289,6 @@ def connector_status_changed(
     )
 
 
-JOB_PROGRESS_ACTIONS = (
-    "DiagnosticsStatusNotification",
-    "LogStatusNotification",
-    "FirmwareStatusNotification",
-    "SignedFirmwareStatusNotification",
-)
-
-
 def notification_record(
     *,
     station_id: int,
@@ -312,13 +304,6 @@ def notification_record(
         request_id=request_id,
         payload=payload,
     )
-    if action in JOB_PROGRESS_ACTIONS:
-        # Diagnostics, log and firmware status: the progress of a job's station, if any.
-        from stations.command_services import job_progress_record
-
-        job_progress_record(
-            station_id=station_id, action=action, status=status, request_id=request_id
-        )
 
 
 def security_event_record(

@@ -10,8 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import conditional_escape, format_html
 
-from cpo import dashboard, panel
-from cpo.views import QUICK_COMMANDS
+from cpo.panel import dashboard, menus
+from cpo.panel.views import QUICK_COMMANDS
 
 register = template.Library()
 
@@ -24,7 +24,7 @@ def panel_dashboard(request: Any) -> dict[str, Any]:
     can_sessions = user.has_perm("charging.view_chargingsession")
     widgets = [
         w
-        for w in panel.role_widgets(user)
+        for w in menus.role_widgets(user)
         if (w in ("network", "alerts", "live_sessions", "money") and can_network)
         or (w in ("energy_chart", "revenue_chart") and can_sessions)
     ]
@@ -35,11 +35,11 @@ def panel_dashboard(request: Any) -> dict[str, Any]:
             "revenue": dashboard.revenue_per_month(months=12),
         }
     return {
-        "role": panel.panel_role(user),
+        "role": menus.panel_role(user),
         "widgets": widgets,
         "summary": dashboard.dashboard_summary() if can_network else None,
         "charts": charts,
-        "links": panel.quick_links(user),
+        "links": menus.quick_links(user),
         "refresh_ms": settings.PANEL_REFRESH_SECONDS * 1000,
         "urls": {
             "dashboard": reverse("panel:dashboard"),
@@ -51,7 +51,7 @@ def panel_dashboard(request: Any) -> dict[str, Any]:
 
 @register.simple_tag
 def panel_app_list(app_list: list[dict[str, Any]], user: Any) -> list[dict[str, Any]]:
-    return panel.order_app_list(app_list, user)
+    return menus.order_app_list(app_list, user)
 
 
 @register.simple_tag
@@ -67,8 +67,8 @@ def station_panel(station: Any, request: Any) -> dict[str, Any]:
         "can_command": user.has_perm("stations.send_command") and bool(station.protocol),
         "can_see_sessions": user.has_perm("charging.view_chargingsession"),
         "verbs": sorted(QUICK_COMMANDS),
-        "all_commands_url": dashboard.admin_url("stations_command_changelist")
-        and f"{dashboard.admin_url('stations_command_changelist')}?station__id__exact={station.pk}",
+        "all_commands_url": dashboard.admin_url("commands_command_changelist")
+        and f"{dashboard.admin_url('commands_command_changelist')}?station__id__exact={station.pk}",
         "refresh_ms": settings.PANEL_REFRESH_SECONDS * 1000,
         "now": timezone.now(),
         "urls": {

@@ -11,11 +11,12 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from stations import services as network
+from stations.commands import jobs
 from stations.ocpp.db import db
 from stations.ocpp.protocol import OcppError
 
 if TYPE_CHECKING:
-    from stations.consumers import OcppConsumer
+    from stations.ocpp.consumer import OcppConsumer
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -71,7 +72,13 @@ class BaseHandlers:
         status: str = "",
         request_id: int | None = None,
     ) -> None:
-        await db(network.notification_record)(
+        # Diagnostics, log and firmware status may be the progress of a job's station.
+        record = (
+            jobs.job_notification_record
+            if action in jobs.JOB_PROGRESS_ACTIONS
+            else network.notification_record
+        )
+        await db(record)(
             station_id=self.station_id,
             action=action,
             payload=payload,

@@ -9,10 +9,10 @@ import time
 import pytest
 from django.core.management import call_command
 
-from stations.bench import report
-from stations.bench.data import fleet_rows_count, fleet_stations_create
-from stations.bench.runner import ceiling_running
-from stations.simulator import Behaviour, Fleet, Swarm, fleet_specs
+from cpo.tools.bench import report
+from cpo.tools.bench.data import fleet_rows_count, fleet_stations_create
+from cpo.tools.bench.runner import ceiling_running
+from cpo.tools.simulator import Behaviour, Fleet, Swarm, fleet_specs
 
 pytestmark = pytest.mark.live
 

@@ -162,6 +162,7 @@ def test_session_end_rates_the_session_in_a_real_worker(station) -> None:  # typ
     start = dt.datetime(2025, 3, 11, 8, 0, tzinfo=dt.UTC)
     result = session_services.session_start(
         station_id=station.pk,
+        evse_id=1,
         connector_id=1,
         id_tag=token.uid,
         meter_start_wh=D(5000),

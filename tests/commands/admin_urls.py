@@ -5,8 +5,9 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import path
 
-from stations import admin_commands
-from stations.models import ChargingStation, Command, DiagnosticsUpload, Job, LocalAuthList
+from stations.commands import admin as admin_commands
+from stations.commands.models import Command, DiagnosticsUpload, Job, LocalAuthList
+from stations.models import ChargingStation
 
 site = admin.AdminSite(name="admin")
 

@@ -35,7 +35,7 @@ async def until(predicate: Callable[[], Any], timeout: float = 10.0, step: float
 
 
 async def until_final(command_id: int, timeout: float = 10.0) -> Any:
-    from stations.models import Command
+    from stations.commands.models import Command
 
     def final() -> Any:
         command = Command.objects.get(pk=command_id)
@@ -53,7 +53,7 @@ async def until_online(station_id: int, timeout: float = 10.0) -> None:
 
 
 def create(station: Any, **kwargs: Any) -> Any:
-    from stations.command_services import command_create
+    from stations.commands.services import command_create
 
     return command_create(station=station, **kwargs)
 
@@ -109,9 +109,10 @@ def api_token(transactional_db):  # type: ignore[no-untyped-def]  # noqa: ARG001
 
     user = get_user_model().objects.create_user("integrator", password="x", is_staff=True)
     user.user_permissions.set(
-        Permission.objects.filter(
-            content_type__app_label="stations",
-            codename__in=["send_command", "view_command", "view_job", "manage_job"],
+        Permission.objects.filter(content_type__app_label="stations", codename="send_command")
+        | Permission.objects.filter(
+            content_type__app_label="commands",
+            codename__in=["view_command", "view_job", "manage_job"],
         )
     )
     return Token.objects.create(user=user).key

@@ -15,7 +15,8 @@ def operator(client, django_user_model):  # type: ignore[no-untyped-def]
 
 
 def test_command_page_sends_a_verb_and_refuses_invalid_raw(operator):
-    from stations.models import ChargingStation, Command
+    from stations.commands.models import Command
+    from stations.models import ChargingStation
 
     station = ChargingStation.objects.create(identity="ADMIN-1", protocol="ocpp2.0.1")
     url = f"/admin/stations/chargingstation/{station.pk}/commands/"
@@ -43,11 +44,12 @@ def test_command_page_sends_a_verb_and_refuses_invalid_raw(operator):
     history = operator.get(url)
     assert b"Reset" in history.content
     assert b"Queued" in history.content
-    assert operator.get(f"/admin/stations/command/{command.pk}/change/").status_code == 200
+    assert operator.get(f"/admin/commands/command/{command.pk}/change/").status_code == 200
 
 
 def test_station_actions_and_1_6_only_verbs(operator):
-    from stations.models import ChargingStation, Command
+    from stations.commands.models import Command
+    from stations.models import ChargingStation
 
     old = ChargingStation.objects.create(identity="ADMIN-16", protocol="ocpp1.6")
     page = operator.get(f"/admin/stations/chargingstation/{old.pk}/commands/")
@@ -60,13 +62,14 @@ def test_station_actions_and_1_6_only_verbs(operator):
 
 
 def test_job_is_created_from_the_panel_and_shows_progress(operator):
-    from stations.models import ChargingStation, Job
+    from stations.commands.models import Job
+    from stations.models import ChargingStation
 
     for i in range(3):
         ChargingStation.objects.create(identity=f"JOB-{i}", protocol="ocpp1.6", model="M1")
-    assert operator.get("/admin/stations/job/add/").status_code == 200
+    assert operator.get("/admin/commands/job/add/").status_code == 200
     response = operator.post(
-        "/admin/stations/job/add/",
+        "/admin/commands/job/add/",
         {
             "kind": "firmware",
             "name": "fw 2.0",
@@ -82,7 +85,7 @@ def test_job_is_created_from_the_panel_and_shows_progress(operator):
     job = Job.objects.get()
     assert job.targets.count() == 3
     assert job.parameters["location"].endswith("2.0.bin")
-    page = operator.get(f"/admin/stations/job/{job.pk}/change/")
+    page = operator.get(f"/admin/commands/job/{job.pk}/change/")
     assert page.status_code == 200
     assert b"0 ok" in page.content
     assert b"3 total" in page.content

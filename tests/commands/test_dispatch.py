@@ -24,8 +24,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 async def test_command_from_a_celery_worker_reaches_the_station(
     daphne_server, celery_worker, make_station
 ):
-    from stations.models import Command
-    from stations.tasks import command_send
+    from stations.commands.models import Command
+    from stations.commands.tasks import command_send
 
     cs = await sync_to_async(make_station)("WORKER-1")
     async with station(daphne_server.ws_url, "WORKER-1") as client:
@@ -42,8 +42,8 @@ async def test_command_from_a_celery_worker_reaches_the_station(
 async def test_api_of_node_a_reaches_the_station_held_by_node_b(
     celery_worker, make_station, api_token
 ):
-    from stations.models import Command
-    from stations.tasks import command_send
+    from stations.commands.models import Command
+    from stations.commands.tasks import command_send
 
     node_a = start_daphne("node-a")
     node_b = start_daphne("node-b")
@@ -129,7 +129,7 @@ async def test_ten_commands_go_out_one_at_a_time_in_order(daphne_server, make_st
 
 
 async def test_timeout_is_recorded_and_the_queue_moves_on(make_station):
-    from stations.models import Command
+    from stations.commands.models import Command
 
     server = start_daphne("node-timeout", OCPP_RESPONSE_TIMEOUT="1")
     try:
@@ -180,8 +180,8 @@ async def test_callerror_and_invalid_response_fail_the_command(daphne_server, ma
 async def test_offline_station_gets_its_queue_on_connect_and_stale_commands_expire(
     daphne_server, make_station
 ):
-    from stations.command_services import commands_expire
-    from stations.models import Command
+    from stations.commands.models import Command
+    from stations.commands.results import commands_expire
 
     cs = await sync_to_async(make_station)("OFFLINE-1")
     kept = await acreate(cs, verb="reset", params={"type": "soft"})
@@ -207,7 +207,7 @@ async def test_offline_station_gets_its_queue_on_connect_and_stale_commands_expi
 async def test_schema_invalid_raw_payload_is_refused_before_sending(
     daphne_server, make_station, api_token
 ):
-    from stations.models import Command
+    from stations.commands.models import Command
 
     cs = await sync_to_async(make_station)("RAW-1", "ocpp2.0.1")
     url = f"{daphne_server.http_url}/api/stations/{cs.pk}/commands/"
@@ -280,7 +280,7 @@ async def test_schema_invalid_raw_payload_is_refused_before_sending(
 
 
 async def test_command_waits_in_queue_when_the_connection_drops(daphne_server, make_station):
-    from stations.models import Command
+    from stations.commands.models import Command
 
     cs = await sync_to_async(make_station)("DROP-1")
     ws = await _raw_station(daphne_server.ws_url, "DROP-1")

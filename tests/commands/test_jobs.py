@@ -40,7 +40,7 @@ def _multipart(filename: str, content: bytes) -> tuple[bytes, str]:
 async def test_diagnostics_job_files_upload_to_the_back_office(
     daphne_server, celery_worker, make_station, api_token
 ):
-    from stations.models import DiagnosticsUpload, JobTarget
+    from stations.commands.models import DiagnosticsUpload, JobTarget
 
     old = await sync_to_async(make_station)("DIAG-16")
     new = await sync_to_async(make_station)("DIAG-201", "ocpp2.0.1")
@@ -143,7 +143,7 @@ async def test_diagnostics_job_files_upload_to_the_back_office(
 
 
 async def test_upload_url_refuses_oversized_and_unknown_files(daphne_server, make_station):
-    from stations.command_services import diagnostics_upload_create, upload_url
+    from stations.commands.uploads import diagnostics_upload_create, upload_url
 
     cs = await sync_to_async(make_station)("DIAG-LIMIT")
 
@@ -171,8 +171,8 @@ async def test_upload_url_refuses_oversized_and_unknown_files(daphne_server, mak
 async def test_firmware_rollout_with_concurrency_retries_and_progress(
     daphne_server, celery_worker, make_station
 ):
-    from stations.command_services import job_create
-    from stations.models import Job, JobTarget
+    from stations.commands.jobs import job_create
+    from stations.commands.models import Job, JobTarget
 
     identities = ["FW-1", "FW-2", "FW-3", "FW-4"]
     stations = [

@@ -41,8 +41,8 @@ async def test_blocked_token_reaches_local_lists_by_differential_update(
     from ocpp.v201 import call_result as result201
 
     from sessions import services as tokens
-    from stations.local_lists import local_list_sync
-    from stations.models import LocalAuthList
+    from stations.commands.local_lists import local_list_sync
+    from stations.commands.models import LocalAuthList
 
     s16 = await sync_to_async(make_station)("LL-16")
     s201 = await sync_to_async(make_station)("LL-201", "ocpp2.0.1")

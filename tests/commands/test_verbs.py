@@ -208,15 +208,15 @@ CASES_201 = [
 
 
 def _verbs_cover_everything() -> None:
-    from stations.commands import VERBS
+    from stations.commands.verbs import VERBS
 
     assert {case[0] for case in CASES} == set(VERBS)
 
 
 @pytest.mark.parametrize("protocol", ["ocpp1.6", "ocpp2.0.1"])
 async def test_each_verb_reaches_a_real_station(daphne_server, make_station, protocol):
-    from stations.commands import CommandError
-    from stations.models import Command
+    from stations.commands.models import Command
+    from stations.commands.verbs import CommandError
 
     _verbs_cover_everything()
     identity = f"VERBS-{protocol[4:].replace('.', '')}"

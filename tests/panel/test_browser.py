@@ -14,7 +14,8 @@ from django.utils import timezone
 from ocpp.v16 import call
 from playwright.async_api import expect
 
-from stations.models import ChargingStation, Command
+from stations.commands.models import Command
+from stations.models import ChargingStation
 from tests.ocpp_client import station
 from tests.panel.conftest import login, make_staff
 

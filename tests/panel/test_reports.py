@@ -11,7 +11,8 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from cpo import dashboard, panel
+from cpo.panel import dashboard
+from cpo.panel import menus as panel
 from sessions.models import ChargingSession, MeterSample
 from stations.models import (
     ChargingStation,

@@ -1,0 +1,400 @@
+"""Operator panel pages and the JSON endpoints their pages poll; staff only, under /admin/panel/.
+
+Thin edges: each view checks a permission, calls a selector in cpo.panel.dashboard (or the command
+service) and renders HTML, JSON or CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from cpo.panel import dashboard
+from sessions.models import ChargingSession
+from stations.commands import services as command_services
+from stations.commands.models import Command
+from stations.commands.verbs import CommandError
+from stations.models import ChargingStation, Location
+
+View = Callable[..., HttpResponse]
+
+
+def _need(request: HttpRequest, *perms: str) -> None:
+    if not request.user.has_perms(perms):
+        raise PermissionDenied
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return "application/json" in request.headers.get("Accept", "")
+
+
+# --- JSON endpoints polled by the pages ---------------------------------------------------------
+
+
+@require_GET
+def dashboard_json(request: HttpRequest) -> JsonResponse:
+    _need(request, "stations.view_chargingstation")
+    return JsonResponse(dashboard.dashboard_summary())
+
+
+@require_GET
+def charts_json(request: HttpRequest) -> JsonResponse:
+    _need(request, "charging.view_chargingsession")
+    return JsonResponse(
+        {
+            "energy": dashboard.energy_per_day_and_site(days=30),
+            "revenue": dashboard.revenue_per_month(months=12),
+        }
+    )
+
+
+@require_GET
+def station_live_json(request: HttpRequest, pk: int) -> JsonResponse:
+    _need(request, "stations.view_chargingstation")
+    station = get_object_or_404(ChargingStation, pk=pk)
+    return JsonResponse(dashboard.station_live(station=station))
+
+
+@require_GET
+def station_timeline_json(request: HttpRequest, pk: int) -> JsonResponse:
+    _need(request, "stations.view_chargingstation")
+    station = get_object_or_404(ChargingStation, pk=pk)
+    try:
+        hours = max(1, min(int(request.GET.get("hours", 24)), 24 * 31))
+    except ValueError:
+        hours = 24
+    end = timezone.now()
+    return JsonResponse(
+        dashboard.station_status_timeline(
+            station=station, start=end - timedelta(hours=hours), end=end
+        )
+    )
+
+
+@require_GET
+def session_curve_json(request: HttpRequest, pk: int) -> JsonResponse:
+    _need(request, "charging.view_chargingsession")
+    session = get_object_or_404(ChargingSession.objects.select_related("station"), pk=pk)
+    return JsonResponse(dashboard.session_curve(session=session))
+
+
+# --- commands from the station page -------------------------------------------------------------
+
+# The station page's buttons: verb -> the parameters a button may carry.
+QUICK_COMMANDS: dict[str, tuple[str, ...]] = {
+    "reset": ("type",),
+    "remote_start": ("evse_id", "id_token"),
+    "remote_stop": ("transaction_id",),
+    "unlock_connector": ("evse_id", "connector_id"),
+    "change_availability": ("evse_id", "connector_id", "operative"),
+    "trigger_message": ("message", "evse_id"),
+    "clear_cache": (),
+}
+
+
+@require_POST
+def station_command(request: HttpRequest, pk: int) -> HttpResponse:
+    """Queue one of the common commands; the page then follows its status live."""
+    _need(request, "stations.send_command")
+    station = get_object_or_404(ChargingStation, pk=pk)
+    verb = request.POST.get("verb", "")
+    if verb not in QUICK_COMMANDS:
+        return _command_answer(request, station, error=f"unknown command {verb!r}")
+    params = {
+        name: request.POST[name]
+        for name in QUICK_COMMANDS[verb]
+        if request.POST.get(name, "") != ""
+    }
+    try:
+        command = command_services.command_create(
+            station=station,
+            verb=verb,
+            params=params,
+            origin=Command.Origin.ADMIN,
+            requested_by=request.user,
+        )
+    except CommandError as exc:
+        return _command_answer(request, station, error=exc.message)
+    return _command_answer(request, station, command=command)
+
+
+def _command_answer(
+    request: HttpRequest,
+    station: ChargingStation,
+    *,
+    command: Command | None = None,
+    error: str = "",
+) -> HttpResponse:
+    if _wants_json(request):
+        if command is None:
+            return JsonResponse({"error": error}, status=400)
+        return JsonResponse(
+            {"id": command.pk, "action": command.action, "status": command.status}, status=201
+        )
+    if command is None:
+        messages.error(request, f"Command not sent: {error}")
+    else:
+        messages.success(request, f"{command.action} queued for {station.identity}.")
+    return redirect("admin:stations_chargingstation_change", station.pk)
+
+
+# --- reports ------------------------------------------------------------------------------------
+
+
+class PeriodForm(forms.Form):
+    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), help_text="inclusive")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("start") and data.get("end") and data["end"] < data["start"]:
+            raise forms.ValidationError("The end is before the start.")
+        return data
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        tz = dashboard.panel_tz()
+        start, end = self.cleaned_data["start"], self.cleaned_data["end"]
+        return (
+            dashboard.local_midnight(start, tz),
+            dashboard.local_midnight(end + timedelta(days=1), tz),
+        )
+
+
+class UptimeForm(PeriodForm):
+    location = forms.ModelChoiceField(
+        queryset=Location.objects.all(), required=False, empty_label="All sites"
+    )
+
+
+class MonthsForm(forms.Form):
+    first = forms.DateField(
+        input_formats=["%Y-%m"], widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m")
+    )
+    last = forms.DateField(
+        input_formats=["%Y-%m"], widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m")
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("first") and data.get("last"):
+            if data["last"] < data["first"]:
+                raise forms.ValidationError("The last month is before the first.")
+            if (data["last"].year - data["first"].year) * 12 > 120:
+                raise forms.ValidationError("At most ten years at a time.")
+        return data
+
+
+def _period_defaults(days: int) -> dict[str, str]:
+    today = timezone.now().astimezone(dashboard.panel_tz()).date()
+    return {"start": (today - timedelta(days=days - 1)).isoformat(), "end": today.isoformat()}
+
+
+def _bound_form(form_class: type[forms.Form], request: HttpRequest, defaults: dict[str, str]):
+    data = {**defaults, **{k: v for k, v in request.GET.items() if v and k in defaults}}
+    if "location" in request.GET:
+        data["location"] = request.GET["location"]
+    return form_class(data)
+
+
+def _csv_cell(value: Any) -> Any:
+    # Spreadsheets run cells starting with these as formulas; numbers stay numbers.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def csv_response(filename: str, columns: list[str], rows: Iterable[dict[str, Any]]) -> HttpResponse:
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    writer = csv.writer(response)
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(column, "")) for column in columns])
+    return response
+
+
+def _report(
+    request: HttpRequest,
+    *,
+    title: str,
+    template: str,
+    form: forms.Form,
+    columns: list[str],
+    rows: list[dict[str, Any]],
+    filename: str,
+    **extra: Any,
+) -> HttpResponse:
+    if request.GET.get("format") == "csv" and form.is_valid():
+        return csv_response(filename, columns, rows)
+    query = request.GET.copy()
+    query["format"] = "csv"
+    context = {
+        **admin.site.each_context(request),
+        "title": title,
+        "form": form,
+        "columns": columns,
+        "rows": rows,
+        "csv_url": f"{request.path}?{query.urlencode()}",
+        "reports": REPORTS,
+        **extra,
+    }
+    return TemplateResponse(request, template, context)
+
+
+UPTIME_COLUMNS = [
+    "site",
+    "station",
+    "connector",
+    *[f"{c}_pct" for c in dashboard.UPTIME_CLASSES],
+    *[f"{c}_h" for c in dashboard.UPTIME_CLASSES],
+]
+
+
+@require_GET
+def report_uptime(request: HttpRequest) -> HttpResponse:
+    _need(request, "stations.view_chargingstation")
+    form = _bound_form(UptimeForm, request, _period_defaults(30))
+    rows: list[dict[str, Any]] = []
+    if form.is_valid():
+        start, end = form.bounds()
+        rows = dashboard.uptime_report(
+            start=start, end=end, location=form.cleaned_data.get("location")
+        )
+    name = "uptime"
+    if form.is_valid():
+        name = f"uptime-{form.cleaned_data['start']}-{form.cleaned_data['end']}"
+    return _report(
+        request,
+        title="Uptime per station and connector",
+        template="cpo/panel/report_uptime.html",
+        form=form,
+        columns=UPTIME_COLUMNS,
+        rows=rows,
+        filename=f"{name}.csv",
+        classes=dashboard.UPTIME_CLASSES,
+    )
+
+
+@require_GET
+def report_energy_revenue(request: HttpRequest) -> HttpResponse:
+    _need(request, "charging.view_chargingsession")
+    this_month = dashboard.month_start(timezone.now().astimezone(dashboard.panel_tz()).date())
+    defaults = {
+        "first": dashboard.add_months(this_month, -11).strftime("%Y-%m"),
+        "last": this_month.strftime("%Y-%m"),
+    }
+    form = _bound_form(MonthsForm, request, defaults)
+    data: dict[str, Any] = {"rows": [], "currencies": [], **dashboard.revenue_source()}
+    name = "energy-revenue"
+    if form.is_valid():
+        first: date = form.cleaned_data["first"]
+        last: date = form.cleaned_data["last"]
+        data = dashboard.energy_revenue_per_site_month(first_month=first, last_month=last)
+        name = f"energy-revenue-{first:%Y-%m}-{last:%Y-%m}"
+    columns = [
+        "site",
+        "month",
+        "sessions",
+        "energy_kwh",
+        *[f"revenue_{c}" for c in data["currencies"]],
+    ]
+    return _report(
+        request,
+        title="Energy and revenue per site and month",
+        template="cpo/panel/report_table.html",
+        form=form,
+        columns=columns,
+        rows=data["rows"],
+        filename=f"{name}.csv",
+        revenue_label=data["label"],
+    )
+
+
+@require_GET
+def report_sessions_per_token(request: HttpRequest) -> HttpResponse:
+    _need(request, "charging.view_chargingsession", "charging.view_idtoken")
+    form = _bound_form(PeriodForm, request, _period_defaults(30))
+    data: dict[str, Any] = {"rows": [], "currencies": [], **dashboard.revenue_source()}
+    name = "sessions-per-token"
+    if form.is_valid():
+        start, end = form.bounds()
+        data = dashboard.sessions_per_token(start=start, end=end)
+        name = f"sessions-per-token-{form.cleaned_data['start']}-{form.cleaned_data['end']}"
+    columns = [
+        "token",
+        "visual_number",
+        "type",
+        "account",
+        "driver",
+        "sessions",
+        "energy_kwh",
+        *[f"revenue_{c}" for c in data["currencies"]],
+        "first_session",
+        "last_session",
+    ]
+    return _report(
+        request,
+        title="Sessions per token",
+        template="cpo/panel/report_table.html",
+        form=form,
+        columns=columns,
+        rows=data["rows"],
+        filename=f"{name}.csv",
+        revenue_label=data["label"],
+        link_column="token",
+        link_key="token_url",
+    )
+
+
+REPORTS = [
+    ("Uptime per station and connector", "panel:report-uptime"),
+    ("Energy and revenue per site and month", "panel:report-energy-revenue"),
+    ("Sessions per token", "panel:report-sessions-per-token"),
+]
+
+
+@require_GET
+def reports_index(request: HttpRequest) -> HttpResponse:
+    context = {
+        **admin.site.each_context(request),
+        "title": "Reports",
+        "report_links": [(label, reverse(name)) for label, name in REPORTS],
+    }
+    return TemplateResponse(request, "cpo/panel/reports.html", context)
+
+
+def _staff(view: View) -> View:
+    return admin.site.admin_view(view)
+
+
+urlpatterns = [
+    path("dashboard.json", _staff(dashboard_json), name="dashboard"),
+    path("charts.json", _staff(charts_json), name="charts"),
+    path("stations/<int:pk>/live.json", _staff(station_live_json), name="station-live"),
+    path("stations/<int:pk>/timeline.json", _staff(station_timeline_json), name="station-timeline"),
+    path("stations/<int:pk>/command", _staff(station_command), name="station-command"),
+    path("sessions/<int:pk>/curve.json", _staff(session_curve_json), name="session-curve"),
+    path("reports/", _staff(reports_index), name="reports"),
+    path("reports/uptime/", _staff(report_uptime), name="report-uptime"),
+    path("reports/energy-revenue/", _staff(report_energy_revenue), name="report-energy-revenue"),
+    path(
+        "reports/sessions-per-token/",
+        _staff(report_sessions_per_token),
+        name="report-sessions-per-token",
+    ),
+]

@@ -1,0 +1,117 @@
+"""The rows a simulated fleet needs and the counts that check what it sent was stored.
+
+Generated stations are created in bulk (one INSERT per thousand rows per table), each with its
+own derived password hashed as any station's is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Count
+
+from cpo.tools.simulator import StationSpec
+from stations.models import (
+    ChargingStation,
+    Connector,
+    ConnectorStatusEvent,
+    Evse,
+    Location,
+    station_password_hash,
+)
+
+BENCH_LOCATION = "Simulated fleet"
+BENCH_TAG = "BENCH-TAG-OK"
+
+
+@dataclass(frozen=True)
+class FleetRows:
+    first_id: int
+    last_id: int
+    created: int
+
+
+@transaction.atomic
+def fleet_stations_create(*, specs: list[StationSpec], id_tag: str = BENCH_TAG) -> FleetRows:
+    """Create (or reset the passwords of) the stations of `specs`, with EVSEs and connectors,
+    and the accepted id tag they charge with.
+
+    1. Stations that exist keep their rows and get the spec's password and protocol.
+    2. Missing stations are created Accepted at one site, in bulk.
+    3. Each gets one EVSE per connector (the 1.6 mapping: connector n is EVSE n) with one
+       connector, as an operator would have configured them.
+    """
+    from sessions.models import IdToken, normalize_uid
+
+    if not IdToken.objects.filter(uid_normalized=normalize_uid(id_tag)).exists():
+        IdToken(uid=id_tag, type=IdToken.Type.ISO14443, visual_number=id_tag).save()
+    site, _ = Location.objects.get_or_create(
+        name=BENCH_LOCATION, defaults={"city": "Amsterdam", "time_zone": "Europe/Amsterdam"}
+    )
+    by_identity = {s.identity: s for s in specs}
+    existing = {
+        station.identity: station
+        for station in ChargingStation.objects.filter(identity__in=list(by_identity))
+    }
+    for identity, station in existing.items():
+        spec = by_identity[identity]
+        station.set_password(spec.password or "")
+        station.protocol = spec.protocol
+        station.registration_status = ChargingStation.RegistrationStatus.ACCEPTED
+    ChargingStation.objects.bulk_update(
+        list(existing.values()),
+        ["password_hash", "protocol", "registration_status"],
+        batch_size=1000,
+    )
+    new = [
+        ChargingStation(
+            identity=spec.identity,
+            location=site,
+            protocol=spec.protocol,
+            password_hash=station_password_hash(spec.password) if spec.password else "",
+            registration_status=ChargingStation.RegistrationStatus.ACCEPTED,
+        )
+        for spec in specs
+        if spec.identity not in existing
+    ]
+    ChargingStation.objects.bulk_create(new, batch_size=1000)
+    ids = dict(
+        ChargingStation.objects.filter(identity__in=list(by_identity)).values_list("identity", "pk")
+    )
+    have_evses = set(
+        Evse.objects.filter(station_id__in=list(ids.values())).values_list("station_id", "evse_id")
+    )
+    evses = [
+        Evse(station_id=ids[spec.identity], evse_id=n, uid=f"{spec.identity}-{n}")
+        for spec in specs
+        for n in range(1, spec.connectors + 1)
+        if (ids[spec.identity], n) not in have_evses
+    ]
+    Evse.objects.bulk_create(evses, batch_size=1000)
+    lonely = (
+        Evse.objects.filter(station_id__in=list(ids.values()))
+        .annotate(n=Count("connectors"))
+        .filter(n=0)
+        .values_list("pk", "station_id")
+    )
+    Connector.objects.bulk_create(
+        [Connector(station_id=station_id, evse_id=pk, connector_id=1) for pk, station_id in lonely],
+        batch_size=1000,
+    )
+    return FleetRows(min(ids.values()), max(ids.values()), len(new))
+
+
+def fleet_rows_count(*, first_id: int, last_id: int) -> dict[str, int]:
+    """Rows stored for the stations with primary keys in [first_id, last_id]."""
+    from sessions.models import ChargingSession, MeterSample
+
+    in_fleet = {"station__pk__range": (first_id, last_id)}
+    stations = ChargingStation.objects.filter(pk__range=(first_id, last_id))
+    return {
+        "stations_booted": stations.filter(last_boot_at__isnull=False).count(),
+        "stations_online": stations.filter(is_online=True).count(),
+        "status_events": ConnectorStatusEvent.objects.filter(**in_fleet).count(),
+        "sessions": ChargingSession.objects.filter(**in_fleet).count(),
+        "samples": MeterSample.objects.filter(**in_fleet).count(),
+    }

@@ -1,0 +1,696 @@
+"""Operator panel for remote operations: a form per verb, command history, jobs and uploads.
+
+The station admin (`stations.admin`) gains the command page through
+`StationCommandsAdminMixin`; station, connector and session admins attach the action functions
+below. Every write goes through the queue's services (`stations.commands.services`, `jobs`,
+`local_lists`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from stations.commands import jobs, local_lists, services
+from stations.commands.codec import codec
+from stations.commands.models import Command, DiagnosticsUpload, Job, JobTarget, LocalAuthList
+from stations.commands.verbs import VERBS, CommandError, Param
+from stations.models import ChargingStation, Connector
+
+COMMAND_STATUS_COLOURS = {
+    "queued": "#757575",
+    "sent": "#1565c0",
+    "accepted": "#2e7d32",
+    "rejected": "#ef6c00",
+    "failed": "#c62828",
+    "timed_out": "#c62828",
+    "expired": "#9e9e9e",
+}
+
+
+def command_badge(status: str, label: str) -> str:
+    return format_html(
+        '<span style="background:{};color:#fff;padding:1px 6px;border-radius:8px;'
+        'font-size:11px">{}</span>',
+        COMMAND_STATUS_COLOURS.get(status, "#9e9e9e"),
+        label,
+    )
+
+
+def _can_send(request: HttpRequest) -> bool:
+    return request.user.has_perm("stations.send_command")
+
+
+# --- Per-verb forms --------------------------------------------------------------------------
+
+
+def _field(param: Param) -> forms.Field:
+    common: dict[str, Any] = {
+        "required": param.required and param.kind != "bool",
+        "help_text": param.help,
+        "label": param.name.replace("_", " "),
+    }
+    if param.default is not None:
+        common["initial"] = param.default
+    if param.kind == "int":
+        return forms.IntegerField(**common)
+    if param.kind == "bool":
+        return forms.BooleanField(**common)
+    if param.kind == "datetime":
+        return forms.DateTimeField(**common)
+    if param.kind == "choice":
+        choices = [("", "—")] if not param.required else []
+        return forms.ChoiceField(choices=choices + [(c, c) for c in param.choices], **common)
+    if param.kind == "json":
+        return forms.JSONField(**common)
+    if param.kind == "list":
+        common["help_text"] = f"{param.help} (comma separated)".strip()
+        return forms.CharField(**common)
+    return forms.CharField(**common)
+
+
+def verb_form_class(verb: str) -> type[forms.Form]:
+    """A Django form for one verb, built from its parameter spec."""
+    fields = {param.name: _field(param) for param in VERBS[verb].params}
+    return type(f"{verb.title().replace('_', '')}Form", (forms.Form,), fields)
+
+
+class RawCommandForm(forms.Form):
+    action = forms.CharField(max_length=50, help_text="An action of the station's protocol")
+    payload = forms.JSONField(initial=dict, help_text="Validated against the official schema")
+
+
+def form_params(form: forms.Form, verb: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for param in VERBS[verb].params:
+        value = form.cleaned_data.get(param.name)
+        if value in (None, "") and param.kind != "bool":
+            continue
+        if param.kind == "list":
+            value = [item.strip() for item in str(value).split(",") if item.strip()]
+        elif param.kind == "datetime":
+            value = value.isoformat()
+        params[param.name] = value
+    return params
+
+
+class StationCommandsAdminMixin:
+    """Adds `<station>/commands/` to a ChargingStation admin: history and a form per verb."""
+
+    def get_urls(self) -> list[Any]:
+        urls = super().get_urls()  # type: ignore[misc]
+        own = [
+            path(
+                "<path:object_id>/commands/",
+                self.admin_site.admin_view(self.commands_view),  # type: ignore[attr-defined]
+                name="stations_chargingstation_commands",
+            ),
+        ]
+        return own + urls
+
+    def commands_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        station = get_object_or_404(ChargingStation, pk=object_id)
+        if not self.has_view_permission(request, station):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        verb = request.GET.get("verb", "")
+        available = [
+            v
+            for v in VERBS.values()
+            if not station.protocol or codec().supports(station.protocol, v.name)
+        ]
+        form: forms.Form | None = None
+        if verb == "raw":
+            form_class: type[forms.Form] | None = RawCommandForm
+        elif verb in VERBS:
+            form_class = verb_form_class(verb)
+        else:
+            form_class = None
+        if form_class is not None:
+            form = form_class(request.POST or None)
+            if request.method == "POST":
+                if not _can_send(request):
+                    raise PermissionDenied
+                if form.is_valid():
+                    try:
+                        if verb == "raw":
+                            command = services.command_create(
+                                station=station,
+                                action=form.cleaned_data["action"],
+                                payload=form.cleaned_data["payload"],
+                                origin=Command.Origin.ADMIN,
+                                requested_by=request.user,
+                            )
+                        else:
+                            command = services.command_create(
+                                station=station,
+                                verb=verb,
+                                params=form_params(form, verb),
+                                origin=Command.Origin.ADMIN,
+                                requested_by=request.user,
+                            )
+                    except CommandError as error:
+                        form.add_error(None, error.message)
+                    else:
+                        self.message_user(  # type: ignore[attr-defined]
+                            request,
+                            f"{command.action} queued for {station.identity} "
+                            f"({'online' if station.is_online else 'offline: sent on connect'}).",
+                            messages.SUCCESS,
+                        )
+                        return HttpResponseRedirect(request.path)
+        history = Command.objects.filter(station=station).select_related("requested_by")[:100]
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "opts": ChargingStation._meta,
+            "title": f"Commands · {station.identity}",
+            "station": station,
+            "verbs": available,
+            "verb": verb,
+            "verb_label": VERBS[verb].label if verb in VERBS else "Raw action",
+            "form": form,
+            "history": history,
+            "can_send": _can_send(request),
+            "local_list": LocalAuthList.objects.filter(station=station).first(),
+        }
+        return TemplateResponse(request, "commands/station_commands.html", context)
+
+
+# --- Actions for the station, connector and session admins ------------------------------------
+
+
+def _queue(
+    modeladmin: Any, request: HttpRequest, pairs: list[tuple[ChargingStation, str, dict[str, Any]]]
+) -> None:
+    if not _can_send(request):
+        raise PermissionDenied
+    queued, refused = 0, []
+    for station, verb, params in pairs:
+        try:
+            services.command_create(
+                station=station,
+                verb=verb,
+                params=params,
+                origin=Command.Origin.ADMIN,
+                requested_by=request.user,
+            )
+            queued += 1
+        except CommandError as error:
+            refused.append(f"{station.identity}: {error.message}")
+    if queued:
+        modeladmin.message_user(request, f"{queued} command(s) queued.", messages.SUCCESS)
+    if refused:
+        modeladmin.message_user(request, "; ".join(refused)[:500], messages.ERROR)
+
+
+@admin.action(description="Reset (soft) selected stations", permissions=["send_command"])
+def reset_soft(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+    _queue(modeladmin, request, [(s, "reset", {"type": "soft"}) for s in queryset])
+
+
+@admin.action(description="Reset (hard) selected stations", permissions=["send_command"])
+def reset_hard(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+    _queue(modeladmin, request, [(s, "reset", {"type": "hard"}) for s in queryset])
+
+
+@admin.action(description="Clear authorization cache", permissions=["send_command"])
+def clear_cache(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+    _queue(modeladmin, request, [(s, "clear_cache", {}) for s in queryset])
+
+
+@admin.action(description="Send local authorization list (full)", permissions=["send_command"])
+def local_list_full_sync(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+    if not _can_send(request):
+        raise PermissionDenied
+    sent = sum(1 for s in queryset if local_lists.local_list_sync(station_id=s.pk, full=True))
+    modeladmin.message_user(request, f"Local list sent to {sent} station(s).", messages.SUCCESS)
+
+
+@admin.action(description="Unlock selected connectors", permissions=["send_command"])
+def unlock_connectors(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+    _queue(
+        modeladmin,
+        request,
+        [
+            (c.station, "unlock_connector", _connector_params(c))
+            for c in queryset.select_related("station", "evse")
+        ],
+    )
+
+
+@admin.action(description="Make selected connectors inoperative", permissions=["send_command"])
+def connectors_inoperative(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+    _queue(
+        modeladmin,
+        request,
+        [
+            (c.station, "change_availability", {**_connector_params(c), "operative": False})
+            for c in queryset.select_related("station", "evse")
+        ],
+    )
+
+
+@admin.action(description="Make selected connectors operative", permissions=["send_command"])
+def connectors_operative(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+    _queue(
+        modeladmin,
+        request,
+        [
+            (c.station, "change_availability", {**_connector_params(c), "operative": True})
+            for c in queryset.select_related("station", "evse")
+        ],
+    )
+
+
+def _connector_params(connector: Connector) -> dict[str, Any]:
+    return {"evse_id": connector.evse.evse_id, "connector_id": connector.connector_id}
+
+
+@admin.action(description="Remote stop selected sessions", permissions=["send_command"])
+def remote_stop_sessions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+    """For the charging session admin: stop each running session at its station."""
+    _queue(
+        modeladmin,
+        request,
+        [
+            (session.station, "remote_stop", {"transaction_id": session.transaction_id})
+            for session in queryset.select_related("station")
+        ],
+    )
+
+
+class SendCommandPermissionMixin:
+    """Gives a ModelAdmin the `send_command` action permission used by the actions above."""
+
+    def has_send_command_permission(self, request: HttpRequest) -> bool:
+        return _can_send(request)
+
+
+STATION_ACTIONS = [reset_soft, reset_hard, clear_cache, local_list_full_sync]
+CONNECTOR_ACTIONS = [unlock_connectors, connectors_operative, connectors_inoperative]
+SESSION_ACTIONS = [remote_stop_sessions]
+
+
+# --- Command history ---------------------------------------------------------------------------
+
+
+class StatusFilter(admin.SimpleListFilter):
+    title = "outcome"
+    parameter_name = "outcome"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("pending", "Pending"), ("ok", "Accepted"), ("problem", "Not accepted")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "pending":
+            return queryset.filter(status__in=[Command.Status.QUEUED, Command.Status.SENT])
+        if self.value() == "ok":
+            return queryset.filter(status=Command.Status.ACCEPTED)
+        if self.value() == "problem":
+            return queryset.exclude(
+                status__in=[Command.Status.QUEUED, Command.Status.SENT, Command.Status.ACCEPTED]
+            )
+        return queryset
+
+
+@admin.register(Command)
+class CommandAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "station",
+        "action",
+        "verb",
+        "status_badge",
+        "origin",
+        "requested_by",
+        "created_at",
+        "completed_at",
+    )
+    list_filter = (StatusFilter, "status", "origin", "action", "protocol")
+    list_select_related = ("station", "requested_by")
+    search_fields = ("station__identity", "action", "message_id")
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "station",
+        "protocol",
+        "verb",
+        "action",
+        "pretty_payload",
+        "status",
+        "pretty_response",
+        "error_code",
+        "error_description",
+        "origin",
+        "requested_by",
+        "message_id",
+        "node",
+        "created_at",
+        "expires_at",
+        "sent_at",
+        "completed_at",
+    )
+    exclude = ("payload", "response")
+    show_full_result_count = False
+
+    @admin.display(description="Status", ordering="status")
+    def status_badge(self, obj: Command) -> str:
+        return command_badge(obj.status, obj.get_status_display())
+
+    @admin.display(description="Payload")
+    def pretty_payload(self, obj: Command) -> str:
+        return format_html("<pre>{}</pre>", json.dumps(obj.payload, indent=2))
+
+    @admin.display(description="Response")
+    def pretty_response(self, obj: Command) -> str:
+        if obj.response is None:
+            return "—"
+        return format_html("<pre>{}</pre>", json.dumps(obj.response, indent=2))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+# --- Jobs ------------------------------------------------------------------------------------
+
+
+class JobCreateForm(forms.ModelForm):
+    """The add form: targeting and limits are model fields, the rest become parameters."""
+
+    stations = forms.ModelMultipleChoiceField(
+        queryset=ChargingStation.objects.exclude(protocol=""),
+        required=False,
+        help_text="Leave empty to target by site, model and identity prefix.",
+    )
+    firmware_location = forms.URLField(
+        required=False, assume_scheme="https", help_text="Firmware: download URL"
+    )
+    retrieve_at = forms.DateTimeField(required=False, help_text="Firmware: download from")
+    install_at = forms.DateTimeField(required=False)
+    signing_certificate = forms.CharField(
+        widget=forms.Textarea, required=False, help_text="Signed firmware: PEM certificate"
+    )
+    signature = forms.CharField(required=False, help_text="Signed firmware: base64 signature")
+    log_type = forms.ChoiceField(
+        choices=[("DiagnosticsLog", "DiagnosticsLog"), ("SecurityLog", "SecurityLog")],
+        required=False,
+    )
+    start_time = forms.DateTimeField(required=False, help_text="Diagnostics: oldest entries")
+    stop_time = forms.DateTimeField(required=False, help_text="Diagnostics: newest entries")
+
+    class Meta:
+        model = Job
+        fields = (
+            "kind",
+            "name",
+            "location",
+            "station_model",
+            "station_filter",
+            "concurrency",
+            "max_attempts",
+            "target_timeout",
+        )
+
+    def parameters(self, request: HttpRequest) -> dict[str, Any]:
+        data = self.cleaned_data
+        if data["kind"] == Job.Kind.FIRMWARE:
+            params = {
+                "location": data.get("firmware_location"),
+                "retrieve_at": data.get("retrieve_at") and data["retrieve_at"].isoformat(),
+                "install_at": data.get("install_at") and data["install_at"].isoformat(),
+                "signing_certificate": data.get("signing_certificate"),
+                "signature": data.get("signature"),
+            }
+        else:
+            params = {
+                "log_type": data.get("log_type") or "DiagnosticsLog",
+                "start_time": data.get("start_time") and data["start_time"].isoformat(),
+                "stop_time": data.get("stop_time") and data["stop_time"].isoformat(),
+                "upload_base_url": request.build_absolute_uri("/").rstrip("/"),
+            }
+        return {k: v for k, v in params.items() if v}
+
+
+class JobTargetInline(admin.TabularInline):
+    model = JobTarget
+    extra = 0
+    can_delete = False
+    fields = (
+        "station",
+        "status_badge",
+        "progress",
+        "attempts",
+        "command_link",
+        "upload_link",
+        "detail",
+        "started_at",
+        "finished_at",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="Status")
+    def status_badge(self, obj: JobTarget) -> str:
+        colours = {
+            "pending": "queued",
+            "running": "sent",
+            "succeeded": "accepted",
+            "failed": "failed",
+            "cancelled": "expired",
+        }
+        return command_badge(colours.get(obj.status, ""), obj.get_status_display())
+
+    @admin.display(description="Command")
+    def command_link(self, obj: JobTarget) -> str:
+        if obj.command_id is None:
+            return "—"
+        url = reverse("admin:commands_command_change", args=[obj.command_id])
+        return format_html('<a href="{}">{}</a>', url, obj.command.get_status_display())
+
+    @admin.display(description="File")
+    def upload_link(self, obj: JobTarget) -> str:
+        upload = next((u for u in obj.uploads.all() if u.uploaded_at), None)
+        if upload is None:
+            return "—"
+        url = reverse("admin:commands_diagnosticsupload_change", args=[upload.pk])
+        return format_html('<a href="{}">{} ({} bytes)</a>', url, upload.filename, upload.size)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("station", "command")
+            .prefetch_related("uploads")
+        )
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "kind",
+        "status",
+        "progress_bar",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("kind", "status")
+    inlines = [JobTargetInline]
+    actions = ["cancel_jobs"]
+    readonly_fields = (
+        "kind",
+        "name",
+        "status",
+        "progress_bar",
+        "parameters",
+        "location",
+        "station_model",
+        "station_filter",
+        "concurrency",
+        "max_attempts",
+        "target_timeout",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        counts = {
+            f"n_{s}": Count("targets", filter=Q(targets__status=s)) for s in JobTarget.Status.values
+        }
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("created_by")
+            .annotate(n_total=Count("targets"), **counts)
+        )
+
+    @admin.display(description="Progress")
+    def progress_bar(self, obj: Job) -> str:
+        counts = {s: 0 for s in JobTarget.Status.values}
+        if hasattr(obj, "n_total"):
+            counts = {s: getattr(obj, f"n_{s}") for s in counts}
+        else:
+            for status in obj.targets.values_list("status", flat=True):
+                counts[status] += 1
+        total = sum(counts.values())
+        done, failed, running = counts["succeeded"], counts["failed"], counts["running"]
+        width = int(100 * (done + failed) / total) if total else 0
+        return format_html(
+            '<div style="width:160px;background:#eee;border-radius:4px">'
+            '<div style="width:{}%;background:#2e7d32;height:8px;border-radius:4px"></div>'
+            "</div><small>{} ok · {} failed · {} running · {} total</small>",
+            width,
+            done,
+            failed,
+            running,
+            total,
+        )
+
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = JobCreateForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        if obj is None:
+            return [
+                *JobCreateForm.Meta.fields,
+                "stations",
+                "firmware_location",
+                "retrieve_at",
+                "install_at",
+                "signing_certificate",
+                "signature",
+                "log_type",
+                "start_time",
+                "stop_time",
+            ]
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.readonly_fields if obj is not None else ()
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.inlines if obj is not None else []
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("commands.manage_job") and _can_send(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The job page is read-only (view permission); jobs change only through services.
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
+        """Jobs are created by the service, never by saving the form's instance."""
+        data = form.cleaned_data
+        stations = list(data.get("stations") or [])
+        try:
+            job = jobs.job_create(
+                kind=data["kind"],
+                name=data.get("name", ""),
+                parameters=form.parameters(request),
+                location=data.get("location"),
+                station_model=data.get("station_model", ""),
+                station_filter=data.get("station_filter", ""),
+                station_ids=[s.pk for s in stations] if stations else None,
+                concurrency=data["concurrency"],
+                max_attempts=data["max_attempts"],
+                target_timeout=data["target_timeout"],
+                created_by=request.user,
+            )
+        except CommandError as error:
+            raise PermissionDenied(error.message) from None
+        obj.pk = job.pk
+        obj.refresh_from_db()
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        return None
+
+    @admin.action(description="Cancel selected jobs", permissions=["manage_job"])
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for job in queryset.filter(status=Job.Status.RUNNING):
+            jobs.job_cancel(job=job)
+        self.message_user(request, "Jobs cancelled.", messages.SUCCESS)
+
+    def has_manage_job_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("commands.manage_job")
+
+
+@admin.register(DiagnosticsUpload)
+class DiagnosticsUploadAdmin(admin.ModelAdmin):
+    list_display = ("__str__", "station", "job_target", "size", "uploaded_at", "expires_at")
+    list_select_related = ("station", "job_target__job")
+    list_filter = (("uploaded_at", admin.EmptyFieldListFilter),)
+    search_fields = ("station__identity", "filename")
+    readonly_fields = (
+        "station",
+        "job_target",
+        "file",
+        "filename",
+        "size",
+        "max_bytes",
+        "created_at",
+        "expires_at",
+        "uploaded_at",
+    )
+    exclude = ("token",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(LocalAuthList)
+class LocalAuthListAdmin(admin.ModelAdmin):
+    list_display = ("station", "version", "status", "entry_count", "synced_at")
+    list_filter = ("status",)
+    list_select_related = ("station",)
+    search_fields = ("station__identity",)
+    readonly_fields = (
+        "station",
+        "version",
+        "status",
+        "entries",
+        "pending_command",
+        "pending_version",
+        "pending_full",
+        "synced_at",
+    )
+    exclude = ("pending_entries",)
+    actions = ["resync"]
+
+    @admin.display(description="Entries")
+    def entry_count(self, obj: LocalAuthList) -> int:
+        return len(obj.entries)
+
+    @admin.action(description="Send the full list again", permissions=["send_command"])
+    def resync(self, request: HttpRequest, queryset: QuerySet) -> None:
+        local_list_full_sync(
+            self, request, ChargingStation.objects.filter(pk__in=queryset.values("station_id"))
+        )
+
+    def has_send_command_permission(self, request: HttpRequest) -> bool:
+        return _can_send(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,417 @@
+"""REST API for commands to stations and jobs: one view per use case, writes via services.
+
+Sending may wait up to a minute for the station's answer. A synchronous view would hold its
+request's thread all that time, so the send endpoint is an async view: it runs the DRF view
+(authentication, permissions, validation, the service call) through `sync_to_async`, then polls
+for the answer on the event loop, where a waiting request holds no thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cpo.lib.api import ApplicationError
+from stations.commands import jobs, local_lists, services
+from stations.commands.models import Command, Job, JobTarget
+from stations.commands.verbs import VERBS, CommandError
+from stations.models import ChargingStation, Location
+
+MAX_WAIT = 60.0
+
+
+class HasModelPermissions(BasePermission):
+    """The user holds every permission in the view's `required_permissions`."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        required = getattr(view, "required_permissions", None)
+        if not user or not user.is_authenticated or required is None:
+            return False
+        return user.has_perms(required)
+
+
+class StationsApi(APIView):
+    permission_classes = [HasModelPermissions]
+    required_permissions: tuple[str, ...] = ()
+
+
+def _application_error(error: CommandError) -> ApplicationError:
+    return ApplicationError(error.message, {"field": error.field} if error.field else {})
+
+
+class CommandOutputSerializer(serializers.ModelSerializer):
+    station_identity = serializers.CharField(source="station.identity", read_only=True)
+
+    class Meta:
+        model = Command
+        fields = (
+            "id",
+            "station",
+            "station_identity",
+            "protocol",
+            "verb",
+            "action",
+            "payload",
+            "status",
+            "response",
+            "error_code",
+            "error_description",
+            "origin",
+            "requested_by",
+            "created_at",
+            "expires_at",
+            "sent_at",
+            "completed_at",
+        )
+
+
+# --- Commands -----------------------------------------------------------------------------------
+
+
+class StationCommandSendApi(StationsApi):
+    """Send a version-neutral verb or a raw OCPP action to a station."""
+
+    required_permissions = ("stations.send_command",)
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "CommandSendInput"
+
+        verb = serializers.ChoiceField(choices=sorted(VERBS), required=False)
+        params = serializers.DictField(
+            required=False,
+            default=dict,
+            help_text="The verb's parameters; remote_stop also takes session_id",
+        )
+        action = serializers.CharField(
+            required=False, max_length=50, help_text="Raw mode: an action of the station's protocol"
+        )
+        payload = serializers.DictField(required=False, default=dict)
+        wait = serializers.FloatField(
+            required=False,
+            default=0,
+            min_value=0,
+            max_value=MAX_WAIT,
+            help_text="Seconds to wait for the station's answer (0: return at once)",
+        )
+        expires_in = serializers.IntegerField(
+            required=False, min_value=1, help_text="Seconds an offline station is waited for"
+        )
+
+        def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+            if bool(attrs.get("verb")) == bool(attrs.get("action")):
+                raise serializers.ValidationError("give either a verb or a raw action")
+            return attrs
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={200: CommandOutputSerializer, 202: CommandOutputSerializer},
+    )
+    def post(self, request: Request, station_id: int) -> Response:
+        from datetime import timedelta
+
+        station = get_object_or_404(ChargingStation, pk=station_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        attrs = data.validated_data
+        params = dict(attrs.get("params") or {})
+        if attrs.get("verb") == "remote_stop" and params.get("session_id"):
+            # Stop by session: the edge resolves the session's OCPP transaction id.
+            from sessions.models import ChargingSession
+
+            session = get_object_or_404(
+                ChargingSession, pk=params.pop("session_id"), station=station
+            )
+            params["transaction_id"] = session.transaction_id
+        try:
+            command = services.command_create(
+                station=station,
+                verb=attrs.get("verb", ""),
+                params=params,
+                action=attrs.get("action", ""),
+                payload=attrs.get("payload"),
+                origin=Command.Origin.API,
+                requested_by=request.user,
+                expires_in=timedelta(seconds=attrs["expires_in"])
+                if attrs.get("expires_in")
+                else None,
+            )
+        except CommandError as error:
+            raise _application_error(error) from None
+        response = Response(CommandOutputSerializer(command).data, status=status.HTTP_202_ACCEPTED)
+        response.command_wait = (command.pk, attrs["wait"])  # type: ignore[attr-defined]
+        return response
+
+
+def _command_if_final(command_id: int) -> Command | None:
+    command = Command.objects.select_related("station").get(pk=command_id)
+    return command if command.is_final else None
+
+
+@csrf_exempt
+async def station_command_send(request: HttpRequest, station_id: int) -> HttpResponse:
+    response = await sync_to_async(_send_view)(request, station_id=station_id)
+    command_id, wait = getattr(response, "command_wait", (None, 0))
+    if command_id and wait:
+        deadline = time.monotonic() + wait
+        check = sync_to_async(_command_if_final, thread_sensitive=False)
+        command = await check(command_id)
+        while command is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            command = await check(command_id)
+        if command is not None:
+            response.data = CommandOutputSerializer(command).data
+            response.status_code = status.HTTP_200_OK
+    return response
+
+
+_send_view = StationCommandSendApi.as_view()
+# drf-spectacular documents the wrapped DRF view.
+station_command_send.cls = StationCommandSendApi  # type: ignore[attr-defined]
+station_command_send.initkwargs = {}  # type: ignore[attr-defined]
+
+
+class CommandListApi(StationsApi):
+    required_permissions = ("commands.view_command",)
+
+    class FilterSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "CommandFilter"
+
+        station = serializers.IntegerField(required=False)
+        status = serializers.ChoiceField(choices=Command.Status.choices, required=False)
+        action = serializers.CharField(required=False)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("station", int),
+            OpenApiParameter("status", str),
+            OpenApiParameter("action", str),
+        ],
+        responses=CommandOutputSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        commands = Command.objects.select_related("station").filter(
+            **{f"{k}_id" if k == "station" else k: v for k, v in filters.validated_data.items()}
+        )
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(commands, request, view=self)
+        return paginator.get_paginated_response(CommandOutputSerializer(page, many=True).data)
+
+
+class CommandDetailApi(StationsApi):
+    required_permissions = ("commands.view_command",)
+
+    @extend_schema(responses=CommandOutputSerializer)
+    def get(self, request: Request, command_id: int) -> Response:
+        command = get_object_or_404(Command.objects.select_related("station"), pk=command_id)
+        return Response(CommandOutputSerializer(command).data)
+
+
+# --- Jobs ---------------------------------------------------------------------------------------
+
+
+class JobTargetOutputSerializer(serializers.ModelSerializer):
+    station_identity = serializers.CharField(source="station.identity", read_only=True)
+    command_status = serializers.CharField(source="command.status", default="", read_only=True)
+    upload = serializers.SerializerMethodField()
+
+    class Meta:
+        model = JobTarget
+        fields = (
+            "station",
+            "station_identity",
+            "status",
+            "attempts",
+            "progress",
+            "detail",
+            "request_id",
+            "command",
+            "command_status",
+            "upload",
+            "started_at",
+            "finished_at",
+        )
+
+    def get_upload(self, target: JobTarget) -> dict[str, Any] | None:
+        upload = next((u for u in target.uploads.all() if u.uploaded_at), None)
+        if upload is None:
+            return None
+        return {
+            "filename": upload.filename,
+            "size": upload.size,
+            "uploaded_at": upload.uploaded_at,
+            "url": upload.file.url,
+        }
+
+
+class JobOutputSerializer(serializers.ModelSerializer):
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Job
+        fields = (
+            "id",
+            "kind",
+            "name",
+            "status",
+            "parameters",
+            "location",
+            "station_model",
+            "station_filter",
+            "concurrency",
+            "max_attempts",
+            "target_timeout",
+            "created_by",
+            "created_at",
+            "finished_at",
+            "progress",
+        )
+
+    def get_progress(self, job: Job) -> dict[str, int]:
+        counts = {choice: 0 for choice in JobTarget.Status.values}
+        for target in job.targets.all():
+            counts[target.status] += 1
+        counts["total"] = sum(counts.values())
+        return counts
+
+
+class JobDetailOutputSerializer(JobOutputSerializer):
+    targets = JobTargetOutputSerializer(many=True, read_only=True)
+
+    class Meta(JobOutputSerializer.Meta):
+        fields = (*JobOutputSerializer.Meta.fields, "targets")
+
+
+def _jobs() -> Any:
+    return Job.objects.prefetch_related("targets")
+
+
+class JobCreateApi(StationsApi):
+    required_permissions = ("commands.manage_job", "stations.send_command")
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "JobCreateInput"
+
+        kind = serializers.ChoiceField(choices=Job.Kind.choices)
+        name = serializers.CharField(required=False, allow_blank=True, default="")
+        parameters = serializers.DictField(
+            required=False,
+            default=dict,
+            help_text="firmware: location, retrieve_at, install_at?, signing_certificate?, "
+            "signature?, retries?, retry_interval?; diagnostics: log_type?, "
+            "start_time?, stop_time?",
+        )
+        location = serializers.PrimaryKeyRelatedField(
+            queryset=Location.objects.all(), required=False, allow_null=True
+        )
+        station_model = serializers.CharField(required=False, allow_blank=True, default="")
+        station_filter = serializers.CharField(required=False, allow_blank=True, default="")
+        stations = serializers.ListField(child=serializers.IntegerField(), required=False)
+        concurrency = serializers.IntegerField(min_value=1, default=10)
+        max_attempts = serializers.IntegerField(min_value=1, max_value=20, default=3)
+        target_timeout = serializers.IntegerField(min_value=10, default=3600)
+
+    @extend_schema(request=InputSerializer, responses={201: JobDetailOutputSerializer})
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        attrs = data.validated_data
+        parameters = dict(attrs["parameters"])
+        if attrs["kind"] == Job.Kind.DIAGNOSTICS and not parameters.get("upload_base_url"):
+            # Stations upload to this back office at the address the caller used.
+            parameters["upload_base_url"] = request.build_absolute_uri("/").rstrip("/")
+        try:
+            job = jobs.job_create(
+                kind=attrs["kind"],
+                name=attrs["name"],
+                parameters=parameters,
+                location=attrs.get("location"),
+                station_model=attrs["station_model"],
+                station_filter=attrs["station_filter"],
+                station_ids=attrs.get("stations"),
+                concurrency=attrs["concurrency"],
+                max_attempts=attrs["max_attempts"],
+                target_timeout=attrs["target_timeout"],
+                created_by=request.user,
+            )
+        except CommandError as error:
+            raise _application_error(error) from None
+        job = _jobs().get(pk=job.pk)
+        return Response(JobDetailOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class JobListApi(StationsApi):
+    required_permissions = ("commands.view_job",)
+
+    @extend_schema(responses=JobOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(_jobs(), request, view=self)
+        return paginator.get_paginated_response(JobOutputSerializer(page, many=True).data)
+
+
+class JobDetailApi(StationsApi):
+    required_permissions = ("commands.view_job",)
+
+    @extend_schema(responses=JobDetailOutputSerializer)
+    def get(self, request: Request, job_id: int) -> Response:
+        job = get_object_or_404(
+            _jobs().prefetch_related("targets__station", "targets__command", "targets__uploads"),
+            pk=job_id,
+        )
+        return Response(JobDetailOutputSerializer(job).data)
+
+
+class JobCancelApi(StationsApi):
+    required_permissions = ("commands.manage_job",)
+
+    @extend_schema(request=None, responses=JobOutputSerializer)
+    def post(self, request: Request, job_id: int) -> Response:
+        job = get_object_or_404(Job, pk=job_id)
+        jobs.job_cancel(job=job)
+        return Response(JobOutputSerializer(_jobs().get(pk=job.pk)).data)
+
+
+class StationLocalListSyncApi(StationsApi):
+    """Send the station its local authorization list (differential, or full on request)."""
+
+    required_permissions = ("stations.send_command",)
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "LocalListSyncInput"
+
+        full = serializers.BooleanField(default=False)
+
+    @extend_schema(request=InputSerializer, responses={200: CommandOutputSerializer, 204: None})
+    def post(self, request: Request, station_id: int) -> Response:
+        get_object_or_404(ChargingStation, pk=station_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            command_id = local_lists.local_list_sync(
+                station_id=station_id, full=data.validated_data["full"]
+            )
+        except CommandError as error:
+            raise _application_error(error) from None
+        if command_id is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(CommandOutputSerializer(Command.objects.get(pk=command_id)).data)
