@@ -13,8 +13,8 @@ from asgiref.sync import sync_to_async
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
 
-from tests.commands.conftest import http, until, until_online
 from tests.ocpp_client import station
+from tests.stations.conftest import http, until, until_online
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 

@@ -14,9 +14,9 @@ import pytest
 import websockets
 from asgiref.sync import sync_to_async
 
-from tests.commands.conftest import acreate, create, http, until, until_final, until_online
 from tests.conftest import start_daphne
 from tests.ocpp_client import station
+from tests.stations.conftest import acreate, create, http, until, until_final, until_online
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 

@@ -16,8 +16,8 @@ from playwright.async_api import expect
 
 from stations.commands.models import Command
 from stations.models import ChargingStation
+from tests.cpo.panel.conftest import login, make_staff
 from tests.ocpp_client import station
-from tests.panel.conftest import login, make_staff
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.commands.admin_urls")]
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.stations.commands.admin_urls")]
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 
-from tests.commands.conftest import until, until_online
 from tests.ocpp_client import station
+from tests.stations.conftest import until, until_online
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 

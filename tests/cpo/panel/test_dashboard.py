@@ -22,7 +22,7 @@ from stations.models import (
     Location,
     StationConnection,
 )
-from tests.panel.conftest import make_staff
+from tests.cpo.panel.conftest import make_staff
 
 pytestmark = pytest.mark.django_db
 

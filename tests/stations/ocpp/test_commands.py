@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from asgiref.sync import sync_to_async
 
-from tests.commands.conftest import acreate, until_final, until_online
 from tests.ocpp_client import station
+from tests.stations.conftest import acreate, until_final, until_online
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 
