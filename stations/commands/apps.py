@@ -10,3 +10,13 @@ class CommandsConfig(AppConfig):
     name = "stations.commands"
     label = "commands"
     verbose_name = "Commands and jobs"
+
+    def ready(self) -> None:
+        from stations.commands import receivers, signals
+
+        signals.job_targets_changed.connect(
+            receivers.job_targets_changed_receiver, dispatch_uid="commands.job_advance"
+        )
+        signals.local_list_refused.connect(
+            receivers.local_list_refused_receiver, dispatch_uid="commands.local_list_resync"
+        )

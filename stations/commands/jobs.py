@@ -18,6 +18,7 @@ from stations import services as network
 from stations.commands import uploads, verbs
 from stations.commands.models import Command, Job, JobTarget
 from stations.commands.services import command_create
+from stations.commands.signals import job_targets_changed
 from stations.commands.verbs import CommandError
 from stations.models import ChargingStation, Location
 
@@ -121,12 +122,8 @@ def job_create(
 
 
 def _job_advance_later(job_id: int) -> None:
-    def enqueue() -> None:
-        from stations.commands.tasks import job_advance
-
-        job_advance.delay(job_id)
-
-    transaction.on_commit(enqueue)
+    # A Celery worker starts the next targets (stations.commands.receivers).
+    job_targets_changed.send(sender=Job, job_id=job_id)
 
 
 def _target_params(

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from stations.commands.models import Command, LocalAuthList
 from stations.commands.services import command_create
+from stations.commands.signals import local_list_refused
 from stations.models import ChargingStation
 
 # Entries of a list: uid -> {status, type, expiry?, group?}, version-neutral.
@@ -144,11 +145,5 @@ def local_list_result_record(*, command: Command) -> None:
     state.pending_entries = None
     state.save()
     if resync:
-        station_id = command.station_id
-
-        def enqueue() -> None:
-            from stations.commands.tasks import local_list_sync
-
-            local_list_sync.delay(station_id, True)
-
-        transaction.on_commit(enqueue)
+        # A Celery worker sends the whole list (stations.commands.receivers).
+        local_list_refused.send(sender=LocalAuthList, station_id=command.station_id)
