@@ -163,10 +163,11 @@ def _site_snapshot(session: ChargingSession) -> tuple[dict[str, Any], str]:
     evse = Evse.objects.filter(station=station, evse_id=session.evse_id).first()
     connector = None
     if evse is not None:
-        connector = (
-            Connector.objects.filter(evse=evse, connector_id=session.connector_id).first()
-            or Connector.objects.filter(evse=evse).first()
-        )
+        connectors = list(Connector.objects.filter(evse=evse))
+        connector = next((c for c in connectors if c.connector_id == session.connector_id), None)
+        if connector is None and session.connector_id == 0 and len(connectors) == 1:
+            # A session that named only its EVSE (2.0.1 without connectorId) used its one plug.
+            connector = connectors[0]
     snapshot: dict[str, Any] = {
         "station_identity": station.identity,
         "evse_id": session.evse_id,

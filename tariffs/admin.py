@@ -273,8 +273,9 @@ class TariffAssignmentAdmin(admin.ModelAdmin):
             {
                 "fields": ("location", "station", ("evse_id", "connector_id")),
                 "description": (
-                    "OCPP 1.6 stations have one EVSE per connector: EVSE number = connector "
-                    "number. OCPP 2.0.1 numbers connectors within their EVSE."
+                    "Connectors are numbered within their EVSE. An OCPP 1.6 station has one "
+                    "EVSE per connector: its connector N is EVSE N, connector 1 (or just "
+                    "EVSE N)."
                 ),
             },
         ),

@@ -305,13 +305,35 @@ class TariffAssignment(models.Model):
     def clean(self) -> None:
         if (self.evse_id is not None or self.connector_id is not None) and not self.station_id:
             raise ValidationError({"station": "an EVSE or connector needs its station"})
-        # 2.0.1 numbers connectors within their EVSE (1.6: EVSE number = connector number).
+        # Connectors are numbered within their EVSE (a 1.6 connector N is EVSE N, connector 1).
         if self.connector_id is not None and self.evse_id is None:
             raise ValidationError({"evse_id": "a connector needs its EVSE"})
+        if self.station_id and self.evse_id is not None:
+            self._clean_place()
         if self.station_id and self.location_id and self.station.location_id != self.location_id:
             raise ValidationError({"location": "the station stands at another site"})
         if self.valid_from and self.valid_until and self.valid_from >= self.valid_until:
             raise ValidationError({"valid_until": "must be after valid from"})
+
+    def _clean_place(self) -> None:
+        """The EVSE (and connector) must be one of the station's, once it has reported any:
+        an assignment to a place that does not exist would silently price nothing."""
+        places = sorted(self.station.connectors.values_list("evse__evse_id", "connector_id"))
+        if not places:
+            return
+        known = ", ".join(f"EVSE {evse} connector {connector}" for evse, connector in places)
+        if self.connector_id is None:
+            if self.evse_id not in {evse for evse, _ in places}:
+                raise ValidationError(
+                    {"evse_id": f"{self.station} has no EVSE {self.evse_id}; it has {known}"}
+                )
+        elif (self.evse_id, self.connector_id) not in places:
+            raise ValidationError(
+                {
+                    "connector_id": f"{self.station} has no connector {self.connector_id} on "
+                    f"EVSE {self.evse_id}; it has {known}"
+                }
+            )
 
     @property
     def specificity(self) -> int:
