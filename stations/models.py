@@ -158,10 +158,6 @@ class ChargingStation(models.Model):
     def check_password(self, password: str) -> bool:
         return bool(self.password_hash) and station_password_matches(password, self.password_hash)
 
-    @property
-    def is_ocpp16(self) -> bool:
-        return self.protocol == self.Protocol.OCPP16
-
 
 class Evse(models.Model):
     """An EVSE: one point that charges one vehicle at a time (1.6: one per connector)."""
