@@ -534,3 +534,22 @@ async def test_a_traced_station_logs_every_frame(protocol_name):
         ("in", 2, "c2", "Heartbeat", False),
         ("out", 3, "c2", "", False),
     ]
+
+
+@pytest.mark.parametrize("protocol_name", [V16, V201])
+async def test_an_answer_of_ours_that_breaks_its_schema_is_our_internal_error(
+    protocol_name, monkeypatch
+):
+    """The station's BootNotification was valid: a schema violation in our answer must not
+    come back to it as a constraint violation of its own message."""
+    from stations import services
+
+    monkeypatch.setattr(
+        services, "station_booted", lambda **kwargs: services.BootResult("Maybe", 300)
+    )
+    await sync_to_async(make_station)("CP-OURBUG")
+    async with connected("CP-OURBUG", protocol_name) as station:
+        await station.error(
+            [protocol.CALL, "b1", "BootNotification", BOOT[protocol_name]], "InternalError", "b1"
+        )
+        await station.heartbeat()
