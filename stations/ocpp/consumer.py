@@ -190,7 +190,19 @@ class OcppConsumer(AsyncWebsocketConsumer):
             response = await handler(frame.payload)
             # Our own answers are checked too: a bug here must not put an invalid frame on the
             # wire, where the charger would retry or drop it.
-            protocol.validate(self.protocol, protocol.CALLRESULT, frame.action, response)
+            try:
+                protocol.validate(self.protocol, protocol.CALLRESULT, frame.action, response)
+            except protocol.OcppError as error:
+                # The station's CALL was valid: the violation is ours, not one of its message.
+                logger.error(
+                    "%s: our %s answer breaks its schema: %s",
+                    self.identity,
+                    frame.action,
+                    error.description,
+                )
+                raise protocol.OcppError(
+                    "InternalError", "The CSMS could not process this message"
+                ) from None
         except protocol.OcppError as error:
             return protocol.call_error(
                 self.protocol, frame.message_id, error.kind, error.description, error.details
