@@ -1,7 +1,8 @@
 """OCPI 2.2.1 tariff rating engine: pure functions over ``Decimal``.
 
 No Django, no database. Callers convert models to the frozen dataclasses below, call
-:func:`rate_session`, and persist or publish the :class:`Rating`.
+:func:`rate_session`, and persist or publish the :class:`Rating`. Rounding to a currency's minor
+unit is the project's one table in ``cpo.lib.money`` (plain Python too).
 
 Semantics are OCPI 2.2.1's, module Tariffs (``mod_tariffs.asciidoc`` of the ``ocpi/ocpi``
 repository, tag 2.2.1, with the errata of the ``release-2.2.1-bugfixes`` branch, which win where
@@ -65,6 +66,8 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcon
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cpo.lib.money import currency_exponent, round_money
+
 __all__ = [
     "DAYS_OF_WEEK",
     "Amount",
@@ -122,48 +125,6 @@ _QUANTUM = Decimal("1e-6")
 # leave noise in the last of the 50 digits, and 10.22499...9 must not round down where the
 # exact value is 10.225. Still "unrounded" for any audit purpose.
 _NOISE = Decimal("1e-20")
-
-# ISO 4217 minor units that differ from 2. Everything else rounds to cents.
-_MINOR_UNITS: Mapping[str, int] = types.MappingProxyType(
-    {
-        "BHD": 3,
-        "BIF": 0,
-        "CLF": 4,
-        "CLP": 0,
-        "DJF": 0,
-        "GNF": 0,
-        "IQD": 3,
-        "ISK": 0,
-        "JOD": 3,
-        "JPY": 0,
-        "KMF": 0,
-        "KRW": 0,
-        "KWD": 3,
-        "LYD": 3,
-        "OMR": 3,
-        "PYG": 0,
-        "RWF": 0,
-        "TND": 3,
-        "UGX": 0,
-        "UYI": 0,
-        "UYW": 4,
-        "VND": 0,
-        "VUV": 0,
-        "XAF": 0,
-        "XOF": 0,
-        "XPF": 0,
-    }
-)
-
-
-def currency_exponent(currency: str) -> int:
-    """Number of minor-unit digits of an ISO 4217 currency (2 unless listed otherwise)."""
-    return _MINOR_UNITS.get(currency.upper(), 2)
-
-
-def round_money(amount: Decimal, currency: str) -> Decimal:
-    """Round a money amount to the currency's minor unit, half up."""
-    return amount.quantize(Decimal(1).scaleb(-currency_exponent(currency)), rounding=ROUND_HALF_UP)
 
 
 # --------------------------------------------------------------------------------------------

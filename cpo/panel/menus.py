@@ -12,7 +12,7 @@ from typing import Any
 
 from django.urls import reverse
 
-from cpo.panel.dashboard import admin_url
+from cpo.lib.formatting import admin_url
 from cpo.roles import FINANCE, OPERATORS, SUPPORT
 
 ADMIN = "Admin"

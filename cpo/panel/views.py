@@ -1,7 +1,8 @@
 """Operator panel pages and the JSON endpoints their pages poll; staff only, under /admin/panel/.
 
-Thin edges: each view checks a permission, calls a selector in cpo.panel.dashboard (or the command
-service) and renders HTML, JSON or CSV.
+Thin edges: each view checks a permission, calls an app's selector or the panel's composition of
+them (cpo.panel.dashboard, cpo.panel.reports), or the command service, and renders HTML, JSON or
+CSV.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from cpo.panel import dashboard
+from billing.selectors import revenue_source
+from cpo.lib.formatting import add_months, local_midnight, month_start, panel_tz
+from cpo.panel import dashboard, reports
+from sessions import selectors as charging
 from sessions.models import ChargingSession
+from stations import selectors as network
 from stations.commands import services as command_services
 from stations.commands.models import Command
 from stations.commands.verbs import CommandError
@@ -52,12 +57,7 @@ def dashboard_json(request: HttpRequest) -> JsonResponse:
 @require_GET
 def charts_json(request: HttpRequest) -> JsonResponse:
     _need(request, "charging.view_chargingsession")
-    return JsonResponse(
-        {
-            "energy": dashboard.energy_per_day_and_site(days=30),
-            "revenue": dashboard.revenue_per_month(months=12),
-        }
-    )
+    return JsonResponse(dashboard.charts(days=30, months=12))
 
 
 @require_GET
@@ -77,7 +77,7 @@ def station_timeline_json(request: HttpRequest, pk: int) -> JsonResponse:
         hours = 24
     end = timezone.now()
     return JsonResponse(
-        dashboard.station_status_timeline(
+        network.station_status_timeline(
             station=station, start=end - timedelta(hours=hours), end=end
         )
     )
@@ -87,7 +87,7 @@ def station_timeline_json(request: HttpRequest, pk: int) -> JsonResponse:
 def session_curve_json(request: HttpRequest, pk: int) -> JsonResponse:
     _need(request, "charging.view_chargingsession")
     session = get_object_or_404(ChargingSession.objects.select_related("station"), pk=pk)
-    return JsonResponse(dashboard.session_curve(session=session))
+    return JsonResponse(charging.session_curve(session=session))
 
 
 # --- commands from the station page -------------------------------------------------------------
@@ -164,12 +164,9 @@ class PeriodForm(forms.Form):
         return data
 
     def bounds(self) -> tuple[datetime, datetime]:
-        tz = dashboard.panel_tz()
+        tz = panel_tz()
         start, end = self.cleaned_data["start"], self.cleaned_data["end"]
-        return (
-            dashboard.local_midnight(start, tz),
-            dashboard.local_midnight(end + timedelta(days=1), tz),
-        )
+        return local_midnight(start, tz), local_midnight(end + timedelta(days=1), tz)
 
 
 class UptimeForm(PeriodForm):
@@ -197,7 +194,7 @@ class MonthsForm(forms.Form):
 
 
 def _period_defaults(days: int) -> dict[str, str]:
-    today = timezone.now().astimezone(dashboard.panel_tz()).date()
+    today = timezone.now().astimezone(panel_tz()).date()
     return {"start": (today - timedelta(days=days - 1)).isoformat(), "end": today.isoformat()}
 
 
@@ -260,8 +257,8 @@ UPTIME_COLUMNS = [
     "site",
     "station",
     "connector",
-    *[f"{c}_pct" for c in dashboard.UPTIME_CLASSES],
-    *[f"{c}_h" for c in dashboard.UPTIME_CLASSES],
+    *[f"{c}_pct" for c in network.UPTIME_CLASSES],
+    *[f"{c}_h" for c in network.UPTIME_CLASSES],
 ]
 
 
@@ -272,7 +269,7 @@ def report_uptime(request: HttpRequest) -> HttpResponse:
     rows: list[dict[str, Any]] = []
     if form.is_valid():
         start, end = form.bounds()
-        rows = dashboard.uptime_report(
+        rows = network.uptime_report(
             start=start, end=end, location=form.cleaned_data.get("location")
         )
     name = "uptime"
@@ -286,25 +283,25 @@ def report_uptime(request: HttpRequest) -> HttpResponse:
         columns=UPTIME_COLUMNS,
         rows=rows,
         filename=f"{name}.csv",
-        classes=dashboard.UPTIME_CLASSES,
+        classes=network.UPTIME_CLASSES,
     )
 
 
 @require_GET
 def report_energy_revenue(request: HttpRequest) -> HttpResponse:
     _need(request, "charging.view_chargingsession")
-    this_month = dashboard.month_start(timezone.now().astimezone(dashboard.panel_tz()).date())
+    this_month = month_start(timezone.now().astimezone(panel_tz()).date())
     defaults = {
-        "first": dashboard.add_months(this_month, -11).strftime("%Y-%m"),
+        "first": add_months(this_month, -11).strftime("%Y-%m"),
         "last": this_month.strftime("%Y-%m"),
     }
     form = _bound_form(MonthsForm, request, defaults)
-    data: dict[str, Any] = {"rows": [], "currencies": [], **dashboard.revenue_source()}
+    data: dict[str, Any] = {"rows": [], "currencies": [], **revenue_source()}
     name = "energy-revenue"
     if form.is_valid():
         first: date = form.cleaned_data["first"]
         last: date = form.cleaned_data["last"]
-        data = dashboard.energy_revenue_per_site_month(first_month=first, last_month=last)
+        data = reports.energy_revenue_per_site_month(first_month=first, last_month=last)
         name = f"energy-revenue-{first:%Y-%m}-{last:%Y-%m}"
     columns = [
         "site",
@@ -329,11 +326,11 @@ def report_energy_revenue(request: HttpRequest) -> HttpResponse:
 def report_sessions_per_token(request: HttpRequest) -> HttpResponse:
     _need(request, "charging.view_chargingsession", "charging.view_idtoken")
     form = _bound_form(PeriodForm, request, _period_defaults(30))
-    data: dict[str, Any] = {"rows": [], "currencies": [], **dashboard.revenue_source()}
+    data: dict[str, Any] = {"rows": [], "currencies": [], **revenue_source()}
     name = "sessions-per-token"
     if form.is_valid():
         start, end = form.bounds()
-        data = dashboard.sessions_per_token(start=start, end=end)
+        data = reports.sessions_per_token(start=start, end=end)
         name = f"sessions-per-token-{form.cleaned_data['start']}-{form.cleaned_data['end']}"
     columns = [
         "token",

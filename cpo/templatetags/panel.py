@@ -10,8 +10,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import conditional_escape, format_html
 
+from cpo.lib.formatting import admin_url
 from cpo.panel import dashboard, menus
 from cpo.panel.views import QUICK_COMMANDS
+from sessions.selectors import station_recent_sessions
 
 register = template.Library()
 
@@ -28,12 +30,7 @@ def panel_dashboard(request: Any) -> dict[str, Any]:
         if (w in ("network", "alerts", "live_sessions", "money") and can_network)
         or (w in ("energy_chart", "revenue_chart") and can_sessions)
     ]
-    charts: dict[str, Any] = {}
-    if can_sessions:
-        charts = {
-            "energy": dashboard.energy_per_day_and_site(days=30),
-            "revenue": dashboard.revenue_per_month(months=12),
-        }
+    charts = dashboard.charts(days=30, months=12) if can_sessions else {}
     return {
         "role": menus.panel_role(user),
         "widgets": widgets,
@@ -58,7 +55,7 @@ def panel_app_list(app_list: list[dict[str, Any]], user: Any) -> list[dict[str, 
 def station_panel(station: Any, request: Any) -> dict[str, Any]:
     """The live parts of the station page: connectors, sessions, commands, charts."""
     user = request.user
-    recent = dashboard.station_recent_sessions(station=station)
+    recent = station_recent_sessions(station=station)
     return {
         "live": dashboard.station_live(station=station),
         "recent_sessions": recent,
@@ -67,8 +64,8 @@ def station_panel(station: Any, request: Any) -> dict[str, Any]:
         "can_command": user.has_perm("stations.send_command") and bool(station.protocol),
         "can_see_sessions": user.has_perm("charging.view_chargingsession"),
         "verbs": sorted(QUICK_COMMANDS),
-        "all_commands_url": dashboard.admin_url("commands_command_changelist")
-        and f"{dashboard.admin_url('commands_command_changelist')}?station__id__exact={station.pk}",
+        "all_commands_url": admin_url("commands_command_changelist")
+        and f"{admin_url('commands_command_changelist')}?station__id__exact={station.pk}",
         "refresh_ms": settings.PANEL_REFRESH_SECONDS * 1000,
         "now": timezone.now(),
         "urls": {

@@ -143,8 +143,10 @@ def make_cdr(
     excl: str,
     vat_rate: str | None = "21",
     currency: str = "EUR",
+    location: Location | None = None,
 ) -> Cdr:
-    """A CDR straight from the ORM, for invoicing tests that are not about rating."""
+    """A CDR straight from the ORM, for invoicing tests that are not about rating; `location`
+    is its site snapshot (none: an older CDR, whose site is the station's)."""
     excl_d = Decimal(excl)
     vat = (excl_d * Decimal(vat_rate) / 100).quantize(Decimal("0.01")) if vat_rate else Decimal(0)
     start = end - dt.timedelta(minutes=45)
@@ -165,6 +167,7 @@ def make_cdr(
         account=account,
         start=start,
         end=end,
+        location=location,
         site_name="Harbour car park",
         station_identity=station.identity,
         evse_uid="E1",

@@ -65,3 +65,28 @@ def account() -> Any:
         vat_id="NL123456789B01",
         email="billing@acme.invalid",
     )
+
+
+def charging_session(
+    station: Any, *, started_at: Any, energy_wh: int = 0, active: bool = True, **fields: Any
+) -> Any:
+    """A session on connector 1/1 straight from the ORM: active, or ended an hour later."""
+    import datetime as dt
+    import uuid
+    from decimal import Decimal
+
+    from sessions.models import ChargingSession
+
+    fields.setdefault("evse_id", 1)
+    fields.setdefault("connector_id", 1)
+    return ChargingSession.objects.create(
+        station=station,
+        transaction_id=str(uuid.uuid4()),
+        id_tag=fields.pop("id_tag", "04AABBCCDD"),
+        started_at=started_at,
+        status=ChargingSession.Status.ACTIVE if active else ChargingSession.Status.COMPLETED,
+        ended_at=None if active else started_at + dt.timedelta(hours=1),
+        energy_wh=Decimal(energy_wh),
+        meter_start_wh=Decimal(0),
+        **fields,
+    )

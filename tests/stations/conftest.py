@@ -116,3 +116,27 @@ def api_token(transactional_db):  # type: ignore[no-untyped-def]  # noqa: ARG001
         )
     )
     return Token.objects.create(user=user).key
+
+
+def station_with_connectors(identity: str, *, location: Any = None, connectors: int = 1) -> Any:
+    """A station with EVSEs 1..n, each with its connector 1 (how 1.6 connectors are stored)."""
+    from stations.models import ChargingStation, Connector, Evse
+
+    station = ChargingStation.objects.create(identity=identity, location=location)
+    for n in range(1, connectors + 1):
+        evse = Evse.objects.create(station=station, evse_id=n, uid=f"{identity}-{n}")
+        Connector.objects.create(station=station, evse=evse, connector_id=1)
+    return station
+
+
+def status_report(station: Any, moment: Any, value: str, evse_id: int = 1) -> Any:
+    """A status the station reported for EVSE `evse_id` (0: the whole station) at `moment`."""
+    from stations.models import ConnectorStatusEvent
+
+    return ConnectorStatusEvent.objects.create(
+        station=station,
+        evse_id=evse_id,
+        connector_id=1 if evse_id else 0,
+        status=value,
+        timestamp=moment,
+    )

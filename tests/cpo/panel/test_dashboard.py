@@ -1,112 +1,29 @@
-"""Dashboard selectors, reports and their CSV, the JSON endpoints and role menus."""
+"""The panel's composition of the apps' reads: dashboard, charts, the station page, reports and
+their CSV, the JSON endpoints and role menus. (Each app's own reads are tested with it:
+tests/<app>/test_selectors.py.)"""
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
 import io
-import uuid
 from decimal import Decimal
 
 import pytest
 from django.utils import timezone
 
+from billing import selectors as billing_selectors
+from cpo.lib.formatting import panel_tz
 from cpo.panel import dashboard
 from cpo.panel import menus as panel
-from sessions.models import ChargingSession, MeterSample
-from stations.models import (
-    ChargingStation,
-    Connector,
-    ConnectorStatusEvent,
-    Evse,
-    Location,
-    StationConnection,
-)
+from stations.models import ChargingStation, Connector
 from tests.cpo.panel.conftest import make_staff
+from tests.sessions.conftest import charging_session as session
+from tests.stations.conftest import station_with_connectors as make_station
 
 pytestmark = pytest.mark.django_db
 
 H = dt.timedelta(hours=1)
-
-
-def make_station(identity: str, *, location: Location | None = None, connectors: int = 1):
-    station = ChargingStation.objects.create(identity=identity, location=location)
-    for n in range(1, connectors + 1):
-        evse = Evse.objects.create(station=station, evse_id=n, uid=f"{identity}-{n}")
-        Connector.objects.create(station=station, evse=evse, connector_id=1)
-    return station
-
-
-def status(station, moment, value, evse_id=1):  # type: ignore[no-untyped-def]
-    ConnectorStatusEvent.objects.create(
-        station=station,
-        evse_id=evse_id,
-        connector_id=1 if evse_id else 0,
-        status=value,
-        timestamp=moment,
-    )
-
-
-def session(station, *, started_at, energy_wh=0, active=True, **fields):  # type: ignore[no-untyped-def]
-    return ChargingSession.objects.create(
-        station=station,
-        evse_id=1,
-        connector_id=1,
-        transaction_id=str(uuid.uuid4()),
-        id_tag=fields.pop("id_tag", "04AABBCCDD"),
-        started_at=started_at,
-        status=ChargingSession.Status.ACTIVE if active else ChargingSession.Status.COMPLETED,
-        ended_at=None if active else started_at + H,
-        energy_wh=Decimal(energy_wh),
-        meter_start_wh=Decimal(0),
-        **fields,
-    )
-
-
-def test_uptime_splits_the_period_into_usable_faulted_unavailable_and_offline() -> None:
-    t0 = (timezone.now() - dt.timedelta(days=2)).replace(microsecond=0)
-    station = make_station("UP-1", location=Location.objects.create(name="Depot"))
-    StationConnection.objects.create(
-        station=station, protocol="ocpp1.6", connected_at=t0 - H, disconnected_at=t0 + 8 * H
-    )
-    status(station, t0 - H / 2, "Available")  # the state at the start of the period
-    status(station, t0 + 2 * H, "Faulted")
-    status(station, t0 + 3 * H, "Available")
-    status(station, t0 + 5 * H, "Unavailable")
-    status(station, t0 + 6 * H, "Charging")
-
-    rows = dashboard.uptime_report(start=t0, end=t0 + 10 * H)
-
-    by_connector = {row["connector"]: row for row in rows}
-    assert set(by_connector) == {"", "1/1"}
-    connector = by_connector["1/1"]
-    assert connector["usable_pct"] == 60.0
-    assert connector["faulted_pct"] == 10.0
-    assert connector["unavailable_pct"] == 10.0
-    assert connector["offline_pct"] == 20.0
-    assert connector["usable_h"] == 6.0
-    assert by_connector[""]["usable_pct"] == 60.0
-    assert by_connector[""]["site"] == "Depot"
-
-
-def test_uptime_station_level_fault_and_second_connector() -> None:
-    t0 = (timezone.now() - dt.timedelta(days=1)).replace(microsecond=0)
-    station = make_station("UP-2", connectors=2)
-    StationConnection.objects.create(station=station, protocol="ocpp1.6", connected_at=t0 - H)
-    ChargingStation.objects.filter(pk=station.pk).update(is_online=True)
-    status(station, t0, "Available", evse_id=1)
-    status(station, t0, "Faulted", evse_id=2)
-    status(station, t0 + 2 * H, "Faulted", evse_id=0)  # the whole station
-    status(station, t0 + 3 * H, "Available", evse_id=0)
-
-    rows = {r["connector"]: r for r in dashboard.uptime_report(start=t0, end=t0 + 4 * H)}
-
-    assert rows["1/1"]["usable_pct"] == 75.0
-    assert rows["1/1"]["faulted_pct"] == 25.0
-    assert rows["2/1"]["faulted_pct"] == 100.0
-    # The station is usable while any connector is.
-    assert rows[""]["usable_pct"] == 75.0
-    assert rows[""]["faulted_pct"] == 25.0
 
 
 def test_dashboard_summary_counts_and_alerts(settings) -> None:  # type: ignore[no-untyped-def]
@@ -143,90 +60,96 @@ def test_dashboard_summary_counts_and_alerts(settings) -> None:  # type: ignore[
     assert faulted["detail"] == "GroundFailure"
 
 
-def test_revenue_comes_from_cdrs_and_degrades_to_running_costs(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_query_count_is_constant_in_the_number_of_stations(
+    django_assert_max_num_queries,  # type: ignore[no-untyped-def]
+) -> None:
+    now = timezone.now()
+
+    def add_stations(first: int, last: int) -> None:
+        for n in range(first, last):
+            station = make_station(f"Q-{n}", connectors=2)
+            if n % 2:
+                ChargingStation.objects.filter(pk=station.pk).update(is_online=True)
+            Connector.objects.filter(station=station, evse__evse_id=2).update(status="Faulted")
+            session(
+                station,
+                started_at=now - 13 * H,
+                last_power_w=Decimal(11_000),
+                live_cost=Decimal("1.5"),
+                tariff_snapshot={"currency": "EUR"},
+            )
+
+    add_stations(0, 2)
+    with django_assert_max_num_queries(100) as two:
+        small = dashboard.dashboard_summary(now=now)
+    add_stations(2, 20)
+    with django_assert_max_num_queries(len(two.captured_queries)):
+        large = dashboard.dashboard_summary(now=now)
+    assert small["stations"]["total"] == 2
+    assert large["stations"]["total"] == 20
+    assert len(large["live_sessions"]["items"]) == 20
+    assert large["alerts"]["counts"]["connector_faulted"] == 20
+
+
+def test_station_live_finds_each_connectors_session(client, roles) -> None:  # type: ignore[no-untyped-def]  # noqa: ARG001
+    from stations.commands import services as command_services
+
+    now = timezone.now()
+    station = make_station("SL-1", connectors=3)
+    ChargingStation.objects.filter(pk=station.pk).update(is_online=True, protocol="ocpp1.6")
+    station.refresh_from_db()
+    # 1.6 connector 1 is stored as EVSE 1 / connector 1, like its Connector row.
+    on_one = session(station, started_at=now - H, energy_wh=4_000)
+    # A 2.0.1 session that knows only its EVSE.
+    on_two = session(station, started_at=now - H / 2, evse_id=2, connector_id=0)
+    command_services.command_create(station=station, verb="clear_cache")
+
+    live = dashboard.station_live(station=station)
+
+    assert live["is_online"] is True
+    by_label = {c["label"]: c for c in live["connectors"]}
+    assert by_label["1/1"]["session"]["id"] == on_one.pk
+    assert by_label["1/1"]["session"]["energy_kwh"] == "4.000"
+    assert by_label["2/1"]["session"]["id"] == on_two.pk
+    assert by_label["3/1"]["session"] is None
+    assert [c["action"] for c in live["commands"]] == ["ClearCache"]
+    client.force_login(make_staff("sup", "Support"))
+    served = client.get(f"/admin/panel/stations/{station.pk}/live.json").json()
+    assert [c["session"] and c["session"]["id"] for c in served["connectors"]] == [
+        on_one.pk,
+        on_two.pk,
+        None,
+    ]
+    assert served["commands"] == live["commands"]
+
+
+def test_revenue_comes_from_cdrs() -> None:
     from tests.billing.conftest import make_account, make_cdr, make_site
 
     site = make_site("REV-1")
     now = timezone.now()
     make_cdr(make_account("Fleet"), site, end=now - dt.timedelta(minutes=1), excl="12.345")
-    month = now.astimezone(dashboard.panel_tz()).strftime("%Y-%m")
-
-    chart = dashboard.revenue_per_month(months=3, now=now)
-    assert chart["source"] == dashboard.REVENUE_FROM_CDRS
-    assert chart["labels"][-1] == month
-    assert chart["datasets"] == [{"label": "EUR", "data": [0.0, 0.0, 12.35]}]
-
-    running = session(
+    # A running cost is not revenue: it shows as the running cost only.
+    session(
         site,
         started_at=now - H / 4,
         live_cost=Decimal("3.3333"),
         tariff_snapshot={"currency": "EUR"},
     )
-    monkeypatch.setattr(dashboard, "cdr_model", lambda: None)
-    chart = dashboard.revenue_per_month(months=1, now=now)
-    assert chart["source"] == dashboard.REVENUE_FROM_LIVE_COST
-    assert "billing not installed" in chart["label"]
-    assert chart["datasets"] == [{"label": "EUR", "data": [3.33]}]
-    assert running.pk
+    month = now.astimezone(panel_tz()).strftime("%Y-%m")
 
+    chart = dashboard.revenue_per_month(months=3, now=now)
+    assert chart["source"] == billing_selectors.REVENUE_FROM_CDRS
+    assert chart["label"] == "Rated CDRs, excl. VAT (credits deducted)"
+    assert chart["labels"][-1] == month
+    assert chart["datasets"] == [{"label": "EUR", "data": [0.0, 0.0, 12.35]}]
+    assert dashboard.charts(months=3, now=now)["revenue"] == chart
 
-def test_energy_per_day_and_site_and_session_curve() -> None:
-    now = timezone.now()
-    site = Location.objects.create(name="Harbour", time_zone="Europe/Amsterdam")
-    station = make_station("E-1", location=site)
-    start = now - 2 * H
-    charge = session(station, started_at=start, energy_wh=11_000, active=False)
-    MeterSample.objects.bulk_create(
-        [
-            MeterSample(
-                session=charge,
-                station=station,
-                evse_id=1,
-                connector_id=1,
-                timestamp=start + n * H / 2,
-                measurand="Energy.Active.Import.Register",
-                unit="kWh",
-                value=Decimal(n) * Decimal("2.5"),
-            )
-            for n in range(3)
-        ]
-        + [
-            MeterSample(
-                session=charge,
-                station=station,
-                evse_id=1,
-                connector_id=1,
-                timestamp=start + n * H / 2,
-                measurand="Power.Active.Import",
-                unit="W",
-                value=Decimal(11_000),
-            )
-            for n in range(3)
-        ]
-        # A per-phase value is not the session's power.
-        + [
-            MeterSample(
-                session=charge,
-                station=station,
-                evse_id=1,
-                connector_id=1,
-                timestamp=start,
-                measurand="Power.Active.Import",
-                phase="L1",
-                unit="W",
-                value=Decimal(3600),
-            )
-        ]
-    )
-    energy = dashboard.energy_per_day_and_site(days=7, now=now)
-    assert len(energy["labels"]) == 7
-    assert [d["label"] for d in energy["datasets"]] == ["Harbour"]
-    assert sum(energy["datasets"][0]["data"]) == 11.0
-
-    curve = dashboard.session_curve(session=charge)
-    assert [p["y"] for p in curve["power"]] == [11.0, 11.0, 11.0]
-    # kWh registers, relative to the session's start reading (0 Wh here).
-    assert [p["y"] for p in curve["energy"]] == [0.0, 2.5, 5.0]
+    today = dashboard.dashboard_summary(now=now)["today"]
+    assert today["revenue"] == [{"currency": "EUR", "amount": "12.35"}]
+    assert today["running_cost"] == [{"currency": "EUR", "amount": "3.33"}]
+    assert today["revenue_source"] == billing_selectors.REVENUE_FROM_CDRS
+    assert today["revenue_label"] == chart["label"]
 
 
 def _csv(response) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
@@ -244,7 +167,7 @@ def test_reports_render_and_export_csv(client, roles) -> None:  # type: ignore[n
     make_cdr(make_account("Fleet"), site, end=now - H, excl="20.00")
     session(site, started_at=now - 2 * H, energy_wh=5_000, active=False, id_tag="=HYPERLINK(1)")
     client.force_login(make_staff("fin", "Finance"))
-    today = now.astimezone(dashboard.panel_tz()).date()
+    today = now.astimezone(panel_tz()).date()
     period = f"start={today - dt.timedelta(days=3)}&end={today}"
 
     page = client.get(f"/admin/panel/reports/uptime/?{period}")

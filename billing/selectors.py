@@ -1,0 +1,136 @@
+"""Non-trivial reads of billing: revenue from the CDRs.
+
+Revenue is what the rated CDRs say, excl. VAT; credit CDRs carry negated amounts, so a
+credited session no longer counts. A CDR counts at its session's start (charger time).
+Results are JSON-ready: totals rounded to the currency's minor unit, as strings.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections import defaultdict
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce, TruncMonth
+from django.utils import timezone
+
+from billing.models import Cdr
+from cpo.lib.formatting import (
+    ZERO,
+    add_months,
+    local_midnight,
+    money_list,
+    money_total,
+    month_start,
+    panel_tz,
+)
+from cpo.lib.money import sum_by_currency
+
+REVENUE_FROM_CDRS = "cdr"
+REVENUE_LABEL = "Rated CDRs, excl. VAT (credits deducted)"
+
+Money = dict[str, dict[str, Decimal]]
+
+
+def revenue_source() -> dict[str, str]:
+    """What the revenue figures are, for the pages that show them."""
+    return {"source": REVENUE_FROM_CDRS, "label": REVENUE_LABEL}
+
+
+def _rounded(per_key: dict[Any, dict[str, Decimal]]) -> dict[Any, dict[str, str]]:
+    return {
+        key: {currency: money_total(amount, currency) for currency, amount in totals.items()}
+        for key, totals in per_key.items()
+    }
+
+
+def revenue_by_currency(*, start: datetime, end: datetime) -> list[dict[str, str]]:
+    """Revenue of the sessions that started in [start, end), per currency."""
+    rows = (
+        Cdr.objects.filter(start__gte=start, start__lt=end)
+        .values("currency")
+        .annotate(total=Sum("total_cost_excl_vat"))
+        .order_by()
+    )
+    return money_list(sum_by_currency((row["currency"], row["total"]) for row in rows))
+
+
+def revenue_per_month(*, months: int = 12, now: datetime | None = None) -> dict[str, Any]:
+    """Revenue per month (panel time zone, by session start) and currency, for a bar chart of
+    the last `months` months."""
+    now = now or timezone.now()
+    tz = panel_tz()
+    last = month_start(now.astimezone(tz).date())
+    first = add_months(last, -(months - 1))
+    labels = [add_months(first, n).strftime("%Y-%m") for n in range(months)]
+    per_currency: Money = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for row in (
+        Cdr.objects.filter(start__gte=local_midnight(first, tz))
+        .annotate(month=TruncMonth("start", tzinfo=tz))
+        .values("month", "currency")
+        .annotate(total=Sum("total_cost_excl_vat"))
+        .order_by()
+    ):
+        per_currency[row["currency"]][row["month"].strftime("%Y-%m")] += row["total"] or ZERO
+    return {
+        "labels": labels,
+        "datasets": [
+            {
+                "label": currency,
+                "data": [float(money_total(values.get(m, ZERO), currency)) for m in labels],
+            }
+            for currency, values in sorted(per_currency.items())
+        ],
+    }
+
+
+def revenue_per_site_month(
+    *, zones: dict[str, list[int | None]], first_month: date, last_month: date
+) -> dict[tuple[int | None, str], dict[str, str]]:
+    """Revenue per (site id, "YYYY-MM") and currency, months in the site's own time zone;
+    `zones` maps each time zone to its site ids (None: no site), one query per time zone.
+
+    The CDR's own site snapshot wins; older CDRs without one fall back to the station's.
+    """
+    first_month, last_month = month_start(first_month), month_start(last_month)
+    cells: Money = defaultdict(lambda: defaultdict(lambda: ZERO))
+    cdrs = Cdr.objects.annotate(site=Coalesce("location_id", "session__station__location_id"))
+    for zone, site_ids in zones.items():
+        tz = zoneinfo.ZoneInfo(zone)
+        start = local_midnight(first_month, tz)
+        end = local_midnight(add_months(last_month, 1), tz)
+        site_q = Q(site__in=[s for s in site_ids if s is not None])
+        if None in site_ids:
+            site_q |= Q(site__isnull=True)
+        for row in (
+            cdrs.filter(site_q, start__gte=start, start__lt=end)
+            .annotate(month=TruncMonth("start", tzinfo=tz))
+            .values("month", "site", "currency")
+            .annotate(total=Sum("total_cost_excl_vat"))
+            .order_by()
+        ):
+            cells[(row["site"], row["month"].strftime("%Y-%m"))][row["currency"]] += (
+                row["total"] or ZERO
+            )
+    return _rounded(cells)
+
+
+def revenue_per_token(*, start: datetime, end: datetime) -> dict[int | str, dict[str, str]]:
+    """Revenue per token and currency of the sessions that started in [start, end).
+
+    Keyed by the CDR's token id, or, for a token the network does not know, by its uid in
+    lower case (as `sessions.selectors.sessions_per_token` keys such tags).
+    """
+    per_token: dict[int | str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
+    for token_id, token_uid, currency, total in (
+        Cdr.objects.filter(start__gte=start, start__lt=end)
+        .values("id_token_id", "token_uid", "currency")
+        .annotate(total=Sum("total_cost_excl_vat"))
+        .order_by()
+        .values_list("id_token_id", "token_uid", "currency", "total")
+    ):
+        per_token[token_id or token_uid.lower()][currency] += total or ZERO
+    return _rounded(per_token)
