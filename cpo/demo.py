@@ -170,8 +170,6 @@ def demo_history_load(*, now=None) -> None:  # type: ignore[no-untyped-def]
     import random
     import uuid
 
-    from django.apps import apps
-
     from sessions.models import ChargingSession, IdToken, MeterSample
     from stations.models import ChargingStation, ConnectorStatusEvent, StationConnection
     from tariffs.models import Tariff
@@ -275,8 +273,7 @@ def demo_history_load(*, now=None) -> None:  # type: ignore[no-untyped-def]
                 )
                 moment += timedelta(hours=rng.randint(3, 9))
     MeterSample.objects.bulk_create(samples, ignore_conflicts=True)
-    if apps.is_installed("billing"):
-        from billing.services import cdr_create_for_session
+    from billing.services import cdr_create_for_session
 
-        for session_id in ended:
-            cdr_create_for_session(session_id=session_id)
+    for session_id in ended:
+        cdr_create_for_session(session_id=session_id)

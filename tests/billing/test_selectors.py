@@ -10,7 +10,6 @@ from django.utils import timezone
 from billing import selectors, services
 from stations.models import Location
 from tests.billing.conftest import make_account, make_cdr, make_site
-from tests.layers import imports_above
 
 H = dt.timedelta(hours=1)
 
@@ -80,7 +79,3 @@ def test_revenue_per_site_month_and_per_token() -> None:
     per_token = selectors.revenue_per_token(start=end - H, end=end + H)
     # make_cdr's CDRs name token 04AA, which the network does not know.
     assert per_token == {"04aa": {"EUR": "21.00"}}
-
-
-def test_billing_reads_nothing_above_billing() -> None:
-    assert imports_above("billing/selectors.py", "roaming", "cpo.panel") == set()

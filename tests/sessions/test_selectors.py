@@ -12,7 +12,6 @@ from django.utils import timezone
 from sessions import selectors
 from sessions.models import MeterSample
 from stations.models import Location
-from tests.layers import imports_above
 from tests.sessions.conftest import charging_session
 from tests.stations.conftest import station_with_connectors
 
@@ -143,8 +142,3 @@ def test_sessions_per_token_and_per_site_month() -> None:
         last_month=dt.date(2025, 2, 1),
     )
     assert cells == {(site, "2025-02"): {"sessions": 3, "energy_kwh": "3.500"}}
-
-
-def test_charging_reads_import_nothing_above_sessions() -> None:
-    above = ("tariffs", "billing", "roaming", "cpo.panel")
-    assert imports_above("sessions/selectors.py", *above) == set()

@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from stations import selectors
 from stations.models import ChargingStation, Connector, Location, StationConnection
-from tests.layers import imports_above
 from tests.stations.conftest import station_with_connectors, status_report
 
 H = dt.timedelta(hours=1)
@@ -104,9 +103,3 @@ def test_station_state_and_network_counts() -> None:
     alerts = selectors.network_alerts(limit=5)
     assert alerts["counts"] == {"station_offline": 1, "connector_faulted": 1}
     assert [a["title"] for a in alerts["items"]] == ["NS-OFF offline", "NS-ON 2/1 faulted"]
-
-
-def test_network_reads_import_nothing_above_stations() -> None:
-    above = ("sessions", "tariffs", "billing", "roaming", "cpo.panel")
-    assert imports_above("stations/selectors.py", *above) == set()
-    assert imports_above("stations/commands/selectors.py", *above) == set()

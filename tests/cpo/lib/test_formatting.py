@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
@@ -50,29 +49,3 @@ def test_energy_power_times_and_months() -> None:
         dt.date(2025, 1, 1),
     ]
     assert formatting.admin_url("no_such_view") == ""
-
-
-def test_the_base_layer_imports_only_django_and_the_standard_library() -> None:
-    for module in ("formatting", "money"):
-        tree = ast.parse((ROOT / "cpo" / "lib" / f"{module}.py").read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                top = node.module.split(".")[0]
-                assert top in ("__future__", "django", "cpo") or top in _stdlib(), node.module
-                if top == "cpo":
-                    assert node.module.startswith("cpo.lib."), node.module
-            elif isinstance(node, ast.Import):
-                for alias in node.names:
-                    assert alias.name.split(".")[0] in _stdlib(), alias.name
-    # The tariff engine stays free of Django: the money table it shares is plain Python.
-    tree = ast.parse((ROOT / "cpo" / "lib" / "money.py").read_text())
-    imported = {
-        n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
-    }
-    assert "django" not in imported
-
-
-def _stdlib() -> frozenset[str]:
-    import sys
-
-    return frozenset(sys.stdlib_module_names)
