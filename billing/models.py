@@ -89,6 +89,10 @@ class Cdr(models.Model):
     site_snapshot = models.JSONField(default=dict, blank=True)
     token_snapshot = models.JSONField(default=dict, blank=True)
     tariff_snapshot = models.JSONField(null=True, blank=True)
+    # The tariff version the session was priced with; its OCPI JSON is tariff_snapshot.
+    tariff_version = models.ForeignKey(
+        "tariffs.TariffVersion", on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     charging_periods = models.JSONField(default=list, blank=True)
     signed_data = models.JSONField(null=True, blank=True)
 

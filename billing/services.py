@@ -38,8 +38,9 @@ from billing.models import (
 from cpo.lib.api import ApplicationError
 from sessions.models import ChargingSession, CustomerAccount, MeterSample
 from stations.models import Connector, Evse
+from tariffs.models import TariffVersion
 from tariffs.rating import Amount, Rating, round_money
-from tariffs.services import TariffNotFound, session_rate
+from tariffs.services import TariffNotFound, session_rate, session_rating_tariff
 
 if TYPE_CHECKING:
     from cpo.models import User
@@ -67,9 +68,11 @@ def _str(value: Decimal | None) -> str | None:
 # --- CDRs ---------------------------------------------------------------------------------------
 
 
-def _session_rate(session: ChargingSession) -> Rating:
-    # The tariffs app owns rating: usage from the samples, the frozen tariff, the site's zone.
-    return session_rate(session=session)
+def _session_rate(session: ChargingSession) -> tuple[TariffVersion, Rating]:
+    # The tariffs app owns rating: usage from the samples, the version fixed at the session's
+    # start, the site's time zone.
+    version, _ = session_rating_tariff(session=session)
+    return version, session_rate(session=session)
 
 
 def vat_split(rating: Rating) -> list[dict[str, str | None]]:
@@ -240,16 +243,9 @@ def _signed_data(session: ChargingSession) -> dict[str, Any] | None:
     }
 
 
-def _tariff_snapshot(session: ChargingSession, rating: Rating) -> dict[str, Any] | None:
-    if session.tariff_snapshot:
-        return session.tariff_snapshot
-    from tariffs.models import Tariff
-
-    tariff = Tariff.objects.filter(tariff_id=rating.tariff_id).first()
-    return tariff.to_ocpi() if tariff is not None else None
-
-
-def _cdr_from_rating(session: ChargingSession, rating: Rating, *, revision: int) -> Cdr:
+def _cdr_from_rating(
+    session: ChargingSession, version: TariffVersion, rating: Rating, *, revision: int
+) -> Cdr:
     site, evse_uid = _site_snapshot(session)
     token = _token_snapshot(session)
     total = rating.total_cost
@@ -271,7 +267,8 @@ def _cdr_from_rating(session: ChargingSession, rating: Rating, *, revision: int)
         token_visual_number=token["visual_number"][:64],
         site_snapshot=site,
         token_snapshot=token,
-        tariff_snapshot=_tariff_snapshot(session, rating),
+        tariff_snapshot=version.ocpi,
+        tariff_version=version,
         charging_periods=periods,
         signed_data=_signed_data(session),
         currency=rating.currency,
@@ -331,11 +328,11 @@ def cdr_create_for_session(*, session_id: int) -> Cdr | None:
                 # Already rated once: later revisions come only from an explicit re-rate.
                 return _live_cdr(session) or existing.first()
             try:
-                rating = _session_rate(session)
+                version, rating = _session_rate(session)
             except TariffNotFound:
                 logger.warning("session %s has no tariff: no CDR", session_id)
                 return None
-            cdr = _cdr_from_rating(session, rating, revision=1)
+            cdr = _cdr_from_rating(session, version, rating, revision=1)
             _audit(
                 "cdr_created",
                 cdr,
@@ -370,6 +367,7 @@ def _credit_row(cdr: Cdr, *, reason: str) -> Cdr:
         site_snapshot=cdr.site_snapshot,
         token_snapshot=cdr.token_snapshot,
         tariff_snapshot=cdr.tariff_snapshot,
+        tariff_version_id=cdr.tariff_version_id,
         charging_periods=cdr.charging_periods,
         signed_data=cdr.signed_data,
         currency=cdr.currency,
@@ -433,7 +431,8 @@ def cdr_rerate(*, session_id: int, reason: str = "re-rated", user: User | None =
                     f"CDR {current.uid} is invoiced: credit its invoice before re-rating."
                 )
             _credit_row(current, reason=reason)
-        cdr = _cdr_from_rating(session, _session_rate(session), revision=_next_revision(session))
+        version, rating = _session_rate(session)
+        cdr = _cdr_from_rating(session, version, rating, revision=_next_revision(session))
         _audit(
             "cdr_rerated",
             cdr,

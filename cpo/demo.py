@@ -36,6 +36,7 @@ def demo_data_load() -> None:
     from sessions.models import CustomerAccount, Driver, IdToken
     from stations.models import ChargingStation, Connector, Evse, Location
     from tariffs.models import PriceComponent, Tariff, TariffAssignment, TariffElement
+    from tariffs.services import tariff_version_publish
 
     for role, username, password in DEMO_LOGINS:
         user, _ = User.objects.get_or_create(username=username)
@@ -159,20 +160,23 @@ def demo_data_load() -> None:
             vat=Decimal("21"),
             step_size=60,
         )
+    if not tariff.versions.exists():
+        # In force before the thirty days of demo history below.
+        tariff_version_publish(tariff=tariff, effective_from=now - timedelta(days=31))
     TariffAssignment.objects.get_or_create(tariff=tariff, location=None, station=None, account=None)
     demo_history_load(now=now)
 
 
 def demo_history_load(*, now=None) -> None:  # type: ignore[no-untyped-def]
     """Thirty days of past charging on the demo stations, so the dashboard's charts, the station
-    page and the reports have something to show: sessions with meter samples (rated into CDRs
-    when billing is installed), status reports and connections. Created once."""
+    page and the reports have something to show: sessions with meter samples rated into CDRs,
+    status reports and connections. Created once."""
     import random
     import uuid
 
     from sessions.models import ChargingSession, IdToken, MeterSample
     from stations.models import ChargingStation, ConnectorStatusEvent, StationConnection
-    from tariffs.models import Tariff
+    from tariffs.models import SessionTariff, Tariff
 
     identities = [spec["identity"] for spec in DEMO_STATIONS]
     stations = list(ChargingStation.objects.filter(identity__in=identities))
@@ -182,7 +186,7 @@ def demo_history_load(*, now=None) -> None:  # type: ignore[no-untyped-def]
     now = (now or timezone.now()).replace(microsecond=0)
     rng = random.Random(2026)  # the same history on every machine
     token = IdToken.objects.get(uid_normalized="demo-tag-ok")
-    snapshot = Tariff.objects.get(tariff_id=DEMO_TARIFF_ID).to_ocpi()
+    version = Tariff.objects.get(tariff_id=DEMO_TARIFF_ID).versions.order_by("number").first()
     ended: list[int] = []
     samples: list[MeterSample] = []
     for station in stations:
@@ -226,9 +230,8 @@ def demo_history_load(*, now=None) -> None:  # type: ignore[no-untyped-def]
                     meter_last_wh=register + energy,
                     energy_wh=energy,
                     stop_reason="Local",
-                    tariff_ref=DEMO_TARIFF_ID,
-                    tariff_snapshot=snapshot,
                 )
+                SessionTariff.objects.create(session=session, version=version)
                 for step in range(0, minutes + 1, 15):
                     moment = started + timedelta(minutes=step)
                     common = {

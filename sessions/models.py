@@ -340,10 +340,10 @@ class ChargingSession(models.Model):
     # A stop (or an Updated/Ended event) arrived for a transaction we never saw start.
     is_orphan = models.BooleanField(default=False)
     anomalies = models.JSONField(default=list, blank=True)
-    # Tariff frozen at start (OCPI JSON shape), written by the tariffs app.
-    tariff_ref = models.CharField(max_length=36, blank=True)
-    tariff_snapshot = models.JSONField(null=True, blank=True)
+    # The tariff version is fixed at start by the tariffs app (tariffs.SessionTariff); the
+    # running cost so far, incl. VAT, is written by it too.
     live_cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    live_cost_currency = models.CharField(max_length=3, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -130,19 +130,13 @@ def token_decisions(*, token: IdToken, limit: int = 50) -> list[AuthorizationDec
 # --- the operator panel: live sessions ----------------------------------------------------------
 
 
-def _session_currency(snapshot: Any) -> str:
-    if isinstance(snapshot, dict):
-        return str(snapshot.get("currency") or "")
-    return ""
-
-
 def _active() -> QuerySet[ChargingSession]:
     return ChargingSession.objects.filter(status=ChargingSession.Status.ACTIVE)
 
 
 def session_row(*, session: ChargingSession, now: datetime) -> dict[str, Any]:
     """One session as the panel lists it; `session.station.location` should be selected."""
-    currency = _session_currency(session.tariff_snapshot)
+    currency = session.live_cost_currency
     return {
         "id": session.pk,
         "station": session.station.identity,
@@ -188,10 +182,10 @@ def running_cost_by_currency() -> list[dict[str, str]]:
     """What the active sessions cost so far (their live cost, incl. VAT), per currency."""
     return money_list(
         sum_by_currency(
-            (_session_currency(snapshot), cost)
-            for snapshot, cost in _active()
+            (currency, cost)
+            for currency, cost in _active()
             .filter(live_cost__isnull=False)
-            .values_list("tariff_snapshot", "live_cost")
+            .values_list("live_cost_currency", "live_cost")
         )
     )
 

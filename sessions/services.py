@@ -31,6 +31,7 @@ from sessions.models import (
     TransactionEventRecord,
     normalize_uid,
 )
+from sessions.pricing import session_price_fix
 from sessions.signals import id_token_changed, session_ended, session_started
 from stations.models import ChargingStation, Location
 
@@ -465,6 +466,7 @@ def session_start(
     if not auth.accepted:
         _session_flag(session, f"started with a {auth.status} token")
         session.save(update_fields=["anomalies"])
+    session_price_fix(session)
     _announce(session_started, session.pk)
     return StartResult(transaction_id, auth, session.pk)
 
@@ -532,6 +534,7 @@ def session_stop(
             is_orphan=True,
             anomalies=["stop for an unknown transaction"],
         )
+        session_price_fix(session)
     if transaction_data is not None:
         transaction_data.evse_id = transaction_data.evse_id or session.evse_id
         transaction_data.connector_id = transaction_data.connector_id or session.connector_id
@@ -744,6 +747,9 @@ def session_transaction_event(
             reason=event.stopped_reason or "Local",
         )
     session.save()
+    if created:
+        # Priced once its payer is known: the first event's token was authorized above.
+        session_price_fix(session)
     if event.event_type == "Started" or created:
         _announce(session_started, session.pk)
     if event.event_type == "Ended":

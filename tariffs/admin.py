@@ -2,7 +2,9 @@
 price components and restrictions) and where it applies; a price preview rates a hypothetical
 session under it.
 
-Edits change future sessions only: a session keeps the tariff frozen on it at its start.
+Every save publishes the tariff as a new, immutable version (who, when, what changed), in force
+from now or from a scheduled time; the history is listed on the tariff's page. Edits change
+future sessions only: a session keeps the version fixed at its start.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
@@ -95,6 +98,41 @@ class TariffAssignmentInline(admin.TabularInline):
     )
 
 
+class TariffForm(forms.ModelForm):
+    effective_from = forms.SplitDateTimeField(
+        required=False,
+        widget=admin.widgets.AdminSplitDateTime(),
+        label="Takes effect",
+        help_text="Empty: now. A later time schedules the new prices; earlier is refused.",
+    )
+
+    class Meta:
+        model = Tariff
+        fields = (
+            "tariff_id",
+            "name",
+            "currency",
+            "type",
+            "display_text",
+            "min_price_excl_vat",
+            "min_price_incl_vat",
+            "max_price_excl_vat",
+            "max_price_incl_vat",
+            "start_date_time",
+            "end_date_time",
+        )
+
+    def clean_effective_from(self) -> Any:
+        value = self.cleaned_data.get("effective_from")
+        if (
+            value is not None
+            and value < timezone.now()
+            and (self.instance.pk is not None and self.instance.versions.exists())
+        ):
+            raise forms.ValidationError("A new price cannot take effect in the past.")
+        return value
+
+
 class ValidityFilter(admin.SimpleListFilter):
     title = "validity"
     parameter_name = "valid"
@@ -130,10 +168,19 @@ class TariffAdmin(admin.ModelAdmin):
     )
     list_filter = (ValidityFilter, "currency", "type")
     search_fields = ("name", "tariff_id", "display_text")
+    form = TariffForm
     inlines = [TariffElementInline, TariffAssignmentInline]
-    readonly_fields = ("preview_link", "ocpi_json", "created_at", "updated_at")
+    readonly_fields = (
+        "in_force",
+        "history",
+        "preview_link",
+        "ocpi_json",
+        "created_at",
+        "updated_at",
+    )
     fieldsets = (
         (None, {"fields": ("tariff_id", "name", "currency", "type", "display_text")}),
+        ("Publication", {"fields": ("effective_from", "in_force", "history")}),
         (
             "Price bounds for a session (excl. and incl. VAT are clamped independently)",
             {
@@ -173,6 +220,66 @@ class TariffAdmin(admin.ModelAdmin):
 
     def preview_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         return views.tariff_preview(request, model_admin=self, object_id=object_id)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        tariff = form.instance
+        try:
+            version = services.tariff_version_publish(
+                tariff=tariff,
+                created_by=request.user,
+                effective_from=form.cleaned_data.get("effective_from"),
+            )
+        except services.TariffNotPublishable as refused:
+            self.message_user(request, f"Not published: {refused.message}", messages.ERROR)
+            return
+        if version is not None:
+            self.message_user(
+                request,
+                f"Published {version}, in force from {version.effective_from:%Y-%m-%d %H:%M} UTC.",
+                messages.SUCCESS,
+            )
+
+    @admin.display(description="History")
+    def history(self, obj: Tariff) -> str:
+        """Every published version, newest first: sessions keep the one in force at start."""
+        if obj.pk is None:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><td>v{}</td><td>{} UTC</td><td>{}</td><td>{} UTC</td><td>{}</td></tr>",
+            (
+                (
+                    v.number,
+                    f"{v.effective_from:%Y-%m-%d %H:%M}",
+                    v.created_by.get_username() if v.created_by else "system",
+                    f"{v.created_at:%Y-%m-%d %H:%M}",
+                    format_html_join(
+                        "", "<div>{}</div>", ((line,) for line in v.changes.splitlines())
+                    ),
+                )
+                for v in obj.versions.select_related("created_by").order_by("-number")
+            ),
+        )
+        return format_html(
+            '<table class="tariff-history"><thead><tr><th>Version</th><th>In force from</th>'
+            "<th>Published by</th><th>At</th><th>What changed</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
+
+    @admin.display(description="In force now")
+    def in_force(self, obj: Tariff) -> str:
+        if obj.pk is None:
+            return "Published when saved."
+        now = timezone.now()
+        current = obj.versions.filter(effective_from__lte=now).order_by("-number").first()
+        scheduled = obj.versions.filter(effective_from__gt=now).order_by("effective_from")
+        parts = [f"v{current.number}" if current else "no version in force yet"]
+        parts += [f"v{v.number} from {v.effective_from:%Y-%m-%d %H:%M} UTC" for v in scheduled]
+        return (
+            "; scheduled: ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
+        )
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         formset.save()

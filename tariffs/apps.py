@@ -1,16 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.apps import AppConfig
-
-
-def _enqueue_freeze(sender: Any, session_id: int, **kwargs: Any) -> None:
-    from tariffs.tasks import session_tariff_freeze
-
-    # session_started is sent after the start committed; the freeze runs off the charger's
-    # path (it was about an eighth of the OCPP server's CPU when done inline).
-    session_tariff_freeze.delay(session_id)
 
 
 class TariffsConfig(AppConfig):
@@ -18,6 +8,8 @@ class TariffsConfig(AppConfig):
     verbose_name = "Tariffs"
 
     def ready(self) -> None:
-        from sessions.signals import session_started
+        from sessions.pricing import session_pricer_register
+        from tariffs.services import session_tariff_fix
 
-        session_started.connect(_enqueue_freeze, dispatch_uid="tariffs.freeze_on_session_start")
+        # Every new session gets its tariff version in the transaction that creates it.
+        session_pricer_register(session_tariff_fix)

@@ -1,7 +1,10 @@
-"""Tariffs in the OCPI 2.2.1 shape, and where each applies.
+"""Tariffs in the OCPI 2.2.1 shape, their immutable versions, and where each applies.
 
-Tariff -> ordered elements -> price components + restrictions. `Tariff.to_ocpi()` gives the
-OCPI JSON that the rating engine, CDR snapshots and roaming partners all use.
+Tariff -> ordered elements -> price components + restrictions is the operator's working copy,
+edited in the panel. Every edit publishes a `TariffVersion`: the OCPI JSON (`Tariff.to_ocpi()`)
+as it was, who published it, what changed and from when it applies. Pricing only ever reads
+versions: a session points to the version that applied at its start (`SessionTariff`), so no
+later edit can change what a started session costs.
 """
 
 from __future__ import annotations
@@ -10,10 +13,12 @@ import re
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 
-from sessions.models import CustomerAccount
+from sessions.models import ChargingSession, CustomerAccount
 from stations.models import ChargingStation, Location
 
 DAYS = ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]
@@ -347,3 +352,67 @@ class TariffAssignment(models.Model):
         elif self.location_id:
             score = 1
         return score * 2 + (1 if self.account_id else 0)
+
+
+class TariffVersion(models.Model):
+    """One published state of a tariff: immutable once written.
+
+    The version in force at an instant is, of those whose `effective_from` is not after it, the
+    last published: a later publication supersedes a version still scheduled. The columns
+    beside `ocpi` repeat what selection needs, so choosing a session's tariff is an indexed
+    query, with no JSON read on the charger's path.
+    """
+
+    tariff = models.ForeignKey(Tariff, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    ocpi = models.JSONField(help_text="The tariff as published (OCPI 2.2.1).")
+    effective_from = models.DateTimeField(help_text="Applies to sessions that start from then.")
+    currency = models.CharField(max_length=3)
+    type = models.CharField(max_length=16, blank=True)
+    start_date_time = models.DateTimeField(null=True, blank=True)
+    end_date_time = models.DateTimeField(null=True, blank=True)
+    changes = models.TextField(blank=True, help_text="What changed against the version before.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["tariff", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["tariff", "number"], name="tariff_version_unique")
+        ]
+        indexes = [
+            # Selection: the latest version of a tariff in force at an instant.
+            models.Index(fields=["tariff", "effective_from"], name="tariff_version_effective_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ocpi.get('id', self.tariff_id)} v{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # A version that sessions and CDRs point to never changes: edits publish a new one.
+        if self.pk is not None:
+            raise ValidationError("a tariff version is immutable; publish a new version")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        raise ValidationError("a tariff version is never deleted")
+
+
+class SessionTariff(models.Model):
+    """The tariff version a session is priced with: chosen inside the transaction that starts
+    the session, from the assignments and versions in force at its start."""
+
+    session = models.OneToOneField(
+        ChargingSession, on_delete=models.CASCADE, primary_key=True, related_name="tariff"
+    )
+    version = models.ForeignKey(TariffVersion, on_delete=models.PROTECT, related_name="+")
+    chosen_at = models.DateTimeField(default=timezone.now)
+    # Set when finance assigned the tariff of a session that had none, not the selection.
+    assigned_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    def __str__(self) -> str:
+        return f"session {self.session_id}: {self.version}"

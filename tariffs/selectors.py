@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from sessions.models import (
@@ -28,7 +28,7 @@ from sessions.models import (
 )
 from stations.models import ChargingStation, ConnectorStatusEvent
 from tariffs import rating
-from tariffs.models import Tariff, TariffAssignment
+from tariffs.models import SessionTariff, Tariff, TariffAssignment, TariffVersion
 
 logger = logging.getLogger(__name__)
 
@@ -66,16 +66,18 @@ _MICROSECOND = dt.timedelta(microseconds=1)
 
 @dataclass(frozen=True)
 class TariffChoice:
-    """The tariff that applies, the assignment that made it apply, and its two shapes."""
+    """The tariff version that applies, and the assignment that made it apply."""
 
-    tariff: Tariff
+    version: TariffVersion
     assignment: TariffAssignment
-    ocpi: dict[str, Any]
-    engine: rating.Tariff
+
+    @property
+    def engine(self) -> rating.Tariff:
+        return rating.tariff_from_ocpi(self.version.ocpi)
 
 
 def tariff_engine(tariff: Tariff) -> rating.Tariff:
-    """The rating engine's form of a stored tariff (through the same OCPI JSON as snapshots)."""
+    """The rating engine's form of a tariff's working copy (the panel's price preview)."""
     return rating.tariff_from_ocpi(tariff.to_ocpi())
 
 
@@ -105,45 +107,103 @@ def session_account_id(*, session: ChargingSession) -> int | None:
     return None
 
 
-def tariff_assignments_matching(
+def _in_force(at: dt.datetime) -> QuerySet[TariffVersion]:
+    """The version of the outer row's tariff in force at `at`: of those that took effect by
+    then, the last published (a later publication supersedes one still scheduled)."""
+    return TariffVersion.objects.filter(tariff=OuterRef("tariff"), effective_from__lte=at).order_by(
+        "-number"
+    )
+
+
+def _specificity(row: dict[str, Any]) -> int:
+    """connector > EVSE > station > site > default; an account's own price beats the same
+    place without one (TariffAssignment.specificity, on a values() row)."""
+    if row["connector_id"] is not None:
+        score = 4
+    elif row["evse_id"] is not None:
+        score = 3
+    elif row["station_id"]:
+        score = 2
+    elif row["location_id"]:
+        score = 1
+    else:
+        score = 0
+    return score * 2 + (1 if row["account_id"] else 0)
+
+
+def tariff_version_select(
     *,
-    station: ChargingStation | None,
+    station_id: int | None,
     evse_id: int | None = None,
     connector_id: int | None = None,
     account_id: int | None = None,
     at: dt.datetime,
-) -> list[TariffAssignment]:
-    """Assignments that cover this place, payer and instant, the most specific first.
+    tariff_type: str = "REGULAR",
+) -> tuple[int, int] | None:
+    """(version id, assignment id) of the tariff for a charge here, for this payer, at `at`;
+    None when nothing applies. One query, no JSON: it runs in the transaction that starts a
+    session.
 
-    Specificity: connector > EVSE > station > site > default, and within one scope an
-    account's own price beats the general one. Ties go to the assignment that became valid
-    last (a scheduled price change), then to the newest row.
+    1. Assignments that cover this place, payer and instant, each with the version of its
+       tariff in force at `at`.
+    2. Most specific first; within one specificity the assignment that became valid last (a
+       scheduled price change), then the newest row.
+    3. The first whose version fits the session type (a version without type fits every one)
+       and whose own start/end_date_time covers `at`; an expired tariff gives way to the next.
     """
     scope = Q(station__isnull=True, evse_id__isnull=True, connector_id__isnull=True)
-    if station is not None:
-        here = Q(station=station) & (Q(evse_id__isnull=True) | Q(evse_id=evse_id))
+    site = Q(location__isnull=True)
+    if station_id is not None:
+        here = Q(station_id=station_id) & (Q(evse_id__isnull=True) | Q(evse_id=evse_id))
         here &= Q(connector_id__isnull=True) | Q(connector_id=connector_id, evse_id=evse_id)
         scope |= here
-        site = Q(location__isnull=True)
-        if station.location_id:
-            site |= Q(location_id=station.location_id)
-        scope &= site
-    else:
-        scope &= Q(location__isnull=True)
+        site |= Q(
+            location_id=Subquery(
+                ChargingStation.objects.filter(pk=station_id).values("location_id")[:1]
+            )
+        )
     payer = Q(account__isnull=True)
     if account_id:
         payer |= Q(account_id=account_id)
     valid = (Q(valid_from__isnull=True) | Q(valid_from__lte=at)) & (
         Q(valid_until__isnull=True) | Q(valid_until__gt=at)
     )
+    in_force = _in_force(at)
     rows = list(
-        TariffAssignment.objects.filter(scope, payer, valid)
-        .select_related("tariff")
-        .prefetch_related("tariff__elements__price_components")
+        TariffAssignment.objects.filter(scope & site, payer, valid)
+        .annotate(
+            version=Subquery(in_force.values("pk")[:1]),
+            version_type=Subquery(in_force.values("type")[:1]),
+            version_start=Subquery(in_force.values("start_date_time")[:1]),
+            version_end=Subquery(in_force.values("end_date_time")[:1]),
+        )
+        .values(
+            "pk",
+            "location_id",
+            "station_id",
+            "evse_id",
+            "connector_id",
+            "account_id",
+            "valid_from",
+            "version",
+            "version_type",
+            "version_start",
+            "version_end",
+        )
     )
     earliest = dt.datetime.min.replace(tzinfo=dt.UTC)
-    rows.sort(key=lambda a: (a.specificity, a.valid_from or earliest, a.pk), reverse=True)
-    return rows
+    rows.sort(key=lambda r: (_specificity(r), r["valid_from"] or earliest, r["pk"]), reverse=True)
+    for row in rows:
+        if row["version"] is None:
+            continue  # the tariff takes effect later
+        if row["version_type"] and row["version_type"] != tariff_type:
+            continue
+        if row["version_start"] is not None and at < row["version_start"]:
+            continue
+        if row["version_end"] is not None and at >= row["version_end"]:
+            continue
+        return row["version"], row["pk"]
+    return None
 
 
 def tariff_select(
@@ -155,53 +215,37 @@ def tariff_select(
     at: dt.datetime,
     tariff_type: str = "REGULAR",
 ) -> TariffChoice | None:
-    """The tariff for a charge here, for this payer, at `at`; None when nothing applies.
-
-    1. Matching assignments, most specific first (`tariff_assignments_matching`).
-    2. The engine's `select_tariff` takes the first whose tariff fits the type and whose own
-       start/end_date_time covers `at`, so an expired tariff gives way to the next assignment.
-    """
-    candidates: list[tuple[rating.Tariff, TariffAssignment, dict[str, Any]]] = []
-    for assignment in tariff_assignments_matching(
-        station=station, evse_id=evse_id, connector_id=connector_id, account_id=account_id, at=at
-    ):
-        ocpi = assignment.tariff.to_ocpi()
-        try:
-            engine = rating.tariff_from_ocpi(ocpi)
-        except (ValueError, TypeError, KeyError, ArithmeticError):
-            # A row saved around the admin's validation must not stop charging elsewhere.
-            logger.exception("tariff %s cannot be rated", assignment.tariff.tariff_id)
-            continue
-        candidates.append((engine, assignment, ocpi))
-    chosen = rating.select_tariff([c[0] for c in candidates], at=at, tariff_type=tariff_type)
-    for engine, assignment, ocpi in candidates:
-        if engine is chosen:
-            return TariffChoice(assignment.tariff, assignment, ocpi, engine)
-    return None
-
-
-def tariff_for_session(
-    *, session: ChargingSession, at: dt.datetime | None = None
-) -> TariffChoice | None:
-    """The tariff that applies to a session's place and payer at `at` (default: its start)."""
-    return tariff_select(
-        station=session.station,
-        evse_id=session.evse_id,
-        connector_id=session.connector_id,
-        account_id=session_account_id(session=session),
-        at=at or session.started_at,
+    """The tariff version (with its assignment) for a charge here, for this payer, at `at`."""
+    chosen = tariff_version_select(
+        station_id=station.pk if station is not None else None,
+        evse_id=evse_id,
+        connector_id=connector_id,
+        account_id=account_id,
+        at=at,
+        tariff_type=tariff_type,
+    )
+    if chosen is None:
+        return None
+    version_id, assignment_id = chosen
+    return TariffChoice(
+        TariffVersion.objects.get(pk=version_id),
+        TariffAssignment.objects.select_related("tariff").get(pk=assignment_id),
     )
 
 
-def session_frozen_tariff(*, session: ChargingSession) -> rating.Tariff | None:
-    """The tariff frozen on the session, or None when there is none or it cannot be read."""
-    if not session.tariff_snapshot:
-        return None
-    try:
-        return rating.tariff_from_ocpi(session.tariff_snapshot)
-    except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError):
-        logger.exception("session %s has an unreadable tariff snapshot", session.pk)
-        return None
+def tariff_version_in_force(*, tariff: Tariff, at: dt.datetime) -> TariffVersion | None:
+    """The version of `tariff` sessions starting at `at` are priced with."""
+    return (
+        TariffVersion.objects.filter(tariff=tariff, effective_from__lte=at)
+        .order_by("-number")
+        .first()
+    )
+
+
+def session_tariff_version(*, session: ChargingSession) -> TariffVersion | None:
+    """The version fixed on the session at its start, or None when no tariff applied."""
+    link = SessionTariff.objects.select_related("version").filter(session=session).first()
+    return link.version if link is not None else None
 
 
 def session_time_zone(*, session: ChargingSession) -> zoneinfo.ZoneInfo:

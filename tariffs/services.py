@@ -1,5 +1,5 @@
-"""Writes of the tariffs domain: freezing a session's tariff, rating sessions, live cost, and
-the price components of tariff elements.
+"""Writes of the tariffs domain: fixing a session's tariff version at its start, publishing
+tariff versions, rating sessions, live cost, and the price components of tariff elements.
 
 Rating itself is pure (`tariffs.rating`); this module feeds it a session's data and keeps the
 results where the rest of the system reads them.
@@ -11,19 +11,20 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
 from sessions.models import ChargingSession
 from tariffs import rating, selectors
-from tariffs.models import PriceComponent, TariffElement
+from tariffs.models import PriceComponent, SessionTariff, Tariff, TariffElement, TariffVersion
 
 logger = logging.getLogger(__name__)
 
 
 class TariffNotFound(Exception):  # noqa: N818 - a domain outcome, not a programming error
-    """No tariff is frozen on the session and no assignment covers it."""
+    """No tariff version is fixed on the session: none applied at its start."""
 
 
 def _session_for_rating(session_id: int) -> ChargingSession | None:
@@ -34,55 +35,53 @@ def _session_for_rating(session_id: int) -> ChargingSession | None:
     )
 
 
-@transaction.atomic
-def session_tariff_freeze(*, session_id: int) -> None:
-    """Freeze the tariff that applies at the session's start onto the session.
+def session_tariff_fix(session: ChargingSession) -> None:
+    """Fix the tariff version a session is priced with, in the transaction that creates it.
 
-    1. A session that already has a snapshot keeps it: calling this again (a retried start,
-       a second caller) changes nothing.
-    2. The most specific assignment for the session's connector and payer, valid at the
-       session's start, gives the tariff (`selectors.tariff_for_session`).
-    3. Its OCPI JSON goes to `tariff_snapshot` and its OCPI id to `tariff_ref`; later edits of
-       the tariff never change what this session costs. No tariff: nothing is written.
+    Registered with the charging domain as its session pricer (TariffsConfig.ready).
+
+    1. Called when the session is created; a version already fixed is kept.
+    2. The most specific assignment for the session's place and payer, valid at its start,
+       and the version of its tariff in force then (`selectors.tariff_version_select`: one
+       query, no JSON).
+    3. No tariff applies: nothing is written; the session is rated "no tariff" when it ends
+       and waits in finance's queue.
     """
-    session = _session_for_rating(session_id)
-    if session is None or session.tariff_snapshot is not None:
-        return
-    choice = selectors.tariff_for_session(session=session)
-    if choice is None:
-        logger.warning("no tariff applies to session %s", session_id)
-        return
-    # Conditional on "still empty": two concurrent freezes cannot overwrite each other.
-    ChargingSession.objects.filter(pk=session_id, tariff_snapshot__isnull=True).update(
-        tariff_snapshot=choice.ocpi, tariff_ref=choice.tariff.tariff_id
+    account_id = session.account_id or (
+        selectors.session_account_id(session=session) if session.id_token_id else None
     )
+    chosen = selectors.tariff_version_select(
+        station_id=session.station_id,
+        evse_id=session.evse_id,
+        connector_id=session.connector_id,
+        account_id=account_id,
+        at=session.started_at,
+    )
+    if chosen is not None:
+        # A second call (a retried start that got this far) keeps the version fixed first.
+        SessionTariff.objects.bulk_create(
+            [SessionTariff(session_id=session.pk, version_id=chosen[0])], ignore_conflicts=True
+        )
 
 
-def session_rating_tariff(
-    *, session: ChargingSession, now: dt.datetime | None = None
-) -> rating.Tariff:
-    """The tariff a session is rated with: its frozen snapshot, else the one that applied at
-    its start, else the one that applies now. Raises TariffNotFound."""
-    frozen = selectors.session_frozen_tariff(session=session)
-    if frozen is not None:
-        return frozen
-    for at in (session.started_at, now or timezone.now()):
-        choice = selectors.tariff_for_session(session=session, at=at)
-        if choice is not None:
-            return choice.engine
-    raise TariffNotFound(f"no tariff for session {session.pk}")
+def session_rating_tariff(*, session: ChargingSession) -> tuple[TariffVersion, rating.Tariff]:
+    """The version a session is rated with and its engine form; TariffNotFound when none was
+    fixed at its start. Nothing is ever re-priced at another (today's) tariff."""
+    version = selectors.session_tariff_version(session=session)
+    if version is None:
+        raise TariffNotFound(f"no tariff for session {session.pk}")
+    return version, rating.tariff_from_ocpi(version.ocpi)
 
 
 def session_rate(*, session: ChargingSession, now: dt.datetime | None = None) -> rating.Rating:
     """Price a session, live or ended, from what its charger reported. Writes nothing.
 
-    1. Tariff: the frozen snapshot (fallback: selection at the session's start, then now);
-       raises TariffNotFound when none exists.
+    1. Tariff: the version fixed at the session's start; raises TariffNotFound when none.
     2. Usage: meter samples, meter start/stop, charging state (`selectors.session_usage`);
        a live session is rated up to `now` (default: the current time).
     3. Time zone of the session's site (UTC when unknown), then the rating engine.
     """
-    tariff = session_rating_tariff(session=session, now=now)
+    _, tariff = session_rating_tariff(session=session)
     usage = selectors.session_usage(session=session, now=now)
     return rating.rate_session(tariff, usage, selectors.session_time_zone(session=session))
 
@@ -90,21 +89,21 @@ def session_rate(*, session: ChargingSession, now: dt.datetime | None = None) ->
 def session_live_cost_update(*, session_id: int, now: dt.datetime | None = None) -> Decimal | None:
     """Rate a (live) session and store its running cost incl. VAT, rounded to the currency.
 
-    Returns the cost, or None when no tariff applies. Freezes the tariff first when that has
-    not happened yet. The cost is display only (panel, OCPP 2.0.1 totalCost): a failure is
-    logged and gives None, so that the charger still gets its answer.
+    Returns the cost, or None when no tariff applies. The cost is display only (panel, OCPP
+    2.0.1 totalCost): a failure is logged and gives None, so that the charger still gets its
+    answer.
     """
     try:
         with transaction.atomic():
             session = _session_for_rating(session_id)
             if session is None:
                 return None
-            if session.tariff_snapshot is None:
-                session_tariff_freeze(session_id=session_id)
-                session.refresh_from_db(fields=["tariff_snapshot", "tariff_ref"])
-            cost = session_rate(session=session, now=now).total_cost.incl_vat
-            # One column only: the OCPP edge may be writing the session's other fields.
-            ChargingSession.objects.filter(pk=session_id).update(live_cost=cost)
+            result = session_rate(session=session, now=now)
+            cost = result.total_cost.incl_vat
+            # Two columns only: the OCPP edge may be writing the session's other fields.
+            ChargingSession.objects.filter(pk=session_id).update(
+                live_cost=cost, live_cost_currency=result.currency
+            )
     except TariffNotFound:
         return None
     except Exception:
@@ -112,6 +111,121 @@ def session_live_cost_update(*, session_id: int, now: dt.datetime | None = None)
         logger.exception("live cost of session %s failed", session_id)
         return None
     return cost
+
+
+# --- Tariff versions ------------------------------------------------------------------------
+
+
+class TariffNotPublishable(Exception):  # noqa: N818 - a refusal shown to the operator
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def _flatten(value: Any, path: str = "") -> dict[str, Any]:
+    """OCPI JSON as path -> leaf value; elements keyed by position, components by type."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == "last_updated":
+                continue
+            out.update(_flatten(item, f"{path}.{key}" if path else key))
+        return out
+    if isinstance(value, list):
+        out = {}
+        for index, item in enumerate(value):
+            name = item.get("type", index) if isinstance(item, dict) and "price" in item else index
+            out.update(_flatten(item, f"{path}[{name}]"))
+        return out
+    return {path: value}
+
+
+def tariff_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> str:
+    """What changed between two OCPI states of a tariff, one line per changed value."""
+    if before is None:
+        return "first version"
+    old, new = _flatten(before), _flatten(after)
+    lines = []
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            was = old.get(key, "—") if key in old else "—"
+            now = new.get(key, "—") if key in new else "—"
+            lines.append(f"{key}: {was} → {now}")
+    return "\n".join(lines)
+
+
+@transaction.atomic
+def tariff_version_publish(
+    *, tariff: Tariff, created_by: Any = None, effective_from: dt.datetime | None = None
+) -> TariffVersion | None:
+    """Publish the tariff's working copy as a new immutable version; None when nothing changed.
+
+    1. The working copy must rate: a version that the engine cannot read is refused
+       (TariffNotPublishable), so no session can ever get an unreadable price.
+    2. `effective_from` is now or later (scheduled); never earlier once a version exists:
+       sessions already started keep the version fixed at their start, and history does not
+       lie about when a price applied. A new tariff's first version may be dated back (it
+       prices nothing that already started: such sessions had no tariff).
+    3. The version records who, when, and what changed against the latest version.
+    """
+    now = timezone.now()
+    effective = effective_from or now
+    locked = Tariff.objects.select_for_update().get(pk=tariff.pk)
+    latest = locked.versions.order_by("-number").first()
+    if latest is not None and effective < now - dt.timedelta(seconds=5):
+        raise TariffNotPublishable("a new price cannot take effect in the past")
+    ocpi = locked.to_ocpi()
+    try:
+        rating.tariff_from_ocpi(ocpi)
+    except (ValueError, TypeError, KeyError, ArithmeticError) as exc:
+        raise TariffNotPublishable(f"the tariff cannot be rated: {exc}") from exc
+    if latest is not None and _flatten(latest.ocpi) == _flatten(ocpi):
+        if latest.effective_from <= effective:
+            return None
+    version = TariffVersion.objects.create(
+        tariff=locked,
+        number=(latest.number + 1) if latest is not None else 1,
+        ocpi=ocpi,
+        effective_from=effective,
+        currency=locked.currency,
+        type=locked.type,
+        start_date_time=locked.start_date_time,
+        end_date_time=locked.end_date_time,
+        changes=tariff_changes(latest.ocpi if latest is not None else None, ocpi),
+        created_by=created_by if getattr(created_by, "pk", None) else None,
+        created_at=now,
+    )
+    return version
+
+
+@transaction.atomic
+def session_tariff_assign(
+    *, session: ChargingSession, tariff: Tariff, assigned_by: Any, correction: bool = False
+) -> SessionTariff:
+    """Finance prices a session with `tariff`: the version in force at the session's start
+    (or its first version, if it took effect later).
+
+    A session that has a version keeps it (its price was fixed when it started), unless this is
+    a `correction`: finance replaces a wrong tariff before re-rating (billing refuses to re-rate
+    an invoiced CDR that is not credited).
+    """
+    existing = SessionTariff.objects.select_for_update().filter(session=session).first()
+    if existing is not None and not correction:
+        raise TariffNotPublishable("this session's tariff was fixed when it started")
+    version = selectors.tariff_version_in_force(tariff=tariff, at=session.started_at)
+    if version is None:
+        version = tariff.versions.order_by("number").first()
+    if version is None:
+        raise TariffNotPublishable(f"{tariff} has no published version")
+    link, _ = SessionTariff.objects.update_or_create(
+        session=session,
+        defaults={
+            "version": version,
+            "chosen_at": timezone.now(),
+            "assigned_by": assigned_by if getattr(assigned_by, "pk", None) else None,
+        },
+    )
+    return link
 
 
 # --- Tariff editing -------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from django.contrib.auth.models import Group
 from billing.models import Cdr
 from sessions.models import ChargingSession, CustomerAccount, IdToken, MeterSample
 from stations.models import ChargingStation, Connector, Evse, Location
-from tariffs.models import PriceComponent, Tariff, TariffElement
+from tariffs.models import PriceComponent, SessionTariff, Tariff, TariffElement
+from tariffs.services import tariff_version_publish
 
 UTC = dt.UTC
 _seq = itertools.count(1)
@@ -54,8 +55,12 @@ def make_token(account: CustomerAccount, uid: str | None = None) -> IdToken:
     return IdToken.objects.create(uid=uid, account=account, visual_number=f"NL-CPO-{uid}")
 
 
-def make_tariff(energy: str = "0.30", parking: str = "2.00", vat: str = "21") -> Tariff:
-    tariff = Tariff.objects.create(tariff_id=f"T-{next(_seq)}", name="Standard", currency="EUR")
+def make_tariff(
+    energy: str = "0.30", parking: str = "2.00", vat: str = "21", *, tariff_id: str = ""
+) -> Tariff:
+    tariff = Tariff.objects.create(
+        tariff_id=tariff_id or f"T-{next(_seq)}", name="Standard", currency="EUR"
+    )
     element = TariffElement.objects.create(tariff=tariff, position=0)
     PriceComponent.objects.create(
         element=element, type="ENERGY", price=Decimal(energy), vat=Decimal(vat), step_size=1
@@ -63,7 +68,17 @@ def make_tariff(energy: str = "0.30", parking: str = "2.00", vat: str = "21") ->
     PriceComponent.objects.create(
         element=element, type="PARKING_TIME", price=Decimal(parking), vat=Decimal(vat), step_size=60
     )
+    # Its first version, in force long before the sessions of the tests.
+    tariff_version_publish(tariff=tariff, effective_from=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
     return tariff
+
+
+def priced_with(session: ChargingSession, tariff: Tariff) -> ChargingSession:
+    """The session priced with the tariff's latest version, as if it had applied at its start."""
+    SessionTariff.objects.update_or_create(
+        session=session, defaults={"version": tariff.versions.order_by("-number").first()}
+    )
+    return session
 
 
 def make_ended_session(
@@ -94,10 +109,9 @@ def make_ended_session(
         meter_stop_wh=Decimal(1000 + energy_wh),
         meter_last_wh=Decimal(1000 + energy_wh),
         energy_wh=Decimal(energy_wh),
-        tariff_ref=tariff.tariff_id,
-        tariff_snapshot=tariff.to_ocpi(),
         stop_reason="Local",
     )
+    priced_with(session, tariff)
     samples = [
         MeterSample(
             session=session,

@@ -102,9 +102,10 @@ async def test_demo_charge_produces_the_engines_cdr(daphne_server, celery_worker
     def frozen_tariff() -> str:
         from sessions.models import ChargingSession
 
-        return ChargingSession.objects.get(ocpp16_transaction_id=started.transaction_id).tariff_ref
+        session = ChargingSession.objects.get(ocpp16_transaction_id=started.transaction_id)
+        return session.tariff.version.ocpi["id"]
 
-    # The worker froze the demo tariff on the session when it started.
+    # The demo tariff's version was fixed on the session when it started.
     assert await frozen_tariff() == "DEMO-STANDARD"
     rating = await engine_result()
     # Demo tariff: 8 kWh x 0.30 + 0.50 per session + 10 min parking at 2.00/h, 21 % VAT.

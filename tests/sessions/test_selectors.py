@@ -90,7 +90,7 @@ def test_live_sessions_running_cost_and_alerts(settings) -> None:  # type: ignor
         energy_wh=12_000,
         last_power_w=Decimal(7400),
         live_cost=Decimal("3.3333"),
-        tariff_snapshot={"currency": "EUR"},
+        live_cost_currency="EUR",
     )
     charging_session(station, started_at=now - H / 2, evse_id=2, connector_id=0)
     charging_session(station, started_at=now - 3 * H, energy_wh=5_000, active=False)

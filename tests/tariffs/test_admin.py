@@ -3,12 +3,14 @@ price preview."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -223,6 +225,81 @@ def test_change_prices_remove_a_component_and_add_an_element(admin_client):
     ]
     tariff.refresh_from_db()
     assert tariff.tariff_id == "DEMO"
+
+
+def _demo_change(tariff: Tariff, energy_price: str, **fields: object) -> dict:
+    energy, parking = tariff.elements.all()[:2]
+    return tariff_post(
+        [
+            element_data(
+                0,
+                id=energy.pk,
+                position="0",
+                energy_price=energy_price,
+                energy_vat="21",
+                energy_step_size="1",
+                flat_price="0.50",
+                flat_vat="21",
+            ),
+            element_data(
+                1,
+                id=parking.pk,
+                position="1",
+                parking_price="2.00",
+                parking_vat="21",
+                parking_step_size="60",
+            ),
+        ],
+        initial=2,
+        tariff_id="DEMO",
+        name="Demo",
+        **fields,
+    )
+
+
+def test_each_save_publishes_a_version_with_who_when_and_what(admin_client, admin_user):
+    tariff = make_demo_tariff()
+    url = reverse("admin:tariffs_tariff_change", args=[tariff.pk])
+    assert admin_client.post(url, _demo_change(tariff, "0.30")).status_code == 302
+    assert admin_client.post(url, _demo_change(tariff, "0.35")).status_code == 302
+    # Saving unchanged prices publishes nothing.
+    assert admin_client.post(url, _demo_change(tariff, "0.35")).status_code == 302
+    first, second = tariff.versions.order_by("number")
+    assert first.changes == "first version"
+    assert second.changes == "elements[0].price_components[ENERGY].price: 0.3 → 0.35"
+    assert second.created_by == admin_user
+    assert second.ocpi["elements"][0]["price_components"][0]["price"] == "0.35"
+    page = admin_client.get(url).content.decode()
+    assert "v2" in page
+    assert "0.3 → 0.35" in page
+    assert admin_user.username in page
+    # A version is never edited or deleted.
+    with pytest.raises(ValidationError):
+        second.save()
+    with pytest.raises(ValidationError):
+        second.delete()
+
+
+def test_a_scheduled_price_applies_from_its_time_and_the_past_is_refused(admin_client):
+    from django.utils import timezone
+
+    from tariffs.selectors import tariff_version_in_force
+
+    tariff = make_demo_tariff()
+    url = reverse("admin:tariffs_tariff_change", args=[tariff.pk])
+    assert admin_client.post(url, _demo_change(tariff, "0.30")).status_code == 302
+    later = timezone.now().replace(microsecond=0) + dt.timedelta(days=7)
+    scheduled = {"effective_from_0": f"{later:%Y-%m-%d}", "effective_from_1": f"{later:%H:%M:%S}"}
+    assert admin_client.post(url, _demo_change(tariff, "0.45", **scheduled)).status_code == 302
+    now = timezone.now()
+    assert tariff_version_in_force(tariff=tariff, at=now).number == 1
+    assert tariff_version_in_force(tariff=tariff, at=later).number == 2
+    assert "scheduled: v2 from" in admin_client.get(url).content.decode()
+    past = {"effective_from_0": "2020-01-01", "effective_from_1": "00:00:00"}
+    response = admin_client.post(url, _demo_change(tariff, "0.55", **past))
+    assert response.status_code == 200
+    assert "cannot take effect in the past" in response.content.decode()
+    assert tariff.versions.count() == 2
 
 
 def staff_user(username: str, *permissions: str):

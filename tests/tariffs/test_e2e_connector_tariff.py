@@ -38,8 +38,7 @@ def _operator_assigns(tariff_id: str, *, evse: int, connector: int | str) -> Any
 
     demo_data_load()
     if not Tariff.objects.filter(tariff_id=tariff_id).exists():
-        tariff = make_tariff(energy="0.55", parking="0")
-        Tariff.objects.filter(pk=tariff.pk).update(tariff_id=tariff_id, name="Fast corner")
+        make_tariff(energy="0.55", parking="0", tariff_id=tariff_id)
     operator = User.objects.create_user(f"op-{connector}", password="x", is_staff=True)
     from django.contrib.auth.models import Group
 
@@ -146,7 +145,7 @@ async def test_connector_2_tariff_prices_the_connector_2_session(
                 session.evse_id,
                 session.connector_id,
                 samples,
-                session.tariff_ref,
+                session.tariff.version.ocpi["id"],
             )
         return result
 

@@ -35,6 +35,9 @@ def set_up() -> None:
     PriceComponent.objects.create(element=element, type="ENERGY", price=Decimal("0.30"), vat=21)
     PriceComponent.objects.create(element=element, type="FLAT", price=Decimal("0.50"), vat=21)
     TariffAssignment.objects.create(tariff=tariff, station=cp)
+    services.tariff_version_publish(
+        tariff=tariff, effective_from=timezone.now() - timedelta(days=1)
+    )
 
 
 @sync_to_async
@@ -77,5 +80,6 @@ async def test_total_cost_in_transaction_event_responses(daphne_server):
     assert updated.total_cost == pytest.approx(3.51)
     assert ended.total_cost == pytest.approx(5.32)
     session, rated = await session_and_rating()
-    assert session.tariff_ref == "COST-T"
+    version, _ = await sync_to_async(services.session_rating_tariff)(session=session)
+    assert version.ocpi["id"] == "COST-T"
     assert session.live_cost == Decimal("5.32") == rated

@@ -1,4 +1,5 @@
-"""Tariff selection, freezing, and rating sessions from what chargers reported (database)."""
+"""Tariff selection, versions fixed at a session's start, and rating sessions from what chargers
+reported (database)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.django_db
 
 D = Decimal
 BERLIN = ZoneInfo("Europe/Berlin")
+SINCE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
 def berlin(*args: int) -> dt.datetime:
@@ -43,6 +45,8 @@ def make_tariff(tariff_id: str, *elements: list[tuple], **fields) -> Tariff:
                 vat=None if vat is None else D(vat),
                 step_size=step,
             )
+    # The first version, in force long before the sessions of these tests.
+    services.tariff_version_publish(tariff=tariff, effective_from=SINCE)
     return tariff
 
 
@@ -73,7 +77,7 @@ def selected(station, evse=None, connector=None, account=None, at=None) -> str |
         account_id=account.pk if account else None,
         at=at or berlin(2025, 3, 12, 12, 0),
     )
-    return None if choice is None else choice.tariff.tariff_id
+    return None if choice is None else choice.assignment.tariff.tariff_id
 
 
 def test_most_specific_assignment_wins(cp, site, fleet):
@@ -131,8 +135,16 @@ def test_validity_of_assignments_and_tariffs(cp):
 
 
 def make_session(cp, start, **fields) -> ChargingSession:
+    """A session as the start transaction leaves it: stored, its tariff version fixed."""
     defaults = {"evse_id": 1, "connector_id": 1, "transaction_id": "1", "started_at": start}
-    return ChargingSession.objects.create(station=cp, **{**defaults, **fields})
+    session = ChargingSession.objects.create(station=cp, **{**defaults, **fields})
+    services.session_tariff_fix(session)
+    return session
+
+
+def fixed_tariff(session: ChargingSession) -> str | None:
+    version = selectors.session_tariff_version(session=session)
+    return None if version is None else version.ocpi["id"]
 
 
 def energy_samples(session, points, measurand="Energy.Active.Import.Register", **fields):
@@ -150,7 +162,7 @@ def energy_samples(session, points, measurand="Energy.Active.Import.Register", *
         )
 
 
-def test_freeze_uses_the_accounts_price_and_is_idempotent(cp, fleet):
+def test_start_fixes_the_accounts_price_and_later_versions_change_nothing(cp, fleet):
     TariffAssignment.objects.create(tariff=energy_tariff("PUBLIC", "0.40"))
     TariffAssignment.objects.create(tariff=energy_tariff("FLEET", "0.30"), account=fleet)
     token = IdToken.objects.create(uid="04AABBCC", account=fleet)
@@ -166,17 +178,19 @@ def test_freeze_uses_the_accounts_price_and_is_idempotent(cp, fleet):
         status=ChargingSession.Status.COMPLETED,
     )
 
-    services.session_tariff_freeze(session_id=session.pk)
-    session.refresh_from_db()
-    assert session.tariff_ref == "FLEET"
-    assert session.tariff_snapshot["id"] == "FLEET"
-    assert session.tariff_snapshot["elements"][0]["price_components"][0]["price"] == "0.3"
+    version = selectors.session_tariff_version(session=session)
+    assert version.ocpi["id"] == "FLEET"
+    assert version.ocpi["elements"][0]["price_components"][0]["price"] == "0.3"
 
-    # A later price change and a second freeze leave the session's price alone.
+    # A later price change, published, and a second fix leave the session's price alone.
     PriceComponent.objects.filter(element__tariff__tariff_id="FLEET").update(price=D("0.90"))
-    services.session_tariff_freeze(session_id=session.pk)
-    session.refresh_from_db()
-    assert session.tariff_snapshot["elements"][0]["price_components"][0]["price"] == "0.3"
+    newer = services.tariff_version_publish(tariff=Tariff.objects.get(tariff_id="FLEET"))
+    assert (newer.number, newer.changes) == (
+        2,
+        "elements[0].price_components[ENERGY].price: 0.3 → 0.9",
+    )
+    services.session_tariff_fix(session)
+    assert selectors.session_tariff_version(session=session) == version
     result = services.session_rate(session=session)
     assert result.total_cost.excl_vat == D("3.00")
     assert result.total_cost.incl_vat == D("3.57")
@@ -192,17 +206,14 @@ def test_roaming_partner_token_gets_the_partners_price(cp):
         uid="DEXYZC12345", type=IdToken.Type.RFID, issuer_country_code="DE", issuer_party_id="XYZ"
     )
     session = make_session(cp, berlin(2025, 3, 12, 9, 0), id_token=token)
-    services.session_tariff_freeze(session_id=session.pk)
-    session.refresh_from_db()
-    assert session.tariff_ref == "ROAMING-X"
+    assert fixed_tariff(session) == "ROAMING-X"
 
 
-def test_no_tariff_freezes_nothing_and_has_no_live_cost(cp):
+def test_no_tariff_fixes_nothing_and_has_no_live_cost(cp):
     session = make_session(cp, berlin(2025, 3, 12, 9, 0))
-    services.session_tariff_freeze(session_id=session.pk)
+    assert fixed_tariff(session) is None
     assert services.session_live_cost_update(session_id=session.pk) is None
     session.refresh_from_db()
-    assert session.tariff_snapshot is None
     assert session.live_cost is None
     with pytest.raises(services.TariffNotFound):
         services.session_rate(session=session)
@@ -256,9 +267,6 @@ def test_ocpp16_session_rated_from_samples_and_connector_status(cp):
         status="SuspendedEV",
         timestamp=start + dt.timedelta(minutes=5),
     )
-    services.session_tariff_freeze(session_id=session.pk)
-    session.refresh_from_db()
-
     result = services.session_rate(session=session)
 
     assert result.total_energy_kwh == D(10)
@@ -424,10 +432,14 @@ def test_odd_sessions_never_raise(cp):
     energy_samples(session, [(start - dt.timedelta(minutes=1), "4500")])
     result = services.session_rate(session=session)
     assert result.total_cost.excl_vat == D(0)
-    # A snapshot that is not a tariff falls back to the assignment.
-    session.tariff_snapshot = {"id": "BROKEN"}
-    session.save()
-    assert services.session_rate(session=session).tariff_id == "E"
+
+
+def test_a_tariff_the_engine_cannot_read_is_never_published(cp):
+    broken = make_tariff("FINE", [("ENERGY", "0.50", "21", 1)])
+    TariffElement.objects.filter(tariff=broken).update(day_of_week=["SOMEDAY"])
+    with pytest.raises(services.TariffNotPublishable, match="cannot be rated"):
+        services.tariff_version_publish(tariff=broken)
+    assert broken.versions.count() == 1
 
 
 def test_live_cost_is_stored_and_uses_the_sites_time_zone(cp):
@@ -453,7 +465,8 @@ def test_live_cost_is_stored_and_uses_the_sites_time_zone(cp):
     assert cost == D("3.63")
     session.refresh_from_db()
     assert session.live_cost == D("3.63")
-    assert session.tariff_ref == "TOU"  # frozen on the way
+    assert session.live_cost_currency == "EUR"
+    assert fixed_tariff(session) == "TOU"
     # Later samples move the live cost forward.
     energy_samples(session, [(start + dt.timedelta(minutes=90), "15000")])
     assert services.session_live_cost_update(

@@ -22,6 +22,7 @@ from tests.billing.conftest import (
     make_ended_session,
     make_tariff,
     make_token,
+    priced_with,
 )
 from tests.conftest import start_celery_worker
 
@@ -79,7 +80,8 @@ def test_cdr_from_an_ended_session_matches_the_engine(ended: ChargingSession) ->
     assert cdr.site_snapshot["connector_standard"] == "IEC_62196_T2"
     assert cdr.token_snapshot["uid"] == ended.id_token.uid
     assert cdr.token_visual_number == ended.id_token.visual_number
-    assert cdr.tariff_snapshot == ended.tariff_snapshot
+    assert cdr.tariff_snapshot == ended.tariff.version.ocpi
+    assert cdr.tariff_version == ended.tariff.version
     assert cdr.account_id == ended.account_id
     assert [v["nature"] for v in cdr.signed_data["signed_values"]] == ["Start", "End"]
     assert cdr.signed_data["signed_values"][0]["signed_data"].startswith("OCMF|")
@@ -168,9 +170,7 @@ def test_session_end_rates_the_session_in_a_real_worker(station) -> None:  # typ
         meter_start_wh=D(5000),
         timestamp=start,
     )
-    ChargingSession.objects.filter(pk=result.session_id).update(
-        tariff_snapshot=tariff.to_ocpi(), tariff_ref=tariff.tariff_id
-    )
+    priced_with(ChargingSession.objects.get(pk=result.session_id), tariff)
     app.control.purge()
     worker = start_celery_worker(f"cdr-{uuid.uuid4().hex[:6]}")
     try:

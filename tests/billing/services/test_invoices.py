@@ -21,6 +21,7 @@ from billing.models import (
 )
 from cpo.lib.api import ApplicationError
 from sessions.models import CustomerAccount
+from tariffs.services import session_tariff_assign
 from tests.billing.conftest import (
     make_account,
     make_cdr,
@@ -240,8 +241,9 @@ def test_credit_note_flow_end_to_end(station) -> None:  # type: ignore[no-untype
     assert invoice.total_incl_vat == D("12.10")
 
     # Correct the tariff, re-rate, and the session is billed again next period.
-    session.tariff_snapshot = make_tariff(energy="0.40").to_ocpi()
-    session.save(update_fields=["tariff_snapshot"])
+    session_tariff_assign(
+        session=session, tariff=make_tariff(energy="0.40"), assigned_by=None, correction=True
+    )
     fresh = services.cdr_rerate(session_id=session.pk, reason="wrong tariff")
     assert fresh.revision == 2
     assert fresh.total_cost_incl_vat == D("9.68")

@@ -76,7 +76,7 @@ def test_dashboard_query_count_is_constant_in_the_number_of_stations(
                 started_at=now - 13 * H,
                 last_power_w=Decimal(11_000),
                 live_cost=Decimal("1.5"),
-                tariff_snapshot={"currency": "EUR"},
+                live_cost_currency="EUR",
             )
 
     add_stations(0, 2)
@@ -134,7 +134,7 @@ def test_revenue_comes_from_cdrs() -> None:
         site,
         started_at=now - H / 4,
         live_cost=Decimal("3.3333"),
-        tariff_snapshot={"currency": "EUR"},
+        live_cost_currency="EUR",
     )
     month = now.astimezone(panel_tz()).strftime("%Y-%m")
 

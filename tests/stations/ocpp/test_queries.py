@@ -40,6 +40,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
@@ -115,6 +116,19 @@ def cp16(card):  # noqa: ARG001
 @pytest.fixture
 def cp201(card):  # noqa: ARG001
     return v201.Handlers(FakeConsumer(make_station("Q-201", V201)))
+
+
+@sync_to_async
+def _default_tariff() -> None:
+    """A tariff in force everywhere, so that a start fixes (and inserts) its version."""
+    from tariffs.models import PriceComponent, Tariff, TariffAssignment, TariffElement
+    from tariffs.services import tariff_version_publish
+
+    tariff = Tariff.objects.create(tariff_id="Q-T", name="Q", currency="EUR")
+    element = TariffElement.objects.create(tariff=tariff)
+    PriceComponent.objects.create(element=element, type="ENERGY", price=1, vat=21)
+    tariff_version_publish(tariff=tariff, effective_from=START - timedelta(days=1))
+    TariffAssignment.objects.create(tariff=tariff)
 
 
 async def answer(handlers: Any, action: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -256,9 +270,13 @@ START_16 = {"connectorId": 1, "idTag": CARD, "meterStart": 1000, "timestamp": ts
 
 
 async def test_v16_start_transaction(cp16, django_assert_num_queries):
+    await _default_tariff()
     # BEGIN; SELECT a session of this start (retry check); SELECT the token; INSERT the
-    # decision; INSERT the transactionId sequence row; INSERT the session; COMMIT.
-    with django_assert_num_queries(7):
+    # decision; INSERT the transactionId sequence row; INSERT the session; the price fixed in
+    # the same transaction: SELECT the token's group and issuer (a card paying through no
+    # account of its own), SELECT the assignments with the version in force (one query, no
+    # JSON), INSERT the session's version; COMMIT.
+    with django_assert_num_queries(10):
         started = await answer(cp16, "StartTransaction", START_16)
     assert started["idTagInfo"]["status"] == "Accepted"
 
@@ -401,8 +419,11 @@ STARTED = event(
 async def test_v201_transaction_event_started(cp201, django_assert_num_queries):
     # BEGIN; SELECT the session (FOR UPDATE); INSERT the session; SAVEPOINT; INSERT the event
     # record; RELEASE; SELECT the recorded seqNos (a first event is not "the next seqNo");
-    # INSERT the samples; SELECT the token; INSERT the decision; UPDATE the session; COMMIT.
-    with django_assert_num_queries(12) as captured:
+    # INSERT the samples; SELECT the token; INSERT the decision; UPDATE the session; the
+    # price fixed (SELECT the token's group and issuer, SELECT the version in force, INSERT the
+    # session's version); COMMIT.
+    await _default_tariff()
+    with django_assert_num_queries(15) as captured:
         started = await answer(cp201, "TransactionEvent", STARTED)
     assert sample_inserts(captured) == 1
     assert started["idTokenInfo"]["status"] == "Accepted"
