@@ -295,7 +295,7 @@ def test_a_discarded_draft_releases_its_cdrs(station) -> None:  # type: ignore[n
     services.billing_periods_close_due(now=AFTER_JAN)
     draft = Invoice.objects.get()
     assert not Cdr.objects.billable().exists()
-    services.invoice_draft_discard(invoice_id=draft.pk)
+    assert services.invoice_draft_discard(invoice_id=draft.pk) == 1
     assert list(Cdr.objects.billable()) == [cdr]
     # The next period picks it up.
     services.billing_periods_close_due(now=dt.datetime(2025, 3, 1, 1, tzinfo=UTC))
