@@ -18,7 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -242,7 +242,7 @@ def _signed_data(session: ChargingSession) -> dict[str, Any] | None:
 
 def _tariff_snapshot(session: ChargingSession, rating: Rating) -> dict[str, Any] | None:
     if session.tariff_snapshot:
-        return session.tariff_snapshot
+        return cast("dict[str, Any]", session.tariff_snapshot)
     from tariffs.models import Tariff
 
     tariff = Tariff.objects.filter(tariff_id=rating.tariff_id).first()
