@@ -99,10 +99,10 @@ class ValidityFilter(admin.SimpleListFilter):
     title = "validity"
     parameter_name = "valid"
 
-    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("now", "Valid now"), ("ended", "Ended"), ("future", "Starts later")]
 
-    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Tariff]) -> QuerySet[Tariff]:
         now = timezone.now()
         if self.value() == "now":
             return queryset.filter(
@@ -206,7 +206,7 @@ class TariffAdmin(admin.ModelAdmin):
 
     @admin.display(description="Applies at", ordering="_assignments")
     def assignment_count(self, obj: Tariff) -> int:
-        return obj._assignments  # type: ignore[attr-defined]
+        return obj._assignments  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.display(description="Price preview")
     def preview_link(self, obj: Tariff) -> str:
@@ -227,7 +227,7 @@ class ScopeFilter(admin.SimpleListFilter):
     title = "scope"
     parameter_name = "scope"
 
-    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [
             ("default", "Default"),
             ("site", "Site"),
@@ -236,7 +236,9 @@ class ScopeFilter(admin.SimpleListFilter):
             ("account", "For an account"),
         ]
 
-    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[TariffAssignment]
+    ) -> QuerySet[TariffAssignment]:
         no_station = Q(station__isnull=True)
         match self.value():
             case "default":

@@ -310,7 +310,7 @@ class TariffAssignment(models.Model):
             raise ValidationError({"evse_id": "a connector needs its EVSE"})
         if self.station_id and self.evse_id is not None:
             self._clean_place()
-        if self.station_id and self.location_id and self.station.location_id != self.location_id:
+        if self.location_id and self.station and self.station.location_id != self.location_id:
             raise ValidationError({"location": "the station stands at another site"})
         if self.valid_from and self.valid_until and self.valid_from >= self.valid_until:
             raise ValidationError({"valid_until": "must be after valid from"})

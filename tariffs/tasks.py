@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from celery import shared_task
 from django.db import OperationalError
 
+if TYPE_CHECKING:
+    from celery import Task
+
 
 @shared_task(bind=True, max_retries=5, acks_late=True)
-def session_tariff_freeze(self, session_id: int) -> None:  # type: ignore[no-untyped-def]
+def session_tariff_freeze(self: Task[Any, Any], session_id: int) -> None:
     """Fix the tariff of a session that just started (idempotent: an existing snapshot stays).
 
     The tariff is chosen as of the session's start time, so freezing it here, a moment after

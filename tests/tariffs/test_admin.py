@@ -79,7 +79,7 @@ def test_add_tariff_with_elements_and_prices(admin_client):
             ),
             element_data(1, energy_price="0.40", energy_vat="21", energy_step_size="500"),
         ],
-        **{
+        **{  # type: ignore[arg-type]  # mypy matches these keys to `initial`; none is
             "assignments-TOTAL_FORMS": "1",
             "assignments-0-location": str(site.pk),
             "assignments-0-station": "",

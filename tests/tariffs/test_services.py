@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,15 +26,17 @@ D = Decimal
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
-def berlin(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=BERLIN).astimezone(dt.UTC)
+def berlin(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=BERLIN).astimezone(dt.UTC)
 
 
-def make_tariff(tariff_id: str, *elements: list[tuple], **fields) -> Tariff:
+def make_tariff(
+    tariff_id: str, *elements: list[tuple[Any, ...] | dict[str, Any]], **fields
+) -> Tariff:
     """elements: lists of (type, price, vat, step) plus an optional dict of restrictions."""
     tariff = Tariff.objects.create(tariff_id=tariff_id, name=tariff_id, **fields)
     for position, spec in enumerate(elements):
-        restrictions = spec[-1] if isinstance(spec[-1], dict) else {}
+        restrictions: dict[str, Any] = spec[-1] if isinstance(spec[-1], dict) else {}
         element = TariffElement.objects.create(tariff=tariff, position=position, **restrictions)
         for type_, price, vat, step in (c for c in spec if isinstance(c, tuple)):
             PriceComponent.objects.create(
@@ -169,6 +172,7 @@ def test_freeze_uses_the_accounts_price_and_is_idempotent(cp, fleet):
     services.session_tariff_freeze(session_id=session.pk)
     session.refresh_from_db()
     assert session.tariff_ref == "FLEET"
+    assert session.tariff_snapshot is not None
     assert session.tariff_snapshot["id"] == "FLEET"
     assert session.tariff_snapshot["elements"][0]["price_components"][0]["price"] == "0.3"
 
