@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -318,7 +318,8 @@ class TariffAssignment(models.Model):
     def _clean_place(self) -> None:
         """The EVSE (and connector) must be one of the station's, once it has reported any:
         an assignment to a place that does not exist would silently price nothing."""
-        places = sorted(self.station.connectors.values_list("evse__evse_id", "connector_id"))
+        station = cast(ChargingStation, self.station)  # clean() calls this only with a station
+        places = sorted(station.connectors.values_list("evse__evse_id", "connector_id"))
         if not places:
             return
         known = ", ".join(f"EVSE {evse} connector {connector}" for evse, connector in places)
