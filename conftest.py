@@ -11,7 +11,7 @@ import os
 _embedded_redis = None
 
 
-def pytest_configure(config):  # type: ignore[no-untyped-def]
+def pytest_configure(config):
     global _embedded_redis
     if os.environ.get("REDIS_URL"):
         return
@@ -23,7 +23,7 @@ def pytest_configure(config):  # type: ignore[no-untyped-def]
         _embedded_redis = embedded_redis.start(settings.DATA_DIR)
 
 
-def pytest_unconfigure(config):  # type: ignore[no-untyped-def]
+def pytest_unconfigure(config):
     if _embedded_redis is not None:
         from cpo.lib import embedded_redis
 

@@ -6,7 +6,7 @@ here: actions go through the services, which keep the invariants and the audit t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -39,6 +39,11 @@ from billing.resources import (
 )
 from cpo.lib.api import ApplicationError
 
+if TYPE_CHECKING:
+    from django.db.models.options import Options
+
+    from billing.models import CdrQuerySet
+
 
 class ReadOnlyMixin:
     """Rows written only by services."""
@@ -55,17 +60,21 @@ class ReadOnlyMixin:
 
 class FinanceExportMixin(ExportMixin):
     """CSV and XLSX of the filtered changelist, all columns (no column picking: an export is
-    exactly what was issued), for users with the model's `export_*` permission."""
+    exactly what was issued), for users with the model's `export_*` permission.
+
+    The admins that add it to a ModelAdmin ignore mypy's [misc]: the import-export stubs declare
+    `model` and `change_list_template` otherwise than django-stubs' ModelAdmin."""
 
     export_formats = [CSV, XLSX]
     export_form_class = ExportForm
+    opts: Options[Any]  # the ModelAdmin's, which this mixin is always combined with
 
     def has_export_permission(self, request: HttpRequest) -> bool:
-        opts = self.opts  # type: ignore[attr-defined]
+        opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.export_{opts.model_name}")
 
 
-def _run(request: HttpRequest, admin_obj: admin.ModelAdmin, fn: Any, **kwargs: Any) -> Any:
+def _run(request: HttpRequest, admin_obj: admin.ModelAdmin[Any], fn: Any, **kwargs: Any) -> Any:
     try:
         return fn(**kwargs)
     except ApplicationError as exc:
@@ -84,10 +93,10 @@ class PeriodStartFilter(admin.SimpleListFilter):
         months = model_admin.get_queryset(request).dates(self.field, "month", order="DESC")
         return [(f"{m:%Y-%m}", f"{m:%Y-%m}") for m in months[:36]]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        if not self.value():
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if not (value := self.value()):
             return queryset
-        year, month = self.value().split("-")
+        year, month = value.split("-")
         return queryset.filter(**{f"{self.field}__year": year, f"{self.field}__month": month})
 
 
@@ -102,16 +111,16 @@ class InvoicedFilter(admin.SimpleListFilter):
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("billable", "Waiting for an invoice"), ("invoiced", "On an invoice")]
 
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() == "billable":
-            return queryset.billable()  # type: ignore[attr-defined]
+            return cast("CdrQuerySet", queryset).billable()
         if self.value() == "invoiced":
             return queryset.filter(invoice_line__isnull=False)
         return queryset
 
 
 @admin.register(Cdr)
-class CdrAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):
+class CdrAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[misc]  # see FinanceExportMixin
     resource_classes = [CdrResource]
     list_display = (
         "uid",
@@ -231,7 +240,7 @@ class InvoiceVatLineInline(admin.TabularInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(FinanceExportMixin, admin.ModelAdmin):
+class InvoiceAdmin(FinanceExportMixin, admin.ModelAdmin):  # type: ignore[misc]  # see FinanceExportMixin
     resource_classes = [InvoiceResource]
     change_form_template = "billing/invoice_change_form.html"
     list_display = (
@@ -356,7 +365,7 @@ class InvoiceAdmin(FinanceExportMixin, admin.ModelAdmin):
 
 
 @admin.register(InvoiceLine)
-class InvoiceLineAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):
+class InvoiceLineAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[misc]  # see FinanceExportMixin
     resource_classes = [InvoiceLineResource]
     list_display = (
         "invoice",
@@ -436,7 +445,7 @@ class SettlementStatementAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(SettlementLine)
-class SettlementLineAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):
+class SettlementLineAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):  # type: ignore[misc]  # see FinanceExportMixin
     resource_classes = [SettlementLineResource]
     list_display = ("statement", "cdr")
     list_filter = (

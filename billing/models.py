@@ -8,6 +8,7 @@ CDRs and credit notes that reference the original.
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
@@ -19,7 +20,7 @@ from django.utils import timezone
 from sessions.models import ChargingSession, CustomerAccount, IdToken
 from stations.models import Location
 
-MONEY = {"max_digits": 14, "decimal_places": 4}
+MONEY: dict[str, Any] = {"max_digits": 14, "decimal_places": 4}
 ZERO = Decimal(0)
 
 
@@ -158,7 +159,7 @@ class Cdr(models.Model):
         raise ImmutableError("CDRs are never deleted; credit them instead.")
 
     @property
-    def duration(self):  # type: ignore[no-untyped-def]
+    def duration(self) -> dt.timedelta:
         return self.end - self.start
 
 
@@ -428,7 +429,9 @@ class SettlementStatement(models.Model):
     total_excl_vat = models.DecimalField(**MONEY, default=ZERO)
     total_vat = models.DecimalField(**MONEY, default=ZERO)
     total_incl_vat = models.DecimalField(**MONEY, default=ZERO)
-    cdrs = models.ManyToManyField(Cdr, through="SettlementLine", related_name="+")
+    cdrs: models.ManyToManyField[Cdr, SettlementLine] = models.ManyToManyField(
+        Cdr, through="SettlementLine", related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
@@ -13,6 +14,9 @@ from reportlab.lib.units import mm
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from billing.models import Invoice
+
+if TYPE_CHECKING:
+    from reportlab.platypus import Flowable
 from tariffs.rating import round_money
 
 
@@ -55,14 +59,14 @@ def invoice_pdf(invoice: Invoice) -> bytes:
         author=invoice.seller.get("name", ""),
     )
     title = "Credit note" if invoice.kind == Invoice.Kind.CREDIT_NOTE else "Invoice"
-    story: list = [Paragraph(f"{title} {_escape(invoice.number or '')}", styles["Title"])]
+    story: list[Flowable] = [Paragraph(f"{title} {_escape(invoice.number or '')}", styles["Title"])]
     facts = [f"Issue date: {invoice.issue_date.isoformat() if invoice.issue_date else ''}"]
     if invoice.period_start and invoice.period_end:
         facts.append(
             f"Period: {invoice.period_start:%Y-%m-%d} to {invoice.period_end:%Y-%m-%d} (UTC, "
             "end exclusive)"
         )
-    if invoice.credit_of_id:
+    if invoice.credit_of:
         facts.append(f"Credits invoice {_escape(invoice.credit_of.number or '')}")
     if invoice.reason:
         facts.append(f"Reason: {_escape(invoice.reason)}")
@@ -80,7 +84,7 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     )
     story += [parties, Spacer(1, 6 * mm)]
 
-    rows = [
+    rows: list[list[str | Paragraph]] = [
         [
             "#",
             "Date (UTC)",

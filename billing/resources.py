@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from import_export import fields, resources, widgets
 
@@ -23,7 +23,7 @@ class IsoDateTimeWidget(widgets.Widget):
             return ""
         if isinstance(value, dt.datetime):
             return value.astimezone(dt.UTC).isoformat()
-        return value.isoformat()
+        return cast(str, value.isoformat())
 
 
 class PlainDecimalWidget(widgets.Widget):

@@ -96,7 +96,7 @@ def revenue_per_site_month(
     The CDR's own site snapshot wins; older CDRs without one fall back to the station's.
     """
     first_month, last_month = month_start(first_month), month_start(last_month)
-    cells: Money = defaultdict(lambda: defaultdict(lambda: ZERO))
+    cells: dict[Any, dict[str, Decimal]] = defaultdict(lambda: defaultdict(lambda: ZERO))
     cdrs = Cdr.objects.annotate(site=Coalesce("location_id", "session__station__location_id"))
     for zone, site_ids in zones.items():
         tz = zoneinfo.ZoneInfo(zone)

@@ -814,7 +814,8 @@ def invoice_credit(
 
 
 def invoice_draft_discard(*, invoice_id: int, user: User | None = None) -> int:
-    """Throw away a draft; its CDRs go back to billable and join the next period's invoice."""
+    """Throw away a draft; its CDRs go back to billable and join the next period's invoice.
+    Returns how many CDRs it released."""
     with transaction.atomic(durable=True):
         invoice = Invoice.objects.select_for_update(of=("self",)).get(pk=invoice_id)
         if invoice.is_issued:
@@ -828,4 +829,6 @@ def invoice_draft_discard(*, invoice_id: int, user: User | None = None) -> int:
             period=invoice.period_id,
             total_incl_vat=_str(invoice.total_incl_vat),
         )
+        released = invoice.lines.count()
         invoice.delete()
+        return released

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
 from django.conf import settings
 from django.db import OperationalError
 
+if TYPE_CHECKING:
+    from celery import Task
+
 
 @shared_task(bind=True, max_retries=5, acks_late=True)
-def cdr_create_for_session(self, session_id: int) -> int | None:  # type: ignore[no-untyped-def]
+def cdr_create_for_session(self: Task[Any, Any], session_id: int) -> int | None:
     """Rate an ended session into its CDR (idempotent: a redelivery returns the same CDR)."""
     from billing.services import cdr_create_for_session as create
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from cpo.models import User
 
@@ -15,5 +17,5 @@ class StaffUserAdmin(UserAdmin):
     def roles(self, obj: User) -> str:
         return ", ".join(group.name for group in obj.groups.all())
 
-    def get_queryset(self, request):  # type: ignore[no-untyped-def]
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
         return super().get_queryset(request).prefetch_related("groups")

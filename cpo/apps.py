@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from django.apps import AppConfig
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 
 class CpoConfig(AppConfig):
@@ -18,7 +21,7 @@ class CpoConfig(AppConfig):
 
 
 @register()
-def check_time_zone(app_configs, **kwargs):  # type: ignore[no-untyped-def]
+def check_time_zone(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> list[CheckMessage]:
     if settings.TIME_ZONE != "UTC":
         return [
             Error(
@@ -31,8 +34,10 @@ def check_time_zone(app_configs, **kwargs):  # type: ignore[no-untyped-def]
 
 
 @register(deploy=True)
-def check_production_secrets(app_configs, **kwargs):  # type: ignore[no-untyped-def]
-    warnings = []
+def check_production_secrets(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[CheckMessage]:
+    warnings: list[CheckMessage] = []
     if settings.DEBUG:
         warnings.append(Warning("DEBUG is on.", id="cpo.W001"))
     if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):

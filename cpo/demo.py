@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -14,7 +15,7 @@ DEMO_LOGINS = [
     ("Finance", "finance", "finance-demo-2026"),
     ("Support", "support", "support-demo-2026"),
 ]
-DEMO_STATIONS = [
+DEMO_STATIONS: list[dict[str, Any]] = [
     {"identity": "DEMO-16", "protocol": "ocpp1.6", "password": "DEMO-16-secret-pass", "evses": 2},
     {
         "identity": "DEMO-201",
@@ -104,7 +105,7 @@ def demo_data_load() -> None:
         account=account, name="Dana Driver", defaults={"email": "dana@demo-fleet.invalid"}
     )
     now = timezone.now()
-    token_fields = {
+    token_fields: dict[str, dict[str, Any]] = {
         "DEMO-TAG-OK": {
             "driver": driver,
             "account": account,
@@ -167,7 +168,7 @@ def demo_data_load() -> None:
     demo_history_load(now=now)
 
 
-def demo_history_load(*, now=None) -> None:  # type: ignore[no-untyped-def]
+def demo_history_load(*, now: datetime | None = None) -> None:
     """Thirty days of past charging on the demo stations, so the dashboard's charts, the station
     page and the reports have something to show: sessions with meter samples rated into CDRs,
     status reports and connections. Created once."""
@@ -186,7 +187,7 @@ def demo_history_load(*, now=None) -> None:  # type: ignore[no-untyped-def]
     now = (now or timezone.now()).replace(microsecond=0)
     rng = random.Random(2026)  # the same history on every machine
     token = IdToken.objects.get(uid_normalized="demo-tag-ok")
-    version = Tariff.objects.get(tariff_id=DEMO_TARIFF_ID).versions.order_by("number").first()
+    version = Tariff.objects.get(tariff_id=DEMO_TARIFF_ID).versions.order_by("number")[0]
     ended: list[int] = []
     samples: list[MeterSample] = []
     for station in stations:

@@ -49,7 +49,7 @@ def _check_celery() -> dict[str, object]:
         replies = app.control.ping(timeout=1.0)
     except Exception as exc:  # broker unreachable
         return {"ok": False, "error": str(exc)}
-    workers = sorted(name for reply in replies for name in reply)
+    workers = sorted(name for reply in replies or [] for name in reply)
     return {"ok": bool(workers), "workers": workers}
 
 

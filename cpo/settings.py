@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -89,7 +90,7 @@ TEMPLATES = [
 SQLITE_PATH = Path(envstr("CPO_SQLITE_PATH", str(DATA_DIR / "cpo.sqlite3")))
 DATABASE_URL = envsecret("DATABASE_URL")
 if DATABASE_URL:
-    DATABASES = {
+    DATABASES: dict[str, Any] = {
         "default": dj_database_url.parse(
             DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60), conn_health_checks=True
         )
@@ -130,7 +131,7 @@ else:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
 
-CHANNEL_LAYERS = {
+CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {

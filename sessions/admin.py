@@ -7,12 +7,12 @@ data and read-only here.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Model, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -65,7 +65,7 @@ def admin_link(obj: Any, label: str | None = None) -> str:
     return format_html('<a href="{}">{}</a>', url, label or str(obj))
 
 
-def changelist_link(model: type, label: str, **params: Any) -> str:
+def changelist_link(model: type[Model], label: str, **params: Any) -> str:
     url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
     query = "&".join(f"{key}={value}" for key, value in params.items())
     return format_html('<a href="{}?{}">{}</a>', url, query, label)
@@ -79,7 +79,7 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list.values("pk")[: self.CAP].count()
+        return cast("QuerySet[Any]", self.object_list).values("pk")[: self.CAP].count()
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -209,11 +209,11 @@ class CustomerAccountAdmin(AllOrNothingImportAdmin):
 
     @admin.display(description="Drivers", ordering="_drivers")
     def driver_count(self, obj: CustomerAccount) -> int:
-        return obj._drivers  # type: ignore[attr-defined]
+        return obj._drivers  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.display(description="Tokens", ordering="_tokens")
     def token_count(self, obj: CustomerAccount) -> str:
-        return changelist_link(IdToken, str(obj._tokens), account__id__exact=obj.pk)  # type: ignore[attr-defined]
+        return changelist_link(IdToken, str(obj._tokens), account__id__exact=obj.pk)  # type: ignore[attr-defined]  # annotated by get_queryset
 
     def save_model(
         self, request: HttpRequest, obj: CustomerAccount, form: ModelForm, change: bool
@@ -271,7 +271,7 @@ class DriverAdmin(AllOrNothingImportAdmin):
 
     @admin.display(description="Tokens", ordering="_tokens")
     def token_count(self, obj: Driver) -> str:
-        return changelist_link(IdToken, str(obj._tokens), driver__id__exact=obj.pk)  # type: ignore[attr-defined]
+        return changelist_link(IdToken, str(obj._tokens), driver__id__exact=obj.pk)  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.display(description="Sessions")
     def recent_sessions(self, obj: Driver) -> str:
@@ -329,10 +329,10 @@ class ValidityFilter(admin.SimpleListFilter):
     title = "validity"
     parameter_name = "validity"
 
-    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("valid", "Valid now"), ("expired", "Expired"), ("future", "Not yet valid")]
 
-    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def queryset(self, request: HttpRequest, queryset: QuerySet[IdToken]) -> QuerySet[IdToken]:
         now = timezone.now()
         if self.value() == "valid":
             return (
@@ -374,7 +374,7 @@ class IdTokenForm(forms.ModelForm):
         )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = cast("dict[str, Any]", super().clean())  # a ModelForm's is its cleaned_data
         # The form leaves uid_normalized out of the model's constraint checks: a uid that
         # differs only in case from an existing card is the same card.
         uid = data.get("uid")
@@ -586,10 +586,12 @@ class LiveFilter(admin.SimpleListFilter):
     title = "live or past"
     parameter_name = "live"
 
-    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("live", "Live"), ("past", "Past")]
 
-    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[ChargingSession]
+    ) -> QuerySet[ChargingSession]:
         if self.value() == "live":
             return queryset.filter(status=ChargingSession.Status.ACTIVE)
         if self.value() == "past":
@@ -603,15 +605,17 @@ class DriverFilter(admin.SimpleListFilter):
     title = "driver"
     parameter_name = "driver"
 
-    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         value = request.GET.get(self.parameter_name, "")
         if not value.isdigit():
             return []
         return [(str(d.pk), d.name) for d in Driver.objects.filter(pk=int(value))]
 
-    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
-        if self.value() and self.value().isdigit():
-            return queryset.filter(id_token__driver_id=int(self.value()))
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[ChargingSession]
+    ) -> QuerySet[ChargingSession]:
+        if (value := self.value()) and value.isdigit():
+            return queryset.filter(id_token__driver_id=int(value))
         return queryset
 
 

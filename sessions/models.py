@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -221,7 +223,7 @@ class IdToken(models.Model):
     def __str__(self) -> str:
         return self.uid
 
-    def save(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def save(self, *args: Any, **kwargs: Any) -> None:
         # A derived column, not business logic: kept in step with uid wherever it is written.
         self.uid_normalized = normalize_uid(self.uid)
         super().save(*args, **kwargs)
@@ -261,7 +263,7 @@ class IdToken(models.Model):
                     f"a group uid longer than {OCPP16_ID_TAG_LENGTH} characters cannot be sent "
                     "to OCPP 1.6 chargers as parentIdTag"
                 )
-        if self.driver_id and self.account_id and self.driver.account_id != self.account_id:
+        if self.account_id and self.driver and self.driver.account_id != self.account_id:
             errors["driver"] = "the driver belongs to another account"
         if errors:
             raise ValidationError(errors)
@@ -371,7 +373,7 @@ class ChargingSession(models.Model):
         return f"{self.station.identity} tx {self.transaction_id}"
 
     @property
-    def duration(self):  # type: ignore[no-untyped-def]
+    def duration(self) -> timedelta:
         end = self.ended_at or timezone.now()
         return end - self.started_at
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from django.db import models
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 from import_export import fields, resources, widgets
@@ -24,7 +23,7 @@ from sessions.services import ACCOUNT_FIELDS, id_token_default_account, id_token
 class ReferenceWidget(widgets.Widget):
     """An account or driver by its reference, or `#<id>` for one without a reference."""
 
-    def __init__(self, model: type[models.Model], label: str):
+    def __init__(self, model: type[CustomerAccount] | type[Driver], label: str):
         super().__init__()
         self.model = model
         self.label = label
@@ -96,8 +95,9 @@ class UtcDateTimeWidget(widgets.Widget):
     def clean(self, value: Any, row: Any = None, **kwargs: Any) -> datetime | None:
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
+        parsed: datetime | None
         if isinstance(value, datetime):
-            parsed: datetime | None = value
+            parsed = value
         elif isinstance(value, date):
             parsed = datetime.combine(value, time.min)
         else:

@@ -12,7 +12,7 @@ import zoneinfo
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
@@ -293,6 +293,7 @@ def session_curve(*, session: ChargingSession) -> dict[str, Any]:
     energy: list[dict[str, Any]] = []
     base = session.meter_start_wh
     for moment, measurand, unit, value in samples:
+        value = cast(Decimal, value)  # value__isnull=False
         t = epoch_ms(moment)
         if measurand == "Power.Active.Import":
             watts = value * KWH if unit == "kW" else value

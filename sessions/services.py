@@ -145,7 +145,7 @@ def _decide(
         # Roaming real-time authorization plugs in here once OCPI tokens exist.
         return AuthStatus.INVALID, "unknown token"
     candidates = [("token", token)]
-    if token.group_id:
+    if token.group:
         candidates.append(("group", token.group))
     for label, candidate in candidates:
         if candidate.blocked:
@@ -158,9 +158,9 @@ def _decide(
                 AuthStatus.NOT_AT_THIS_TIME,
                 f"{label} valid from {candidate.valid_from.isoformat()}",
             )
-    if token.account_id and not token.account.is_active:
+    if token.account and not token.account.is_active:
         return AuthStatus.BLOCKED, f"account {token.account_id} inactive"
-    if token.driver_id and not token.driver.is_active:
+    if token.driver and not token.driver.is_active:
         return AuthStatus.BLOCKED, f"driver {token.driver_id} inactive"
     if station_id is not None:
         allowed_stations = (
@@ -250,16 +250,16 @@ def authorization_decide(
     expiry = None
     if token is not None:
         expiry = token.valid_until
-        if token.group_id and token.group.valid_until:
+        if token.group and token.group.valid_until:
             expiry = min(filter(None, [expiry, token.group.valid_until]))
     return AuthorizationResult(
         status=status,
         reason=reason,
         token_id=token.pk if token else None,
         account_id=token.account_id if token else None,
-        group_uid=token.group.uid if token and token.group_id else "",
+        group_uid=token.group.uid if token and token.group else "",
         expiry=expiry,
-        group_type=token.group.type if token and token.group_id else "",
+        group_type=token.group.type if token and token.group else "",
     )
 
 
@@ -651,7 +651,7 @@ def session_transaction_event(
                 status=session.auth_status or AuthStatus.ACCEPTED,
                 reason="retry",
                 token_id=token.pk if token else None,
-                group_uid=token.group.uid if token and token.group_id else "",
+                group_uid=token.group.uid if token and token.group else "",
             )
         return TransactionEventResult(session.pk, True, authorization)
 
@@ -703,7 +703,7 @@ def session_transaction_event(
         if s.energy_wh() is not None and s.context in ("Transaction.Begin", "")
     ]
     if session.meter_start_wh is None and event.event_type == "Started":
-        readings = [s.energy_wh() for s in event.samples if s.energy_wh() is not None]
+        readings = [e for s in event.samples if (e := s.energy_wh()) is not None]
         if readings:
             session.meter_start_wh = min(readings)
     elif (
@@ -898,9 +898,9 @@ def id_token_default_account(token: IdToken) -> None:
     fleet card group)."""
     if token.account_id:
         return
-    if token.driver_id:
+    if token.driver:
         token.account_id = token.driver.account_id
-    elif token.group_id:
+    elif token.group:
         token.account_id = token.group.account_id
 
 
@@ -932,7 +932,7 @@ def id_token_update(*, token: IdToken, data: dict[str, Any]) -> IdToken:
     """Change a token's fields; blocking goes through id_token_block (it keeps a reason)."""
     changed = _assign(token, data, TOKEN_FIELDS)
     if "driver" in changed and "account" not in data:
-        token.account = token.driver.account if token.driver_id else token.account
+        token.account = token.driver.account if token.driver else token.account
     if not changed:
         return token
     token.full_clean()

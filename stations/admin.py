@@ -6,9 +6,12 @@ edge writes it, through services.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
@@ -90,7 +93,7 @@ class LocationAdmin(admin.ModelAdmin):
 
     @admin.display(description="Stations", ordering="_stations")
     def station_count(self, obj: Location) -> int:
-        return obj._stations  # type: ignore[attr-defined]
+        return obj._stations  # type: ignore[attr-defined]  # annotated by get_queryset
 
 
 class ConnectorInline(admin.TabularInline):
@@ -124,10 +127,12 @@ class OnlineFilter(admin.SimpleListFilter):
     title = "connection"
     parameter_name = "online"
 
-    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("yes", "Online"), ("no", "Offline"), ("faulted", "Has a faulted connector")]
 
-    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[ChargingStation]
+    ) -> QuerySet[ChargingStation]:
         if self.value() == "yes":
             return queryset.filter(is_online=True)
         if self.value() == "no":
@@ -182,12 +187,18 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
         ("Connection", {"fields": connection_fields}),
     )
 
-    def get_form(self, request, obj=None, change=False, **kwargs):  # type: ignore[no-untyped-def]
+    def get_form(
+        self,
+        request: HttpRequest,
+        obj: ChargingStation | None = None,
+        change: bool = False,
+        **kwargs: Any,
+    ) -> type[ModelForm[ChargingStation]]:
         from django import forms
 
         # The extra field must be on the form handed to modelform_factory: a field declared
         # only on a subclass of its result is refused as unknown by the fieldsets check.
-        class StationForm(self.form):  # type: ignore[name-defined,misc]
+        class StationForm(self.form):  # type: ignore[name-defined]  # a base known at run time
             new_password = forms.CharField(
                 required=False,
                 min_length=16,
@@ -200,7 +211,13 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
         kwargs["form"] = StationForm
         return super().get_form(request, obj, change, **kwargs)
 
-    def save_model(self, request, obj, form, change):  # type: ignore[no-untyped-def]
+    def save_model(
+        self,
+        request: HttpRequest,
+        obj: ChargingStation,
+        form: ModelForm[ChargingStation],
+        change: bool,
+    ) -> None:
         password = form.cleaned_data.get("new_password")
         if password:
             obj.set_password(password)

@@ -383,14 +383,14 @@ def uptime_report(
         .order_by("station_id", "evse__evse_id", "connector_id")
     )
     events: dict[int, list[tuple[datetime, int, int, str]]] = defaultdict(list)
-    for station_id, moment, evse_id, connector_id, status in (
+    for station_id, moment, evse_id, connector_id, reported in (
         ConnectorStatusEvent.objects.filter(
             station_id__in=station_ids, timestamp__gte=start, timestamp__lt=end
         )
         .order_by("station_id", "timestamp", "id")
         .values_list("station_id", "timestamp", "evse_id", "connector_id", "status")
     ):
-        events[station_id].append((moment, evse_id, connector_id, status))
+        events[station_id].append((moment, evse_id, connector_id, reported))
     online = online_intervals(station_ids=station_ids, start=start, end=end)
     per_station_connectors: dict[int, list[Connector]] = defaultdict(list)
     for c in connectors:
@@ -400,7 +400,7 @@ def uptime_report(
     for station in stations:
         site = station.location.name if station.location else ""
         mine = per_station_connectors[station.pk]
-        status = {(c.evse.evse_id, c.connector_id): c.initial_status for c in mine}
+        status = {(c.evse.evse_id, c.connector_id): c.initial_status for c in mine}  # type: ignore[attr-defined]  # annotated above
         station_status = station.initial_status or ""
         total = _UptimeRow(site, station.identity, "")
         rows = {key: _UptimeRow(site, station.identity, f"{key[0]}/{key[1]}") for key in status}

@@ -14,6 +14,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import widgets as admin_widgets
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
@@ -101,7 +102,7 @@ class TariffAssignmentInline(admin.TabularInline):
 class TariffForm(forms.ModelForm):
     effective_from = forms.SplitDateTimeField(
         required=False,
-        widget=admin.widgets.AdminSplitDateTime(),
+        widget=admin_widgets.AdminSplitDateTime(),
         label="Takes effect",
         help_text="Empty: now. A later time schedules the new prices; earlier is refused.",
     )
@@ -137,10 +138,10 @@ class ValidityFilter(admin.SimpleListFilter):
     title = "validity"
     parameter_name = "valid"
 
-    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [("now", "Valid now"), ("ended", "Ended"), ("future", "Starts later")]
 
-    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Tariff]) -> QuerySet[Tariff]:
         now = timezone.now()
         if self.value() == "now":
             return queryset.filter(
@@ -313,7 +314,7 @@ class TariffAdmin(admin.ModelAdmin):
 
     @admin.display(description="Applies at", ordering="_assignments")
     def assignment_count(self, obj: Tariff) -> int:
-        return obj._assignments  # type: ignore[attr-defined]
+        return obj._assignments  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.display(description="Price preview")
     def preview_link(self, obj: Tariff) -> str:
@@ -334,7 +335,7 @@ class ScopeFilter(admin.SimpleListFilter):
     title = "scope"
     parameter_name = "scope"
 
-    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [
             ("default", "Default"),
             ("site", "Site"),
@@ -343,7 +344,9 @@ class ScopeFilter(admin.SimpleListFilter):
             ("account", "For an account"),
         ]
 
-    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[TariffAssignment]
+    ) -> QuerySet[TariffAssignment]:
         no_station = Q(station__isnull=True)
         match self.value():
             case "default":

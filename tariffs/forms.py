@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -109,7 +109,7 @@ class TariffElementForm(forms.ModelForm):
                 self.initial[f"{prefix}_step_size"] = pc.step_size
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = cast("dict[str, Any]", super().clean())  # a ModelForm's is its cleaned_data
         components = []
         for prefix, type_, _unit, _step in COMPONENT_SLOTS:
             price = data.get(f"{prefix}_price")
@@ -149,7 +149,7 @@ class TariffElementFormSet(forms.BaseInlineFormSet):
             form
             for form in self.forms
             if form.is_valid()
-            and not self._should_delete_form(form)
+            and not self._should_delete_form(form)  # type: ignore[attr-defined]  # not in the stubs
             and (form.instance.pk or form.has_changed())
         ]
         taken: set[int] = set()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -315,7 +315,7 @@ class TariffAssignment(models.Model):
             raise ValidationError({"evse_id": "a connector needs its EVSE"})
         if self.station_id and self.evse_id is not None:
             self._clean_place()
-        if self.station_id and self.location_id and self.station.location_id != self.location_id:
+        if self.location_id and self.station and self.station.location_id != self.location_id:
             raise ValidationError({"location": "the station stands at another site"})
         if self.valid_from and self.valid_until and self.valid_from >= self.valid_until:
             raise ValidationError({"valid_until": "must be after valid from"})
@@ -323,7 +323,8 @@ class TariffAssignment(models.Model):
     def _clean_place(self) -> None:
         """The EVSE (and connector) must be one of the station's, once it has reported any:
         an assignment to a place that does not exist would silently price nothing."""
-        places = sorted(self.station.connectors.values_list("evse__evse_id", "connector_id"))
+        station = cast(ChargingStation, self.station)  # clean() calls this only with a station
+        places = sorted(station.connectors.values_list("evse__evse_id", "connector_id"))
         if not places:
             return
         known = ", ".join(f"EVSE {evse} connector {connector}" for evse, connector in places)

@@ -541,7 +541,7 @@ def preview_usage(
                 MeterReading(start, _ZERO, power),
                 MeterReading(charge_end, target, _ZERO),
             )
-            states = (StateChange(start, True),)
+            states: tuple[StateChange, ...] = (StateChange(start, True),)
             if parking_s:
                 states += (StateChange(charge_end, False),)
             return SessionUsage(start=start, end=end, readings=readings, states=states)
@@ -572,12 +572,12 @@ def preview_usage(
             delivered += gain
         else:
             readings_list.append(MeterReading(charge_end, delivered, _ZERO))
-        states = [StateChange(start, True)]
+        states_list = [StateChange(start, True)]
         parking_from = full_at if full_at is not None and full_at < charge_end else charge_end
         if parking_from < end:
-            states.append(StateChange(parking_from, False))
+            states_list.append(StateChange(parking_from, False))
         return SessionUsage(
-            start=start, end=end, readings=tuple(readings_list), states=tuple(states)
+            start=start, end=end, readings=tuple(readings_list), states=tuple(states_list)
         )
 
 
@@ -1267,9 +1267,7 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
         if dim in (FLAT, RESERVATION_FLAT):
             volume = Decimal(len(dim_lines))
         else:
-            volume = sum(
-                (p.dimension(dim).volume for p in periods if p.dimension(dim) is not None), _ZERO
-            )
+            volume = sum((d.volume for p in periods if (d := p.dimension(dim)) is not None), _ZERO)
         cost = _NO_COST
         for line in dim_lines:
             cost = cost + line.cost

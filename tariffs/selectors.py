@@ -371,7 +371,7 @@ def session_usage(
         last_reported = max((row[0] for row in rows), default=start)
         end = max(now or timezone.now(), last_reported, start)
     else:
-        end = max(session.ended_at, start)  # type: ignore[type-var]
+        end = max(session.ended_at or start, start)
 
     def measured(measurand: str, *, phases: bool = True) -> dict[dt.datetime, Decimal]:
         picked = [

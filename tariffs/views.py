@@ -162,6 +162,7 @@ def _default_time_zone(tariff: Tariff) -> str:
     )
     if assignment is None:
         return "Europe/Amsterdam"
+    # Both queries pick an assignment with a site, its own or its station's.
     location = assignment.location or assignment.station.location  # type: ignore[union-attr]
     return location.time_zone  # type: ignore[union-attr]
 

@@ -26,9 +26,9 @@ def _flush_retries_on_lock_conflicts():
     from django.db import OperationalError
     from django.test import TransactionTestCase
 
-    original = TransactionTestCase._fixture_teardown
+    original = TransactionTestCase._fixture_teardown  # type: ignore[attr-defined]  # private
 
-    def fixture_teardown(self):  # type: ignore[no-untyped-def]
+    def fixture_teardown(self):
         for attempt in range(6):
             try:
                 return original(self)
@@ -38,9 +38,9 @@ def _flush_retries_on_lock_conflicts():
                 time.sleep(0.5 * (attempt + 1))
         return None
 
-    TransactionTestCase._fixture_teardown = fixture_teardown
+    TransactionTestCase._fixture_teardown = fixture_teardown  # type: ignore[attr-defined]
     yield
-    TransactionTestCase._fixture_teardown = original
+    TransactionTestCase._fixture_teardown = original  # type: ignore[attr-defined]
 
 
 def free_port() -> int:

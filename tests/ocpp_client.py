@@ -407,7 +407,7 @@ async def station(
         extra.update(basic_auth(identity, password))
     ws = await websockets.connect(
         f"{ws_url}/{identity}",
-        subprotocols=subprotocols or [protocol],
+        subprotocols=[websockets.Subprotocol(p) for p in subprotocols or [protocol]],
         additional_headers=extra,
         open_timeout=10,
     )

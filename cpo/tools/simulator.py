@@ -328,7 +328,7 @@ class SimulatedStation:
             extra["local_addr"] = (self.spec.source_ip, 0)
         return await websockets.connect(
             f"{self.url}/{self.spec.identity}",
-            subprotocols=[self.protocol],
+            subprotocols=[websockets.Subprotocol(self.protocol)],
             additional_headers=headers,
             open_timeout=self.behaviour.open_timeout,
             # The CSMS pings; a second keep-alive from 10,000 clients is only load.
@@ -354,7 +354,7 @@ class SimulatedStation:
     async def boot(self) -> None:
         while True:
             if self.protocol == V16:
-                payload = {
+                payload: dict[str, Any] = {
                     "chargePointVendor": self.behaviour.vendor,
                     "chargePointModel": self.behaviour.model,
                     "chargePointSerialNumber": self.spec.identity[-25:],

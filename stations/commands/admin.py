@@ -93,7 +93,7 @@ class RawCommandForm(forms.Form):
 def form_params(form: forms.Form, verb: str) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for param in VERBS[verb].params:
-        value = form.cleaned_data.get(param.name)
+        value: Any = form.cleaned_data.get(param.name)
         if value in (None, "") and param.kind != "bool":
             continue
         if param.kind == "list":
@@ -105,7 +105,9 @@ def form_params(form: forms.Form, verb: str) -> dict[str, Any]:
 
 
 class StationCommandsAdminMixin:
-    """Adds `<station>/commands/` to a ChargingStation admin: history and a form per verb."""
+    """Adds `<station>/commands/` to a ChargingStation admin: history and a form per verb.
+
+    Its ignores are for the ModelAdmin attributes it uses, which mypy does not see on a mixin."""
 
     def get_urls(self) -> list[Any]:
         urls = super().get_urls()  # type: ignore[misc]
@@ -472,7 +474,7 @@ class JobTargetInline(admin.TabularInline):
 
     @admin.display(description="Command")
     def command_link(self, obj: JobTarget) -> str:
-        if obj.command_id is None:
+        if obj.command is None:
             return "—"
         url = reverse("admin:commands_command_change", args=[obj.command_id])
         return format_html('<a href="{}">{}</a>', url, obj.command.get_status_display())
@@ -561,10 +563,12 @@ class JobAdmin(admin.ModelAdmin):
             total,
         )
 
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
         if obj is None:
             kwargs["form"] = JobCreateForm
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:

@@ -7,6 +7,7 @@ Stations upload with HTTP POST (multipart/form-data, or the raw file as the body
 from __future__ import annotations
 
 import tempfile
+from typing import TYPE_CHECKING, cast
 
 from django.core.files import File
 from django.http import HttpRequest, HttpResponse
@@ -15,6 +16,9 @@ from django.views.decorators.http import require_http_methods
 
 from stations.commands import uploads
 from stations.commands.uploads import UploadRefused
+
+if TYPE_CHECKING:
+    from django.core.files.uploadedfile import UploadedFile
 
 CHUNK = 64 * 1024
 
@@ -31,7 +35,7 @@ def diagnostics_upload(request: HttpRequest, token: str, filename: str = "") -> 
         if content_type.startswith("multipart/form-data"):
             if not request.FILES:
                 raise UploadRefused("no file in the form", 400)
-            received = next(iter(request.FILES.values()))
+            received = cast("UploadedFile", next(iter(request.FILES.values())))
             stored = uploads.diagnostics_upload_store(
                 token=token, filename=filename or received.name or "", content=received
             )

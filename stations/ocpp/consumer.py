@@ -27,6 +27,7 @@ from stations.commands.dispatch import station_group
 from stations.ocpp import protocol
 from stations.ocpp.commands import outcome
 from stations.ocpp.db import db
+from stations.ocpp.protocol import Frame
 from stations.ocpp.v16 import handlers as v16
 from stations.ocpp.v201 import handlers as v201
 
@@ -175,11 +176,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self._log(log)
         await self.touch()
 
-    async def _answer(self, frame: protocol.Frame) -> tuple[str, bool]:
+    async def _answer(self, frame: Frame) -> tuple[str, bool]:
         """The reply to a CALL and whether it is a CALLERROR."""
         try:
             handler = self.handlers.handler_for(frame.action) if self.handlers else None
-            if handler is None:
+            if handler is None or self.handlers is None:
                 if protocol.is_action_of(self.protocol, frame.action):
                     raise protocol.OcppError(
                         "NotSupported", f"{frame.action} is not sent by a charging station"
@@ -241,7 +242,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         *,
         timeout: float,
         message_id: str | None = None,
-    ) -> protocol.Frame:
+    ) -> Frame:
         """Send one CALL and wait for its CALLRESULT or CALLERROR (one outstanding at a time)."""
         async with self.call_lock:
             message_id = message_id or str(uuid.uuid4())

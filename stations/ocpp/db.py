@@ -16,4 +16,4 @@ T = TypeVar("T")
 
 
 def db(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    return database_sync_to_async(function, thread_sensitive=False)  # type: ignore[return-value]
+    return database_sync_to_async(function, thread_sensitive=False)

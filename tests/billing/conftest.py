@@ -207,7 +207,7 @@ def station(db) -> ChargingStation:  # noqa: ARG001
     return make_site()
 
 
-def staff(username: str, role: str | None):  # type: ignore[no-untyped-def]
+def staff(username: str, role: str | None):
     from cpo.models import User
 
     user = User.objects.create_user(username=username, password="pw-12345-xyz", is_staff=True)

@@ -20,7 +20,7 @@ from tests.ocpp_client import station
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 
 
-def ts(moment) -> str:  # type: ignore[no-untyped-def]
+def ts(moment) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
@@ -36,7 +36,7 @@ async def test_demo_charge_produces_the_engines_cdr(daphne_server, celery_worker
 
     async with station(daphne_server.ws_url, "DEMO-16", password="DEMO-16-secret-pass") as cp:
 
-        async def status(value: str, at) -> None:  # type: ignore[no-untyped-def]
+        async def status(value: str, at) -> None:
             await cp.cp.call(
                 call.StatusNotification(
                     connector_id=2, error_code="NoError", status=value, timestamp=ts(at)
@@ -76,7 +76,7 @@ async def test_demo_charge_produces_the_engines_cdr(daphne_server, celery_worker
         )
 
     @sync_to_async
-    def cdr_of_session():  # type: ignore[no-untyped-def]
+    def cdr_of_session():
         from billing.models import Cdr
 
         return Cdr.objects.filter(session__ocpp16_transaction_id=started.transaction_id).first()
@@ -90,7 +90,7 @@ async def test_demo_charge_produces_the_engines_cdr(daphne_server, celery_worker
     assert cdr is not None, "the worker produced no CDR"
 
     @sync_to_async
-    def engine_result():  # type: ignore[no-untyped-def]
+    def engine_result():
         from sessions.models import ChargingSession
         from tariffs.services import session_rate
 

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 from decimal import Decimal
+from typing import Any
 
 import openpyxl
 import pytest
@@ -33,7 +34,7 @@ AMOUNTS = [
 
 
 @pytest.fixture
-def issued(station, roles) -> list[Invoice]:  # type: ignore[no-untyped-def]  # noqa: ARG001
+def issued(station, roles) -> list[Invoice]:  # noqa: ARG001
     for n in range(3):
         account = make_account(f"Account {n}")
         for i, (excl, rate) in enumerate(AMOUNTS[n:]):
@@ -49,17 +50,17 @@ def issued(station, roles) -> list[Invoice]:  # type: ignore[no-untyped-def]  # 
     return list(Invoice.objects.filter(period_start__month=1).order_by("pk"))
 
 
-def _export(client, model: str, query: str, fmt: str = "0"):  # type: ignore[no-untyped-def]
+def _export(client, model: str, query: str, fmt: str = "0"):
     return client.post(f"/admin/billing/{model}/export/?{query}", {"format": fmt, "resource": "0"})
 
 
-def _rows(response) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+def _rows(response) -> list[dict[str, str]]:
     assert response.status_code == 200, response.content[:500]
     assert "attachment" in response["Content-Disposition"]
     return list(csv.DictReader(io.StringIO(response.content.decode())))
 
 
-def test_finance_exports_invoice_lines_that_sum_to_the_issued_totals(client, issued) -> None:  # type: ignore[no-untyped-def]
+def test_finance_exports_invoice_lines_that_sum_to_the_issued_totals(client, issued) -> None:
     client.force_login(staff("finance", "Finance"))
     changelist = client.get("/admin/billing/invoiceline/")
     assert b"/admin/billing/invoiceline/export/" in changelist.content
@@ -98,20 +99,21 @@ def test_finance_exports_invoice_lines_that_sum_to_the_issued_totals(client, iss
     assert all(r["invoice_number"] for r in cdrs)
 
 
-def test_xlsx_export_keeps_numbers_numeric(client, issued) -> None:  # type: ignore[no-untyped-def]
+def test_xlsx_export_keeps_numbers_numeric(client, issued) -> None:
     client.force_login(staff("finance", "Finance"))
     response = _export(client, "invoice", "period_month=2025-01", fmt="1")
     assert response.status_code == 200
     sheet = openpyxl.load_workbook(io.BytesIO(response.content)).active
+    assert sheet is not None
     header, *rows = list(sheet.values)
-    totals = [row[header.index("total_incl_vat")] for row in rows]
+    totals: list[Any] = [row[header.index("total_incl_vat")] for row in rows]
     assert all(isinstance(t, int | float) for t in totals)
     assert round(sum(totals), 2) == float(sum((i.total_incl_vat for i in issued), D(0)))
     assert {row[header.index("currency")] for row in rows} == {"EUR"}
 
 
 @pytest.mark.parametrize("role", ["Operators", "Support"])
-def test_operators_and_support_cannot_export_issue_or_credit(client, issued, role) -> None:  # type: ignore[no-untyped-def]
+def test_operators_and_support_cannot_export_issue_or_credit(client, issued, role) -> None:
     client.force_login(staff("someone", role))
     changelist = client.get("/admin/billing/invoice/")
     assert changelist.status_code == 200  # they read
@@ -133,7 +135,7 @@ def test_operators_and_support_cannot_export_issue_or_credit(client, issued, rol
     assert response.status_code in (200, 302)
 
 
-def test_finance_credits_from_the_panel(client, issued) -> None:  # type: ignore[no-untyped-def]
+def test_finance_credits_from_the_panel(client, issued) -> None:
     client.force_login(staff("finance", "Finance"))
     invoice = issued[0]
     response = client.post(
@@ -151,7 +153,7 @@ def test_finance_credits_from_the_panel(client, issued) -> None:  # type: ignore
     assert note.issued_by.username == "finance"
 
 
-def test_finance_issues_drafts_from_the_panel(client, station, roles) -> None:  # type: ignore[no-untyped-def]  # noqa: ARG001
+def test_finance_issues_drafts_from_the_panel(client, station, roles) -> None:  # noqa: ARG001
     make_cdr(make_account("Fleet"), station, end=JAN, excl="5.00")
     services.billing_periods_close_due(now=AFTER_JAN)
     draft = Invoice.objects.get()

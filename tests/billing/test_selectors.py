@@ -39,7 +39,7 @@ def test_revenue_is_rated_cdrs_excl_vat_with_credits_deducted() -> None:
 
 
 @pytest.mark.django_db
-def test_revenue_per_month_in_the_panel_time_zone(settings) -> None:  # type: ignore[no-untyped-def]
+def test_revenue_per_month_in_the_panel_time_zone(settings) -> None:
     settings.PANEL_TIME_ZONE = "Europe/Amsterdam"
     station = make_site("B-2")
     account = make_account("Fleet")

@@ -18,4 +18,5 @@ def test_demo_data_is_idempotent():
     assert IdToken.objects.filter(uid__startswith="DEMO-TAG").count() == 3
     station = ChargingStation.objects.get(identity="DEMO-16")
     assert station.check_password("DEMO-16-secret-pass")
+    assert station.location is not None
     assert station.location.time_zone == "Europe/Amsterdam"

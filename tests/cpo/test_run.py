@@ -79,7 +79,7 @@ def test_run_command_serves_and_stops_cleanly(tmp_path):
             with pytest.raises(websockets.InvalidStatus):
                 await websockets.connect(
                     f"ws://127.0.0.1:{port}/ocpp/UNKNOWN-ID",
-                    subprotocols=["ocpp1.6"],
+                    subprotocols=[websockets.Subprotocol("ocpp1.6")],
                     open_timeout=10,
                 )
 

@@ -161,7 +161,9 @@ def test_token_added_in_the_panel_goes_through_the_service(
     with django_capture_on_commit_callbacks(execute=True):
         client.post(change, {**form, "valid_until_0": "2030-01-01", "valid_until_1": "00:00:00"})
     assert token_changes.calls == [[token.pk]]
-    assert IdToken.objects.get(pk=token.pk).valid_until.year == 2030
+    valid_until = IdToken.objects.get(pk=token.pk).valid_until
+    assert valid_until is not None
+    assert valid_until.year == 2030
 
 
 def test_driver_page_lists_their_sessions(
@@ -184,6 +186,7 @@ def test_driver_page_lists_their_sessions(
     )
     client.force_login(operator)
     driver = cards["dana"].driver
+    assert driver is not None
 
     page = client.get(reverse("admin:charging_driver_change", args=[driver.pk]))
     html = page.content.decode()

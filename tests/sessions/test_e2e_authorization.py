@@ -224,11 +224,12 @@ async def test_each_status_from_its_case(
         assert "groupIdToken" not in answers["valid"]
 
     # Every answer was recorded, with the reason behind it.
-    decisions = await sync_to_async(list)(
-        AuthorizationDecision.objects.filter(station__identity=network.identity).values_list(
-            "uid", "status", "reason"
-        )
-    )
+    decisions = [
+        row
+        async for row in AuthorizationDecision.objects.filter(
+            station__identity=network.identity
+        ).values_list("uid", "status", "reason")
+    ]
     reasons = {(uid, status): reason for uid, status, reason in decisions}
     assert reasons[(uids["blocked"], "Blocked")] == "token blocked: reported lost"
     assert reasons[(uids["member_of_blocked"], "Blocked")] == "group blocked"

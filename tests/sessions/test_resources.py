@@ -92,6 +92,7 @@ def test_thousand_cards_with_two_bad_rows_refused_then_imported(
     card = IdToken.objects.get(visual_number="NL-ACM-000137")
     assert card.uid == "04000089"
     assert card.uid_normalized == "04000089"
+    assert card.valid_until is not None
     assert card.valid_until.isoformat() == "2031-12-31T00:00:00+00:00"
     # The local-list sync hears about every imported card, once.
     assert token_changes.token_ids == set(IdToken.objects.values_list("pk", flat=True))

@@ -79,7 +79,7 @@ def test_energy_per_day_and_site_and_session_curve() -> None:
     assert [p["y"] for p in curve["energy"]] == [0.0, 2.5, 5.0]
 
 
-def test_live_sessions_running_cost_and_alerts(settings) -> None:  # type: ignore[no-untyped-def]
+def test_live_sessions_running_cost_and_alerts(settings) -> None:
     settings.PANEL_LONG_SESSION_HOURS = 10
     settings.PANEL_NO_ENERGY_MINUTES = 15
     now = timezone.now()

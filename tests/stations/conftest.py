@@ -12,7 +12,7 @@ from asgiref.sync import sync_to_async
 
 
 @pytest.fixture
-def make_station(transactional_db):  # type: ignore[no-untyped-def]  # noqa: ARG001
+def make_station(transactional_db):  # noqa: ARG001
     from stations.models import ChargingStation
 
     def make(identity: str, protocol: str = "ocpp1.6", **fields: Any) -> ChargingStation:
@@ -101,7 +101,7 @@ async def http(
 
 
 @pytest.fixture
-def api_token(transactional_db):  # type: ignore[no-untyped-def]  # noqa: ARG001
+def api_token(transactional_db):  # noqa: ARG001
     """An API token of a staff user allowed to send commands and run jobs."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Permission

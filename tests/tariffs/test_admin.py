@@ -81,7 +81,7 @@ def test_add_tariff_with_elements_and_prices(admin_client):
             ),
             element_data(1, energy_price="0.40", energy_vat="21", energy_step_size="500"),
         ],
-        **{
+        **{  # type: ignore[arg-type]  # mypy matches these keys to `initial`; none is
             "assignments-TOTAL_FORMS": "1",
             "assignments-0-location": str(site.pk),
             "assignments-0-station": "",
@@ -292,8 +292,12 @@ def test_a_scheduled_price_applies_from_its_time_and_the_past_is_refused(admin_c
     scheduled = {"effective_from_0": f"{later:%Y-%m-%d}", "effective_from_1": f"{later:%H:%M:%S}"}
     assert admin_client.post(url, _demo_change(tariff, "0.45", **scheduled)).status_code == 302
     now = timezone.now()
-    assert tariff_version_in_force(tariff=tariff, at=now).number == 1
-    assert tariff_version_in_force(tariff=tariff, at=later).number == 2
+    in_force_now = tariff_version_in_force(tariff=tariff, at=now)
+    in_force_later = tariff_version_in_force(tariff=tariff, at=later)
+    assert in_force_now is not None
+    assert in_force_now.number == 1
+    assert in_force_later is not None
+    assert in_force_later.number == 2
     assert "scheduled: v2 from" in admin_client.get(url).content.decode()
     past = {"effective_from_0": "2020-01-01", "effective_from_1": "00:00:00"}
     response = admin_client.post(url, _demo_change(tariff, "0.55", **past))

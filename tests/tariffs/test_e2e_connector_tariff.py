@@ -114,7 +114,7 @@ async def test_connector_2_tariff_prices_the_connector_2_session(
         on_one = await _charge(cp, 1, start + timedelta(minutes=30), 10_000)
 
     @sync_to_async
-    def cdrs() -> dict[int, Any]:
+    def cdrs() -> dict[int | None, Any]:
         from billing.models import Cdr
 
         return {
@@ -124,7 +124,7 @@ async def test_connector_2_tariff_prices_the_connector_2_session(
             )
         }
 
-    rated: dict[int, Any] = {}
+    rated: dict[int | None, Any] = {}
     for _ in range(160):  # frozen at start and rated after the stop by the worker
         rated = await cdrs()
         if len(rated) == 2:
@@ -133,7 +133,7 @@ async def test_connector_2_tariff_prices_the_connector_2_session(
     assert len(rated) == 2, "the worker did not rate both sessions"
 
     @sync_to_async
-    def places() -> dict[int, tuple[Any, ...]]:
+    def places() -> dict[int | None, tuple[Any, ...]]:
         from sessions.models import ChargingSession, MeterSample
 
         result = {}

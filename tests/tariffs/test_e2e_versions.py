@@ -79,7 +79,7 @@ def _operator_raises_the_price(price: str) -> int:
         ),
     )
     assert response.status_code == 302, response.content[-1500:]
-    return tariff.versions.order_by("-number").first().number
+    return int(tariff.versions.count())
 
 
 class Charger:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -36,23 +37,25 @@ PROPERTY_SETTINGS = settings(
 )
 
 
-def local(tz: ZoneInfo, *args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=tz).astimezone(UTC)
+def local(
+    tz: ZoneInfo, year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=tz).astimezone(UTC)
 
 
 def comp(type_: str, price: str, step: int = 1, vat: str | None = "19") -> PriceComponent:
     return PriceComponent(type_, D(price), None if vat is None else D(vat), step)
 
 
-def element(*components: PriceComponent, **restrictions: object) -> TariffElement:
+def element(*components: PriceComponent, **restrictions: Any) -> TariffElement:
     return TariffElement(
         tuple(components),
-        Restrictions(**restrictions) if restrictions else None,  # type: ignore[arg-type]
+        Restrictions(**restrictions) if restrictions else None,
     )
 
 
-def tariff(*elements: TariffElement, **kwargs: object) -> Tariff:
-    return Tariff(id="T1", currency=kwargs.pop("currency", "EUR"), elements=elements, **kwargs)  # type: ignore[arg-type]
+def tariff(*elements: TariffElement, **kwargs: Any) -> Tariff:
+    return Tariff(id="T1", currency=kwargs.pop("currency", "EUR"), elements=elements, **kwargs)
 
 
 def usage(
@@ -364,7 +367,7 @@ def test_no_matching_element_is_free_for_that_period() -> None:
     t = tariff(element(comp("TIME", "2.00", vat=None), start_time=dt.time(8), end_time=dt.time(10)))
     u = SessionUsage(start=local(BERLIN, 2025, 6, 2, 7), end=local(BERLIN, 2025, 6, 2, 11))
     rating = rate_session(t, u, BERLIN)
-    assert [p.dimension("TIME").element_index for p in rating.periods] == [None, 0, None]  # type: ignore[union-attr]
+    assert [p.dimension("TIME").element_index for p in rating.periods] == [None, 0, None]  # type: ignore[union-attr]  # each period has TIME
     assert [line.period_index for line in rating.lines] == [1]
     assert rating.total_time_h == D(4)
     assert rating.total_cost_excl_vat == D("4.00")

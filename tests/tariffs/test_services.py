@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -27,15 +28,17 @@ BERLIN = ZoneInfo("Europe/Berlin")
 SINCE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 
-def berlin(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=BERLIN).astimezone(dt.UTC)
+def berlin(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, tzinfo=BERLIN).astimezone(dt.UTC)
 
 
-def make_tariff(tariff_id: str, *elements: list[tuple], **fields) -> Tariff:
+def make_tariff(
+    tariff_id: str, *elements: list[tuple[Any, ...] | dict[str, Any]], **fields
+) -> Tariff:
     """elements: lists of (type, price, vat, step) plus an optional dict of restrictions."""
     tariff = Tariff.objects.create(tariff_id=tariff_id, name=tariff_id, **fields)
     for position, spec in enumerate(elements):
-        restrictions = spec[-1] if isinstance(spec[-1], dict) else {}
+        restrictions: dict[str, Any] = spec[-1] if isinstance(spec[-1], dict) else {}
         element = TariffElement.objects.create(tariff=tariff, position=position, **restrictions)
         for type_, price, vat, step in (c for c in spec if isinstance(c, tuple)):
             PriceComponent.objects.create(
@@ -179,12 +182,14 @@ def test_start_fixes_the_accounts_price_and_later_versions_change_nothing(cp, fl
     )
 
     version = selectors.session_tariff_version(session=session)
+    assert version is not None
     assert version.ocpi["id"] == "FLEET"
     assert version.ocpi["elements"][0]["price_components"][0]["price"] == "0.3"
 
     # A later price change, published, and a second fix leave the session's price alone.
     PriceComponent.objects.filter(element__tariff__tariff_id="FLEET").update(price=D("0.90"))
     newer = services.tariff_version_publish(tariff=Tariff.objects.get(tariff_id="FLEET"))
+    assert newer is not None
     assert (newer.number, newer.changes) == (
         2,
         "elements[0].price_components[ENERGY].price: 0.3 → 0.9",

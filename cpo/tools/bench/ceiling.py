@@ -112,7 +112,7 @@ async def serve(host: str, port: int) -> None:
         _serve_connection,
         host,
         port,
-        subprotocols=["ocpp2.0.1", "ocpp1.6"],
+        subprotocols=[websockets.Subprotocol("ocpp2.0.1"), websockets.Subprotocol("ocpp1.6")],
         # As the back office: a storm must not meet a backlog of 100.
         backlog=4096,
         compression=None,

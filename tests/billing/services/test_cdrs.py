@@ -31,7 +31,7 @@ START = dt.datetime(2025, 3, 10, 17, 30, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def ended(station):  # type: ignore[no-untyped-def]
+def ended(station):
     """10 kWh over 60 minutes, the last 15 of them parked (SuspendedEV)."""
     account = make_account("Fleet A")
     token = make_token(account)
@@ -78,11 +78,13 @@ def test_cdr_from_an_ended_session_matches_the_engine(ended: ChargingSession) ->
     assert cdr.site_snapshot["name"] == "Harbour car park"
     assert cdr.site_snapshot["evse_uid"] == "CP-BILL-1-1"
     assert cdr.site_snapshot["connector_standard"] == "IEC_62196_T2"
+    assert ended.id_token is not None
     assert cdr.token_snapshot["uid"] == ended.id_token.uid
     assert cdr.token_visual_number == ended.id_token.visual_number
     assert cdr.tariff_snapshot == ended.tariff.version.ocpi
     assert cdr.tariff_version == ended.tariff.version
     assert cdr.account_id == ended.account_id
+    assert cdr.signed_data is not None
     assert [v["nature"] for v in cdr.signed_data["signed_values"]] == ["Start", "End"]
     assert cdr.signed_data["signed_values"][0]["signed_data"].startswith("OCMF|")
     # Unrounded, for audits.
@@ -138,6 +140,7 @@ def test_rerate_credits_the_uninvoiced_cdr_and_makes_a_new_revision(
 def test_an_invoiced_session_cannot_be_rerated(ended: ChargingSession) -> None:
     cdr = services.cdr_create_for_session(session_id=ended.pk)
     assert cdr is not None
+    assert ended.account is not None
     period, _ = services.billing_period_ensure(account=ended.account, instant=START)
     invoice = services.billing_period_close(
         period_id=period.pk, now=period.end + dt.timedelta(hours=1)
@@ -154,7 +157,7 @@ def test_an_invoiced_session_cannot_be_rerated(ended: ChargingSession) -> None:
 
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
-def test_session_end_rates_the_session_in_a_real_worker(station) -> None:  # type: ignore[no-untyped-def]
+def test_session_end_rates_the_session_in_a_real_worker(station) -> None:
     """session_stop -> session_ended -> on_commit -> Celery -> a worker writes the CDR."""
     from cpo.celery import app
 

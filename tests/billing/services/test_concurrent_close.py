@@ -23,7 +23,7 @@ CDRS_PER_ACCOUNT = 5
 
 @pytest.mark.live
 @pytest.mark.django_db(transaction=True)
-def test_two_workers_closing_at_once_bill_each_cdr_once(station) -> None:  # type: ignore[no-untyped-def]
+def test_two_workers_closing_at_once_bill_each_cdr_once(station) -> None:
     if connection.vendor == "sqlite":
         pytest.skip(
             "SQLite serialises every writer (IMMEDIATE transactions): two workers "

@@ -55,8 +55,9 @@ async def browser_page(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         )
         context = await browser.new_context(viewport={"width": 1400, "height": 1000})
         page = await context.new_page()
-        page.errors = []  # type: ignore[attr-defined]
-        page.on("pageerror", lambda error: page.errors.append(str(error)))  # type: ignore[attr-defined]
+        errors: list[str] = []
+        page.errors = errors  # type: ignore[attr-defined]  # read by the tests
+        page.on("pageerror", lambda error: errors.append(str(error)))
         try:
             yield page
         finally:

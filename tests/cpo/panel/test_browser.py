@@ -36,7 +36,7 @@ def make_station(identity: str) -> ChargingStation:
     return row
 
 
-async def boot(cp) -> None:  # type: ignore[no-untyped-def]
+async def boot(cp) -> None:
     answer = await cp.cp.call(
         call.BootNotification(charge_point_vendor="ACME", charge_point_model="Wallbox 22")
     )
@@ -51,7 +51,7 @@ async def boot(cp) -> None:  # type: ignore[no-untyped-def]
 
 async def test_dashboard_counts_a_station_online_without_reload(
     daphne_server, roles, browser_page
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     await make_station("PANEL-LIVE-1")
     await sync_to_async(make_staff)("operator1", "Operators")
     page = browser_page
@@ -76,7 +76,7 @@ async def test_dashboard_counts_a_station_online_without_reload(
 
 async def test_remote_command_from_the_station_page_shows_its_result(
     daphne_server, roles, browser_page
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     row = await make_station("PANEL-CMD-1")
     await sync_to_async(make_staff)("operator2", "Operators")
     page = browser_page
@@ -99,13 +99,14 @@ async def test_remote_command_from_the_station_page_shows_its_result(
     command = await sync_to_async(Command.objects.select_related("requested_by").get)(station=row)
     assert command.status == Command.Status.ACCEPTED
     assert command.origin == Command.Origin.ADMIN
+    assert command.requested_by is not None
     assert command.requested_by.username == "operator2"
     assert page.errors == []
 
 
 async def test_support_sees_the_station_page_without_command_buttons(
     daphne_server, roles, browser_page
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     row = await make_station("PANEL-RO-1")
     await sync_to_async(make_staff)("support1", "Support")
     page = browser_page
@@ -125,7 +126,7 @@ async def test_support_sees_the_station_page_without_command_buttons(
 
 
 @sync_to_async
-def issue_invoices() -> list[str]:
+def issue_invoices() -> list[str | None]:
     from billing import services
     from billing.models import Invoice
     from tests.billing.conftest import make_account, make_cdr, make_site
@@ -143,7 +144,7 @@ def issue_invoices() -> list[str]:
 
 async def test_finance_exports_invoices_as_csv_from_the_panel(
     daphne_server, roles, browser_page, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     numbers = await issue_invoices()
     assert len(numbers) == 2
     await sync_to_async(make_staff)("finance1", "Finance")
@@ -166,7 +167,7 @@ async def test_finance_exports_invoices_as_csv_from_the_panel(
 
 async def test_dashboard_and_station_page_render_the_demo_data_with_charts(
     daphne_server, roles, browser_page
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     from cpo.demo import DEMO_LOGINS, demo_data_load
 
     await sync_to_async(demo_data_load)()

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db
 H = dt.timedelta(hours=1)
 
 
-def test_dashboard_summary_counts_and_alerts(settings) -> None:  # type: ignore[no-untyped-def]
+def test_dashboard_summary_counts_and_alerts(settings) -> None:
     settings.PANEL_LONG_SESSION_HOURS = 10
     settings.PANEL_NO_ENERGY_MINUTES = 15
     now = timezone.now()
@@ -61,7 +61,7 @@ def test_dashboard_summary_counts_and_alerts(settings) -> None:  # type: ignore[
 
 
 def test_dashboard_query_count_is_constant_in_the_number_of_stations(
-    django_assert_max_num_queries,  # type: ignore[no-untyped-def]
+    django_assert_max_num_queries,
 ) -> None:
     now = timezone.now()
 
@@ -91,7 +91,7 @@ def test_dashboard_query_count_is_constant_in_the_number_of_stations(
     assert large["alerts"]["counts"]["connector_faulted"] == 20
 
 
-def test_station_live_finds_each_connectors_session(client, roles) -> None:  # type: ignore[no-untyped-def]  # noqa: ARG001
+def test_station_live_finds_each_connectors_session(client, roles) -> None:  # noqa: ARG001
     from stations.commands import services as command_services
 
     now = timezone.now()
@@ -152,14 +152,14 @@ def test_revenue_comes_from_cdrs() -> None:
     assert today["revenue_label"] == chart["label"]
 
 
-def _csv(response) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+def _csv(response) -> list[dict[str, str]]:
     assert response.status_code == 200, response.content[:300]
     assert response["Content-Type"].startswith("text/csv")
     assert "attachment" in response["Content-Disposition"]
     return list(csv.DictReader(io.StringIO(response.content.decode())))
 
 
-def test_reports_render_and_export_csv(client, roles) -> None:  # type: ignore[no-untyped-def]  # noqa: ARG001
+def test_reports_render_and_export_csv(client, roles) -> None:  # noqa: ARG001
     from tests.billing.conftest import make_account, make_cdr, make_site
 
     site = make_site("R-1")
@@ -198,7 +198,7 @@ def test_reports_render_and_export_csv(client, roles) -> None:  # type: ignore[n
     assert b"The end is before the start" in bad.content
 
 
-def test_json_endpoints_are_staff_only(client, roles) -> None:  # type: ignore[no-untyped-def]  # noqa: ARG001
+def test_json_endpoints_are_staff_only(client, roles) -> None:  # noqa: ARG001
     station = make_station("J-1")
     anonymous = client.get("/admin/panel/dashboard.json")
     assert anonymous.status_code == 302
@@ -218,7 +218,7 @@ def test_json_endpoints_are_staff_only(client, roles) -> None:  # type: ignore[n
     assert refused.status_code == 403
 
 
-def test_command_endpoint_reports_an_invalid_command(client, roles) -> None:  # type: ignore[no-untyped-def]  # noqa: ARG001
+def test_command_endpoint_reports_an_invalid_command(client, roles) -> None:  # noqa: ARG001
     station = make_station("C-1")
     client.force_login(make_staff("op", "Operators"))
     answer = client.post(
@@ -244,7 +244,7 @@ def test_command_endpoint_reports_an_invalid_command(client, roles) -> None:  # 
     assert station.commands.get().payload == {"type": "Hard"}
 
 
-def test_each_role_finds_its_work_first(rf, roles) -> None:  # type: ignore[no-untyped-def]  # noqa: ARG001
+def test_each_role_finds_its_work_first(rf, roles) -> None:  # noqa: ARG001
     apps = [{"app_label": label} for label in ("billing", "charging", "stations", "tariffs")]
     finance = make_staff("f", "Finance")
     operator = make_staff("o", "Operators")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -15,7 +16,7 @@ from cpo.tools.simulator import Behaviour, Fleet, Swarm, fleet_specs
 pytestmark = pytest.mark.live
 
 
-def _behaviour(**extra: object) -> Behaviour:
+def _behaviour(**extra: Any) -> Behaviour:
     return Behaviour(
         heartbeats=False,
         session_gap=None,
@@ -24,11 +25,11 @@ def _behaviour(**extra: object) -> Behaviour:
         reconnect_min=0.2,
         response_timeout=15,
         id_tag="BENCH-TAG-OK",
-        **extra,  # type: ignore[arg-type]
+        **extra,
     )
 
 
-async def _wait(condition, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+async def _wait(condition, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached in time"

@@ -8,7 +8,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.stations.commands.a
 
 
 @pytest.fixture
-def operator(client, django_user_model):  # type: ignore[no-untyped-def]
+def operator(client, django_user_model):
     user = django_user_model.objects.create_superuser("op", "op@example.com", "pw")
     client.force_login(user)
     return client
@@ -31,6 +31,7 @@ def test_command_page_sends_a_verb_and_refuses_invalid_raw(operator):
     command = Command.objects.get()
     assert (command.action, command.payload) == ("Reset", {"type": "Immediate", "evseId": 1})
     assert command.origin == "admin"
+    assert command.requested_by is not None
     assert command.requested_by.username == "op"
 
     response = operator.post(

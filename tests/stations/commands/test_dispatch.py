@@ -82,9 +82,9 @@ async def test_api_of_node_a_reaches_the_station_held_by_node_b(
         node_b.stop()
 
 
-async def _raw_station(ws_url: str, identity: str, protocol: str = "ocpp1.6"):  # type: ignore[no-untyped-def]
+async def _raw_station(ws_url: str, identity: str, protocol: str = "ocpp1.6"):
     return await websockets.connect(
-        f"{ws_url}/{identity}", subprotocols=[protocol], open_timeout=10
+        f"{ws_url}/{identity}", subprotocols=[websockets.Subprotocol(protocol)], open_timeout=10
     )
 
 

@@ -4,6 +4,7 @@ firmware rollout with a concurrency limit, retries and per-station progress."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import uuid
 from pathlib import Path
@@ -19,7 +20,7 @@ from tests.stations.conftest import http, until, until_online
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 
 
-def _call_of(client, action: str, count: int = 1):  # type: ignore[no-untyped-def]
+def _call_of(client, action: str, count: int = 1):
     calls = [payload for name, payload in client.cp.received_calls if name == action]
     return calls[count - 1] if len(calls) >= count else None
 
@@ -122,8 +123,8 @@ async def test_diagnostics_job_files_upload_to_the_back_office(
             (
                 u.station.identity,
                 Path(u.file.path).read_bytes(),
-                u.job_target.job_id,
-                u.job_target.station_id,
+                u.job_target.job_id,  # type: ignore[union-attr]  # a job's uploads have targets
+                u.job_target.station_id,  # type: ignore[union-attr]
             )
             for u in DiagnosticsUpload.objects.exclude(uploaded_at=None).select_related(
                 "station", "job_target"
@@ -247,7 +248,7 @@ async def test_firmware_rollout_with_concurrency_retries_and_progress(
             await report(identity, "Installed")
         remaining = [i for i in identities if i not in first and i not in rest]
         for identity in remaining:
-            await until(lambda i=identity: _call_of(clients[i], "UpdateFirmware"), 30)
+            await until(functools.partial(_call_of, clients[identity], "UpdateFirmware"), 30)
             await report(identity, "Installed")
 
         def job_state() -> tuple[str, dict[str, tuple[str, int, str]]]:

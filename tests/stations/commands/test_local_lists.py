@@ -17,17 +17,17 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 class Answers:
     """An awaitable answer that changes: the first ones in order, then the last for good."""
 
-    def __init__(self, *answers):  # type: ignore[no-untyped-def]
+    def __init__(self, *answers):
         self.answers = list(answers)
 
-    def __await__(self):  # type: ignore[no-untyped-def]
-        async def next_answer():  # type: ignore[no-untyped-def]
+    def __await__(self):
+        async def next_answer():
             return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
 
         return next_answer().__await__()
 
 
-def _lists(client) -> list[dict]:  # type: ignore[no-untyped-def]
+def _lists(client) -> list[dict]:
     return [
         json.loads(f)[3]
         for f in client.connection.received

@@ -360,7 +360,7 @@ async def test_schema_violations_get_their_constraint_code(protocol_name, action
 # --- routing ----------------------------------------------------------------------------------
 
 # Per version: actions a station may not send: (action, payload, code).
-NOT_FOR_THE_STATION = {
+NOT_FOR_THE_STATION: dict[str, list[tuple[str, dict[str, Any], str]]] = {
     V16: [
         ("FlyToTheMoon", {}, "NotImplemented"),
         ("heartbeat", {}, "NotImplemented"),  # actions are CamelCase; nothing else is routed
@@ -395,11 +395,14 @@ async def test_unknown_and_csms_actions_are_refused(protocol_name, action, paylo
         await station.heartbeat()
 
 
-BOOT = {
+BOOT: dict[str, dict[str, Any]] = {
     V16: {"chargePointVendor": "ACME", "chargePointModel": "Wallbox"},
     V201: {"chargingStation": {"vendorName": "ACME", "model": "Wallbox"}, "reason": "PowerUp"},
 }
-AUTHORIZE = {V16: {"idTag": "CARD-1"}, V201: {"idToken": {"idToken": "CARD-1", "type": "ISO14443"}}}
+AUTHORIZE: dict[str, dict[str, Any]] = {
+    V16: {"idTag": "CARD-1"},
+    V201: {"idToken": {"idToken": "CARD-1", "type": "ISO14443"}},
+}
 STATUS = {
     V16: {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
     V201: {

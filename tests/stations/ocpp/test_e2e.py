@@ -189,6 +189,7 @@ async def test_ocpp16_full_charge_is_answered_and_recorded(daphne_server):
         assert session.last_power_w == Decimal(11000)
         assert session.last_soc == Decimal(55)
         assert session.status == "completed"
+        assert session.id_token is not None
         assert session.id_token.uid == "04A1B2C3D4"
         contexts = list(
             AuthorizationDecision.objects.filter(station=station_row)
@@ -602,7 +603,7 @@ async def test_bad_frames_get_the_right_callerror_and_the_connection_lives_on(
     identity = f"CP-BAD-{protocol[-3:]}"
     await make_station(identity, protocol=protocol)
     reset = "Reset"
-    authorize = (
+    authorize: tuple[dict[str, object], ...] = (
         ({"idTag": 5}, {}, {"idTag": "A", "bogus": 1})
         if protocol == "ocpp1.6"
         else (
@@ -677,7 +678,9 @@ async def test_subprotocol_negotiation_honours_the_chargers_order(daphne_server)
         daphne_server.ws_url, "CP-PROTO", subprotocols=["ocpp1.6", "ocpp2.0.1"]
     ) as cp:
         assert cp.ws.subprotocol == "ocpp1.6"
-    ws = await websockets.connect(f"{daphne_server.ws_url}/CP-PROTO", subprotocols=["ocpp1.5"])
+    ws = await websockets.connect(
+        f"{daphne_server.ws_url}/CP-PROTO", subprotocols=[websockets.Subprotocol("ocpp1.5")]
+    )
     assert ws.subprotocol is None
     with pytest.raises(websockets.ConnectionClosed):
         await asyncio.wait_for(ws.recv(), 5)
@@ -861,6 +864,7 @@ async def test_demo_stations_accept_the_printed_credentials(daphne_server):
         session = ChargingSession.objects.get(ocpp16_transaction_id=started.transaction_id)
         assert session.station.identity == "DEMO-16"
         assert session.energy_wh == Decimal(4200)
+        assert session.account is not None
         assert session.account.name == "Demo Fleet BV"
         # And the operator sees it in the panel with its energy.
         from django.test import Client

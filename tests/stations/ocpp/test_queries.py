@@ -37,7 +37,7 @@ import base64
 import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -110,12 +110,12 @@ def card(transactional_db):  # noqa: ARG001
 
 @pytest.fixture
 def cp16(card):  # noqa: ARG001
-    return v16.Handlers(FakeConsumer(make_station("Q-16", V16)))
+    return v16.Handlers(cast(OcppConsumer, FakeConsumer(make_station("Q-16", V16))))
 
 
 @pytest.fixture
 def cp201(card):  # noqa: ARG001
-    return v201.Handlers(FakeConsumer(make_station("Q-201", V201)))
+    return v201.Handlers(cast(OcppConsumer, FakeConsumer(make_station("Q-201", V201))))
 
 
 @sync_to_async
