@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from import_export.admin import ExportMixin
@@ -27,6 +30,7 @@ from billing.models import (
     Invoice,
     InvoiceLine,
     InvoiceVatLine,
+    SessionReview,
     SettlementLine,
     SettlementStatement,
 )
@@ -38,11 +42,14 @@ from billing.resources import (
     SettlementLineResource,
 )
 from cpo.lib.api import ApplicationError
+from sessions.models import ChargingSession
+from tariffs.models import Tariff
 
 if TYPE_CHECKING:
     from django.db.models.options import Options
 
     from billing.models import CdrQuerySet
+    from cpo.models import User
 
 
 class ReadOnlyMixin:
@@ -464,3 +471,170 @@ class BillingAuditEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ("action", "object_type")
     list_select_related = ("user",)
     readonly_fields = [f.name for f in BillingAuditEntry._meta.fields]
+
+
+# --- Finance's review queue ---------------------------------------------------------------------
+
+
+def _staff(request: HttpRequest) -> User:
+    # The admin serves logged-in staff only (admin_site.admin_view).
+    return cast("User", request.user)
+
+
+class ReviewDecisionForm(forms.Form):
+    reason = forms.CharField(max_length=200, help_text="Kept with the decision in the audit log.")
+
+
+class TariffChoiceForm(forms.Form):
+    tariff = forms.ModelChoiceField(
+        queryset=Tariff.objects.filter(versions__isnull=False).distinct().order_by("name"),
+        help_text="Its version in force when the session started prices it.",
+    )
+
+
+class RatingStatusFilter(admin.SimpleListFilter):
+    title = "rating status"
+    parameter_name = "rating"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            (str(status.value), str(status.label))
+            for status in ChargingSession.RatingStatus
+            if status in ChargingSession.RATING_ATTENTION
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value():
+            return queryset.filter(rating_status=self.value())
+        return queryset
+
+
+@admin.register(SessionReview)
+class SessionReviewAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Ended sessions that no CDR covers yet because finance must decide: no tariff applied
+    at their start, they are held for review (a refused token that charged anyway, a meter
+    anomaly, an orphan), or rating failed. Each decision goes through a billing service and
+    lands in the audit log."""
+
+    list_display = (
+        "station_identity",
+        "started_at",
+        "ended_at",
+        "energy",
+        "rating_status",
+        "rating_note",
+        "flags",
+        "account",
+    )
+    list_filter = (RatingStatusFilter,)
+    list_select_related = ("station", "account")
+    search_fields = ("station__identity", "id_tag", "transaction_id")
+    actions = ["assign_tariff_and_rate", "bill_anyway", "write_off", "rate_again"]
+    ordering = ("ended_at",)
+
+    def has_review_session_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("billing.review_session")
+
+    @admin.display(description="Station", ordering="station__identity")
+    def station_identity(self, obj: SessionReview) -> str:
+        return obj.station.identity
+
+    @admin.display(description="kWh")
+    def energy(self, obj: SessionReview) -> str:
+        return str(obj.energy_kwh)
+
+    @admin.display(description="Flags")
+    def flags(self, obj: SessionReview) -> str:
+        return "; ".join(str(flag) for flag in obj.anomalies)
+
+    def _decide(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[SessionReview],
+        *,
+        title: str,
+        form_class: type[forms.Form],
+        action: str,
+        decide: Any,
+    ) -> HttpResponse | None:
+        """An intermediate page asks for the decision's input; applying it calls `decide`
+        per session and reports what was done and what was refused."""
+        form = form_class(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            done, refused = 0, []
+            for session in queryset:
+                try:
+                    decide(session, form.cleaned_data)
+                    done += 1
+                except ApplicationError as error:
+                    refused.append(f"{session.station.identity} {session.transaction_id}: {error}")
+            if done:
+                self.message_user(request, f"{title}: {done} session(s).", messages.SUCCESS)
+            if refused:
+                self.message_user(request, "; ".join(refused)[:500], messages.ERROR)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.model._meta,
+            "sessions": queryset,
+            "form": form,
+            "action": action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "billing/session_review_decision.html", context)
+
+    @admin.action(description="Assign a tariff and rate", permissions=["review_session"])
+    def assign_tariff_and_rate(
+        self, request: HttpRequest, queryset: QuerySet[SessionReview]
+    ) -> HttpResponse | None:
+        return self._decide(
+            request,
+            queryset,
+            title="Assign a tariff and rate",
+            form_class=TariffChoiceForm,
+            action="assign_tariff_and_rate",
+            decide=lambda session, data: services.session_tariff_assign_and_rate(
+                session=session, tariff=data["tariff"], user=_staff(request)
+            ),
+        )
+
+    @admin.action(description="Bill anyway (held for review)", permissions=["review_session"])
+    def bill_anyway(
+        self, request: HttpRequest, queryset: QuerySet[SessionReview]
+    ) -> HttpResponse | None:
+        return self._decide(
+            request,
+            queryset,
+            title="Bill anyway",
+            form_class=ReviewDecisionForm,
+            action="bill_anyway",
+            decide=lambda session, data: services.session_bill_anyway(
+                session=session, reason=data["reason"], user=_staff(request)
+            ),
+        )
+
+    @admin.action(description="Write off (never billed)", permissions=["review_session"])
+    def write_off(
+        self, request: HttpRequest, queryset: QuerySet[SessionReview]
+    ) -> HttpResponse | None:
+        return self._decide(
+            request,
+            queryset,
+            title="Write off",
+            form_class=ReviewDecisionForm,
+            action="write_off",
+            decide=lambda session, data: services.session_write_off(
+                session=session, reason=data["reason"], user=_staff(request)
+            ),
+        )
+
+    @admin.action(description="Rate again (rating failed)", permissions=["review_session"])
+    def rate_again(self, request: HttpRequest, queryset: QuerySet[SessionReview]) -> None:
+        rated = 0
+        for session in queryset.filter(rating_status=ChargingSession.RatingStatus.FAILED):
+            try:
+                rated += services.cdr_create_for_session(session_id=session.pk) is not None
+            except Exception as error:  # shown to finance, and kept on the session
+                services.session_rating_failed(session_id=session.pk, error=str(error))
+        self.message_user(request, f"{rated} session(s) rated.", messages.INFO)

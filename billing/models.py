@@ -484,3 +484,29 @@ class BillingAuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.object_type} {self.object_id}"
+
+
+class SessionReviewManager(models.Manager["SessionReview"]):
+    def get_queryset(self) -> models.QuerySet[SessionReview]:
+        return (
+            super()
+            .get_queryset()
+            .filter(
+                status=ChargingSession.Status.COMPLETED,
+                rating_status__in=ChargingSession.RATING_ATTENTION,
+            )
+        )
+
+
+class SessionReview(ChargingSession):
+    """The charging sessions finance must act on before they can be billed (no tariff, held for
+    review, rating failed): the review queue of the panel. A proxy: the rows are the sessions,
+    and `objects` holds only those in the queue."""
+
+    objects = SessionReviewManager()  # type: ignore[misc]  # narrows the sessions' manager
+
+    class Meta:
+        proxy = True
+        verbose_name = "session to review"
+        verbose_name_plural = "sessions to review"
+        permissions = [("review_session", "Can assign a tariff, write off or bill a session")]

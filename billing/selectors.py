@@ -13,14 +13,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Q, Sum
+from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
 
-from billing.models import Cdr
+from billing.models import Cdr, SessionReview
 from cpo.lib.formatting import (
     ZERO,
     add_months,
+    admin_url,
     local_midnight,
     money_list,
     money_total,
@@ -28,6 +29,7 @@ from cpo.lib.formatting import (
     panel_tz,
 )
 from cpo.lib.money import sum_by_currency
+from sessions.models import ChargingSession
 
 REVENUE_FROM_CDRS = "cdr"
 REVENUE_LABEL = "Rated CDRs, excl. VAT (credits deducted)"
@@ -134,3 +136,27 @@ def revenue_per_token(*, start: datetime, end: datetime) -> dict[int | str, dict
     ):
         per_token[token_id or token_uid.lower()][currency] += total or ZERO
     return _rounded(per_token)
+
+
+def review_alerts() -> dict[str, Any]:
+    """The dashboard's alert for finance's queue: ended sessions no CDR covers until someone
+    decides (no tariff, held for review, rating failed), by status."""
+    rows = SessionReview.objects.values("rating_status").annotate(n=Count("pk")).order_by()
+    per_status = {row["rating_status"]: row["n"] for row in rows}
+    total = sum(per_status.values())
+    items = []
+    if total:
+        labels = dict(ChargingSession.RatingStatus.choices)
+        items.append(
+            {
+                "kind": "sessions_to_review",
+                "severity": "warning",
+                "title": f"{total} session(s) wait for finance",
+                "detail": ", ".join(
+                    f"{n} {labels[status].lower()}" for status, n in sorted(per_status.items())
+                ),
+                "since": None,
+                "url": admin_url("billing_sessionreview_changelist"),
+            }
+        )
+    return {"items": items, "counts": {"sessions_to_review": total}}

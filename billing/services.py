@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from billing.models import (
@@ -38,9 +39,15 @@ from billing.models import (
 from cpo.lib.api import ApplicationError
 from sessions.models import ChargingSession, CustomerAccount, MeterSample
 from stations.models import Connector, Evse
-from tariffs.models import TariffVersion
+from tariffs.models import Tariff, TariffVersion
 from tariffs.rating import Amount, Rating, round_money
-from tariffs.services import TariffNotFound, session_rate, session_rating_tariff
+from tariffs.services import (
+    TariffNotFound,
+    TariffNotPublishable,
+    session_rate,
+    session_rating_tariff,
+    session_tariff_assign,
+)
 
 if TYPE_CHECKING:
     from cpo.models import User
@@ -307,12 +314,26 @@ def _next_revision(session: ChargingSession) -> int:
     return (last or 0) + 1
 
 
-def cdr_create_for_session(*, session_id: int) -> Cdr | None:
+def _rating_set(session: ChargingSession, status: str, note: str = "") -> None:
+    ChargingSession.objects.filter(pk=session.pk).update(
+        rating_status=status, rating_note=note[:255]
+    )
+    session.rating_status, session.rating_note = status, note[:255]
+
+
+def cdr_create_for_session(*, session_id: int, bill_anyway: bool = False) -> Cdr | None:
     """Rate an ended session and store its CDR; idempotent (a second call returns the first CDR).
 
-    A session that is still active gets no CDR (None). The session row is locked so that two
-    deliveries of the same task wait for each other instead of rating twice; the unique
-    (session, revision) constraint backs that up.
+    The session's rating status says what happened:
+    1. still active: nothing (None);
+    2. written off by finance, or held for review (a token refused at start that charged
+       anyway, ...) unless `bill_anyway`: nothing, the session waits in finance's queue;
+    3. no tariff version fixed at its start: "no tariff", in the queue;
+    4. rated: the CDR, status "rated".
+    A failure raises, and the task's failure hook marks the session "failed"
+    (`session_rating_failed`). The session row is locked so that two deliveries of the same
+    task wait for each other instead of rating twice; the unique (session, revision)
+    constraint backs that up.
     """
     try:
         with transaction.atomic():
@@ -327,12 +348,26 @@ def cdr_create_for_session(*, session_id: int) -> Cdr | None:
             if existing.exists():
                 # Already rated once: later revisions come only from an explicit re-rate.
                 return _live_cdr(session) or existing.first()
+            held = ChargingSession.RatingStatus.NEEDS_REVIEW
+            if session.rating_status == ChargingSession.RatingStatus.WRITTEN_OFF or (
+                session.rating_status == held and not bill_anyway
+            ):
+                return None
             try:
                 version, rating = _session_rate(session)
             except TariffNotFound:
-                logger.warning("session %s has no tariff: no CDR", session_id)
+                _rating_set(
+                    session,
+                    ChargingSession.RatingStatus.NO_TARIFF,
+                    "no tariff applied at the session's start",
+                )
                 return None
             cdr = _cdr_from_rating(session, version, rating, revision=1)
+            _rating_set(
+                session,
+                ChargingSession.RatingStatus.RATED,
+                session.rating_note if bill_anyway else "",
+            )
             _audit(
                 "cdr_created",
                 cdr,
@@ -342,6 +377,66 @@ def cdr_create_for_session(*, session_id: int) -> Cdr | None:
             return cdr
     except IntegrityError:
         return Cdr.objects.filter(session_id=session_id, credit=False).order_by("revision").first()
+
+
+def session_rating_failed(*, session_id: int, error: str) -> None:
+    """Rating raised: the session is "failed" with the reason, and the sweep tries again
+    (up to BILLING_RATING_MAX_ATTEMPTS) before it waits for finance."""
+    ChargingSession.objects.filter(
+        pk=session_id, status=ChargingSession.Status.COMPLETED, cdrs__isnull=True
+    ).exclude(rating_status=ChargingSession.RatingStatus.WRITTEN_OFF).update(
+        rating_status=ChargingSession.RatingStatus.FAILED,
+        rating_note=f"rating failed: {error}"[:255],
+        rating_attempts=F("rating_attempts") + 1,
+    )
+
+
+@transaction.atomic
+def session_write_off(*, session: ChargingSession, reason: str, user: User | None) -> None:
+    """Finance decides a session is not billed (a test charge, a goodwill gesture, a
+    refused token that charged): no CDR is made for it, now or later."""
+    if not reason.strip():
+        raise ApplicationError("A write-off needs a reason.")
+    locked = ChargingSession.objects.select_for_update(of=("self",)).get(pk=session.pk)
+    if Cdr.objects.filter(session=locked, credit=False).exists():
+        raise ApplicationError("The session is rated: credit its CDR instead.")
+    who = user.get_username() if user is not None else "system"
+    _rating_set(locked, ChargingSession.RatingStatus.WRITTEN_OFF, f"{who}: {reason.strip()}")
+    _audit("session_written_off", locked, user=user, reason=reason.strip())
+
+
+def session_bill_anyway(*, session: ChargingSession, reason: str, user: User | None) -> Cdr:
+    """Finance releases a session held for review: it is rated and billed like any other."""
+    if session.rating_status != ChargingSession.RatingStatus.NEEDS_REVIEW:
+        raise ApplicationError("Only a session held for review is billed anyway.")
+    who = user.get_username() if user is not None else "system"
+    with transaction.atomic():
+        _rating_set(session, session.rating_status, f"billed anyway by {who}: {reason.strip()}")
+        cdr = cdr_create_for_session(session_id=session.pk, bill_anyway=True)
+        if cdr is None:
+            raise ApplicationError("The session could not be rated: see its rating status.")
+        _audit("session_billed_anyway", cdr, user=user, reason=reason.strip())
+    return cdr
+
+
+def session_tariff_assign_and_rate(
+    *, session: ChargingSession, tariff: Tariff, user: User | None
+) -> Cdr:
+    """Finance prices a session that had no tariff with `tariff` (its version in force at the
+    session's start) and rates it."""
+    if session.rating_status != ChargingSession.RatingStatus.NO_TARIFF:
+        raise ApplicationError("Only a session without tariff gets one assigned.")
+    with transaction.atomic():
+        try:
+            session_tariff_assign(session=session, tariff=tariff, assigned_by=user)
+        except TariffNotPublishable as refused:
+            raise ApplicationError(refused.message) from None
+        _rating_set(session, ChargingSession.RatingStatus.PENDING, "")
+        cdr = cdr_create_for_session(session_id=session.pk)
+        if cdr is None:
+            raise ApplicationError("The session could not be rated: see its rating status.")
+        _audit("session_tariff_assigned", cdr, user=user, tariff=tariff.tariff_id)
+    return cdr
 
 
 def _credit_row(cdr: Cdr, *, reason: str) -> Cdr:
@@ -444,16 +539,22 @@ def cdr_rerate(*, session_id: int, reason: str = "re-rated", user: User | None =
 
 
 def cdrs_create_missing(*, older_than: dt.timedelta, limit: int) -> int:
-    """Rate ended sessions that have no CDR (a lost task, a worker that was down)."""
+    """Rate ended sessions that have no CDR yet: a lost task, a worker that was down, a failure
+    worth another try. No look-back limit: a session waits until it is rated, written off or
+    given a tariff by finance; "no tariff" and "needs review" sessions wait in the queue."""
     now = timezone.now()
-    # A bounded look-back: a session that can never be rated (no tariff at all) must not hold
-    # the sweep's batch forever.
     ids = list(
         ChargingSession.objects.filter(
             status=ChargingSession.Status.COMPLETED,
             ended_at__lt=now - older_than,
-            ended_at__gte=now - dt.timedelta(days=2),
             cdrs__isnull=True,
+        )
+        .filter(
+            Q(rating_status=ChargingSession.RatingStatus.PENDING)
+            | Q(
+                rating_status=ChargingSession.RatingStatus.FAILED,
+                rating_attempts__lt=settings.BILLING_RATING_MAX_ATTEMPTS,
+            )
         )
         .order_by("ended_at")
         .values_list("pk", flat=True)[:limit]
@@ -462,8 +563,9 @@ def cdrs_create_missing(*, older_than: dt.timedelta, limit: int) -> int:
     for session_id in ids:
         try:
             made += cdr_create_for_session(session_id=session_id) is not None
-        except Exception:  # one broken session must not block the rest of the sweep
+        except Exception as error:  # one broken session must not block the rest of the sweep
             logger.exception("rating session %s failed", session_id)
+            session_rating_failed(session_id=session_id, error=str(error) or type(error).__name__)
     return made
 
 

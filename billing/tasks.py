@@ -5,15 +5,33 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.db import OperationalError
 
 if TYPE_CHECKING:
-    from celery import Task
+    from billiard.einfo import ExceptionInfo
 
 
-@shared_task(bind=True, max_retries=5, acks_late=True)
+class RatingTask(Task):  # type: ignore[type-arg]
+    """A rating that fails for good marks its session "failed", with the reason, so that it
+    shows in finance's queue and the sweep tries it again."""
+
+    def on_failure(
+        self,
+        exc: Exception,
+        task_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        einfo: ExceptionInfo,
+    ) -> None:
+        from billing.services import session_rating_failed
+
+        session_id = args[0] if args else kwargs["session_id"]
+        session_rating_failed(session_id=session_id, error=str(exc) or type(exc).__name__)
+
+
+@shared_task(bind=True, base=RatingTask, max_retries=5, acks_late=True)
 def cdr_create_for_session(self: Task[Any, Any], session_id: int) -> int | None:
     """Rate an ended session into its CDR (idempotent: a redelivery returns the same CDR)."""
     from billing.services import cdr_create_for_session as create

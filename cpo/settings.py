@@ -253,6 +253,7 @@ BILLING_AUTO_ISSUE = envbool("BILLING_AUTO_ISSUE", False)
 # At most this many periods closed (and sessions swept for missing CDRs) per beat run.
 BILLING_CLOSE_BATCH_SIZE = envint("BILLING_CLOSE_BATCH_SIZE", 500)
 BILLING_CDR_SWEEP_BATCH_SIZE = envint("BILLING_CDR_SWEEP_BATCH_SIZE", 200)
+BILLING_RATING_MAX_ATTEMPTS = envint("BILLING_RATING_MAX_ATTEMPTS", 5)
 
 # --- Operator panel -----------------------------------------------------------------------------
 # "Today" on the dashboard and the days/months of its charts; per-site reports use each site's zone.
@@ -282,7 +283,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "billing.tasks.billing_periods_close_due",
         "schedule": 900.0,
     },
-    # Every 10 minutes: rate ended sessions whose CDR task was lost.
+    # Every 10 minutes: rate ended sessions that have no CDR yet (a lost task, a failure worth
+    # another try), however old.
     "billing-cdrs-create-missing": {
         "task": "billing.tasks.cdrs_create_missing",
         "schedule": 600.0,

@@ -641,8 +641,16 @@ class ChargingSessionAdmin(SendCommandPermissionMixin, ReadOnlyAdmin):
         "duration",
         "live_cost",
         "auth_status",
+        "rating_status",
     )
-    list_filter = (LiveFilter, DriverFilter, "auth_status", "is_orphan", "seq_no_gap")
+    list_filter = (
+        LiveFilter,
+        DriverFilter,
+        "auth_status",
+        "rating_status",
+        "is_orphan",
+        "seq_no_gap",
+    )
     list_select_related = ("station", "id_token", "account")
     search_fields = ("transaction_id", "id_tag", "station__identity", "=uid")
     date_hierarchy = "started_at"

@@ -345,8 +345,12 @@ class DriverSessionsApi(ChargingApi):
                 "energy_kwh",
                 "duration_seconds",
                 "live_cost",
+                "live_cost_currency",
                 "auth_status",
                 "stop_reason",
+                "rating_status",
+                "rating_note",
+                "anomalies",
             )
 
         def get_duration_seconds(self, obj: ChargingSession) -> int:

@@ -305,6 +305,19 @@ class ChargingSession(models.Model):
         ACTIVE = "active", "Active"
         COMPLETED = "completed", "Completed"
 
+    class RatingStatus(models.TextChoices):
+        """Where the session is on its way to a CDR; written by billing."""
+
+        PENDING = "pending", "Pending"
+        RATED = "rated", "Rated"
+        NO_TARIFF = "no_tariff", "No tariff"
+        NEEDS_REVIEW = "needs_review", "Needs review"
+        FAILED = "failed", "Rating failed"
+        WRITTEN_OFF = "written_off", "Written off"
+
+    # Statuses finance must act on: the review queue of the panel.
+    RATING_ATTENTION = (RatingStatus.NO_TARIFF, RatingStatus.NEEDS_REVIEW, RatingStatus.FAILED)
+
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     station = models.ForeignKey(ChargingStation, on_delete=models.PROTECT, related_name="sessions")
     evse_id = models.PositiveIntegerField(default=0)
@@ -346,6 +359,11 @@ class ChargingSession(models.Model):
     # running cost so far, incl. VAT, is written by it too.
     live_cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     live_cost_currency = models.CharField(max_length=3, blank=True)
+    rating_status = models.CharField(
+        max_length=12, choices=RatingStatus.choices, default=RatingStatus.PENDING
+    )
+    rating_note = models.CharField(max_length=255, blank=True, help_text="Why, and who decided.")
+    rating_attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -367,6 +385,12 @@ class ChargingSession(models.Model):
                 condition=models.Q(status="active"),
             ),
             models.Index(fields=["id_token", "status"], name="session_token_idx"),
+            # The rating sweep and finance's queue: ended sessions that have no CDR yet.
+            models.Index(
+                fields=["rating_status", "ended_at"],
+                name="session_rating_idx",
+                condition=~models.Q(rating_status="rated"),
+            ),
         ]
 
     def __str__(self) -> str:

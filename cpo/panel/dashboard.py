@@ -34,7 +34,8 @@ def dashboard_summary(*, now: datetime | None = None, limit: int = 25) -> dict[s
     source = billing.revenue_source()
     alerts_network = network.network_alerts(limit=limit)
     alerts_sessions = charging.session_alerts(now=now, limit=limit)
-    counts = {**alerts_network["counts"], **alerts_sessions["counts"]}
+    alerts_review = billing.review_alerts()
+    counts = {**alerts_network["counts"], **alerts_sessions["counts"], **alerts_review["counts"]}
     return {
         "generated_at": iso(now),
         "time_zone": settings.PANEL_TIME_ZONE,
@@ -49,7 +50,7 @@ def dashboard_summary(*, now: datetime | None = None, limit: int = 25) -> dict[s
             **{f"revenue_{k}": v for k, v in source.items()},
         },
         "alerts": {
-            "items": alerts_network["items"] + alerts_sessions["items"],
+            "items": alerts_network["items"] + alerts_sessions["items"] + alerts_review["items"],
             "counts": counts,
             "total": sum(counts.values()),
         },

@@ -92,6 +92,9 @@ def quick_links(user: Any) -> list[Link]:
         _changelist(user, "stations", "chargingstation", "Stations"),
     ]
     finance = [
+        _changelist(
+            user, "billing", "sessionreview", "Sessions to review", hint="no tariff, held, failed"
+        ),
         _changelist(user, "billing", "invoice", "Invoices", hint="export CSV, PDF"),
         _changelist(user, "billing", "cdr", "CDRs"),
         _changelist(user, "billing", "billingperiod", "Billing periods"),

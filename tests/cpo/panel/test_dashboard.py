@@ -54,8 +54,9 @@ def test_dashboard_summary_counts_and_alerts(settings) -> None:
         "connector_faulted": 1,
         "session_long": 1,
         "session_no_energy": 1,
+        "sessions_to_review": 0,
     }
-    assert set(kinds) == set(data["alerts"]["counts"])
+    assert set(kinds) == {kind for kind, n in data["alerts"]["counts"].items() if n}
     faulted = next(a for a in data["alerts"]["items"] if a["kind"] == "connector_faulted")
     assert faulted["detail"] == "GroundFailure"
 
@@ -257,7 +258,7 @@ def test_each_role_finds_its_work_first(rf, roles) -> None:  # noqa: ARG001
     assert "alerts" not in panel.role_widgets(finance)
 
     finance_links = [link.label for link in panel.quick_links(finance)]
-    assert finance_links[0] == "Invoices"
+    assert finance_links[:2] == ["Sessions to review", "Invoices"]
     assert "Commands" not in finance_links
     operator_links = [link.label for link in panel.quick_links(operator)]
     assert operator_links[0] == "Stations"
