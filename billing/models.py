@@ -355,9 +355,13 @@ class InvoiceLine(models.Model):
     description = models.CharField(max_length=255, blank=True)
     # None when the CDR mixes VAT rates; the invoice's VAT table splits them.
     vat_rate = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    # Base: the CDR's rounded amount excl. VAT. VAT: the line's share of its rate's VAT, which
+    # is computed once per rate on the invoice (billing.vat); incl. = base + VAT.
     amount_excl_vat = models.DecimalField(**MONEY)
     vat_amount = models.DecimalField(**MONEY)
     amount_incl_vat = models.DecimalField(**MONEY)
+    # Per rate: [{"rate": "21" | null, "base": "1.23", "vat": "0.26"}], summing to the above.
+    vat_breakdown = models.JSONField(default=list, blank=True)
 
     objects = InvoiceLineQuerySet.as_manager()
 

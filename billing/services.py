@@ -7,6 +7,8 @@ Rules every function here keeps:
 - Invoice numbers come from a per-series counter row, read and advanced under a row lock in
   the issuing transaction: gapless and never duplicated, whatever the number of workers.
 - Money is Decimal with its currency; only totals are rounded (to the currency's minor unit).
+- An invoice's VAT is computed per rate on the rate's base, rounded once (`billing.vat`); its
+  lines carry their share of it and add up to the totals to the cent.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import datetime as dt
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +36,7 @@ from billing.models import (
     SettlementLine,
     SettlementStatement,
 )
+from billing.vat import VatPart, vat_per_rate
 from cpo.lib.api import ApplicationError
 from sessions.models import ChargingSession, CustomerAccount, MeterSample
 from stations.models import Connector, Evse
@@ -524,8 +526,17 @@ def _buyer(account: CustomerAccount) -> dict[str, Any]:
     }
 
 
+def _cdr_vat_parts(cdr: Cdr) -> list[dict[str, str | None]]:
+    """The CDR's rounded base per VAT rate, as the invoice rule takes them."""
+    return [
+        {"rate": part["rate"], "base": part["excl_vat"], "stated_vat": part["vat"]}
+        for part in cdr.vat_breakdown
+    ]
+
+
 def _line_from_cdr(invoice: Invoice, position: int, cdr: Cdr) -> InvoiceLine:
-    rates = {v["rate"] for v in cdr.vat_breakdown}
+    parts = _cdr_vat_parts(cdr)
+    rates = {v["rate"] for v in parts}
     rate = next(iter(rates)) if len(rates) == 1 else None
     minutes = Decimal((cdr.end - cdr.start).total_seconds()) / 60
     kind = "Credit of session" if cdr.credit else "Charging session"
@@ -545,26 +556,54 @@ def _line_from_cdr(invoice: Invoice, position: int, cdr: Cdr) -> InvoiceLine:
         description=f"{kind} {cdr.uid}"[:255],
         vat_rate=Decimal(rate) if rate is not None else None,
         amount_excl_vat=cdr.total_cost_excl_vat,
-        vat_amount=cdr.total_vat,
-        amount_incl_vat=cdr.total_cost_incl_vat,
+        vat_amount=ZERO,  # set by _invoice_fill_lines, per rate
+        amount_incl_vat=ZERO,
+        vat_breakdown=parts,
     )
 
 
-def _vat_table(cdrs: Iterable[Cdr]) -> dict[Decimal | None, tuple[Decimal, Decimal]]:
-    table: dict[Decimal | None, tuple[Decimal, Decimal]] = defaultdict(lambda: (ZERO, ZERO))
-    for cdr in cdrs:
-        for part in cdr.vat_breakdown:
-            rate = Decimal(part["rate"]) if part["rate"] is not None else None
-            base, vat = table[rate]
-            table[rate] = (base + Decimal(part["excl_vat"]), vat + Decimal(part["vat"]))
-    return dict(table)
-
-
 def _invoice_fill(invoice: Invoice, cdrs: list[Cdr]) -> None:
-    """Lines, VAT table and totals of a draft; the totals are the sums of the lines."""
-    lines = [_line_from_cdr(invoice, i, cdr) for i, cdr in enumerate(cdrs, start=1)]
+    """A line per CDR, then the VAT table and totals (`_invoice_fill_lines`)."""
+    _invoice_fill_lines(
+        invoice, [_line_from_cdr(invoice, i, cdr) for i, cdr in enumerate(cdrs, start=1)]
+    )
+
+
+def _invoice_fill_lines(invoice: Invoice, lines: list[InvoiceLine]) -> None:
+    """VAT per rate on the rate's base (`billing.vat`), each line's share of it, the VAT table
+    and the totals of a draft.
+
+    1. Each line's `vat_breakdown` holds its rounded base per rate; per rate the base is the
+       sum of those, and the VAT is rate x base rounded once (half up) to the minor unit.
+    2. Each line part gets its share of its rate's VAT (within one minor unit of rate x part
+       base, the shares adding up to the rate's VAT); line incl. = line base + line VAT.
+    3. The totals are the sums of the VAT table, and equal the sums of the lines to the cent.
+    """
+    currency = invoice.currency
+    parts: list[VatPart] = []
+    for index, line in enumerate(lines):
+        for part in line.vat_breakdown:
+            parts.append(
+                VatPart(
+                    line=index,
+                    rate=Decimal(part["rate"]) if part["rate"] is not None else None,
+                    base=Decimal(part["base"]),
+                    stated_vat=Decimal(part.get("stated_vat") or 0),
+                )
+            )
+    result = vat_per_rate(parts, currency)
+    shares: dict[int, list[tuple[VatPart, Decimal]]] = defaultdict(list)
+    for part, vat in zip(parts, result.part_vat, strict=True):
+        shares[part.line].append((part, vat))
+    for index, line in enumerate(lines):
+        line.vat_breakdown = [
+            {"rate": _str(part.rate), "base": _str(part.base), "vat": _str(vat)}
+            for part, vat in shares[index]
+        ]
+        line.amount_excl_vat = sum((part.base for part, _ in shares[index]), ZERO)
+        line.vat_amount = sum((vat for _, vat in shares[index]), ZERO)
+        line.amount_incl_vat = line.amount_excl_vat + line.vat_amount
     InvoiceLine.objects.bulk_create(lines)
-    table = _vat_table(cdrs)
     InvoiceVatLine.objects.bulk_create(
         InvoiceVatLine(
             invoice=invoice,
@@ -573,12 +612,16 @@ def _invoice_fill(invoice: Invoice, cdrs: list[Cdr]) -> None:
             vat_amount=vat,
             total_incl_vat=base + vat,
         )
-        for rate, (base, vat) in sorted(table.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
+        for rate, (base, vat) in result.per_rate.items()
     )
-    invoice.total_excl_vat = sum((line.amount_excl_vat for line in lines), ZERO)
-    invoice.total_vat = sum((line.vat_amount for line in lines), ZERO)
-    invoice.total_incl_vat = sum((line.amount_incl_vat for line in lines), ZERO)
-    if invoice.total_excl_vat + invoice.total_vat != invoice.total_incl_vat:
+    invoice.total_excl_vat = sum((base for base, _ in result.per_rate.values()), ZERO)
+    invoice.total_vat = sum((vat for _, vat in result.per_rate.values()), ZERO)
+    invoice.total_incl_vat = invoice.total_excl_vat + invoice.total_vat
+    if (
+        sum((line.amount_excl_vat for line in lines), ZERO) != invoice.total_excl_vat
+        or sum((line.vat_amount for line in lines), ZERO) != invoice.total_vat
+        or sum((line.amount_incl_vat for line in lines), ZERO) != invoice.total_incl_vat
+    ):
         raise ApplicationError("Invoice lines do not add up.")  # a bug, never a user error
     invoice.save(update_fields=["total_excl_vat", "total_vat", "total_incl_vat"])
 
