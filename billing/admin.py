@@ -6,11 +6,13 @@ here: actions go through the services, which keep the invariants and the audit t
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
 from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -38,6 +40,7 @@ from billing.resources import (
     SettlementLineResource,
 )
 from cpo.lib.api import ApplicationError
+from cpo.lib.formatting import add_months, local_midnight
 
 
 class ReadOnlyMixin:
@@ -74,25 +77,52 @@ def _run(request: HttpRequest, admin_obj: admin.ModelAdmin, fn: Any, **kwargs: A
 
 
 class PeriodStartFilter(admin.SimpleListFilter):
-    """Billing period by its start month (all accounts), e.g. 2025-01."""
+    """Billing period by its start month (all accounts), e.g. 2025-01, each invoice's month
+    read in its own time zone (one query per zone in use)."""
 
     title = "period month"
     parameter_name = "period_month"
     field = "period_start"
+    zone_field = "time_zone"
+
+    def _zones(self, queryset: QuerySet) -> list[str]:
+        return list(queryset.order_by().values_list(self.zone_field, flat=True).distinct())
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        months = model_admin.get_queryset(request).dates(self.field, "month", order="DESC")
-        return [(f"{m:%Y-%m}", f"{m:%Y-%m}") for m in months[:36]]
+        queryset = model_admin.get_queryset(request)
+        months: set[str] = set()
+        for zone in self._zones(queryset):
+            months.update(
+                f"{m:%Y-%m}"
+                for m in queryset.filter(**{self.zone_field: zone}).datetimes(
+                    self.field, "month", tzinfo=zoneinfo.ZoneInfo(zone or "UTC")
+                )
+            )
+        return [(m, m) for m in sorted(months, reverse=True)[:36]]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if not self.value():
             return queryset
-        year, month = self.value().split("-")
-        return queryset.filter(**{f"{self.field}__year": year, f"{self.field}__month": month})
+        try:
+            first = dt.date.fromisoformat(f"{self.value()}-01")
+        except ValueError:
+            return queryset.none()
+        match = Q(pk__in=[])
+        for zone in self._zones(queryset):
+            tz = zoneinfo.ZoneInfo(zone or "UTC")
+            match |= Q(
+                **{
+                    self.zone_field: zone,
+                    f"{self.field}__gte": local_midnight(first, tz),
+                    f"{self.field}__lt": local_midnight(add_months(first, 1), tz),
+                }
+            )
+        return queryset.filter(match)
 
 
 class LinePeriodStartFilter(PeriodStartFilter):
     field = "invoice__period_start"
+    zone_field = "invoice__time_zone"
 
 
 class InvoicedFilter(admin.SimpleListFilter):

@@ -8,6 +8,8 @@ CDRs and credit notes that reference the original.
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +23,12 @@ from stations.models import Location
 
 MONEY = {"max_digits": 14, "decimal_places": 4}
 ZERO = Decimal(0)
+
+
+def local_dates(start: dt.datetime, end: dt.datetime, zone: str) -> tuple[dt.date, dt.date]:
+    """First and last day (inclusive) of [start, end) in `zone` (UTC when empty)."""
+    tz = zoneinfo.ZoneInfo(zone) if zone else dt.UTC
+    return start.astimezone(tz).date(), (end - dt.timedelta(microseconds=1)).astimezone(tz).date()
 
 
 class ImmutableError(ValidationError):
@@ -138,8 +146,8 @@ class Cdr(models.Model):
             ),
         ]
         indexes = [
-            # Period close: the account's CDRs by end time.
-            models.Index(fields=["account", "end"], name="cdr_account_end_idx"),
+            # Period close: the account's CDRs by session start.
+            models.Index(fields=["account", "start"], name="cdr_account_start_idx"),
         ]
 
     def __str__(self) -> str:
@@ -159,7 +167,8 @@ class Cdr(models.Model):
 
 
 class BillingPeriod(models.Model):
-    """One billing period of one account, [start, end) in UTC."""
+    """One billing period of one account, [start, end) stored in UTC, computed from midnights in
+    the account's time zone."""
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -171,6 +180,8 @@ class BillingPeriod(models.Model):
     kind = models.CharField(max_length=10, choices=CustomerAccount.BillingPeriod.choices)
     start = models.DateTimeField()
     end = models.DateTimeField()
+    # The zone whose midnights bound the period (the account's when it was opened).
+    time_zone = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     closed_at = models.DateTimeField(null=True, blank=True)
 
@@ -191,7 +202,13 @@ class BillingPeriod(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.account} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
+        first, last = self.local_dates
+        return f"{self.account} {first:%Y-%m-%d}..{last:%Y-%m-%d}"
+
+    @property
+    def local_dates(self) -> tuple[dt.date, dt.date]:
+        """First and last day (inclusive) in the period's zone."""
+        return local_dates(self.start, self.end, self.time_zone)
 
 
 class InvoiceSeries(models.Model):
@@ -242,6 +259,8 @@ class Invoice(models.Model):
     currency = models.CharField(max_length=3)
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)
+    # The zone of the period's bounds and of the issue and due dates, named on the invoice.
+    time_zone = models.CharField(max_length=64, blank=True)
     series = models.ForeignKey(
         InvoiceSeries, on_delete=models.PROTECT, null=True, blank=True, related_name="invoices"
     )
@@ -314,6 +333,13 @@ class Invoice(models.Model):
         if self._stored_issued():
             raise ImmutableError("Issued invoices are never deleted; credit them instead.")
         return super().delete(*args, **kwargs)
+
+    @property
+    def period_local_dates(self) -> tuple[dt.date, dt.date] | None:
+        """The period's first and last day (inclusive) in the invoice's zone."""
+        if self.period_start is None or self.period_end is None:
+            return None
+        return local_dates(self.period_start, self.period_end, self.time_zone)
 
     @property
     def is_issued(self) -> bool:

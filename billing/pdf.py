@@ -57,10 +57,10 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     title = "Credit note" if invoice.kind == Invoice.Kind.CREDIT_NOTE else "Invoice"
     story: list = [Paragraph(f"{title} {_escape(invoice.number or '')}", styles["Title"])]
     facts = [f"Issue date: {invoice.issue_date.isoformat() if invoice.issue_date else ''}"]
-    if invoice.period_start and invoice.period_end:
+    dates = invoice.period_local_dates
+    if dates is not None:
         facts.append(
-            f"Period: {invoice.period_start:%Y-%m-%d} to {invoice.period_end:%Y-%m-%d} (UTC, "
-            "end exclusive)"
+            f"Period: {dates[0]:%Y-%m-%d} to {dates[1]:%Y-%m-%d} ({invoice.time_zone or 'UTC'})"
         )
     if invoice.credit_of_id:
         facts.append(f"Credits invoice {_escape(invoice.credit_of.number or '')}")

@@ -13,10 +13,10 @@ Rules every function here keeps:
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import logging
 import uuid
+import zoneinfo
 from collections import defaultdict
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -38,6 +38,7 @@ from billing.models import (
 )
 from billing.vat import VatPart, vat_per_rate
 from cpo.lib.api import ApplicationError
+from cpo.lib.formatting import add_months
 from sessions.models import ChargingSession, CustomerAccount, MeterSample
 from stations.models import Connector, Evse
 from tariffs.rating import Amount, Rating, round_money
@@ -473,27 +474,56 @@ def cdrs_create_missing(*, older_than: dt.timedelta, limit: int) -> int:
 # --- Billing periods ----------------------------------------------------------------------------
 
 
-def period_bounds(kind: str, instant: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    """The [start, end) in UTC of the period of `kind` that contains `instant`."""
-    day = instant.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+def billing_time_zone(account: CustomerAccount) -> zoneinfo.ZoneInfo:
+    """The zone of the account's periods and invoice dates: its own, else the seller's."""
+    return zoneinfo.ZoneInfo(account.time_zone or settings.BILLING_TIME_ZONE)
+
+
+def period_bounds(
+    kind: str, instant: dt.datetime, tz: dt.tzinfo = UTC
+) -> tuple[dt.datetime, dt.datetime]:
+    """The [start, end), in UTC, of the period of `kind` that contains `instant`, its days
+    counted in `tz` (midnight to midnight local time, whatever the offset does between)."""
+    day = instant.astimezone(tz).date()
     if kind == CustomerAccount.BillingPeriod.DAILY:
-        return day, day + dt.timedelta(days=1)
-    if kind == CustomerAccount.BillingPeriod.WEEKLY:
-        start = day - dt.timedelta(days=day.weekday())
-        return start, start + dt.timedelta(days=7)
-    start = day.replace(day=1)
-    days = calendar.monthrange(start.year, start.month)[1]
-    return start, start + dt.timedelta(days=days)
+        first, after = day, day + dt.timedelta(days=1)
+    elif kind == CustomerAccount.BillingPeriod.WEEKLY:
+        first = day - dt.timedelta(days=day.weekday())
+        after = first + dt.timedelta(days=7)
+    else:
+        first, after = day.replace(day=1), add_months(day, 1)
+    return (
+        dt.datetime.combine(first, dt.time.min, tzinfo=tz).astimezone(UTC),
+        dt.datetime.combine(after, dt.time.min, tzinfo=tz).astimezone(UTC),
+    )
 
 
 def billing_period_ensure(
     *, account: CustomerAccount, instant: dt.datetime
 ) -> tuple[BillingPeriod, bool]:
-    """The account's period that contains `instant`, opened when missing (race-safe: the
-    unique (account, start) turns a concurrent second insert into a get)."""
-    start, end = period_bounds(account.billing_period, instant)
+    """The account's period that contains `instant`, opened when missing.
+
+    1. The bounds are the account's kind of period in its time zone (`billing_time_zone`).
+    2. An existing period of the account that contains `instant` is the answer, whatever its
+       bounds: after a change of zone or kind, the periods already opened stand.
+    3. A new period is clipped to its neighbours, so that periods never overlap (a CDR still
+       lands in one period only, the first that closes after its start).
+    4. Race-safe: the unique (account, start) turns a concurrent second insert into a get.
+    """
+    tz = billing_time_zone(account)
+    start, end = period_bounds(account.billing_period, instant, tz)
+    periods = BillingPeriod.objects.filter(account=account)
+    containing = periods.filter(start__lte=instant, end__gt=instant).order_by("start").first()
+    if containing is not None:
+        return containing, False
+    before = periods.filter(end__lte=instant, end__gt=start).order_by("-end").first()
+    after = periods.filter(start__gt=instant, start__lt=end).order_by("start").first()
+    start = before.end if before is not None else start
+    end = after.start if after is not None else end
     return BillingPeriod.objects.get_or_create(
-        account=account, start=start, defaults={"end": end, "kind": account.billing_period}
+        account=account,
+        start=start,
+        defaults={"end": end, "kind": account.billing_period, "time_zone": str(tz)},
     )
 
 
@@ -502,9 +532,9 @@ def billing_periods_ensure(*, now: dt.datetime | None = None) -> int:
     now = now or timezone.now()
     made = 0
     for account in CustomerAccount.objects.filter(is_active=True).order_by("pk"):
-        current_start, _ = period_bounds(account.billing_period, now)
-        for instant in (current_start - dt.timedelta(microseconds=1), now):
-            made += billing_period_ensure(account=account, instant=instant)[1]
+        current, created = billing_period_ensure(account=account, instant=now)
+        previous = current.start - dt.timedelta(microseconds=1)
+        made += created + billing_period_ensure(account=account, instant=previous)[1]
     return made
 
 
@@ -654,10 +684,11 @@ def _period_close(
 
     1. Lock the period row; a closed period returns its invoices unchanged (idempotent: a
        second run, concurrent or later, bills nothing).
-    2. Find the account's billable CDRs that ended before the period's end (older ones that
-       arrived late included), lock them in primary-key order (no deadlocks between two
-       overlapping closes), and re-check them under the lock: a CDR invoiced or credited
-       meanwhile is left out. `InvoiceLine.cdr` being unique is the last line of defence.
+    2. Find the account's billable CDRs whose session started before the period's end (older
+       ones that arrived late included: a session that ran past the close), lock them in
+       primary-key order (no deadlocks between two overlapping closes), and re-check them
+       under the lock: a CDR invoiced or credited meanwhile is left out. `InvoiceLine.cdr`
+       being unique is the last line of defence.
     3. One draft invoice per currency; nothing to bill, no invoice.
     4. Roaming partner accounts also get a settlement statement of those CDRs.
     5. Mark the period closed; with BILLING_AUTO_ISSUE the drafts are issued at once.
@@ -676,7 +707,7 @@ def _period_close(
         account = period.account
         candidate_ids = list(
             Cdr.objects.billable()
-            .filter(account=account, end__lt=period.end)
+            .filter(account=account, start__lt=period.end)
             .values_list("pk", flat=True)
         )
         list(
@@ -699,6 +730,7 @@ def _period_close(
                 currency=currency,
                 period_start=period.start,
                 period_end=period.end,
+                time_zone=period.time_zone or str(billing_time_zone(account)),
                 seller=_seller(),
                 buyer=_buyer(account),
             )
@@ -750,9 +782,10 @@ def billing_periods_close_due(*, now: dt.datetime | None = None, limit: int | No
 # --- Invoices -----------------------------------------------------------------------------------
 
 
-def _series_code(kind: str, when: dt.datetime) -> str:
+def _series_code(kind: str, issue_date: dt.date) -> str:
+    """One gapless series per kind and year of the issue date: INV-2025, CN-2025."""
     prefix = "CN" if kind == Invoice.Kind.CREDIT_NOTE else "INV"
-    return f"{prefix}-{when.astimezone(UTC).year}"
+    return f"{prefix}-{issue_date.year}"
 
 
 def _invoice_issue(*, invoice_id: int, user: User | None, now: dt.datetime) -> Invoice:
@@ -763,7 +796,14 @@ def _invoice_issue(*, invoice_id: int, user: User | None, now: dt.datetime) -> I
         return invoice
     if not invoice.lines.exists():
         raise ApplicationError("An invoice without lines cannot be issued.")
-    code = _series_code(invoice.kind, now)
+    # One zone per invoice: its period's, named on it (the account's when it has no period).
+    tz = (
+        zoneinfo.ZoneInfo(invoice.time_zone)
+        if invoice.time_zone
+        else billing_time_zone(invoice.account)
+    )
+    issue_date = now.astimezone(tz).date()
+    code = _series_code(invoice.kind, issue_date)
     # get_or_create survives two workers creating the same new series (IntegrityError, then
     # get); the lock that follows is what serialises the numbering.
     series_id = InvoiceSeries.objects.get_or_create(code=code)[0].pk
@@ -776,7 +816,8 @@ def _invoice_issue(*, invoice_id: int, user: User | None, now: dt.datetime) -> I
     invoice.number = f"{code}-{sequence:06d}"
     invoice.status = Invoice.Status.ISSUED
     invoice.issued_at = now
-    invoice.issue_date = now.astimezone(UTC).date()
+    invoice.issue_date = issue_date
+    invoice.time_zone = str(tz)
     invoice.issued_by = user if user is not None and user.is_authenticated else None
     invoice.seller = _seller()
     invoice.buyer = _buyer(invoice.account)

@@ -247,6 +247,8 @@ BILLING_SELLER = {
     "email": envstr("BILLING_SELLER_EMAIL", "billing@example.com"),
     "iban": envstr("BILLING_SELLER_IBAN", ""),
 }
+# The seller's time zone: billing periods and invoice dates of accounts without their own.
+BILLING_TIME_ZONE = envstr("BILLING_TIME_ZONE", "Europe/Amsterdam")
 # Off: period close makes drafts that Finance reviews and issues. On: issued at once.
 BILLING_AUTO_ISSUE = envbool("BILLING_AUTO_ISSUE", False)
 # At most this many periods closed (and sessions swept for missing CDRs) per beat run.

@@ -46,7 +46,8 @@ def issued(station, roles) -> list[Invoice]:  # type: ignore[no-untyped-def]  # 
     services.billing_periods_close_due(now=dt.datetime(2025, 3, 1, 1, tzinfo=UTC))
     for invoice in Invoice.objects.order_by("pk"):
         services.invoice_issue(invoice_id=invoice.pk, now=AFTER_JAN)
-    return list(Invoice.objects.filter(period_start__month=1).order_by("pk"))
+    # January in the accounts' zone (the seller's: Europe/Amsterdam).
+    return [i for i in Invoice.objects.order_by("pk") if i.period_local_dates[0].month == 1]
 
 
 def _export(client, model: str, query: str, fmt: str = "0"):  # type: ignore[no-untyped-def]
