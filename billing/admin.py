@@ -16,7 +16,7 @@ from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from import_export.admin import ExportMixin
 from import_export.formats.base_formats import CSV, XLSX
 from import_export.forms import ExportForm
@@ -25,6 +25,7 @@ from billing import services
 from billing.models import (
     BillingAuditEntry,
     BillingPeriod,
+    BillingProfile,
     Cdr,
     Invoice,
     InvoiceLine,
@@ -224,18 +225,44 @@ class CdrAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):
         self.message_user(request, f"{done} session(s) re-rated.")
 
 
+def _local_time(moment: dt.datetime | None, zone: str) -> str:
+    if moment is None:
+        return "-"
+    return format_html("{} <small>{}</small>", f"{moment:%Y-%m-%d %H:%M}", zone or "UTC")
+
+
+def _party(data: dict[str, Any]) -> str:
+    rows = [
+        ("Name", data.get("name")),
+        ("Address", data.get("address")),
+        ("", " ".join(filter(None, [data.get("postal_code"), data.get("city")]))),
+        ("Country", data.get("country")),
+        ("Reg. no.", data.get("registration_number")),
+        ("VAT ID", data.get("vat_id")),
+        ("IBAN", data.get("iban")),
+        ("BIC", data.get("bic")),
+        ("E-mail", data.get("email")),
+        ("Customer no.", data.get("reference")),
+    ]
+    return format_html_join(
+        "", "<div><span class='party-label'>{}</span> {}</div>", ((k, v) for k, v in rows if v)
+    )
+
+
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     extra = 0
     can_delete = False
     fields = (
         "position",
-        "session_start",
+        "start_local",
+        "stop_local",
         "site_name",
         "station_identity",
         "token_visual_number",
+        "tariff",
         "energy_kwh",
-        "duration_minutes",
+        "duration",
         "vat_rate",
         "amount_excl_vat",
         "vat_amount",
@@ -244,6 +271,22 @@ class InvoiceLineInline(admin.TabularInline):
     )
     readonly_fields = fields
     raw_id_fields = ("cdr",)
+
+    @admin.display(description="Start (site time)")
+    def start_local(self, obj: InvoiceLine) -> str:
+        return _local_time(obj.local_start, obj.site_time_zone)
+
+    @admin.display(description="Stop (site time)")
+    def stop_local(self, obj: InvoiceLine) -> str:
+        return _local_time(obj.local_end, obj.site_time_zone)
+
+    @admin.display(description="Tariff")
+    def tariff(self, obj: InvoiceLine) -> str:
+        return obj.tariff_label or "-"
+
+    @admin.display(description="Duration (h:mm)")
+    def duration(self, obj: InvoiceLine) -> str:
+        return obj.duration_label
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -289,7 +332,59 @@ class InvoiceAdmin(FinanceExportMixin, admin.ModelAdmin):
     date_hierarchy = "issue_date"
     inlines = [InvoiceVatLineInline, InvoiceLineInline]
     actions = ["issue_selected", "credit_selected", "discard_selected"]
-    readonly_fields = [f.name for f in Invoice._meta.fields]
+    readonly_fields = [
+        *(f.name for f in Invoice._meta.fields),
+        "period_local",
+        "seller_details",
+        "buyer_details",
+    ]
+    fieldsets = (
+        (None, {"fields": ("number", "kind", "status", "account", "currency")}),
+        (
+            "Dates and terms",
+            {
+                "fields": (
+                    "issue_date",
+                    "payment_terms_days",
+                    "due_date",
+                    "period_local",
+                    "time_zone",
+                    "issued_at",
+                    "issued_by",
+                )
+            },
+        ),
+        ("Seller and buyer", {"fields": ("seller_details", "buyer_details")}),
+        ("Totals", {"fields": ("total_excl_vat", "total_vat", "total_incl_vat")}),
+        ("Credit", {"fields": ("credit_of", "reason")}),
+        (
+            "Record",
+            {
+                "fields": ("period", "period_start", "period_end", "series", "sequence"),
+                "classes": ["collapse"],
+            },
+        ),
+    )
+
+    @admin.display(description="Period")
+    def period_local(self, obj: Invoice) -> str:
+        dates = obj.period_local_dates
+        if dates is None:
+            return "-"
+        return format_html(
+            "{} to {} <small>({}, both included)</small>",
+            f"{dates[0]:%Y-%m-%d}",
+            f"{dates[1]:%Y-%m-%d}",
+            obj.time_zone or "UTC",
+        )
+
+    @admin.display(description="Seller")
+    def seller_details(self, obj: Invoice) -> str:
+        return _party(obj.seller)
+
+    @admin.display(description="Buyer")
+    def buyer_details(self, obj: Invoice) -> str:
+        return _party(obj.buyer)
 
     @admin.display(description="PDF")
     def pdf_link(self, obj: Invoice) -> str:
@@ -485,3 +580,13 @@ class BillingAuditEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ("action", "object_type")
     list_select_related = ("user",)
     readonly_fields = [f.name for f in BillingAuditEntry._meta.fields]
+
+
+@admin.register(BillingProfile)
+class BillingProfileAdmin(admin.ModelAdmin):
+    """The buyer's registration number and payment terms, per account (Finance edits)."""
+
+    list_display = ("account", "registration_number", "payment_terms_days")
+    list_select_related = ("account",)
+    search_fields = ("account__name", "registration_number")
+    raw_id_fields = ("account",)

@@ -31,6 +31,12 @@ def local_dates(start: dt.datetime, end: dt.datetime, zone: str) -> tuple[dt.dat
     return start.astimezone(tz).date(), (end - dt.timedelta(microseconds=1)).astimezone(tz).date()
 
 
+def _in_zone(moment: dt.datetime | None, zone: str) -> dt.datetime | None:
+    if moment is None:
+        return None
+    return moment.astimezone(zoneinfo.ZoneInfo(zone) if zone else dt.UTC)
+
+
 class ImmutableError(ValidationError):
     """A write to a row that must never change after it was written or issued."""
 
@@ -211,6 +217,28 @@ class BillingPeriod(models.Model):
         return local_dates(self.start, self.end, self.time_zone)
 
 
+class BillingProfile(models.Model):
+    """What invoices need of an account beyond what the charging app keeps: the buyer's
+    company registration number and, when it differs from the seller's default
+    (BILLING_PAYMENT_TERMS_DAYS), its payment terms. Read when an invoice is issued."""
+
+    account = models.OneToOneField(
+        CustomerAccount, on_delete=models.CASCADE, related_name="billing_profile"
+    )
+    registration_number = models.CharField(
+        max_length=64, blank=True, help_text="Company register number, e.g. KvK 12345678."
+    )
+    payment_terms_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Days to pay; empty: BILLING_PAYMENT_TERMS_DAYS."
+    )
+
+    class Meta:
+        ordering = ["account"]
+
+    def __str__(self) -> str:
+        return f"Billing profile of {self.account}"
+
+
 class InvoiceSeries(models.Model):
     """A gapless number series (e.g. INV-2025). `next_number` is read and advanced only under
     a row lock in the transaction that issues the invoice, so a rolled-back issue leaves no gap
@@ -268,6 +296,9 @@ class Invoice(models.Model):
     number = models.CharField(max_length=48, null=True, blank=True, unique=True)
     issued_at = models.DateTimeField(null=True, blank=True)
     issue_date = models.DateField(null=True, blank=True)
+    # Invoices only (a credit note is not paid by the buyer): issue date + terms.
+    payment_terms_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    due_date = models.DateField(null=True, blank=True)
     credit_of = models.OneToOneField(
         "self", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_note"
     )
@@ -373,9 +404,14 @@ class InvoiceLine(models.Model):
     session_start = models.DateTimeField()
     session_end = models.DateTimeField()
     site_name = models.CharField(max_length=255, blank=True)
+    # The site's zone: the line shows its start and stop in it, named.
+    site_time_zone = models.CharField(max_length=64, blank=True)
     station_identity = models.CharField(max_length=48, blank=True)
     evse_uid = models.CharField(max_length=48, blank=True)
     token_visual_number = models.CharField(max_length=64, blank=True)
+    # The tariff the CDR was priced with (its snapshot's id) and, when recorded, its version.
+    tariff_id = models.CharField(max_length=64, blank=True)
+    tariff_version = models.CharField(max_length=32, blank=True)
     energy_kwh = models.DecimalField(max_digits=14, decimal_places=3)
     duration_minutes = models.DecimalField(max_digits=12, decimal_places=2)
     description = models.CharField(max_length=255, blank=True)
@@ -415,6 +451,27 @@ class InvoiceLine(models.Model):
         return Invoice._base_manager.filter(
             pk=self.invoice_id, status=Invoice.Status.ISSUED
         ).exists()
+
+    @property
+    def local_start(self) -> dt.datetime | None:
+        return _in_zone(self.session_start, self.site_time_zone)
+
+    @property
+    def local_end(self) -> dt.datetime | None:
+        return _in_zone(self.session_end, self.site_time_zone)
+
+    @property
+    def tariff_label(self) -> str:
+        if self.tariff_version:
+            return f"{self.tariff_id} v{self.tariff_version}"
+        return self.tariff_id
+
+    @property
+    def duration_label(self) -> str:
+        """h:mm of the session."""
+        minutes = int(self.duration_minutes.to_integral_value())
+        sign = "-" if minutes < 0 else ""
+        return f"{sign}{abs(minutes) // 60}:{abs(minutes) % 60:02d}"
 
 
 class InvoiceVatLine(models.Model):

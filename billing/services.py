@@ -28,6 +28,7 @@ from django.utils import timezone
 from billing.models import (
     BillingAuditEntry,
     BillingPeriod,
+    BillingProfile,
     Cdr,
     Invoice,
     InvoiceLine,
@@ -542,9 +543,16 @@ def _seller() -> dict[str, Any]:
     return dict(settings.BILLING_SELLER)
 
 
+def _billing_profile(account: CustomerAccount) -> BillingProfile | None:
+    return BillingProfile.objects.filter(account=account).first()
+
+
 def _buyer(account: CustomerAccount) -> dict[str, Any]:
+    profile = _billing_profile(account)
     return {
         "account_id": account.pk,
+        "reference": account.reference,
+        "registration_number": profile.registration_number if profile else "",
         "name": account.legal_name or account.name,
         "address": account.address,
         "postal_code": account.postal_code,
@@ -564,6 +572,39 @@ def _cdr_vat_parts(cdr: Cdr) -> list[dict[str, str | None]]:
     ]
 
 
+def _tariff_version(cdr: Cdr) -> str:
+    """The version of the tariff the CDR was priced with, where one is recorded, else "".
+
+    Read defensively, because tariff versions are arriving beside this code: a version field
+    on the CDR (a number, or a row with `number`/`version`), else a version in the snapshot.
+    """
+    snapshot = cdr.tariff_snapshot if isinstance(cdr.tariff_snapshot, dict) else {}
+    candidates: list[Any] = []
+    for name in ("tariff_version_number", "tariff_version"):
+        value = getattr(cdr, name, None)
+        if value is not None:
+            candidates.append(getattr(value, "number", getattr(value, "version", value)))
+    candidates += [snapshot.get(key) for key in ("version_number", "version", "tariff_version")]
+    for value in candidates:
+        if isinstance(value, int | str) and not isinstance(value, bool) and str(value).strip():
+            return str(value)[:32]
+    return ""
+
+
+def _tariff_id(cdr: Cdr) -> str:
+    snapshot = cdr.tariff_snapshot if isinstance(cdr.tariff_snapshot, dict) else {}
+    tariff_id = snapshot.get("id") or cdr.rating_audit.get("tariff_id") or ""
+    return str(tariff_id)[:64]
+
+
+def _site_time_zone(cdr: Cdr) -> str:
+    """The zone of the CDR's site as rated (its snapshot), else the site's today, else UTC."""
+    zone = (cdr.site_snapshot or {}).get("time_zone")
+    if not zone and cdr.location_id is not None:
+        zone = cdr.location.time_zone
+    return str(zone or "")
+
+
 def _line_from_cdr(invoice: Invoice, position: int, cdr: Cdr) -> InvoiceLine:
     parts = _cdr_vat_parts(cdr)
     rates = {v["rate"] for v in parts}
@@ -578,9 +619,12 @@ def _line_from_cdr(invoice: Invoice, position: int, cdr: Cdr) -> InvoiceLine:
         session_start=cdr.start,
         session_end=cdr.end,
         site_name=cdr.site_name,
+        site_time_zone=_site_time_zone(cdr),
         station_identity=cdr.station_identity,
         evse_uid=cdr.evse_uid,
         token_visual_number=cdr.token_visual_number or cdr.token_uid,
+        tariff_id=_tariff_id(cdr),
+        tariff_version=_tariff_version(cdr),
         energy_kwh=cdr.total_energy_kwh.quantize(Decimal("0.001")),
         duration_minutes=minutes.quantize(Decimal("0.01")),
         description=f"{kind} {cdr.uid}"[:255],
@@ -818,6 +862,11 @@ def _invoice_issue(*, invoice_id: int, user: User | None, now: dt.datetime) -> I
     invoice.issued_at = now
     invoice.issue_date = issue_date
     invoice.time_zone = str(tz)
+    if invoice.kind == Invoice.Kind.INVOICE:
+        profile = _billing_profile(invoice.account)
+        terms = profile.payment_terms_days if profile else None
+        invoice.payment_terms_days = settings.BILLING_PAYMENT_TERMS_DAYS if terms is None else terms
+        invoice.due_date = issue_date + dt.timedelta(days=invoice.payment_terms_days)
     invoice.issued_by = user if user is not None and user.is_authenticated else None
     invoice.seller = _seller()
     invoice.buyer = _buyer(invoice.account)
