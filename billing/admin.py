@@ -11,10 +11,12 @@ import zoneinfo
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ExportMixin
@@ -22,6 +24,7 @@ from import_export.formats.base_formats import CSV, XLSX
 from import_export.forms import ExportForm
 
 from billing import services
+from billing.forms import CreditReasonForm, InvoiceCreditForm
 from billing.models import (
     BillingAuditEntry,
     BillingPeriod,
@@ -67,6 +70,26 @@ class FinanceExportMixin(ExportMixin):
     def has_export_permission(self, request: HttpRequest) -> bool:
         opts = self.opts  # type: ignore[attr-defined]
         return request.user.has_perm(f"{opts.app_label}.export_{opts.model_name}")
+
+
+def _reason_or_prompt(
+    admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, title: str
+) -> str | TemplateResponse:
+    """The reason posted with a credit action, or the page that asks for it (a credit is
+    never made without one)."""
+    form = CreditReasonForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        return form.cleaned_data["reason"].strip()
+    context = {
+        **admin_obj.admin_site.each_context(request),
+        "title": title,
+        "queryset": queryset,
+        "form": form,
+        "action": request.POST.get("action", ""),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "opts": admin_obj.opts,
+    }
+    return TemplateResponse(request, "billing/credit_reason.html", context)
 
 
 def _run(request: HttpRequest, admin_obj: admin.ModelAdmin, fn: Any, **kwargs: Any) -> Any:
@@ -187,8 +210,13 @@ class CdrAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):
     def has_credit_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.credit_cdr")
 
-    @admin.action(description="Credit the selected CDRs", permissions=["credit"])
-    def credit_selected(self, request: HttpRequest, queryset: QuerySet[Cdr]) -> None:
+    @admin.action(description="Credit the selected CDRs…", permissions=["credit"])
+    def credit_selected(
+        self, request: HttpRequest, queryset: QuerySet[Cdr]
+    ) -> TemplateResponse | None:
+        reason = _reason_or_prompt(self, request, queryset, "Credit CDRs")
+        if not isinstance(reason, str):
+            return reason
         done = 0
         for cdr in queryset.filter(credit=False):
             done += (
@@ -197,12 +225,13 @@ class CdrAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):
                     self,
                     services.cdr_credit,
                     cdr_id=cdr.pk,
-                    reason="credited from the panel",
+                    reason=reason,
                     user=request.user,
                 )
                 is not None
             )
         self.message_user(request, f"{done} CDR(s) credited.")
+        return None
 
     @admin.action(
         description="Re-rate the sessions of the selected CDRs (not invoiced)",
@@ -401,8 +430,73 @@ class InvoiceAdmin(FinanceExportMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.pdf_view),
                 name="billing_invoice_pdf",
             ),
+            path(
+                "<int:pk>/credit/",
+                self.admin_site.admin_view(self.credit_view),
+                name="billing_invoice_credit",
+            ),
         ]
         return extra + super().get_urls()
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        invoice = Invoice.objects.filter(pk=object_id).first()
+        can_credit = (
+            invoice is not None
+            and invoice.is_issued
+            and invoice.kind == Invoice.Kind.INVOICE
+            and self.has_credit_permission(request)
+        )
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "can_credit": can_credit}
+        )
+
+    def credit_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """One invoice's credit note: everything left, some lines, or an amount, with a
+        reason; issued at once, and the page of the new credit note is shown."""
+        if not self.has_credit_permission(request):
+            raise PermissionDenied
+        invoice = get_object_or_404(
+            Invoice, pk=pk, status=Invoice.Status.ISSUED, kind=Invoice.Kind.INVOICE
+        )
+        form = InvoiceCreditForm(request.POST or None, invoice=invoice)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            common = {"invoice_id": invoice.pk, "reason": data["reason"], "user": request.user}
+            try:
+                if data["mode"] == "lines":
+                    note = services.invoice_credit_lines(
+                        line_ids=[line.pk for line in data["lines"]], **common
+                    )
+                elif data["mode"] == "amount":
+                    note = services.invoice_credit_amount(
+                        amount_excl_vat=data["amount_excl_vat"], vat_rate=form.rate, **common
+                    )
+                else:
+                    note = services.invoice_credit(**common)
+            except ApplicationError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    f"Credit note {note.number} issued: {note.currency} "
+                    f"{note.total_incl_vat:.2f} incl. VAT.",
+                )
+                return redirect("admin:billing_invoice_change", note.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Credit {invoice.number}",
+            "opts": self.opts,
+            "original": invoice,
+            "form": form,
+            "already": list(invoice.credit_notes.order_by("pk")),
+        }
+        return TemplateResponse(request, "billing/invoice_credit.html", context)
 
     def pdf_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         invoice = get_object_or_404(
@@ -445,24 +539,29 @@ class InvoiceAdmin(FinanceExportMixin, admin.ModelAdmin):
             )
         self.message_user(request, f"{done} invoice(s) issued.")
 
-    @admin.action(description="Credit the selected invoices in full", permissions=["credit"])
-    def credit_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+    @admin.action(description="Credit the selected invoices in full…", permissions=["credit"])
+    def credit_selected(
+        self, request: HttpRequest, queryset: QuerySet[Invoice]
+    ) -> TemplateResponse | None:
+        issued = queryset.filter(status=Invoice.Status.ISSUED, kind=Invoice.Kind.INVOICE)
+        reason = _reason_or_prompt(self, request, issued, "Credit invoices in full")
+        if not isinstance(reason, str):
+            return reason
         done = 0
-        for pk in queryset.filter(
-            status=Invoice.Status.ISSUED, kind=Invoice.Kind.INVOICE
-        ).values_list("pk", flat=True):
+        for pk in issued.values_list("pk", flat=True):
             done += (
                 _run(
                     request,
                     self,
                     services.invoice_credit,
                     invoice_id=pk,
-                    reason="credited from the panel",
+                    reason=reason,
                     user=request.user,
                 )
                 is not None
             )
         self.message_user(request, f"{done} credit note(s) issued.")
+        return None
 
     @admin.action(
         description="Discard the selected drafts (their CDRs are billed next period)",

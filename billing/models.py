@@ -299,8 +299,10 @@ class Invoice(models.Model):
     # Invoices only (a credit note is not paid by the buyer): issue date + terms.
     payment_terms_days = models.PositiveSmallIntegerField(null=True, blank=True)
     due_date = models.DateField(null=True, blank=True)
-    credit_of = models.OneToOneField(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_note"
+    # Credit notes: the invoice they credit (in full, some lines, or an amount; several
+    # partial credit notes may credit one invoice, never beyond what it billed).
+    credit_of = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_notes"
     )
     reason = models.CharField(max_length=255, blank=True)
     seller = models.JSONField(default=dict, blank=True)
@@ -395,14 +397,17 @@ class InvoiceLineQuerySet(models.QuerySet["InvoiceLine"]):
 
 
 class InvoiceLine(models.Model):
-    """One CDR on one invoice. The unique `cdr` is what keeps a CDR off a second invoice."""
+    """One CDR on one invoice (the unique `cdr` is what keeps a CDR off a second invoice), or,
+    on a credit note, an amount credited at one VAT rate (no CDR, no session)."""
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
-    cdr = models.OneToOneField(Cdr, on_delete=models.PROTECT, related_name="invoice_line")
+    cdr = models.OneToOneField(
+        Cdr, on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_line"
+    )
     position = models.PositiveIntegerField()
     currency = models.CharField(max_length=3)
-    session_start = models.DateTimeField()
-    session_end = models.DateTimeField()
+    session_start = models.DateTimeField(null=True, blank=True)
+    session_end = models.DateTimeField(null=True, blank=True)
     site_name = models.CharField(max_length=255, blank=True)
     # The site's zone: the line shows its start and stop in it, named.
     site_time_zone = models.CharField(max_length=64, blank=True)
@@ -412,8 +417,8 @@ class InvoiceLine(models.Model):
     # The tariff the CDR was priced with (its snapshot's id) and, when recorded, its version.
     tariff_id = models.CharField(max_length=64, blank=True)
     tariff_version = models.CharField(max_length=32, blank=True)
-    energy_kwh = models.DecimalField(max_digits=14, decimal_places=3)
-    duration_minutes = models.DecimalField(max_digits=12, decimal_places=2)
+    energy_kwh = models.DecimalField(max_digits=14, decimal_places=3, default=ZERO)
+    duration_minutes = models.DecimalField(max_digits=12, decimal_places=2, default=ZERO)
     description = models.CharField(max_length=255, blank=True)
     # None when the CDR mixes VAT rates; the invoice's VAT table splits them.
     vat_rate = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
@@ -474,6 +479,18 @@ class InvoiceLine(models.Model):
         return f"{sign}{abs(minutes) // 60}:{abs(minutes) % 60:02d}"
 
 
+class InvoiceVatLineQuerySet(models.QuerySet["InvoiceVatLine"]):
+    def update(self, **kwargs: Any) -> int:
+        if self.filter(invoice__status=Invoice.Status.ISSUED).exists():
+            raise ImmutableError("The VAT table of an issued invoice never changes.")
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if self.filter(invoice__status=Invoice.Status.ISSUED).exists():
+            raise ImmutableError("The VAT table of an issued invoice never changes.")
+        return super().delete()
+
+
 class InvoiceVatLine(models.Model):
     """The VAT table of an invoice: one row per rate (None: no VAT applies)."""
 
@@ -483,6 +500,8 @@ class InvoiceVatLine(models.Model):
     vat_amount = models.DecimalField(**MONEY)
     total_incl_vat = models.DecimalField(**MONEY)
 
+    objects = InvoiceVatLineQuerySet.as_manager()
+
     class Meta:
         ordering = ["invoice", "rate"]
         verbose_name = "VAT line"
@@ -491,9 +510,19 @@ class InvoiceVatLine(models.Model):
         return f"{self.invoice} VAT {self.rate}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if Invoice._base_manager.filter(pk=self.invoice_id, status=Invoice.Status.ISSUED).exists():
+        if self._invoice_issued():
             raise ImmutableError("The VAT table of an issued invoice never changes.")
         super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if self._invoice_issued():
+            raise ImmutableError("The VAT table of an issued invoice never changes.")
+        return super().delete(*args, **kwargs)
+
+    def _invoice_issued(self) -> bool:
+        return Invoice._base_manager.filter(
+            pk=self.invoice_id, status=Invoice.Status.ISSUED
+        ).exists()
 
 
 class SettlementStatement(models.Model):

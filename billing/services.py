@@ -405,8 +405,11 @@ def _credit_row(cdr: Cdr, *, reason: str) -> Cdr:
 
 
 def cdr_credit(*, cdr_id: int, reason: str, user: User | None = None) -> Cdr:
-    """Credit one CDR. An invoiced CDR's credit is billed with the next period (a negative
-    line); an uninvoiced CDR and its credit cancel out and are billed to nobody."""
+    """Credit one CDR (a reason is required). An invoiced CDR's credit is billed with the next
+    period (a negative line); an uninvoiced CDR and its credit cancel out and are billed to
+    nobody."""
+    if not (reason or "").strip():
+        raise ApplicationError("A credit needs a reason.")
     with transaction.atomic(durable=True):
         cdr = Cdr.objects.select_for_update(of=("self",)).get(pk=cdr_id)
         if cdr.credit:
@@ -892,6 +895,117 @@ def invoice_issue(
         return _invoice_issue(invoice_id=invoice_id, user=user, now=now or timezone.now())
 
 
+def _credit_lock(invoice_id: int) -> Invoice:
+    """The issued invoice to credit, locked: credit notes of one invoice are made one at a
+    time, so that two of them can never credit the same line or more than was billed."""
+    original = (
+        Invoice.objects.select_for_update(of=("self",)).select_related("account").get(pk=invoice_id)
+    )
+    if not original.is_issued or original.kind != Invoice.Kind.INVOICE:
+        raise ApplicationError("Only issued invoices can be credited.")
+    return original
+
+
+def _credited_base(original: Invoice) -> dict[Decimal | None, Decimal]:
+    """Per VAT rate, the base still creditable: what the invoice billed less its credit notes."""
+    left: dict[Decimal | None, Decimal] = {
+        v.rate: v.base_excl_vat for v in original.vat_lines.all()
+    }
+    for vat in InvoiceVatLine.objects.filter(invoice__credit_of=original):
+        left[vat.rate] = left.get(vat.rate, ZERO) + vat.base_excl_vat  # credit bases are < 0
+    return left
+
+
+def _credit_note(
+    original: Invoice,
+    *,
+    reason: str,
+    lines: list[InvoiceLine],
+    user: User | None,
+    issue: bool,
+    now: dt.datetime,
+    audit: dict[str, Any],
+) -> Invoice:
+    """Draft (and issue) the credit note of `lines` (its own, already negative lines).
+
+    Refused when it would credit, at any VAT rate, more than the invoice billed at that rate
+    less what earlier credit notes credited.
+    """
+    note = Invoice.objects.create(
+        account=original.account,
+        period=original.period,
+        kind=Invoice.Kind.CREDIT_NOTE,
+        currency=original.currency,
+        period_start=original.period_start,
+        period_end=original.period_end,
+        time_zone=original.time_zone,
+        credit_of=original,
+        reason=reason[:255],
+        seller=_seller(),
+        buyer=_buyer(original.account),
+    )
+    left = _credited_base(original)
+    for line in lines:
+        line.invoice = note
+    _invoice_fill_lines(note, lines)
+    for vat in note.vat_lines.all():
+        if -vat.base_excl_vat > left.get(vat.rate, ZERO):
+            rate = "no VAT" if vat.rate is None else f"{vat.rate.normalize():f} %"
+            remaining = max(left.get(vat.rate, ZERO), ZERO)
+            raise ApplicationError(
+                f"That credits {round_money(-vat.base_excl_vat, note.currency):f} excl. VAT at "
+                f"{rate}; invoice {original.number} has "
+                f"{round_money(remaining, note.currency):f} left to credit there."
+            )
+    _audit(
+        "credit_note_drafted",
+        note,
+        user=user,
+        credit_of=original.number,
+        reason=reason,
+        total_incl_vat=_str(note.total_incl_vat),
+        **audit,
+    )
+    if issue:
+        note = _invoice_issue(invoice_id=note.pk, user=user, now=now)
+    return note
+
+
+def _credit_lines_of(original: Invoice, lines: list[InvoiceLine], reason: str) -> list[InvoiceLine]:
+    """The credit note's lines for `lines` of the invoice: each line's CDR gets its credit CDR
+    (so the session can be re-rated and billed again), on a negative line."""
+    cdrs = list(
+        Cdr.objects.select_for_update()
+        .filter(pk__in=[line.cdr_id for line in lines if line.cdr_id is not None])
+        .order_by("pk")
+    )
+    by_id = {cdr.pk: cdr for cdr in cdrs}
+    already = set(Cdr.objects.filter(credit_of__in=cdrs).values_list("credit_of_id", flat=True))
+    credited = [str(line.position) for line in lines if line.cdr_id in already]
+    if credited:
+        raise ApplicationError(
+            f"Invoice {original.number}: lines already credited: {', '.join(credited)}"
+        )
+    for line in lines:
+        cdr = by_id.get(line.cdr_id) if line.cdr_id is not None else None
+        if cdr is None or cdr.credit:
+            raise ApplicationError(
+                f"Line {line.position} of invoice {original.number} is itself a credit: "
+                "credit an amount instead."
+            )
+    return [
+        _line_from_cdr(original, position, _credit_row(by_id[line.cdr_id], reason=reason))
+        for position, line in enumerate(lines, start=1)
+    ]
+
+
+def _reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("A credit note needs a reason.")
+    return reason
+
+
 def invoice_credit(
     *,
     invoice_id: int,
@@ -900,51 +1014,112 @@ def invoice_credit(
     issue: bool = True,
     now: dt.datetime | None = None,
 ) -> Invoice:
-    """Credit an issued invoice in full with a credit note that references it.
+    """Credit an issued invoice in full (what is left of it after earlier partial credit
+    notes) with a credit note that references it; a reason is required.
 
-    Every CDR of the invoice gets its credit CDR, on a line of the credit note; the sessions
-    can then be re-rated and billed again with a later period.
+    Every CDR of the invoice not yet credited gets its credit CDR, on a line of the credit
+    note; the sessions can then be re-rated and billed again with a later period.
     """
     now = now or timezone.now()
-    if not reason.strip():
-        raise ApplicationError("A credit note needs a reason.")
+    reason = _reason(reason)
     with transaction.atomic(durable=True):
-        original = (
-            Invoice.objects.select_for_update(of=("self",))
-            .select_related("account")
-            .get(pk=invoice_id)
-        )
-        if not original.is_issued or original.kind != Invoice.Kind.INVOICE:
-            raise ApplicationError("Only issued invoices can be credited.")
-        if Invoice.objects.filter(credit_of=original).exists():
+        original = _credit_lock(invoice_id)
+        lines = list(original.lines.filter(cdr__credit_cdr__isnull=True).order_by("position"))
+        if not lines:
             raise ApplicationError(f"Invoice {original.number} is already credited.")
-        cdrs = list(
-            Cdr.objects.select_for_update()
-            .filter(invoice_line__invoice=original)
-            .order_by("invoice_line__position")
+        first = not original.credit_notes.exists()
+        note = _credit_note(
+            original,
+            reason=reason,
+            lines=_credit_lines_of(original, lines, reason),
+            user=user,
+            issue=issue,
+            now=now,
+            audit={"lines": [line.position for line in lines]},
         )
-        credited = [c.uid for c in cdrs if Cdr.objects.filter(credit_of=c).exists()]
-        if credited:
-            raise ApplicationError(f"CDRs already credited: {', '.join(credited)}")
-        note = Invoice.objects.create(
-            account=original.account,
-            period=original.period,
-            kind=Invoice.Kind.CREDIT_NOTE,
-            currency=original.currency,
-            period_start=original.period_start,
-            period_end=original.period_end,
-            credit_of=original,
-            reason=reason[:255],
-            seller=_seller(),
-            buyer=_buyer(original.account),
-        )
-        _invoice_fill(note, [_credit_row(cdr, reason=reason) for cdr in cdrs])
-        if note.total_incl_vat != -original.total_incl_vat:
+        if first and note.total_incl_vat != -original.total_incl_vat:
             raise ApplicationError("The credit note does not mirror the invoice.")
-        _audit("credit_note_drafted", note, user=user, credit_of=original.number, reason=reason)
-        if issue:
-            note = _invoice_issue(invoice_id=note.pk, user=user, now=now)
         return note
+
+
+def invoice_credit_lines(
+    *,
+    invoice_id: int,
+    line_ids: list[int],
+    reason: str,
+    user: User | None = None,
+    issue: bool = True,
+    now: dt.datetime | None = None,
+) -> Invoice:
+    """Credit some lines of an issued invoice (a partial credit note); a reason is required.
+
+    Each line's CDR gets its credit CDR; a line is credited once, ever.
+    """
+    now = now or timezone.now()
+    reason = _reason(reason)
+    with transaction.atomic(durable=True):
+        original = _credit_lock(invoice_id)
+        lines = list(original.lines.filter(pk__in=line_ids).order_by("position"))
+        if not lines or len(lines) != len(set(line_ids)):
+            raise ApplicationError(f"Choose lines of invoice {original.number} to credit.")
+        return _credit_note(
+            original,
+            reason=reason,
+            lines=_credit_lines_of(original, lines, reason),
+            user=user,
+            issue=issue,
+            now=now,
+            audit={"lines": [line.position for line in lines]},
+        )
+
+
+def invoice_credit_amount(
+    *,
+    invoice_id: int,
+    amount_excl_vat: Decimal,
+    vat_rate: Decimal | None,
+    reason: str,
+    user: User | None = None,
+    issue: bool = True,
+    now: dt.datetime | None = None,
+) -> Invoice:
+    """Credit an amount of an issued invoice (excl. VAT, at one of its VAT rates), e.g. a
+    goodwill gesture; its VAT follows the invoice rule. No CDR is touched. A reason is
+    required, and the amount may not exceed what is left to credit at that rate."""
+    now = now or timezone.now()
+    reason = _reason(reason)
+    with transaction.atomic(durable=True):
+        original = _credit_lock(invoice_id)
+        amount = round_money(Decimal(amount_excl_vat), original.currency)
+        if amount <= 0:
+            raise ApplicationError("The amount to credit must be more than zero.")
+        rates = set(original.vat_lines.values_list("rate", flat=True))
+        if vat_rate not in rates:
+            raise ApplicationError(
+                f"Invoice {original.number} has no VAT rate {vat_rate}: choose one of its own."
+            )
+        rate = _str(Decimal(vat_rate).normalize()) if vat_rate is not None else None
+        line = InvoiceLine(
+            invoice=original,
+            cdr=None,
+            position=1,
+            currency=original.currency,
+            description=f"Credit: {reason}"[:255],
+            vat_rate=vat_rate,
+            amount_excl_vat=-amount,
+            vat_amount=ZERO,
+            amount_incl_vat=ZERO,
+            vat_breakdown=[{"rate": rate, "base": _str(-amount), "stated_vat": "0"}],
+        )
+        return _credit_note(
+            original,
+            reason=reason,
+            lines=[line],
+            user=user,
+            issue=issue,
+            now=now,
+            audit={"amount_excl_vat": _str(amount), "vat_rate": rate},
+        )
 
 
 def invoice_draft_discard(*, invoice_id: int, user: User | None = None) -> int:

@@ -126,3 +126,24 @@ def test_the_panel_shows_it(invoice: Invoice, client, roles) -> None:  # type: i
         invoice.lines.get().tariff_id,
     ):
         assert expected in page, expected
+
+
+def test_a_credit_note_of_an_amount_prints(invoice: Invoice) -> None:
+    note = services.invoice_credit_amount(
+        invoice_id=invoice.pk,
+        amount_excl_vat=Decimal("1.00"),
+        vat_rate=Decimal("21"),
+        reason="goodwill",
+        now=ISSUED,
+    )
+    text = pdf_text(invoice_pdf(note))
+    for expected in (
+        f"Credit note {note.number}",
+        f"Credits invoice {invoice.number}",
+        "Reason: goodwill",
+        "Credit: goodwill",
+        "-1.21",
+        "Amount credited: EUR 1.21",
+    ):
+        assert expected in text, expected
+    assert "Due date" not in text

@@ -137,15 +137,18 @@ def test_operators_and_support_cannot_export_issue_or_credit(client, issued, rol
 def test_finance_credits_from_the_panel(client, issued) -> None:  # type: ignore[no-untyped-def]
     client.force_login(staff("finance", "Finance"))
     invoice = issued[0]
+    selected = {"action": "credit_selected", "_selected_action": [invoice.pk]}
+    # A credit note needs a reason: the action asks for it first.
+    prompt = client.post("/admin/billing/invoice/", selected)
+    assert prompt.status_code == 200
+    assert b'name="reason"' in prompt.content
+    assert not Invoice.objects.filter(credit_of=invoice).exists()
     response = client.post(
-        "/admin/billing/invoice/",
-        {
-            "action": "credit_selected",
-            "_selected_action": [invoice.pk],
-        },
+        "/admin/billing/invoice/", {**selected, "apply": "1", "reason": "duplicate billing"}
     )
     assert response.status_code == 302
     note = Invoice.objects.get(credit_of=invoice)
+    assert note.reason == "duplicate billing"
     assert note.is_issued
     assert note.total_incl_vat == -invoice.total_incl_vat
     assert note.issued_by is not None
