@@ -601,10 +601,12 @@ def _tariff_id(cdr: Cdr) -> str:
 
 
 def _site_time_zone(cdr: Cdr) -> str:
-    """The zone of the CDR's site as rated (its snapshot), else the site's today, else UTC."""
+    """The zone of the CDR's site as rated (its snapshot), else its site's or, for older CDRs
+    without one, its station's site's today; empty (UTC) when there is none."""
     zone = (cdr.site_snapshot or {}).get("time_zone")
-    if not zone and cdr.location_id is not None:
-        zone = cdr.location.time_zone
+    if not zone:
+        location = cdr.location if cdr.location_id is not None else cdr.session.station.location
+        zone = location.time_zone if location is not None else ""
     return str(zone or "")
 
 
