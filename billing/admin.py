@@ -6,26 +6,29 @@ here: actions go through the services, which keep the invariants and the audit t
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
 from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from import_export.admin import ExportMixin
-from import_export.formats.base_formats import CSV, XLSX
 from import_export.forms import ExportForm
 
 from billing import services
+from billing.forms import CreditReasonForm, InvoiceCreditForm
 from billing.models import (
     BillingAuditEntry,
     BillingPeriod,
+    BillingProfile,
     Cdr,
     Invoice,
     InvoiceLine,
@@ -37,11 +40,14 @@ from billing.models import (
 from billing.pdf import invoice_pdf
 from billing.resources import (
     CdrResource,
+    FinanceCSV,
+    FinanceXLSX,
     InvoiceLineResource,
     InvoiceResource,
     SettlementLineResource,
 )
 from cpo.lib.api import ApplicationError
+from cpo.lib.formatting import add_months, local_midnight
 from sessions.models import ChargingSession
 from tariffs.models import Tariff
 
@@ -72,13 +78,49 @@ class FinanceExportMixin(ExportMixin):
     The admins that add it to a ModelAdmin ignore mypy's [misc]: the import-export stubs declare
     `model` and `change_list_template` otherwise than django-stubs' ModelAdmin."""
 
-    export_formats = [CSV, XLSX]
+    export_formats = [FinanceCSV, FinanceXLSX]
     export_form_class = ExportForm
     opts: Options[Any]  # the ModelAdmin's, which this mixin is always combined with
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.export_{opts.model_name}")
+
+    def get_export_data(
+        self, file_format: Any, request: HttpRequest, queryset: Any, **kwargs: Any
+    ) -> Any:
+        # import-export gives native values to its own binary formats only (by exact type):
+        # ours are subclasses, so say it here. XLSX gets dates and numbers, CSV text.
+        if not self.has_export_permission(request):
+            raise PermissionDenied
+        data = self.get_data_for_export(
+            request, queryset, force_native_type=file_format.is_binary(), **kwargs
+        )
+        export_data = file_format.export_data(data)
+        encoding = kwargs.get("encoding")
+        if not file_format.is_binary() and encoding:
+            export_data = export_data.encode(encoding)
+        return export_data
+
+
+def _reason_or_prompt(
+    admin_obj: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet, title: str
+) -> str | TemplateResponse:
+    """The reason posted with a credit action, or the page that asks for it (a credit is
+    never made without one)."""
+    form = CreditReasonForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        return str(form.cleaned_data["reason"]).strip()
+    context = {
+        **admin_obj.admin_site.each_context(request),
+        "title": title,
+        "queryset": queryset,
+        "form": form,
+        "action": request.POST.get("action", ""),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "opts": admin_obj.opts,
+    }
+    return TemplateResponse(request, "billing/credit_reason.html", context)
 
 
 def _run(request: HttpRequest, admin_obj: admin.ModelAdmin[Any], fn: Any, **kwargs: Any) -> Any:
@@ -90,25 +132,52 @@ def _run(request: HttpRequest, admin_obj: admin.ModelAdmin[Any], fn: Any, **kwar
 
 
 class PeriodStartFilter(admin.SimpleListFilter):
-    """Billing period by its start month (all accounts), e.g. 2025-01."""
+    """Billing period by its start month (all accounts), e.g. 2025-01, each invoice's month
+    read in its own time zone (one query per zone in use)."""
 
     title = "period month"
     parameter_name = "period_month"
     field = "period_start"
+    zone_field = "time_zone"
+
+    def _zones(self, queryset: QuerySet) -> list[str]:
+        return list(queryset.order_by().values_list(self.zone_field, flat=True).distinct())
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        months = model_admin.get_queryset(request).dates(self.field, "month", order="DESC")
-        return [(f"{m:%Y-%m}", f"{m:%Y-%m}") for m in months[:36]]
+        queryset = model_admin.get_queryset(request)
+        months: set[str] = set()
+        for zone in self._zones(queryset):
+            months.update(
+                f"{m:%Y-%m}"
+                for m in queryset.filter(**{self.zone_field: zone}).datetimes(
+                    self.field, "month", tzinfo=zoneinfo.ZoneInfo(zone or "UTC")
+                )
+            )
+        return [(m, m) for m in sorted(months, reverse=True)[:36]]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if not (value := self.value()):
             return queryset
-        year, month = value.split("-")
-        return queryset.filter(**{f"{self.field}__year": year, f"{self.field}__month": month})
+        try:
+            first = dt.date.fromisoformat(f"{value}-01")
+        except ValueError:
+            return queryset.none()
+        match = Q(pk__in=[])
+        for zone in self._zones(queryset):
+            tz = zoneinfo.ZoneInfo(zone or "UTC")
+            match |= Q(
+                **{
+                    self.zone_field: zone,
+                    f"{self.field}__gte": local_midnight(first, tz),
+                    f"{self.field}__lt": local_midnight(add_months(first, 1), tz),
+                }
+            )
+        return queryset.filter(match)
 
 
 class LinePeriodStartFilter(PeriodStartFilter):
     field = "invoice__period_start"
+    zone_field = "invoice__time_zone"
 
 
 class InvoicedFilter(admin.SimpleListFilter):
@@ -172,8 +241,13 @@ class CdrAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):  # type: ig
     def has_credit_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("billing.credit_cdr")
 
-    @admin.action(description="Credit the selected CDRs", permissions=["credit"])
-    def credit_selected(self, request: HttpRequest, queryset: QuerySet[Cdr]) -> None:
+    @admin.action(description="Credit the selected CDRs…", permissions=["credit"])
+    def credit_selected(
+        self, request: HttpRequest, queryset: QuerySet[Cdr]
+    ) -> TemplateResponse | None:
+        reason = _reason_or_prompt(self, request, queryset, "Credit CDRs")
+        if not isinstance(reason, str):
+            return reason
         done = 0
         for cdr in queryset.filter(credit=False):
             done += (
@@ -182,12 +256,13 @@ class CdrAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):  # type: ig
                     self,
                     services.cdr_credit,
                     cdr_id=cdr.pk,
-                    reason="credited from the panel",
+                    reason=reason,
                     user=request.user,
                 )
                 is not None
             )
         self.message_user(request, f"{done} CDR(s) credited.")
+        return None
 
     @admin.action(
         description="Re-rate the sessions of the selected CDRs (not invoiced)",
@@ -210,18 +285,44 @@ class CdrAdmin(FinanceExportMixin, ReadOnlyMixin, admin.ModelAdmin):  # type: ig
         self.message_user(request, f"{done} session(s) re-rated.")
 
 
+def _local_time(moment: dt.datetime | None, zone: str) -> str:
+    if moment is None:
+        return "-"
+    return format_html("{} <small>{}</small>", f"{moment:%Y-%m-%d %H:%M}", zone or "UTC")
+
+
+def _party(data: dict[str, Any]) -> str:
+    rows = [
+        ("Name", data.get("name")),
+        ("Address", data.get("address")),
+        ("", " ".join(filter(None, [data.get("postal_code"), data.get("city")]))),
+        ("Country", data.get("country")),
+        ("Reg. no.", data.get("registration_number")),
+        ("VAT ID", data.get("vat_id")),
+        ("IBAN", data.get("iban")),
+        ("BIC", data.get("bic")),
+        ("E-mail", data.get("email")),
+        ("Customer no.", data.get("reference")),
+    ]
+    return format_html_join(
+        "", "<div><span class='party-label'>{}</span> {}</div>", ((k, v) for k, v in rows if v)
+    )
+
+
 class InvoiceLineInline(admin.TabularInline):
     model = InvoiceLine
     extra = 0
     can_delete = False
     fields = (
         "position",
-        "session_start",
+        "start_local",
+        "stop_local",
         "site_name",
         "station_identity",
         "token_visual_number",
+        "tariff",
         "energy_kwh",
-        "duration_minutes",
+        "duration",
         "vat_rate",
         "amount_excl_vat",
         "vat_amount",
@@ -230,6 +331,22 @@ class InvoiceLineInline(admin.TabularInline):
     )
     readonly_fields = fields
     raw_id_fields = ("cdr",)
+
+    @admin.display(description="Start (site time)")
+    def start_local(self, obj: InvoiceLine) -> str:
+        return _local_time(obj.local_start, obj.site_time_zone)
+
+    @admin.display(description="Stop (site time)")
+    def stop_local(self, obj: InvoiceLine) -> str:
+        return _local_time(obj.local_end, obj.site_time_zone)
+
+    @admin.display(description="Tariff")
+    def tariff(self, obj: InvoiceLine) -> str:
+        return obj.tariff_label or "-"
+
+    @admin.display(description="Duration (h:mm)")
+    def duration(self, obj: InvoiceLine) -> str:
+        return obj.duration_label
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -275,7 +392,59 @@ class InvoiceAdmin(FinanceExportMixin, admin.ModelAdmin):  # type: ignore[misc] 
     date_hierarchy = "issue_date"
     inlines = [InvoiceVatLineInline, InvoiceLineInline]
     actions = ["issue_selected", "credit_selected", "discard_selected"]
-    readonly_fields = [f.name for f in Invoice._meta.fields]
+    readonly_fields = [
+        *(f.name for f in Invoice._meta.fields),
+        "period_local",
+        "seller_details",
+        "buyer_details",
+    ]
+    fieldsets = (
+        (None, {"fields": ("number", "kind", "status", "account", "currency")}),
+        (
+            "Dates and terms",
+            {
+                "fields": (
+                    "issue_date",
+                    "payment_terms_days",
+                    "due_date",
+                    "period_local",
+                    "time_zone",
+                    "issued_at",
+                    "issued_by",
+                )
+            },
+        ),
+        ("Seller and buyer", {"fields": ("seller_details", "buyer_details")}),
+        ("Totals", {"fields": ("total_excl_vat", "total_vat", "total_incl_vat")}),
+        ("Credit", {"fields": ("credit_of", "reason")}),
+        (
+            "Record",
+            {
+                "fields": ("period", "period_start", "period_end", "series", "sequence"),
+                "classes": ["collapse"],
+            },
+        ),
+    )
+
+    @admin.display(description="Period")
+    def period_local(self, obj: Invoice) -> str:
+        dates = obj.period_local_dates
+        if dates is None:
+            return "-"
+        return format_html(
+            "{} to {} <small>({}, both included)</small>",
+            f"{dates[0]:%Y-%m-%d}",
+            f"{dates[1]:%Y-%m-%d}",
+            obj.time_zone or "UTC",
+        )
+
+    @admin.display(description="Seller")
+    def seller_details(self, obj: Invoice) -> str:
+        return _party(obj.seller)
+
+    @admin.display(description="Buyer")
+    def buyer_details(self, obj: Invoice) -> str:
+        return _party(obj.buyer)
 
     @admin.display(description="PDF")
     def pdf_link(self, obj: Invoice) -> str:
@@ -292,8 +461,73 @@ class InvoiceAdmin(FinanceExportMixin, admin.ModelAdmin):  # type: ignore[misc] 
                 self.admin_site.admin_view(self.pdf_view),
                 name="billing_invoice_pdf",
             ),
+            path(
+                "<int:pk>/credit/",
+                self.admin_site.admin_view(self.credit_view),
+                name="billing_invoice_credit",
+            ),
         ]
         return extra + super().get_urls()
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        invoice = Invoice.objects.filter(pk=object_id).first()
+        can_credit = (
+            invoice is not None
+            and invoice.is_issued
+            and invoice.kind == Invoice.Kind.INVOICE
+            and self.has_credit_permission(request)
+        )
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "can_credit": can_credit}
+        )
+
+    def credit_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """One invoice's credit note: everything left, some lines, or an amount, with a
+        reason; issued at once, and the page of the new credit note is shown."""
+        if not self.has_credit_permission(request):
+            raise PermissionDenied
+        invoice = get_object_or_404(
+            Invoice, pk=pk, status=Invoice.Status.ISSUED, kind=Invoice.Kind.INVOICE
+        )
+        form = InvoiceCreditForm(request.POST or None, invoice=invoice)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            common = {"invoice_id": invoice.pk, "reason": data["reason"], "user": request.user}
+            try:
+                if data["mode"] == "lines":
+                    note = services.invoice_credit_lines(
+                        line_ids=[line.pk for line in data["lines"]], **common
+                    )
+                elif data["mode"] == "amount":
+                    note = services.invoice_credit_amount(
+                        amount_excl_vat=data["amount_excl_vat"], vat_rate=form.rate, **common
+                    )
+                else:
+                    note = services.invoice_credit(**common)
+            except ApplicationError as exc:
+                form.add_error(None, exc.message)
+            else:
+                self.message_user(
+                    request,
+                    f"Credit note {note.number} issued: {note.currency} "
+                    f"{note.total_incl_vat:.2f} incl. VAT.",
+                )
+                return redirect("admin:billing_invoice_change", note.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Credit {invoice.number}",
+            "opts": self.opts,
+            "original": invoice,
+            "form": form,
+            "already": list(invoice.credit_notes.order_by("pk")),
+        }
+        return TemplateResponse(request, "billing/invoice_credit.html", context)
 
     def pdf_view(self, request: HttpRequest, pk: int) -> HttpResponse:
         invoice = get_object_or_404(
@@ -336,24 +570,29 @@ class InvoiceAdmin(FinanceExportMixin, admin.ModelAdmin):  # type: ignore[misc] 
             )
         self.message_user(request, f"{done} invoice(s) issued.")
 
-    @admin.action(description="Credit the selected invoices in full", permissions=["credit"])
-    def credit_selected(self, request: HttpRequest, queryset: QuerySet[Invoice]) -> None:
+    @admin.action(description="Credit the selected invoices in full…", permissions=["credit"])
+    def credit_selected(
+        self, request: HttpRequest, queryset: QuerySet[Invoice]
+    ) -> TemplateResponse | None:
+        issued = queryset.filter(status=Invoice.Status.ISSUED, kind=Invoice.Kind.INVOICE)
+        reason = _reason_or_prompt(self, request, issued, "Credit invoices in full")
+        if not isinstance(reason, str):
+            return reason
         done = 0
-        for pk in queryset.filter(
-            status=Invoice.Status.ISSUED, kind=Invoice.Kind.INVOICE
-        ).values_list("pk", flat=True):
+        for pk in issued.values_list("pk", flat=True):
             done += (
                 _run(
                     request,
                     self,
                     services.invoice_credit,
                     invoice_id=pk,
-                    reason="credited from the panel",
+                    reason=reason,
                     user=request.user,
                 )
                 is not None
             )
         self.message_user(request, f"{done} credit note(s) issued.")
+        return None
 
     @admin.action(
         description="Discard the selected drafts (their CDRs are billed next period)",
@@ -471,6 +710,16 @@ class BillingAuditEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ("action", "object_type")
     list_select_related = ("user",)
     readonly_fields = [f.name for f in BillingAuditEntry._meta.fields]
+
+
+@admin.register(BillingProfile)
+class BillingProfileAdmin(admin.ModelAdmin):
+    """The buyer's registration number and payment terms, per account (Finance edits)."""
+
+    list_display = ("account", "registration_number", "payment_terms_days")
+    list_select_related = ("account",)
+    search_fields = ("account__name", "registration_number")
+    raw_id_fields = ("account",)
 
 
 # --- Finance's review queue ---------------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
+from django.core.checks import Error, register
 
 
 def _enqueue_cdr(sender: Any, session_id: int, **kwargs: Any) -> None:
@@ -12,6 +13,25 @@ def _enqueue_cdr(sender: Any, session_id: int, **kwargs: Any) -> None:
 
     # After commit: the worker must see the ended session, and a rolled-back end rates nothing.
     transaction.on_commit(lambda: cdr_create_for_session.delay(session_id))
+
+
+@register()
+def check_billing_time_zone(app_configs: Any, **kwargs: Any) -> list[Error]:
+    import zoneinfo
+
+    from django.conf import settings
+
+    try:
+        zoneinfo.ZoneInfo(settings.BILLING_TIME_ZONE)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return [
+            Error(
+                f"BILLING_TIME_ZONE={settings.BILLING_TIME_ZONE!r} is not an IANA time zone.",
+                hint="e.g. Europe/Amsterdam: billing periods and invoice dates are counted in it.",
+                id="billing.E001",
+            )
+        ]
+    return []
 
 
 class BillingConfig(AppConfig):

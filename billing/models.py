@@ -9,6 +9,7 @@ CDRs and credit notes that reference the original.
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from decimal import Decimal
 from typing import Any
 
@@ -22,6 +23,18 @@ from stations.models import Location
 
 MONEY: dict[str, Any] = {"max_digits": 14, "decimal_places": 4}
 ZERO = Decimal(0)
+
+
+def local_dates(start: dt.datetime, end: dt.datetime, zone: str) -> tuple[dt.date, dt.date]:
+    """First and last day (inclusive) of [start, end) in `zone` (UTC when empty)."""
+    tz = zoneinfo.ZoneInfo(zone) if zone else dt.UTC
+    return start.astimezone(tz).date(), (end - dt.timedelta(microseconds=1)).astimezone(tz).date()
+
+
+def _in_zone(moment: dt.datetime | None, zone: str) -> dt.datetime | None:
+    if moment is None:
+        return None
+    return moment.astimezone(zoneinfo.ZoneInfo(zone) if zone else dt.UTC)
 
 
 class ImmutableError(ValidationError):
@@ -143,8 +156,8 @@ class Cdr(models.Model):
             ),
         ]
         indexes = [
-            # Period close: the account's CDRs by end time.
-            models.Index(fields=["account", "end"], name="cdr_account_end_idx"),
+            # Period close: the account's CDRs by session start.
+            models.Index(fields=["account", "start"], name="cdr_account_start_idx"),
         ]
 
     def __str__(self) -> str:
@@ -164,7 +177,8 @@ class Cdr(models.Model):
 
 
 class BillingPeriod(models.Model):
-    """One billing period of one account, [start, end) in UTC."""
+    """One billing period of one account, [start, end) stored in UTC, computed from midnights in
+    the account's time zone."""
 
     class Status(models.TextChoices):
         OPEN = "open", "Open"
@@ -176,6 +190,8 @@ class BillingPeriod(models.Model):
     kind = models.CharField(max_length=10, choices=CustomerAccount.BillingPeriod.choices)
     start = models.DateTimeField()
     end = models.DateTimeField()
+    # The zone whose midnights bound the period (the account's when it was opened).
+    time_zone = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     closed_at = models.DateTimeField(null=True, blank=True)
 
@@ -196,7 +212,35 @@ class BillingPeriod(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.account} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
+        first, last = self.local_dates
+        return f"{self.account} {first:%Y-%m-%d}..{last:%Y-%m-%d}"
+
+    @property
+    def local_dates(self) -> tuple[dt.date, dt.date]:
+        """First and last day (inclusive) in the period's zone."""
+        return local_dates(self.start, self.end, self.time_zone)
+
+
+class BillingProfile(models.Model):
+    """What invoices need of an account beyond what the charging app keeps: the buyer's
+    company registration number and, when it differs from the seller's default
+    (BILLING_PAYMENT_TERMS_DAYS), its payment terms. Read when an invoice is issued."""
+
+    account = models.OneToOneField(
+        CustomerAccount, on_delete=models.CASCADE, related_name="billing_profile"
+    )
+    registration_number = models.CharField(
+        max_length=64, blank=True, help_text="Company register number, e.g. KvK 12345678."
+    )
+    payment_terms_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Days to pay; empty: BILLING_PAYMENT_TERMS_DAYS."
+    )
+
+    class Meta:
+        ordering = ["account"]
+
+    def __str__(self) -> str:
+        return f"Billing profile of {self.account}"
 
 
 class InvoiceSeries(models.Model):
@@ -247,6 +291,8 @@ class Invoice(models.Model):
     currency = models.CharField(max_length=3)
     period_start = models.DateTimeField(null=True, blank=True)
     period_end = models.DateTimeField(null=True, blank=True)
+    # The zone of the period's bounds and of the issue and due dates, named on the invoice.
+    time_zone = models.CharField(max_length=64, blank=True)
     series = models.ForeignKey(
         InvoiceSeries, on_delete=models.PROTECT, null=True, blank=True, related_name="invoices"
     )
@@ -254,8 +300,13 @@ class Invoice(models.Model):
     number = models.CharField(max_length=48, null=True, blank=True, unique=True)
     issued_at = models.DateTimeField(null=True, blank=True)
     issue_date = models.DateField(null=True, blank=True)
-    credit_of = models.OneToOneField(
-        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_note"
+    # Invoices only (a credit note is not paid by the buyer): issue date + terms.
+    payment_terms_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    due_date = models.DateField(null=True, blank=True)
+    # Credit notes: the invoice they credit (in full, some lines, or an amount; several
+    # partial credit notes may credit one invoice, never beyond what it billed).
+    credit_of = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="credit_notes"
     )
     reason = models.CharField(max_length=255, blank=True)
     seller = models.JSONField(default=dict, blank=True)
@@ -321,6 +372,13 @@ class Invoice(models.Model):
         return super().delete(*args, **kwargs)
 
     @property
+    def period_local_dates(self) -> tuple[dt.date, dt.date] | None:
+        """The period's first and last day (inclusive) in the invoice's zone."""
+        if self.period_start is None or self.period_end is None:
+            return None
+        return local_dates(self.period_start, self.period_end, self.time_zone)
+
+    @property
     def is_issued(self) -> bool:
         return self.status == self.Status.ISSUED
 
@@ -343,26 +401,38 @@ class InvoiceLineQuerySet(models.QuerySet["InvoiceLine"]):
 
 
 class InvoiceLine(models.Model):
-    """One CDR on one invoice. The unique `cdr` is what keeps a CDR off a second invoice."""
+    """One CDR on one invoice (the unique `cdr` is what keeps a CDR off a second invoice), or,
+    on a credit note, an amount credited at one VAT rate (no CDR, no session)."""
 
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
-    cdr = models.OneToOneField(Cdr, on_delete=models.PROTECT, related_name="invoice_line")
+    cdr = models.OneToOneField(
+        Cdr, on_delete=models.PROTECT, null=True, blank=True, related_name="invoice_line"
+    )
     position = models.PositiveIntegerField()
     currency = models.CharField(max_length=3)
-    session_start = models.DateTimeField()
-    session_end = models.DateTimeField()
+    session_start = models.DateTimeField(null=True, blank=True)
+    session_end = models.DateTimeField(null=True, blank=True)
     site_name = models.CharField(max_length=255, blank=True)
+    # The site's zone: the line shows its start and stop in it, named.
+    site_time_zone = models.CharField(max_length=64, blank=True)
     station_identity = models.CharField(max_length=48, blank=True)
     evse_uid = models.CharField(max_length=48, blank=True)
     token_visual_number = models.CharField(max_length=64, blank=True)
-    energy_kwh = models.DecimalField(max_digits=14, decimal_places=3)
-    duration_minutes = models.DecimalField(max_digits=12, decimal_places=2)
+    # The tariff the CDR was priced with (its snapshot's id) and, when recorded, its version.
+    tariff_id = models.CharField(max_length=64, blank=True)
+    tariff_version = models.CharField(max_length=32, blank=True)
+    energy_kwh = models.DecimalField(max_digits=14, decimal_places=3, default=ZERO)
+    duration_minutes = models.DecimalField(max_digits=12, decimal_places=2, default=ZERO)
     description = models.CharField(max_length=255, blank=True)
     # None when the CDR mixes VAT rates; the invoice's VAT table splits them.
     vat_rate = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
+    # Base: the CDR's rounded amount excl. VAT. VAT: the line's share of its rate's VAT, which
+    # is computed once per rate on the invoice (billing.vat); incl. = base + VAT.
     amount_excl_vat = models.DecimalField(**MONEY)
     vat_amount = models.DecimalField(**MONEY)
     amount_incl_vat = models.DecimalField(**MONEY)
+    # Per rate: [{"rate": "21" | null, "base": "1.23", "vat": "0.26"}], summing to the above.
+    vat_breakdown = models.JSONField(default=list, blank=True)
 
     objects = InvoiceLineQuerySet.as_manager()
 
@@ -391,6 +461,39 @@ class InvoiceLine(models.Model):
             pk=self.invoice_id, status=Invoice.Status.ISSUED
         ).exists()
 
+    @property
+    def local_start(self) -> dt.datetime | None:
+        return _in_zone(self.session_start, self.site_time_zone)
+
+    @property
+    def local_end(self) -> dt.datetime | None:
+        return _in_zone(self.session_end, self.site_time_zone)
+
+    @property
+    def tariff_label(self) -> str:
+        if self.tariff_version:
+            return f"{self.tariff_id} v{self.tariff_version}"
+        return self.tariff_id
+
+    @property
+    def duration_label(self) -> str:
+        """h:mm of the session."""
+        minutes = int(self.duration_minutes.to_integral_value())
+        sign = "-" if minutes < 0 else ""
+        return f"{sign}{abs(minutes) // 60}:{abs(minutes) % 60:02d}"
+
+
+class InvoiceVatLineQuerySet(models.QuerySet["InvoiceVatLine"]):
+    def update(self, **kwargs: Any) -> int:
+        if self.filter(invoice__status=Invoice.Status.ISSUED).exists():
+            raise ImmutableError("The VAT table of an issued invoice never changes.")
+        return super().update(**kwargs)
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        if self.filter(invoice__status=Invoice.Status.ISSUED).exists():
+            raise ImmutableError("The VAT table of an issued invoice never changes.")
+        return super().delete()
+
 
 class InvoiceVatLine(models.Model):
     """The VAT table of an invoice: one row per rate (None: no VAT applies)."""
@@ -401,6 +504,8 @@ class InvoiceVatLine(models.Model):
     vat_amount = models.DecimalField(**MONEY)
     total_incl_vat = models.DecimalField(**MONEY)
 
+    objects = InvoiceVatLineQuerySet.as_manager()
+
     class Meta:
         ordering = ["invoice", "rate"]
         verbose_name = "VAT line"
@@ -409,9 +514,19 @@ class InvoiceVatLine(models.Model):
         return f"{self.invoice} VAT {self.rate}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if Invoice._base_manager.filter(pk=self.invoice_id, status=Invoice.Status.ISSUED).exists():
+        if self._invoice_issued():
             raise ImmutableError("The VAT table of an issued invoice never changes.")
         super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        if self._invoice_issued():
+            raise ImmutableError("The VAT table of an issued invoice never changes.")
+        return super().delete(*args, **kwargs)
+
+    def _invoice_issued(self) -> bool:
+        return Invoice._base_manager.filter(
+            pk=self.invoice_id, status=Invoice.Status.ISSUED
+        ).exists()
 
 
 class SettlementStatement(models.Model):

@@ -1,29 +1,51 @@
 """Finance exports (django-import-export): invoices, invoice lines and CDRs, CSV and XLSX.
 
 The columns are fixed and locale-free, so a spreadsheet or an accounting import reads them the
-same everywhere: ISO 8601 dates and UTC times, a decimal point and no thousands separator,
-money rounded to the currency's minor unit, and a currency column on every row.
+same everywhere:
+
+- CSV: ISO 8601 dates, UTC times with their offset (and local times with the zone named in
+  a column beside them), a decimal point and no thousands separator, money rounded to the
+  currency's minor unit, a currency column on every row. A text cell that a spreadsheet would
+  take for a formula (=, +, -, @, tab or carriage return first) is prefixed with an apostrophe;
+  numbers, negative ones included, are left as they are.
+- XLSX: real dates and date-times (UTC columns in UTC, local columns in local time: Excel
+  has no time zones), money as numbers with a money number format of the row's currency, a
+  sheet named after what it holds; no cell is ever a formula.
+- The invoice-lines export has one row per line (`row_type` "line") and, per currency, a
+  totals row (`row_type` "total") that sums the money and energy columns above it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from decimal import Decimal
-from typing import Any, cast
+import io
+import zoneinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
+import tablib
 from import_export import fields, resources, widgets
+from import_export.formats.base_formats import CSV, XLSX
 
 from billing.models import Cdr, Invoice, InvoiceLine, SettlementLine
+from cpo.lib.money import currency_exponent
 from tariffs.rating import round_money
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class IsoDateTimeWidget(widgets.Widget):
-    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> str:
+    """UTC date-times and dates: ISO 8601 text in CSV, real (naive UTC) values in XLSX."""
+
+    def render(self, value: Any, obj: Any = None, **kwargs: Any) -> Any:
         if value is None:
             return ""
         if isinstance(value, dt.datetime):
-            return value.astimezone(dt.UTC).isoformat()
-        return cast(str, value.isoformat())
+            value = value.astimezone(dt.UTC)
+            return (
+                value.replace(tzinfo=None) if kwargs.get("force_native_type") else value.isoformat()
+            )
+        return value if kwargs.get("force_native_type") else value.isoformat()
 
 
 class PlainDecimalWidget(widgets.Widget):
@@ -62,6 +84,41 @@ class MoneyField(fields.Field):
         return rounded if kwargs.get("force_native_type") else format(rounded, "f")
 
 
+class LocalTimeField(fields.Field):
+    """A UTC instant shown in the zone named by another attribute (UTC when empty)."""
+
+    def __init__(self, attribute: str, column_name: str, zone: str) -> None:
+        super().__init__(attribute=attribute, column_name=column_name)
+        self.zone = zone
+
+    def export(self, instance: Any, **kwargs: Any) -> Any:
+        value = self.get_value(instance)
+        if value is None:
+            return ""
+        zone = getattr(instance, self.zone) or "UTC"
+        local = value.astimezone(zoneinfo.ZoneInfo(zone))
+        if kwargs.get("force_native_type"):
+            return local.replace(tzinfo=None)
+        return local.isoformat()
+
+
+class PeriodDayField(fields.Field):
+    """The first (index 0) or last (1) local day of an invoice's period, as a date."""
+
+    def __init__(self, column_name: str, index: int, invoice: str = "") -> None:
+        super().__init__(column_name=column_name)
+        self.index = index
+        self.invoice = invoice
+
+    def export(self, instance: Any, **kwargs: Any) -> Any:
+        invoice = getattr(instance, self.invoice) if self.invoice else instance
+        days = invoice.period_local_dates
+        if days is None:
+            return ""
+        day = days[self.index]
+        return day if kwargs.get("force_native_type") else day.isoformat()
+
+
 def _field(attribute: str, column: str, widget: widgets.Widget | None = None) -> fields.Field:
     return fields.Field(attribute=attribute, column_name=column, widget=widget or widgets.Widget())
 
@@ -74,15 +131,62 @@ def _date(attribute: str, column: str) -> fields.Field:
     return _field(attribute, column, IsoDateTimeWidget())
 
 
-class InvoiceResource(resources.ModelResource):
+class FinanceResource(resources.ModelResource):
+    """An export with a readable sheet name, whose money columns the XLSX writer formats, and
+    (when `total_columns` is set) a totals row per currency."""
+
+    sheet_title = "Export"
+    currency_column = "currency"
+    total_columns: tuple[str, ...] = ()  # column names summed in the totals rows
+    row_type_column = "row_type"
+
+    def money_columns(self) -> list[str]:
+        return [str(f.column_name) for f in self.get_export_fields() if isinstance(f, MoneyField)]
+
+    def after_export(self, queryset: Any, dataset: tablib.Dataset, **kwargs: Any) -> None:
+        super().after_export(queryset, dataset, **kwargs)
+        dataset.title = self.sheet_title
+        # Read by the XLSX format: which columns are money, and in which currency.
+        dataset.money_columns = self.money_columns()
+        dataset.currency_column = self.currency_column
+        if self.total_columns:
+            self._append_totals(dataset, native=bool(kwargs.get("force_native_type")))
+
+    def _append_totals(self, dataset: tablib.Dataset, *, native: bool) -> None:
+        headers = list(dataset.headers or [])
+        currency_at = headers.index(self.currency_column)
+        sums: dict[str, dict[str, Decimal]] = {}
+        for row in list(dataset):
+            totals = sums.setdefault(str(row[currency_at]), {})
+            for column in self.total_columns:
+                cell = row[headers.index(column)]
+                totals[column] = totals.get(column, Decimal(0)) + Decimal(str(cell or 0))
+        for currency, totals in sorted(sums.items()):
+            row = ["" for _ in headers]
+            row[headers.index(self.row_type_column)] = "total"
+            row[currency_at] = currency
+            for column, total in totals.items():
+                row[headers.index(column)] = total if native else format(total, "f")
+            dataset.append(row)
+
+
+class InvoiceResource(FinanceResource):
+    sheet_title = "Invoices"
     number = _field("number", "number")
     kind = _field("kind", "kind")
     status = _field("status", "status")
     credit_of = _field("credit_of__number", "credit_of")
+    reason = _field("reason", "reason")
     issue_date = _date("issue_date", "issue_date")
+    payment_terms_days = _field("payment_terms_days", "payment_terms_days")
+    due_date = _date("due_date", "due_date")
     account_id = _field("account_id", "account_id")
     account = fields.Field(column_name="account")
     account_vat_id = fields.Field(column_name="account_vat_id")
+    account_registration_number = fields.Field(column_name="account_registration_number")
+    period_first_day = PeriodDayField("period_first_day", 0)
+    period_last_day = PeriodDayField("period_last_day", 1)
+    time_zone = _field("time_zone", "time_zone")
     period_start = _date("period_start", "period_start")
     period_end = _date("period_end", "period_end")
     currency = _field("currency", "currency")
@@ -97,10 +201,17 @@ class InvoiceResource(resources.ModelResource):
             "kind",
             "status",
             "credit_of",
+            "reason",
             "issue_date",
+            "payment_terms_days",
+            "due_date",
             "account_id",
             "account",
             "account_vat_id",
+            "account_registration_number",
+            "period_first_day",
+            "period_last_day",
+            "time_zone",
             "period_start",
             "period_end",
             "currency",
@@ -108,6 +219,9 @@ class InvoiceResource(resources.ModelResource):
             "total_vat",
             "total_incl_vat",
         )
+
+    def dehydrate_account_registration_number(self, invoice: Invoice) -> str:
+        return str(invoice.buyer.get("registration_number", ""))
 
     # The buyer as issued (frozen on the invoice), not as the account reads today.
     def dehydrate_account(self, invoice: Invoice) -> str:
@@ -117,19 +231,31 @@ class InvoiceResource(resources.ModelResource):
         return str(invoice.buyer.get("vat_id", ""))
 
 
-class InvoiceLineResource(resources.ModelResource):
+class InvoiceLineResource(FinanceResource):
+    sheet_title = "Invoice lines"
+    total_columns = ("energy_kwh", "amount_excl_vat", "vat_amount", "amount_incl_vat")
+    row_type = fields.Field(column_name="row_type")
     invoice_number = _field("invoice__number", "invoice_number")
     invoice_kind = _field("invoice__kind", "invoice_kind")
     issue_date = _date("invoice__issue_date", "issue_date")
+    due_date = _date("invoice__due_date", "due_date")
     account_id = _field("invoice__account_id", "account_id")
     account = fields.Field(column_name="account")
+    period_first_day = PeriodDayField("period_first_day", 0, invoice="invoice")
+    period_last_day = PeriodDayField("period_last_day", 1, invoice="invoice")
     position = _field("position", "line")
+    description = _field("description", "description")
     session_start = _date("session_start", "session_start")
     session_end = _date("session_end", "session_end")
+    session_start_local = LocalTimeField("session_start", "session_start_local", "site_time_zone")
+    session_end_local = LocalTimeField("session_end", "session_end_local", "site_time_zone")
+    site_time_zone = _field("site_time_zone", "site_time_zone")
     site = _field("site_name", "site")
     station = _field("station_identity", "station")
     evse = _field("evse_uid", "evse")
     token = _field("token_visual_number", "token_visual_number")
+    tariff_id = _field("tariff_id", "tariff_id")
+    tariff_version = _field("tariff_version", "tariff_version")
     energy_kwh = _field("energy_kwh", "energy_kwh", PlainDecimalWidget(3))
     duration_minutes = _field("duration_minutes", "duration_minutes", PlainDecimalWidget(2))
     vat_rate = _field("vat_rate", "vat_rate", PlainDecimalWidget())
@@ -142,18 +268,28 @@ class InvoiceLineResource(resources.ModelResource):
     class Meta:
         model = InvoiceLine
         fields = export_order = (
+            "row_type",
             "invoice_number",
             "invoice_kind",
             "issue_date",
+            "due_date",
             "account_id",
             "account",
+            "period_first_day",
+            "period_last_day",
             "position",
+            "description",
             "session_start",
             "session_end",
+            "session_start_local",
+            "session_end_local",
+            "site_time_zone",
             "site",
             "station",
             "evse",
             "token",
+            "tariff_id",
+            "tariff_version",
             "energy_kwh",
             "duration_minutes",
             "vat_rate",
@@ -167,8 +303,12 @@ class InvoiceLineResource(resources.ModelResource):
     def dehydrate_account(self, line: InvoiceLine) -> str:
         return str(line.invoice.buyer.get("name", ""))
 
+    def dehydrate_row_type(self, line: InvoiceLine) -> str:
+        return "line"
 
-class CdrResource(resources.ModelResource):
+
+class CdrResource(FinanceResource):
+    sheet_title = "CDRs"
     uid = _field("uid", "cdr")
     credit = _field("credit", "credit")
     credit_of = _field("credit_of__uid", "credit_of")
@@ -234,7 +374,9 @@ class CdrResource(resources.ModelResource):
         return (line.invoice.number or "") if line is not None else ""
 
 
-class SettlementLineResource(resources.ModelResource):
+class SettlementLineResource(FinanceResource):
+    sheet_title = "Settlement lines"
+    currency_column = "currency"
     partner = _field("statement__account__name", "partner")
     period_start = _date("statement__period__start", "period_start")
     period_end = _date("statement__period__end", "period_end")
@@ -271,3 +413,73 @@ class SettlementLineResource(resources.ModelResource):
 
     def dehydrate_contract_id(self, line: SettlementLine) -> str:
         return str(line.cdr.token_snapshot.get("contract_id", ""))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return Decimal(text).is_finite()
+    except (InvalidOperation, ValueError):
+        return False
+
+
+def csv_safe(cell: Any) -> Any:
+    """A text cell a spreadsheet would run as a formula gets a leading apostrophe; numbers
+    (a negative amount is text in a CSV too) are left alone."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_START) and not _is_number(cell):
+        return f"'{cell}"
+    return cell
+
+
+class FinanceCSV(CSV):
+    """CSV with formula injection escaped (OWASP's CSV injection rule)."""
+
+    def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> Any:
+        safe = tablib.Dataset(headers=dataset.headers, title=dataset.title)
+        for row in dataset:
+            safe.append([csv_safe(cell) for cell in row])
+        return safe.export("csv", **kwargs)
+
+
+class FinanceXLSX(XLSX):
+    """XLSX written cell by cell: a named sheet, bold frozen header, dates and date-times as
+    such, money with the number format of its row's currency, and text always text (a value
+    starting with "=" is never stored as a formula)."""
+
+    def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> bytes:
+        from openpyxl import Workbook
+        from openpyxl.styles import Font
+        from openpyxl.utils import get_column_letter
+
+        book = Workbook()
+        sheet = book.create_sheet(index=0)
+        book.remove(book.worksheets[1])  # the empty default sheet
+        sheet.title = (dataset.title or "Export")[:31]
+        headers = list(dataset.headers or [])
+        sheet.append(headers)
+        for cell in sheet[1]:
+            cell.font = Font(bold=True)
+        sheet.freeze_panes = "A2"
+        money = set(getattr(dataset, "money_columns", []))
+        currency_column = getattr(dataset, "currency_column", "currency")
+        currency_at = headers.index(currency_column) if currency_column in headers else None
+        for r, row in enumerate(dataset, start=2):
+            places = currency_exponent(str(row[currency_at])) if currency_at is not None else 2
+            money_format = "#,##0" + ("." + "0" * places if places else "")
+            for c, value in enumerate(row, start=1):
+                cell = sheet.cell(row=r, column=c)
+                if value == "" or value is None:
+                    continue
+                cell.value = value
+                if isinstance(value, str):
+                    cell.data_type = "s"
+                elif isinstance(value, dt.datetime):
+                    cell.number_format = "yyyy-mm-dd hh:mm:ss"
+                elif isinstance(value, dt.date):
+                    cell.number_format = "yyyy-mm-dd"
+                elif headers[c - 1] in money:
+                    cell.number_format = money_format
+        for c, header in enumerate(headers, start=1):
+            sheet.column_dimensions[get_column_letter(c)].width = max(12, len(str(header)) + 2)
+        out = io.BytesIO()
+        book.save(out)
+        return out.getvalue()

@@ -7,16 +7,17 @@ Rules every function here keeps:
 - Invoice numbers come from a per-series counter row, read and advanced under a row lock in
   the issuing transaction: gapless and never duplicated, whatever the number of workers.
 - Money is Decimal with its currency; only totals are rounded (to the currency's minor unit).
+- An invoice's VAT is computed per rate on the rate's base, rounded once (`billing.vat`); its
+  lines carry their share of it and add up to the totals to the cent.
 """
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import logging
 import uuid
+import zoneinfo
 from collections import defaultdict
-from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from django.utils import timezone
 from billing.models import (
     BillingAuditEntry,
     BillingPeriod,
+    BillingProfile,
     Cdr,
     Invoice,
     InvoiceLine,
@@ -36,7 +38,9 @@ from billing.models import (
     SettlementLine,
     SettlementStatement,
 )
+from billing.vat import VatPart, vat_per_rate
 from cpo.lib.api import ApplicationError
+from cpo.lib.formatting import add_months
 from sessions.models import ChargingSession, CustomerAccount, MeterSample
 from stations.models import Connector, Evse
 from tariffs.models import Tariff, TariffVersion
@@ -494,8 +498,11 @@ def _credit_row(cdr: Cdr, *, reason: str) -> Cdr:
 
 
 def cdr_credit(*, cdr_id: int, reason: str, user: User | None = None) -> Cdr:
-    """Credit one CDR. An invoiced CDR's credit is billed with the next period (a negative
-    line); an uninvoiced CDR and its credit cancel out and are billed to nobody."""
+    """Credit one CDR (a reason is required). An invoiced CDR's credit is billed with the next
+    period (a negative line); an uninvoiced CDR and its credit cancel out and are billed to
+    nobody."""
+    if not (reason or "").strip():
+        raise ApplicationError("A credit needs a reason.")
     with transaction.atomic(durable=True):
         cdr = Cdr.objects.select_for_update(of=("self",)).get(pk=cdr_id)
         if cdr.credit:
@@ -572,27 +579,56 @@ def cdrs_create_missing(*, older_than: dt.timedelta, limit: int) -> int:
 # --- Billing periods ----------------------------------------------------------------------------
 
 
-def period_bounds(kind: str, instant: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-    """The [start, end) in UTC of the period of `kind` that contains `instant`."""
-    day = instant.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+def billing_time_zone(account: CustomerAccount) -> zoneinfo.ZoneInfo:
+    """The zone of the account's periods and invoice dates: its own, else the seller's."""
+    return zoneinfo.ZoneInfo(account.time_zone or settings.BILLING_TIME_ZONE)
+
+
+def period_bounds(
+    kind: str, instant: dt.datetime, tz: dt.tzinfo = UTC
+) -> tuple[dt.datetime, dt.datetime]:
+    """The [start, end), in UTC, of the period of `kind` that contains `instant`, its days
+    counted in `tz` (midnight to midnight local time, whatever the offset does between)."""
+    day = instant.astimezone(tz).date()
     if kind == CustomerAccount.BillingPeriod.DAILY:
-        return day, day + dt.timedelta(days=1)
-    if kind == CustomerAccount.BillingPeriod.WEEKLY:
-        start = day - dt.timedelta(days=day.weekday())
-        return start, start + dt.timedelta(days=7)
-    start = day.replace(day=1)
-    days = calendar.monthrange(start.year, start.month)[1]
-    return start, start + dt.timedelta(days=days)
+        first, after = day, day + dt.timedelta(days=1)
+    elif kind == CustomerAccount.BillingPeriod.WEEKLY:
+        first = day - dt.timedelta(days=day.weekday())
+        after = first + dt.timedelta(days=7)
+    else:
+        first, after = day.replace(day=1), add_months(day, 1)
+    return (
+        dt.datetime.combine(first, dt.time.min, tzinfo=tz).astimezone(UTC),
+        dt.datetime.combine(after, dt.time.min, tzinfo=tz).astimezone(UTC),
+    )
 
 
 def billing_period_ensure(
     *, account: CustomerAccount, instant: dt.datetime
 ) -> tuple[BillingPeriod, bool]:
-    """The account's period that contains `instant`, opened when missing (race-safe: the
-    unique (account, start) turns a concurrent second insert into a get)."""
-    start, end = period_bounds(account.billing_period, instant)
+    """The account's period that contains `instant`, opened when missing.
+
+    1. The bounds are the account's kind of period in its time zone (`billing_time_zone`).
+    2. An existing period of the account that contains `instant` is the answer, whatever its
+       bounds: after a change of zone or kind, the periods already opened stand.
+    3. A new period is clipped to its neighbours, so that periods never overlap (a CDR still
+       lands in one period only, the first that closes after its start).
+    4. Race-safe: the unique (account, start) turns a concurrent second insert into a get.
+    """
+    tz = billing_time_zone(account)
+    start, end = period_bounds(account.billing_period, instant, tz)
+    periods = BillingPeriod.objects.filter(account=account)
+    containing = periods.filter(start__lte=instant, end__gt=instant).order_by("start").first()
+    if containing is not None:
+        return containing, False
+    before = periods.filter(end__lte=instant, end__gt=start).order_by("-end").first()
+    after = periods.filter(start__gt=instant, start__lt=end).order_by("start").first()
+    start = before.end if before is not None else start
+    end = after.start if after is not None else end
     return BillingPeriod.objects.get_or_create(
-        account=account, start=start, defaults={"end": end, "kind": account.billing_period}
+        account=account,
+        start=start,
+        defaults={"end": end, "kind": account.billing_period, "time_zone": str(tz)},
     )
 
 
@@ -601,9 +637,9 @@ def billing_periods_ensure(*, now: dt.datetime | None = None) -> int:
     now = now or timezone.now()
     made = 0
     for account in CustomerAccount.objects.filter(is_active=True).order_by("pk"):
-        current_start, _ = period_bounds(account.billing_period, now)
-        for instant in (current_start - dt.timedelta(microseconds=1), now):
-            made += billing_period_ensure(account=account, instant=instant)[1]
+        current, created = billing_period_ensure(account=account, instant=now)
+        previous = current.start - dt.timedelta(microseconds=1)
+        made += created + billing_period_ensure(account=account, instant=previous)[1]
     return made
 
 
@@ -611,9 +647,16 @@ def _seller() -> dict[str, Any]:
     return dict(settings.BILLING_SELLER)
 
 
+def _billing_profile(account: CustomerAccount) -> BillingProfile | None:
+    return BillingProfile.objects.filter(account=account).first()
+
+
 def _buyer(account: CustomerAccount) -> dict[str, Any]:
+    profile = _billing_profile(account)
     return {
         "account_id": account.pk,
+        "reference": account.reference,
+        "registration_number": profile.registration_number if profile else "",
         "name": account.legal_name or account.name,
         "address": account.address,
         "postal_code": account.postal_code,
@@ -625,8 +668,39 @@ def _buyer(account: CustomerAccount) -> dict[str, Any]:
     }
 
 
+def _cdr_vat_parts(cdr: Cdr) -> list[dict[str, str | None]]:
+    """The CDR's rounded base per VAT rate, as the invoice rule takes them."""
+    return [
+        {"rate": part["rate"], "base": part["excl_vat"], "stated_vat": part["vat"]}
+        for part in cdr.vat_breakdown
+    ]
+
+
+def _tariff_version(cdr: Cdr) -> str:
+    """The number of the tariff version the CDR was priced with ("" for CDRs made before
+    tariff versions existed)."""
+    return str(cdr.tariff_version.number) if cdr.tariff_version is not None else ""
+
+
+def _tariff_id(cdr: Cdr) -> str:
+    snapshot = cdr.tariff_snapshot if isinstance(cdr.tariff_snapshot, dict) else {}
+    tariff_id = snapshot.get("id") or cdr.rating_audit.get("tariff_id") or ""
+    return str(tariff_id)[:64]
+
+
+def _site_time_zone(cdr: Cdr) -> str:
+    """The zone of the CDR's site as rated (its snapshot), else its site's or, for older CDRs
+    without one, its station's site's today; empty (UTC) when there is none."""
+    zone = (cdr.site_snapshot or {}).get("time_zone")
+    if not zone:
+        location = cdr.location if cdr.location_id is not None else cdr.session.station.location
+        zone = location.time_zone if location is not None else ""
+    return str(zone or "")
+
+
 def _line_from_cdr(invoice: Invoice, position: int, cdr: Cdr) -> InvoiceLine:
-    rates = {v["rate"] for v in cdr.vat_breakdown}
+    parts = _cdr_vat_parts(cdr)
+    rates = {v["rate"] for v in parts}
     rate = next(iter(rates)) if len(rates) == 1 else None
     minutes = Decimal((cdr.end - cdr.start).total_seconds()) / 60
     kind = "Credit of session" if cdr.credit else "Charging session"
@@ -638,34 +712,65 @@ def _line_from_cdr(invoice: Invoice, position: int, cdr: Cdr) -> InvoiceLine:
         session_start=cdr.start,
         session_end=cdr.end,
         site_name=cdr.site_name,
+        site_time_zone=_site_time_zone(cdr),
         station_identity=cdr.station_identity,
         evse_uid=cdr.evse_uid,
         token_visual_number=cdr.token_visual_number or cdr.token_uid,
+        tariff_id=_tariff_id(cdr),
+        tariff_version=_tariff_version(cdr),
         energy_kwh=cdr.total_energy_kwh.quantize(Decimal("0.001")),
         duration_minutes=minutes.quantize(Decimal("0.01")),
         description=f"{kind} {cdr.uid}"[:255],
         vat_rate=Decimal(rate) if rate is not None else None,
         amount_excl_vat=cdr.total_cost_excl_vat,
-        vat_amount=cdr.total_vat,
-        amount_incl_vat=cdr.total_cost_incl_vat,
+        vat_amount=ZERO,  # set by _invoice_fill_lines, per rate
+        amount_incl_vat=ZERO,
+        vat_breakdown=parts,
     )
 
 
-def _vat_table(cdrs: Iterable[Cdr]) -> dict[Decimal | None, tuple[Decimal, Decimal]]:
-    table: dict[Decimal | None, tuple[Decimal, Decimal]] = defaultdict(lambda: (ZERO, ZERO))
-    for cdr in cdrs:
-        for part in cdr.vat_breakdown:
-            rate = Decimal(part["rate"]) if part["rate"] is not None else None
-            base, vat = table[rate]
-            table[rate] = (base + Decimal(part["excl_vat"]), vat + Decimal(part["vat"]))
-    return dict(table)
-
-
 def _invoice_fill(invoice: Invoice, cdrs: list[Cdr]) -> None:
-    """Lines, VAT table and totals of a draft; the totals are the sums of the lines."""
-    lines = [_line_from_cdr(invoice, i, cdr) for i, cdr in enumerate(cdrs, start=1)]
+    """A line per CDR, then the VAT table and totals (`_invoice_fill_lines`)."""
+    _invoice_fill_lines(
+        invoice, [_line_from_cdr(invoice, i, cdr) for i, cdr in enumerate(cdrs, start=1)]
+    )
+
+
+def _invoice_fill_lines(invoice: Invoice, lines: list[InvoiceLine]) -> None:
+    """VAT per rate on the rate's base (`billing.vat`), each line's share of it, the VAT table
+    and the totals of a draft.
+
+    1. Each line's `vat_breakdown` holds its rounded base per rate; per rate the base is the
+       sum of those, and the VAT is rate x base rounded once (half up) to the minor unit.
+    2. Each line part gets its share of its rate's VAT (within one minor unit of rate x part
+       base, the shares adding up to the rate's VAT); line incl. = line base + line VAT.
+    3. The totals are the sums of the VAT table, and equal the sums of the lines to the cent.
+    """
+    currency = invoice.currency
+    parts: list[VatPart] = []
+    for index, line in enumerate(lines):
+        for part in line.vat_breakdown:
+            parts.append(
+                VatPart(
+                    line=index,
+                    rate=Decimal(part["rate"]) if part["rate"] is not None else None,
+                    base=Decimal(part["base"]),
+                    stated_vat=Decimal(part.get("stated_vat") or 0),
+                )
+            )
+    result = vat_per_rate(parts, currency)
+    shares: dict[int, list[tuple[VatPart, Decimal]]] = defaultdict(list)
+    for part, vat in zip(parts, result.part_vat, strict=True):
+        shares[part.line].append((part, vat))
+    for index, line in enumerate(lines):
+        line.vat_breakdown = [
+            {"rate": _str(part.rate), "base": _str(part.base), "vat": _str(vat)}
+            for part, vat in shares[index]
+        ]
+        line.amount_excl_vat = sum((part.base for part, _ in shares[index]), ZERO)
+        line.vat_amount = sum((vat for _, vat in shares[index]), ZERO)
+        line.amount_incl_vat = line.amount_excl_vat + line.vat_amount
     InvoiceLine.objects.bulk_create(lines)
-    table = _vat_table(cdrs)
     InvoiceVatLine.objects.bulk_create(
         InvoiceVatLine(
             invoice=invoice,
@@ -674,12 +779,16 @@ def _invoice_fill(invoice: Invoice, cdrs: list[Cdr]) -> None:
             vat_amount=vat,
             total_incl_vat=base + vat,
         )
-        for rate, (base, vat) in sorted(table.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
+        for rate, (base, vat) in result.per_rate.items()
     )
-    invoice.total_excl_vat = sum((line.amount_excl_vat for line in lines), ZERO)
-    invoice.total_vat = sum((line.vat_amount for line in lines), ZERO)
-    invoice.total_incl_vat = sum((line.amount_incl_vat for line in lines), ZERO)
-    if invoice.total_excl_vat + invoice.total_vat != invoice.total_incl_vat:
+    invoice.total_excl_vat = sum((base for base, _ in result.per_rate.values()), ZERO)
+    invoice.total_vat = sum((vat for _, vat in result.per_rate.values()), ZERO)
+    invoice.total_incl_vat = invoice.total_excl_vat + invoice.total_vat
+    if (
+        sum((line.amount_excl_vat for line in lines), ZERO) != invoice.total_excl_vat
+        or sum((line.vat_amount for line in lines), ZERO) != invoice.total_vat
+        or sum((line.amount_incl_vat for line in lines), ZERO) != invoice.total_incl_vat
+    ):
         raise ApplicationError("Invoice lines do not add up.")  # a bug, never a user error
     invoice.save(update_fields=["total_excl_vat", "total_vat", "total_incl_vat"])
 
@@ -712,10 +821,11 @@ def _period_close(
 
     1. Lock the period row; a closed period returns its invoices unchanged (idempotent: a
        second run, concurrent or later, bills nothing).
-    2. Find the account's billable CDRs that ended before the period's end (older ones that
-       arrived late included), lock them in primary-key order (no deadlocks between two
-       overlapping closes), and re-check them under the lock: a CDR invoiced or credited
-       meanwhile is left out. `InvoiceLine.cdr` being unique is the last line of defence.
+    2. Find the account's billable CDRs whose session started before the period's end (older
+       ones that arrived late included: a session that ran past the close), lock them in
+       primary-key order (no deadlocks between two overlapping closes), and re-check them
+       under the lock: a CDR invoiced or credited meanwhile is left out. `InvoiceLine.cdr`
+       being unique is the last line of defence.
     3. One draft invoice per currency; nothing to bill, no invoice.
     4. Roaming partner accounts also get a settlement statement of those CDRs.
     5. Mark the period closed; with BILLING_AUTO_ISSUE the drafts are issued at once.
@@ -734,7 +844,7 @@ def _period_close(
         account = period.account
         candidate_ids = list(
             Cdr.objects.billable()
-            .filter(account=account, end__lt=period.end)
+            .filter(account=account, start__lt=period.end)
             .values_list("pk", flat=True)
         )
         list(
@@ -744,7 +854,12 @@ def _period_close(
             .values_list("pk", flat=True)
         )
         # Under the lock, with a fresh snapshot: only what is still billable.
-        cdrs = list(Cdr.objects.billable().filter(pk__in=candidate_ids).order_by("start", "pk"))
+        cdrs = list(
+            Cdr.objects.billable()
+            .select_related("tariff_version")
+            .filter(pk__in=candidate_ids)
+            .order_by("start", "pk")
+        )
         by_currency: dict[str, list[Cdr]] = defaultdict(list)
         for cdr in cdrs:
             by_currency[cdr.currency].append(cdr)
@@ -757,6 +872,7 @@ def _period_close(
                 currency=currency,
                 period_start=period.start,
                 period_end=period.end,
+                time_zone=period.time_zone or str(billing_time_zone(account)),
                 seller=_seller(),
                 buyer=_buyer(account),
             )
@@ -808,9 +924,10 @@ def billing_periods_close_due(*, now: dt.datetime | None = None, limit: int | No
 # --- Invoices -----------------------------------------------------------------------------------
 
 
-def _series_code(kind: str, when: dt.datetime) -> str:
+def _series_code(kind: str, issue_date: dt.date) -> str:
+    """One gapless series per kind and year of the issue date: INV-2025, CN-2025."""
     prefix = "CN" if kind == Invoice.Kind.CREDIT_NOTE else "INV"
-    return f"{prefix}-{when.astimezone(UTC).year}"
+    return f"{prefix}-{issue_date.year}"
 
 
 def _invoice_issue(*, invoice_id: int, user: User | None, now: dt.datetime) -> Invoice:
@@ -821,7 +938,14 @@ def _invoice_issue(*, invoice_id: int, user: User | None, now: dt.datetime) -> I
         return invoice
     if not invoice.lines.exists():
         raise ApplicationError("An invoice without lines cannot be issued.")
-    code = _series_code(invoice.kind, now)
+    # One zone per invoice: its period's, named on it (the account's when it has no period).
+    tz = (
+        zoneinfo.ZoneInfo(invoice.time_zone)
+        if invoice.time_zone
+        else billing_time_zone(invoice.account)
+    )
+    issue_date = now.astimezone(tz).date()
+    code = _series_code(invoice.kind, issue_date)
     # get_or_create survives two workers creating the same new series (IntegrityError, then
     # get); the lock that follows is what serialises the numbering.
     series_id = InvoiceSeries.objects.get_or_create(code=code)[0].pk
@@ -834,7 +958,13 @@ def _invoice_issue(*, invoice_id: int, user: User | None, now: dt.datetime) -> I
     invoice.number = f"{code}-{sequence:06d}"
     invoice.status = Invoice.Status.ISSUED
     invoice.issued_at = now
-    invoice.issue_date = now.astimezone(UTC).date()
+    invoice.issue_date = issue_date
+    invoice.time_zone = str(tz)
+    if invoice.kind == Invoice.Kind.INVOICE:
+        profile = _billing_profile(invoice.account)
+        terms = profile.payment_terms_days if profile else None
+        invoice.payment_terms_days = settings.BILLING_PAYMENT_TERMS_DAYS if terms is None else terms
+        invoice.due_date = issue_date + dt.timedelta(days=invoice.payment_terms_days)
     invoice.issued_by = user if user is not None and user.is_authenticated else None
     invoice.seller = _seller()
     invoice.buyer = _buyer(invoice.account)
@@ -860,6 +990,118 @@ def invoice_issue(
         return _invoice_issue(invoice_id=invoice_id, user=user, now=now or timezone.now())
 
 
+def _credit_lock(invoice_id: int) -> Invoice:
+    """The issued invoice to credit, locked: credit notes of one invoice are made one at a
+    time, so that two of them can never credit the same line or more than was billed."""
+    original = (
+        Invoice.objects.select_for_update(of=("self",)).select_related("account").get(pk=invoice_id)
+    )
+    if not original.is_issued or original.kind != Invoice.Kind.INVOICE:
+        raise ApplicationError("Only issued invoices can be credited.")
+    return original
+
+
+def _credited_base(original: Invoice) -> dict[Decimal | None, Decimal]:
+    """Per VAT rate, the base still creditable: what the invoice billed less its credit notes."""
+    left: dict[Decimal | None, Decimal] = {
+        v.rate: v.base_excl_vat for v in original.vat_lines.all()
+    }
+    for vat in InvoiceVatLine.objects.filter(invoice__credit_of=original):
+        left[vat.rate] = left.get(vat.rate, ZERO) + vat.base_excl_vat  # credit bases are < 0
+    return left
+
+
+def _credit_note(
+    original: Invoice,
+    *,
+    reason: str,
+    lines: list[InvoiceLine],
+    user: User | None,
+    issue: bool,
+    now: dt.datetime,
+    audit: dict[str, Any],
+) -> Invoice:
+    """Draft (and issue) the credit note of `lines` (its own, already negative lines).
+
+    Refused when it would credit, at any VAT rate, more than the invoice billed at that rate
+    less what earlier credit notes credited.
+    """
+    note = Invoice.objects.create(
+        account=original.account,
+        period=original.period,
+        kind=Invoice.Kind.CREDIT_NOTE,
+        currency=original.currency,
+        period_start=original.period_start,
+        period_end=original.period_end,
+        time_zone=original.time_zone,
+        credit_of=original,
+        reason=reason[:255],
+        seller=_seller(),
+        buyer=_buyer(original.account),
+    )
+    left = _credited_base(original)
+    for line in lines:
+        line.invoice = note
+    _invoice_fill_lines(note, lines)
+    for vat in note.vat_lines.all():
+        if -vat.base_excl_vat > left.get(vat.rate, ZERO):
+            rate = "no VAT" if vat.rate is None else f"{vat.rate.normalize():f} %"
+            remaining = max(left.get(vat.rate, ZERO), ZERO)
+            raise ApplicationError(
+                f"That credits {round_money(-vat.base_excl_vat, note.currency):f} excl. VAT at "
+                f"{rate}; invoice {original.number} has "
+                f"{round_money(remaining, note.currency):f} left to credit there."
+            )
+    _audit(
+        "credit_note_drafted",
+        note,
+        user=user,
+        credit_of=original.number,
+        reason=reason,
+        total_incl_vat=_str(note.total_incl_vat),
+        **audit,
+    )
+    if issue:
+        note = _invoice_issue(invoice_id=note.pk, user=user, now=now)
+    return note
+
+
+def _credit_lines_of(original: Invoice, lines: list[InvoiceLine], reason: str) -> list[InvoiceLine]:
+    """The credit note's lines for `lines` of the invoice: each line's CDR gets its credit CDR
+    (so the session can be re-rated and billed again), on a negative line."""
+    cdrs = list(
+        Cdr.objects.select_for_update()
+        .filter(pk__in=[line.cdr_id for line in lines if line.cdr_id is not None])
+        .order_by("pk")
+    )
+    by_id = {cdr.pk: cdr for cdr in cdrs}
+    already = set(Cdr.objects.filter(credit_of__in=cdrs).values_list("credit_of_id", flat=True))
+    credited = [str(line.position) for line in lines if line.cdr_id in already]
+    if credited:
+        raise ApplicationError(
+            f"Invoice {original.number}: lines already credited: {', '.join(credited)}"
+        )
+    for line in lines:
+        cdr = by_id.get(line.cdr_id) if line.cdr_id is not None else None
+        if cdr is None or cdr.credit:
+            raise ApplicationError(
+                f"Line {line.position} of invoice {original.number} is itself a credit: "
+                "credit an amount instead."
+            )
+    return [
+        _line_from_cdr(original, position, _credit_row(by_id[line.cdr_id], reason=reason))
+        for position, line in enumerate(lines, start=1)
+        if line.cdr_id is not None
+    ]
+
+
+def _reason(reason: str) -> str:
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("A credit note needs a reason.")
+    return reason
+
+
 def invoice_credit(
     *,
     invoice_id: int,
@@ -868,51 +1110,112 @@ def invoice_credit(
     issue: bool = True,
     now: dt.datetime | None = None,
 ) -> Invoice:
-    """Credit an issued invoice in full with a credit note that references it.
+    """Credit an issued invoice in full (what is left of it after earlier partial credit
+    notes) with a credit note that references it; a reason is required.
 
-    Every CDR of the invoice gets its credit CDR, on a line of the credit note; the sessions
-    can then be re-rated and billed again with a later period.
+    Every CDR of the invoice not yet credited gets its credit CDR, on a line of the credit
+    note; the sessions can then be re-rated and billed again with a later period.
     """
     now = now or timezone.now()
-    if not reason.strip():
-        raise ApplicationError("A credit note needs a reason.")
+    reason = _reason(reason)
     with transaction.atomic(durable=True):
-        original = (
-            Invoice.objects.select_for_update(of=("self",))
-            .select_related("account")
-            .get(pk=invoice_id)
-        )
-        if not original.is_issued or original.kind != Invoice.Kind.INVOICE:
-            raise ApplicationError("Only issued invoices can be credited.")
-        if Invoice.objects.filter(credit_of=original).exists():
+        original = _credit_lock(invoice_id)
+        lines = list(original.lines.filter(cdr__credit_cdr__isnull=True).order_by("position"))
+        if not lines:
             raise ApplicationError(f"Invoice {original.number} is already credited.")
-        cdrs = list(
-            Cdr.objects.select_for_update()
-            .filter(invoice_line__invoice=original)
-            .order_by("invoice_line__position")
+        first = not original.credit_notes.exists()
+        note = _credit_note(
+            original,
+            reason=reason,
+            lines=_credit_lines_of(original, lines, reason),
+            user=user,
+            issue=issue,
+            now=now,
+            audit={"lines": [line.position for line in lines]},
         )
-        credited = [c.uid for c in cdrs if Cdr.objects.filter(credit_of=c).exists()]
-        if credited:
-            raise ApplicationError(f"CDRs already credited: {', '.join(credited)}")
-        note = Invoice.objects.create(
-            account=original.account,
-            period=original.period,
-            kind=Invoice.Kind.CREDIT_NOTE,
-            currency=original.currency,
-            period_start=original.period_start,
-            period_end=original.period_end,
-            credit_of=original,
-            reason=reason[:255],
-            seller=_seller(),
-            buyer=_buyer(original.account),
-        )
-        _invoice_fill(note, [_credit_row(cdr, reason=reason) for cdr in cdrs])
-        if note.total_incl_vat != -original.total_incl_vat:
+        if first and note.total_incl_vat != -original.total_incl_vat:
             raise ApplicationError("The credit note does not mirror the invoice.")
-        _audit("credit_note_drafted", note, user=user, credit_of=original.number, reason=reason)
-        if issue:
-            note = _invoice_issue(invoice_id=note.pk, user=user, now=now)
         return note
+
+
+def invoice_credit_lines(
+    *,
+    invoice_id: int,
+    line_ids: list[int],
+    reason: str,
+    user: User | None = None,
+    issue: bool = True,
+    now: dt.datetime | None = None,
+) -> Invoice:
+    """Credit some lines of an issued invoice (a partial credit note); a reason is required.
+
+    Each line's CDR gets its credit CDR; a line is credited once, ever.
+    """
+    now = now or timezone.now()
+    reason = _reason(reason)
+    with transaction.atomic(durable=True):
+        original = _credit_lock(invoice_id)
+        lines = list(original.lines.filter(pk__in=line_ids).order_by("position"))
+        if not lines or len(lines) != len(set(line_ids)):
+            raise ApplicationError(f"Choose lines of invoice {original.number} to credit.")
+        return _credit_note(
+            original,
+            reason=reason,
+            lines=_credit_lines_of(original, lines, reason),
+            user=user,
+            issue=issue,
+            now=now,
+            audit={"lines": [line.position for line in lines]},
+        )
+
+
+def invoice_credit_amount(
+    *,
+    invoice_id: int,
+    amount_excl_vat: Decimal,
+    vat_rate: Decimal | None,
+    reason: str,
+    user: User | None = None,
+    issue: bool = True,
+    now: dt.datetime | None = None,
+) -> Invoice:
+    """Credit an amount of an issued invoice (excl. VAT, at one of its VAT rates), e.g. a
+    goodwill gesture; its VAT follows the invoice rule. No CDR is touched. A reason is
+    required, and the amount may not exceed what is left to credit at that rate."""
+    now = now or timezone.now()
+    reason = _reason(reason)
+    with transaction.atomic(durable=True):
+        original = _credit_lock(invoice_id)
+        amount = round_money(Decimal(amount_excl_vat), original.currency)
+        if amount <= 0:
+            raise ApplicationError("The amount to credit must be more than zero.")
+        rates = set(original.vat_lines.values_list("rate", flat=True))
+        if vat_rate not in rates:
+            raise ApplicationError(
+                f"Invoice {original.number} has no VAT rate {vat_rate}: choose one of its own."
+            )
+        rate = _str(Decimal(vat_rate).normalize()) if vat_rate is not None else None
+        line = InvoiceLine(
+            invoice=original,
+            cdr=None,
+            position=1,
+            currency=original.currency,
+            description=f"Credit: {reason}"[:255],
+            vat_rate=vat_rate,
+            amount_excl_vat=-amount,
+            vat_amount=ZERO,
+            amount_incl_vat=ZERO,
+            vat_breakdown=[{"rate": rate, "base": _str(-amount), "stated_vat": "0"}],
+        )
+        return _credit_note(
+            original,
+            reason=reason,
+            lines=[line],
+            user=user,
+            issue=issue,
+            now=now,
+            audit={"amount_excl_vat": _str(amount), "vat_rate": rate},
+        )
 
 
 def invoice_draft_discard(*, invoice_id: int, user: User | None = None) -> int:

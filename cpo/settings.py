@@ -246,8 +246,15 @@ BILLING_SELLER = {
     "country": envstr("BILLING_SELLER_COUNTRY", "NL"),
     "vat_id": envstr("BILLING_SELLER_VAT_ID", "NL000000000B01"),
     "email": envstr("BILLING_SELLER_EMAIL", "billing@example.com"),
-    "iban": envstr("BILLING_SELLER_IBAN", ""),
+    "iban": envstr("BILLING_SELLER_IBAN", "NL91ABNA0417164300"),
+    "bic": envstr("BILLING_SELLER_BIC", "ABNANL2A"),
+    # The seller's company register number (in the Netherlands: KvK).
+    "registration_number": envstr("BILLING_SELLER_REGISTRATION_NUMBER", "12345678"),
 }
+# Days between an invoice's issue date and its due date (an account may have its own).
+BILLING_PAYMENT_TERMS_DAYS = envint("BILLING_PAYMENT_TERMS_DAYS", 14)
+# The seller's time zone: billing periods and invoice dates of accounts without their own.
+BILLING_TIME_ZONE = envstr("BILLING_TIME_ZONE", "Europe/Amsterdam")
 # Off: period close makes drafts that Finance reviews and issues. On: issued at once.
 BILLING_AUTO_ISSUE = envbool("BILLING_AUTO_ISSUE", False)
 # At most this many periods closed (and sessions swept for missing CDRs) per beat run.

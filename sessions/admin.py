@@ -192,6 +192,7 @@ class CustomerAccountAdmin(AllOrNothingImportAdmin):
                     "email",
                     "currency",
                     "billing_period",
+                    "time_zone",
                 )
             },
         ),

@@ -388,6 +388,7 @@ class AccountInputSerializer(serializers.Serializer):
     billing_period = serializers.ChoiceField(
         choices=CustomerAccount.BillingPeriod.choices, required=False
     )
+    time_zone = serializers.CharField(max_length=64, required=False, allow_blank=True)
     country_code = serializers.CharField(max_length=2, required=False, allow_blank=True)
     party_id = serializers.CharField(max_length=3, required=False, allow_blank=True)
     is_active = serializers.BooleanField(required=False)

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-from stations.models import ChargingStation, Location
+from stations.models import ChargingStation, Location, validate_time_zone
 
 
 class CustomerAccount(models.Model):
@@ -47,6 +47,8 @@ class CustomerAccount(models.Model):
     billing_period = models.CharField(
         max_length=10, choices=BillingPeriod.choices, default=BillingPeriod.MONTHLY
     )
+    # Billing periods and invoice dates are in this zone; empty: the seller's (BILLING_TIME_ZONE).
+    time_zone = models.CharField(max_length=64, blank=True, validators=[validate_time_zone])
     # Roaming partner accounts: the eMSP's OCPI party.
     country_code = models.CharField(max_length=2, blank=True)
     party_id = models.CharField(max_length=3, blank=True)

@@ -778,6 +778,7 @@ ACCOUNT_FIELDS = (
     "email",
     "currency",
     "billing_period",
+    "time_zone",
     "country_code",
     "party_id",
     "is_active",

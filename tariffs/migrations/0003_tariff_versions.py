@@ -138,7 +138,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("tariffs", "0002_ocpp16_connector_address"),
-        ("charging", "0005_live_cost_currency"),
+        ("charging", "0006_live_cost_currency"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

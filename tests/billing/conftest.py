@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import itertools
+import re
 import uuid
+import zlib
 from decimal import Decimal
 
 import pytest
@@ -214,3 +217,19 @@ def staff(username: str, role: str | None):
     if role:
         user.groups.add(Group.objects.get(name=role))
     return user
+
+
+def pdf_text(pdf: bytes) -> str:
+    """The text of a reportlab PDF (its page streams decoded, the shown strings joined)."""
+    shown: list[str] = []
+    for match in re.finditer(
+        rb"/Filter\s*(\[[^\]]*\]|/\w+)[^>]*>>\s*stream\r?\n(.*?)endstream", pdf, re.S
+    ):
+        data = match.group(2).strip()
+        if b"ASCII85" in match.group(1):
+            data = base64.a85decode(data.removesuffix(b"~>"))
+        if b"Flate" in match.group(1):
+            data = zlib.decompress(data)
+        for text in re.findall(rb"\(((?:[^()\\]|\\.)*)\)\s*Tj", data):
+            shown.append(re.sub(rb"\\(.)", rb"\1", text).decode("latin-1"))
+    return "\n".join(shown)

@@ -47,7 +47,8 @@ def issued(station, roles) -> list[Invoice]:  # noqa: ARG001
     services.billing_periods_close_due(now=dt.datetime(2025, 3, 1, 1, tzinfo=UTC))
     for invoice in Invoice.objects.order_by("pk"):
         services.invoice_issue(invoice_id=invoice.pk, now=AFTER_JAN)
-    return list(Invoice.objects.filter(period_start__month=1).order_by("pk"))
+    # January in the accounts' zone (the seller's: Europe/Amsterdam).
+    return [i for i in Invoice.objects.order_by("pk") if i.period_local_dates[0].month == 1]
 
 
 def _export(client, model: str, query: str, fmt: str = "0"):
@@ -65,10 +66,19 @@ def test_finance_exports_invoice_lines_that_sum_to_the_issued_totals(client, iss
     changelist = client.get("/admin/billing/invoiceline/")
     assert b"/admin/billing/invoiceline/export/" in changelist.content
 
-    rows = _rows(_export(client, "invoiceline", "period_month=2025-01"))
+    exported = _rows(_export(client, "invoiceline", "period_month=2025-01"))
+    # One row per line, then a totals row (one currency here).
+    *rows, totals = exported
+    assert {r["row_type"] for r in rows} == {"line"}
+    assert (totals["row_type"], totals["currency"], totals["invoice_number"]) == (
+        "total",
+        "EUR",
+        "",
+    )
     assert len(rows) == sum(len(AMOUNTS[n:]) for n in range(3))
     for column in ("amount_excl_vat", "vat_amount", "amount_incl_vat"):
         total = sum((D(r[column]) for r in rows), D(0))
+        assert D(totals[column]) == total
         field = {
             "amount_excl_vat": "total_excl_vat",
             "vat_amount": "total_vat",
@@ -138,15 +148,18 @@ def test_operators_and_support_cannot_export_issue_or_credit(client, issued, rol
 def test_finance_credits_from_the_panel(client, issued) -> None:
     client.force_login(staff("finance", "Finance"))
     invoice = issued[0]
+    selected = {"action": "credit_selected", "_selected_action": [invoice.pk]}
+    # A credit note needs a reason: the action asks for it first.
+    prompt = client.post("/admin/billing/invoice/", selected)
+    assert prompt.status_code == 200
+    assert b'name="reason"' in prompt.content
+    assert not Invoice.objects.filter(credit_of=invoice).exists()
     response = client.post(
-        "/admin/billing/invoice/",
-        {
-            "action": "credit_selected",
-            "_selected_action": [invoice.pk],
-        },
+        "/admin/billing/invoice/", {**selected, "apply": "1", "reason": "duplicate billing"}
     )
     assert response.status_code == 302
     note = Invoice.objects.get(credit_of=invoice)
+    assert note.reason == "duplicate billing"
     assert note.is_issued
     assert note.total_incl_vat == -invoice.total_incl_vat
     assert note.issued_by is not None
@@ -171,3 +184,66 @@ def test_finance_issues_drafts_from_the_panel(client, station, roles) -> None:  
     draft.refresh_from_db()
     assert draft.status == Invoice.Status.ISSUED
     assert draft.number is not None
+
+
+def test_xlsx_has_typed_dates_money_formats_and_named_sheets(client, issued) -> None:
+    client.force_login(staff("finance", "Finance"))
+    names = {"invoice": "Invoices", "invoiceline": "Invoice lines", "cdr": "CDRs"}
+    for model, title in names.items():
+        response = _export(client, model, "", fmt="1")
+        assert response.status_code == 200
+        sheet = openpyxl.load_workbook(io.BytesIO(response.content)).active
+        assert sheet.title == title
+
+    response = _export(client, "invoiceline", "period_month=2025-01", fmt="1")
+    sheet = openpyxl.load_workbook(io.BytesIO(response.content)).active
+    header = [c.value for c in sheet[1]]
+    first = {h: c for h, c in zip(header, sheet[2], strict=True)}
+    # Real date-times and dates, not text.
+    assert isinstance(first["session_start"].value, dt.datetime)
+    assert first["session_start"].value.date() == JAN.date()  # UTC
+    # The local time of the site (Amsterdam, UTC+1 in January), its zone beside it.
+    local = first["session_start_local"].value
+    assert local - first["session_start"].value == dt.timedelta(hours=1)
+    assert first["site_time_zone"].value == "Europe/Amsterdam"
+    assert isinstance(first["issue_date"].value, dt.datetime)  # how openpyxl reads a date
+    assert first["issue_date"].number_format == "yyyy-mm-dd"
+    assert first["issue_date"].value.date() == AFTER_JAN.date()
+    assert first["session_start"].number_format == "yyyy-mm-dd hh:mm:ss"
+    # Money as numbers with a money format; the totals row sums them.
+    for column in ("amount_excl_vat", "vat_amount", "amount_incl_vat"):
+        assert isinstance(first[column].value, int | float)
+        assert first[column].number_format == "#,##0.00"
+    last = {h: c.value for h, c in zip(header, sheet[sheet.max_row], strict=True)}
+    assert (last["row_type"], last["currency"]) == ("total", "EUR")
+    lines = len([row for row in sheet.iter_rows(min_row=2, values_only=True) if row[0] == "line"])
+    assert lines == sum(len(AMOUNTS[n:]) for n in range(3))
+    assert round(last["amount_incl_vat"], 2) == float(sum((i.total_incl_vat for i in issued), D(0)))
+
+
+def test_text_that_looks_like_a_formula_is_escaped(client, station, roles) -> None:
+    account = make_account('=HYPERLINK("http://evil.example","click")')
+    make_cdr(account, station, end=JAN, excl="2.00")
+    services.billing_periods_close_due(now=AFTER_JAN)
+    invoice = services.invoice_issue(invoice_id=Invoice.objects.get().pk, now=AFTER_JAN)
+    services.invoice_credit(invoice_id=invoice.pk, reason="@SUM(1+1)", now=AFTER_JAN)
+    client.force_login(staff("finance", "Finance"))
+
+    rows = _rows(_export(client, "invoice", ""))
+    by_kind = {r["kind"]: r for r in rows}
+    assert by_kind["invoice"]["account"] == "'" + account.legal_name
+    assert by_kind["credit_note"]["reason"] == "'@SUM(1+1)"
+    # Numbers stay numbers, negative ones too.
+    assert by_kind["credit_note"]["total_incl_vat"] == "-2.42"
+    assert by_kind["invoice"]["total_incl_vat"] == "2.42"
+
+    sheet = openpyxl.load_workbook(
+        io.BytesIO(_export(client, "invoice", "", fmt="1").content)
+    ).active
+    header = [c.value for c in sheet[1]]
+    cells = [dict(zip(header, row, strict=True)) for row in sheet.iter_rows(min_row=2)]
+    account_cell = next(row["account"] for row in cells if row["kind"].value == "invoice")
+    assert account_cell.data_type == "s"  # text, not a formula
+    assert account_cell.value.startswith("=HYPERLINK")
+    total = next(row["total_incl_vat"] for row in cells if row["kind"].value == "credit_note")
+    assert total.value == -2.42

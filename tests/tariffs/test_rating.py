@@ -367,7 +367,7 @@ def test_no_matching_element_is_free_for_that_period() -> None:
     t = tariff(element(comp("TIME", "2.00", vat=None), start_time=dt.time(8), end_time=dt.time(10)))
     u = SessionUsage(start=local(BERLIN, 2025, 6, 2, 7), end=local(BERLIN, 2025, 6, 2, 11))
     rating = rate_session(t, u, BERLIN)
-    assert [p.dimension("TIME").element_index for p in rating.periods] == [None, 0, None]  # type: ignore[union-attr]  # each period has TIME
+    assert [p.dimension("TIME").element_index for p in rating.periods] == [None, 0, None]
     assert [line.period_index for line in rating.lines] == [1]
     assert rating.total_time_h == D(4)
     assert rating.total_cost_excl_vat == D("4.00")

@@ -123,8 +123,8 @@ async def test_diagnostics_job_files_upload_to_the_back_office(
             (
                 u.station.identity,
                 Path(u.file.path).read_bytes(),
-                u.job_target.job_id,  # type: ignore[union-attr]  # a job's uploads have targets
-                u.job_target.station_id,  # type: ignore[union-attr]
+                u.job_target.job_id,
+                u.job_target.station_id,
             )
             for u in DiagnosticsUpload.objects.exclude(uploaded_at=None).select_related(
                 "station", "job_target"

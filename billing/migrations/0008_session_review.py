@@ -6,8 +6,8 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0003_rated_sessions'),
-        ('charging', '0007_rating_status'),
+        ('billing', '0007_rated_sessions'),
+        ('charging', '0008_rating_status'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('charging', '0006_tariff_snapshot_to_versions'),
+        ('charging', '0007_tariff_snapshot_to_versions'),
         ('stations', '0003_commands_move_out'),
     ]
 

@@ -7,7 +7,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("charging", "0005_live_cost_currency"),
+        ("charging", "0006_live_cost_currency"),
         ("tariffs", "0003_tariff_versions"),
     ]
 

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
 
-    dependencies = [("charging", "0004_ocpp16_connector_address")]
+    dependencies = [("charging", "0005_customeraccount_time_zone")]
 
     operations = [
         migrations.AddField(

@@ -15,7 +15,7 @@ def link_versions(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0001_initial'),
+        ('billing', '0005_partial_credit_notes'),
         ('tariffs', '0003_tariff_versions'),
     ]
 

@@ -1,4 +1,4 @@
-"""Sessions already rated into a CDR say so (charging 0007 added the rating status)."""
+"""Sessions already rated into a CDR say so (charging 0008 added the rating status)."""
 
 from django.db import migrations
 
@@ -13,8 +13,8 @@ def mark_rated(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("billing", "0002_cdr_tariff_version"),
-        ("charging", "0007_rating_status"),
+        ("billing", "0006_cdr_tariff_version"),
+        ("charging", "0008_rating_status"),
     ]
 
     operations = [migrations.RunPython(mark_rated, migrations.RunPython.noop)]
