@@ -821,12 +821,20 @@ class _Clock:
 class _EnergyCurve:
     """Cumulative session energy (Wh), piecewise linear through the readings."""
 
-    def __init__(self, points: list[tuple[Decimal, Decimal]]) -> None:
+    def __init__(
+        self, points: list[tuple[Decimal, Decimal]], baseline: Decimal | None = None
+    ) -> None:
+        """``baseline`` is the register value that counts as no session energy; by default the
+        register at session start (offset 0). The running cost passes the register it saw at
+        session start, because its curve holds only the latest segment."""
         self.times = [t for t, _ in points]
         self.values = [e for _, e in points]
         self.overrides: dict[Decimal, Decimal] = {}
         self.baseline = _ZERO
-        self.baseline = self.absolute(_ZERO) if points else _ZERO
+        if baseline is not None:
+            self.baseline = baseline
+        else:
+            self.baseline = self.absolute(_ZERO) if points else _ZERO
 
     @classmethod
     def from_readings(cls, clock: _Clock, readings: Iterable[MeterReading]) -> _EnergyCurve:
@@ -968,6 +976,104 @@ def _find_component(
 
 def _replace_reservation(ctx: _Context, kind: str | None) -> _Context:
     return _Context(ctx.local, ctx.elapsed, ctx.energy_kwh, ctx.power_kw, ctx.current_a, kind)
+
+
+# The steps below are shared by rate_session and the running cost (running_cost_advance), so that
+# both cut a session at the same instants and price each slice with the same element choice.
+
+
+def _session_context(
+    clock: _Clock,
+    tz: ZoneInfo,
+    a: Decimal,
+    *,
+    energy_wh: Decimal,
+    power_kw: Decimal | None,
+    current_a: Decimal | None,
+) -> _Context:
+    """What the restrictions see at offset ``a`` of the session (not of a reservation)."""
+    return _Context(
+        local=clock.instant(a).astimezone(tz),
+        elapsed=a,
+        energy_kwh=energy_wh / _WH_PER_KWH,
+        power_kw=power_kw,
+        current_a=current_a,
+        reservation=None,
+    )
+
+
+def _session_picks(
+    tariff: Tariff, ctx: _Context, charging: bool
+) -> tuple[str, dict[str, tuple[int, PriceComponent] | None]]:
+    """Step 3 for one session slice: its state, and per dimension the first matching element
+    that has it (ENERGY always; TIME while charging, PARKING_TIME otherwise)."""
+    time_dim = TIME if charging else PARKING_TIME
+    picks = {
+        ENERGY: _find_component(tariff, ENERGY, ctx, (None,)),
+        time_dim: _find_component(tariff, time_dim, ctx, (None,)),
+    }
+    return (CHARGING if charging else PARKING), picks
+
+
+def _session_flat(tariff: Tariff, ctx: _Context) -> tuple[int, PriceComponent] | None:
+    """The session's FLAT: the first matching element with a FLAT, matched at session start."""
+    return _find_component(tariff, FLAT, ctx, (None,))
+
+
+def _session_cuts(
+    tariff: Tariff,
+    tz: ZoneInfo,
+    clock: _Clock,
+    first: dt.datetime,
+    last: dt.datetime,
+    energy: _EnergyCurve,
+) -> set[Decimal]:
+    """Step 2 for the session's own restrictions: offsets of the local wall-clock boundaries
+    and midnights from ``first`` to ``last`` (a superset, callers filter), of the duration
+    thresholds (from session start) and of the kWh-threshold crossings of ``energy``, where the
+    curve is pinned to the threshold exactly."""
+    cuts = {clock.offset(instant) for instant in _wall_clock_cuts(tariff, tz, first, last)}
+    for element in tariff.elements:
+        r = element.restrictions
+        if r is None:
+            continue
+        for seconds in (r.min_duration, r.max_duration):
+            if seconds is not None:
+                cuts.add(Decimal(seconds))
+        for kwh in (r.min_kwh, r.max_kwh):
+            if kwh is not None and kwh > 0:
+                at = energy.crossing(kwh * _WH_PER_KWH)
+                if at is not None:
+                    cuts.add(at)
+                    energy.overrides[at] = kwh * _WH_PER_KWH
+    return cuts
+
+
+def _unit(dim: str) -> Decimal:
+    """Base units per billed unit: Wh per kWh for ENERGY, seconds per hour for the times."""
+    return _WH_PER_KWH if dim == ENERGY else _S_PER_H
+
+
+def _cost(base: Decimal, dim: str, component: PriceComponent) -> Amount:
+    """Price of ``base`` Wh or seconds of ``dim`` at ``component``, excl. and incl. VAT."""
+    return _with_vat(base * component.price / _unit(dim), component.vat)
+
+
+def _clamp_total(
+    tariff: Tariff, subtotal: Amount, *, with_min: bool = True
+) -> tuple[Amount, str | None, str | None]:
+    """Step 5's clamp: min_price/max_price on excl. and incl. VAT independently; an absent
+    incl-VAT bound follows the excl-VAT bound at the subtotal's VAT ratio."""
+    min_excl = tariff.min_price_excl_vat if with_min else None
+    min_incl = tariff.min_price_incl_vat if with_min else None
+    excl, clamp_excl = _clamp(subtotal.excl_vat, min_excl, tariff.max_price_excl_vat)
+    incl_low, incl_high = min_incl, tariff.max_price_incl_vat
+    if min_excl is not None and incl_low is None:
+        incl_low = _follow_vat_ratio(min_excl, subtotal)
+    if tariff.max_price_excl_vat is not None and incl_high is None:
+        incl_high = _follow_vat_ratio(tariff.max_price_excl_vat, subtotal)
+    incl, clamp_incl = _clamp(subtotal.incl_vat, incl_low, incl_high)
+    return Amount(excl, incl), clamp_excl, clamp_incl
 
 
 def _wall_clock_cuts(
@@ -1113,20 +1219,12 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
     if res_a is not None and res_b is not None:
         cuts.update((res_a, res_b))
     first = clock.instant(timeline_start)
-    for instant in _wall_clock_cuts(tariff, tz, first, usage.end):
-        cuts.add(clock.offset(instant))
-    for r in restrictions:
-        for seconds in (r.min_duration, r.max_duration):
-            if seconds is not None:
-                cuts.add(Decimal(seconds))
-                if res_a is not None:
+    cuts |= _session_cuts(tariff, tz, clock, first, usage.end, energy)
+    if res_a is not None:
+        for r in restrictions:
+            for seconds in (r.min_duration, r.max_duration):
+                if seconds is not None:
                     cuts.add(res_a + seconds)
-        for kwh in (r.min_kwh, r.max_kwh):
-            if kwh is not None and kwh > 0:
-                at = energy.crossing(kwh * _WH_PER_KWH)
-                if at is not None:
-                    cuts.add(at)
-                    energy.overrides[at] = kwh * _WH_PER_KWH
     if uses_power:
         cuts.update(power.times)
     if uses_current:
@@ -1135,11 +1233,11 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
     ordered = sorted(c for c in cuts if timeline_start <= c <= session_end)
 
     # ---- 3. slices, element choice per dimension, merge
-    def context(a: Decimal, reservation: str | None, elapsed: Decimal) -> _Context:
+    def reservation_context(a: Decimal, reservation: str | None, elapsed: Decimal) -> _Context:
         return _Context(
             local=clock.instant(a).astimezone(tz),
             elapsed=elapsed,
-            energy_kwh=energy.at(a) / _WH_PER_KWH if reservation is None else _ZERO,
+            energy_kwh=_ZERO,
             power_kw=power.at(a),
             current_a=current.at(a),
             reservation=reservation,
@@ -1153,24 +1251,15 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
         if b <= _ZERO:
             if res_a is None or res_b is None or not (res_a <= a and b <= res_b):
                 continue  # gap between reservation end and session start
-            ctx = context(a, reservation_kinds[0], a - res_a)
+            ctx = reservation_context(a, reservation_kinds[0], a - res_a)
             pick = _find_component(tariff, TIME, ctx, reservation_kinds)
             slices.append(_Slice(a, b, RESERVATION, {RESERVATION_TIME: pick}))
             continue
-        ctx = context(a, None, a)
-        charging = charging_at(a)
-        time_dim = TIME if charging else PARKING_TIME
-        slices.append(
-            _Slice(
-                a,
-                b,
-                CHARGING if charging else PARKING,
-                {
-                    ENERGY: _find_component(tariff, ENERGY, ctx, (None,)),
-                    time_dim: _find_component(tariff, time_dim, ctx, (None,)),
-                },
-            )
+        ctx = _session_context(
+            clock, tz, a, energy_wh=energy.at(a), power_kw=power.at(a), current_a=current.at(a)
         )
+        state, picks = _session_picks(tariff, ctx, charging_at(a))
+        slices.append(_Slice(a, b, state, picks))
     merged: list[_Slice] = []
     for piece in slices:
         if merged and merged[-1].b == piece.a and merged[-1].signature() == piece.signature():
@@ -1218,7 +1307,7 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
             if dim not in piece.picks:
                 continue
             base = base_volume(piece, dim)
-            unit = _WH_PER_KWH if dim == ENERGY else _S_PER_H
+            unit = _unit(dim)
             pick = piece.picks[dim]
             dims_out.append(PeriodDimension(dim, base / unit, pick[0] if pick else None))
             if pick is None:
@@ -1235,7 +1324,7 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
                     step_size=component.step_size,
                     volume=base / unit,
                     billed_volume=billed / unit,
-                    cost=_with_vat(billed * component.price / unit, component.vat),
+                    cost=_cost(billed, dim, component),
                 )
             )
         min_p, max_p = power.range(piece.a, piece.b)
@@ -1256,9 +1345,17 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
     # FLAT: once per session, first FLAT matching at session start [interp]; a reservation adds
     # its own FLAT (reservation fee), matched at reservation start.
     if not usage.reservation_expired:
-        _add_flat(lines, FLAT, _find_component(tariff, FLAT, context(_ZERO, None, _ZERO), (None,)))
+        ctx = _session_context(
+            clock,
+            tz,
+            _ZERO,
+            energy_wh=energy.at(_ZERO),
+            power_kw=power.at(_ZERO),
+            current_a=current.at(_ZERO),
+        )
+        _add_flat(lines, FLAT, _session_flat(tariff, ctx))
     if res_a is not None and res_b is not None:
-        ctx = context(res_a, reservation_kinds[0], _ZERO)
+        ctx = reservation_context(res_a, reservation_kinds[0], _ZERO)
         _add_flat(lines, RESERVATION_FLAT, _find_component(tariff, FLAT, ctx, reservation_kinds))
 
     totals = []
@@ -1288,16 +1385,7 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
         for rate, amount in sorted(by_rate.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
     )
 
-    excl, clamp_excl = _clamp(
-        subtotal.excl_vat, tariff.min_price_excl_vat, tariff.max_price_excl_vat
-    )
-    incl_low, incl_high = tariff.min_price_incl_vat, tariff.max_price_incl_vat
-    if tariff.min_price_excl_vat is not None and incl_low is None:
-        incl_low = _follow_vat_ratio(tariff.min_price_excl_vat, subtotal)
-    if tariff.max_price_excl_vat is not None and incl_high is None:
-        incl_high = _follow_vat_ratio(tariff.max_price_excl_vat, subtotal)
-    incl, clamp_incl = _clamp(subtotal.incl_vat, incl_low, incl_high)
-    total_exact = Amount(excl, incl)
+    total_exact, clamp_excl, clamp_incl = _clamp_total(tariff, subtotal)
 
     def hours(dim: str) -> Decimal:
         return next(t.volume for t in totals if t.dimension == dim)
