@@ -52,12 +52,22 @@ Choices made where the spec is silent (each one is also noted where it is implem
   TIME gets its own, separate step_size rounding.
 * When min_price/max_price has no ``incl_vat`` bound, the incl-VAT total follows the excl-VAT
   clamp at the session's effective VAT ratio.
+
+Running cost of a live session (:func:`running_cost_start`, :func:`running_cost_advance`,
+:func:`running_cost_total`): a :class:`RunningCost` state is extended reading by reading, with
+work bounded by the tariff and the new interval, never by the history. Each interval is cut and
+priced by the same helpers as rate_session (``_session_cuts``, ``_session_context``,
+``_session_picks``, ``_session_flat``, ``_cost``, ``_clamp_total``), so the running cost is
+rate_session's on the same readings, at actual volumes: step_size extras and min_price exist
+only once the session has ended, max_price applies all along, reservations are left to
+rate_session. Note that step_size 1 still bills whole Wh and whole seconds at the end.
 """
 
 from __future__ import annotations
 
 import bisect
 import copy
+import dataclasses
 import datetime as dt
 import types
 from collections.abc import Iterable, Mapping, Sequence
@@ -79,6 +89,7 @@ __all__ = [
     "PriceComponent",
     "Rating",
     "Restrictions",
+    "RunningCost",
     "SessionUsage",
     "StateChange",
     "Tariff",
@@ -89,6 +100,10 @@ __all__ = [
     "preview_usage",
     "rate_session",
     "round_money",
+    "running_cost_advance",
+    "running_cost_exact",
+    "running_cost_start",
+    "running_cost_total",
     "select_tariff",
     "tariff_from_ocpi",
     "tariff_to_ocpi",
@@ -1440,6 +1455,316 @@ def _add_flat(
             step_size=component.step_size,
             volume=_ONE,
             billed_volume=_ONE,
-            cost=_with_vat(component.price, component.vat),
+            cost=_flat_cost(component),
         )
     )
+
+
+def _flat_cost(component: PriceComponent) -> Amount:
+    return _with_vat(component.price, component.vat)
+
+
+# --------------------------------------------------------------------------------------------
+# Running cost of a live session
+# --------------------------------------------------------------------------------------------
+
+_RUNNING_COST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunningCost:
+    """The running cost of a live session at the checkpoint ``at``: all that the next meter
+    reading needs to extend it (:func:`running_cost_advance`), nothing about the history.
+
+    * ``meter_start_wh`` is the register at session start (the session's zero, as
+      :func:`rate_session` takes it from the reading at start); ``meter_wh`` the highest register
+      seen up to ``at``; ``energy_wh`` (their difference) the session energy at ``at``, which is
+      also the session's ENERGY volume so far. Keeping the registers themselves, not a derived
+      value, makes the next kWh-threshold crossing exactly the one rate_session computes.
+    * ``charging``, ``power_kw`` and ``current_a`` hold from ``at`` until the next reading (last
+      known values; ``None`` while unknown).
+    * ``cost`` is unrounded, FLAT included, without step_size extras and without min/max_price;
+      see :func:`running_cost_total` for what to show.
+    * ``charging_s`` / ``parking_s`` are the TIME / PARKING_TIME volumes so far (exact: every
+      increment is a difference of microsecond instants); their sum is ``at - start``.
+      Duration restrictions count from ``start``, so they stay exact across increments too.
+
+    Times are kept in UTC. :meth:`to_json` / :meth:`from_json` convert losslessly to and from a
+    JSON-able dict (Decimals as strings, datetimes ISO 8601 with offset).
+    """
+
+    tariff_id: str
+    start: dt.datetime
+    at: dt.datetime
+    meter_start_wh: Decimal
+    meter_wh: Decimal
+    charging: bool
+    power_kw: Decimal | None
+    current_a: Decimal | None
+    cost: Amount
+    charging_s: Decimal
+    parking_s: Decimal
+
+    @property
+    def energy_wh(self) -> Decimal:
+        """Session energy (Wh) at ``at``: the ENERGY volume so far."""
+        with localcontext() as decimal_ctx:
+            decimal_ctx.prec = _PRECISION
+            return self.meter_wh - self.meter_start_wh
+
+    @property
+    def energy_kwh(self) -> Decimal:
+        return _exact_quotient(self.energy_wh, _WH_PER_KWH)
+
+    @property
+    def time_h(self) -> Decimal:
+        """Charging plus parking hours so far (OCPI's total_time)."""
+        return _exact_quotient(self.charging_s + self.parking_s, _S_PER_H)
+
+    @property
+    def parking_time_h(self) -> Decimal:
+        return _exact_quotient(self.parking_s, _S_PER_H)
+
+    def to_json(self) -> dict[str, Any]:
+        def opt(value: Decimal | None) -> str | None:
+            return None if value is None else str(value)
+
+        return {
+            "version": _RUNNING_COST_VERSION,
+            "tariff_id": self.tariff_id,
+            "start": self.start.isoformat(),
+            "at": self.at.isoformat(),
+            "meter_start_wh": str(self.meter_start_wh),
+            "meter_wh": str(self.meter_wh),
+            "charging": self.charging,
+            "power_kw": opt(self.power_kw),
+            "current_a": opt(self.current_a),
+            "cost": {"excl_vat": str(self.cost.excl_vat), "incl_vat": str(self.cost.incl_vat)},
+            "charging_s": str(self.charging_s),
+            "parking_s": str(self.parking_s),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunningCost:
+        if data.get("version") != _RUNNING_COST_VERSION:
+            raise ValueError(f"unknown running cost version {data.get('version')!r}")
+
+        def when(key: str) -> dt.datetime:
+            value = dt.datetime.fromisoformat(data[key])
+            _require_aware(key, value)
+            return value.astimezone(dt.UTC)
+
+        def dec(key: str) -> Decimal:
+            return Decimal(data[key])
+
+        def opt(key: str) -> Decimal | None:
+            return None if data[key] is None else Decimal(data[key])
+
+        charging = data["charging"]
+        if not isinstance(charging, bool):
+            raise ValueError(f"charging must be a boolean, not {charging!r}")
+        return cls(
+            tariff_id=data["tariff_id"],
+            start=when("start"),
+            at=when("at"),
+            meter_start_wh=dec("meter_start_wh"),
+            meter_wh=dec("meter_wh"),
+            charging=charging,
+            power_kw=opt("power_kw"),
+            current_a=opt("current_a"),
+            cost=Amount(Decimal(data["cost"]["excl_vat"]), Decimal(data["cost"]["incl_vat"])),
+            charging_s=dec("charging_s"),
+            parking_s=dec("parking_s"),
+        )
+
+
+def _exact_quotient(a: Decimal, b: Decimal) -> Decimal:
+    """``a / b`` at the engine's precision, as rate_session computes its volumes."""
+    with localcontext() as decimal_ctx:
+        decimal_ctx.prec = _PRECISION
+        return a / b
+
+
+def _require_aware(name: str, value: dt.datetime) -> None:
+    if value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+def running_cost_start(
+    tariff: Tariff,
+    *,
+    start: dt.datetime,
+    energy_wh: Decimal | int | str = 0,
+    charging: bool = True,
+    power_kw: Decimal | int | str | None = None,
+    current_a: Decimal | int | str | None = None,
+    tz: ZoneInfo,
+) -> RunningCost:
+    """The running cost of a session that starts at ``start``: its FLAT, chosen as
+    :func:`rate_session` chooses it (first matching element with a FLAT, matched at start).
+
+    ``energy_wh`` is the meter register at start, the zero of the session's energy; pass 0 (the
+    default) when counting session energy, and the raw register otherwise, then the raw register
+    to :func:`running_cost_advance` too. ``charging``, ``power_kw`` and ``current_a`` are the
+    values at start (charging unless told otherwise, as rate_session assumes before the first
+    state change; power and current unknown unless given).
+
+    Reservations are out of scope for the running cost: reservation TIME and the reservation
+    FLAT are priced by rate_session once the session has ended; elements restricted to a
+    reservation never price the session itself, here as there.
+    """
+    _require_aware("start", start)
+    start = start.astimezone(dt.UTC)
+    with localcontext() as decimal_ctx:
+        decimal_ctx.prec = _PRECISION
+        register = _dec(energy_wh)
+        power = _opt_dec(power_kw)
+        current = _opt_dec(current_a)
+        ctx = _session_context(
+            _Clock(start), tz, _ZERO, energy_wh=_ZERO, power_kw=power, current_a=current
+        )
+        pick = _session_flat(tariff, ctx)
+        return RunningCost(
+            tariff_id=tariff.id,
+            start=start,
+            at=start,
+            meter_start_wh=register,
+            meter_wh=register,
+            charging=charging,
+            power_kw=power,
+            current_a=current,
+            cost=_NO_COST if pick is None else _flat_cost(pick[1]),
+            charging_s=_ZERO,
+            parking_s=_ZERO,
+        )
+
+
+def running_cost_advance(
+    tariff: Tariff,
+    state: RunningCost,
+    *,
+    until: dt.datetime,
+    energy_wh: Decimal | int | str,
+    charging: bool | None = None,
+    power_kw: Decimal | int | str | None = None,
+    current_a: Decimal | int | str | None = None,
+    tz: ZoneInfo,
+) -> RunningCost:
+    """Extend the running cost from ``state.at`` to the new reading at ``until``.
+
+    ``energy_wh`` is the register at ``until`` (same scale as given to
+    :func:`running_cost_start`); between the two readings it rises linearly, as in
+    :func:`rate_session`. The interval ``[state.at, until)`` is priced with the state's
+    charging/power/current (the values at its start, as rate_session's slices are); the
+    ``charging``/``power_kw``/``current_a`` given apply from ``until`` on (``None``: unchanged,
+    like a reading without that value).
+
+    The interval is cut where rate_session cuts it, with the same shared code: local wall-clock
+    boundaries and midnights in ``tz`` (DST-aware), min/max_duration counted from session start,
+    kWh thresholds at the interpolated crossing (the energy there is the threshold, exactly).
+    Each slice gets rate_session's element choice per dimension. The work is bounded by the
+    tariff and the interval, never by the history: the state carries everything else.
+
+    So the running cost depends only on the readings given: folding this function over a
+    session's readings (state changes at reading instants) gives the cost that rate_session
+    gives for a SessionUsage of the same readings and state changes, without its step_size
+    extras and min/max_price clamp. Readings that lie on the straight line between two others
+    change nothing; a restriction boundary between two readings is never skipped. A state
+    change between readings needs a reading at its instant (the caller passes the latest
+    register it has), which rate_session then sees as a reading too.
+
+    * ``until`` before ``state.at`` (a late reading): the state is returned unchanged.
+    * ``until`` equal to ``state.at`` (a duplicate): there is no interval to price and energy
+      cannot jump at an instant, so ``energy_wh`` is ignored; a charging/power/current given
+      replaces the state's from ``at`` on (a state change reported at the instant of the last
+      reading). A plain duplicate returns the state unchanged.
+    * A register below the highest one seen (meter reset or glitch) counts as no energy until it
+      exceeds that again, as rate_session treats it; a caller that knows of a reset adds the
+      old register as an offset.
+    """
+    _require_aware("until", until)
+    if tariff.id != state.tariff_id:
+        raise ValueError(f"running cost of tariff {state.tariff_id!r}, not {tariff.id!r}")
+    until = until.astimezone(dt.UTC)
+    if until < state.at:
+        return state
+    with localcontext() as decimal_ctx:
+        decimal_ctx.prec = _PRECISION
+        new_charging = state.charging if charging is None else charging
+        new_power = state.power_kw if power_kw is None else _dec(power_kw)
+        new_current = state.current_a if current_a is None else _dec(current_a)
+        if until == state.at:
+            if (new_charging, new_power, new_current) == (
+                state.charging,
+                state.power_kw,
+                state.current_a,
+            ):
+                return state
+            return dataclasses.replace(
+                state, charging=new_charging, power_kw=new_power, current_a=new_current
+            )
+
+        clock = _Clock(state.start)
+        a0, b0 = clock.offset(state.at), clock.offset(until)
+        register = max(state.meter_wh, _dec(energy_wh))
+        energy = _EnergyCurve([(a0, state.meter_wh), (b0, register)], state.meter_start_wh)
+        cuts = _session_cuts(tariff, tz, clock, state.at, until, energy)
+        ordered = [a0, *sorted(c for c in cuts if a0 < c < b0), b0]
+
+        cost = state.cost
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            ctx = _session_context(
+                clock,
+                tz,
+                a,
+                energy_wh=energy.at(a),
+                power_kw=state.power_kw,
+                current_a=state.current_a,
+            )
+            _, picks = _session_picks(tariff, ctx, state.charging)
+            for dim, pick in picks.items():
+                if pick is not None:
+                    base = energy.at(b) - energy.at(a) if dim == ENERGY else b - a
+                    cost = cost + _cost(base, dim, pick[1])
+
+        elapsed = b0 - a0
+        return RunningCost(
+            tariff_id=state.tariff_id,
+            start=state.start,
+            at=until,
+            meter_start_wh=state.meter_start_wh,
+            meter_wh=register,
+            charging=new_charging,
+            power_kw=new_power,
+            current_a=new_current,
+            cost=cost,
+            charging_s=state.charging_s + elapsed if state.charging else state.charging_s,
+            parking_s=state.parking_s if state.charging else state.parking_s + elapsed,
+        )
+
+
+def running_cost_exact(tariff: Tariff, state: RunningCost) -> Amount:
+    """The running cost to show, unrounded: ``state.cost`` with max_price applied (excl. and
+    incl. VAT independently, as rate_session clamps), and neither min_price nor step_size.
+
+    A session is not charged its minimum before it ends: a live display that jumps to the
+    min_price at plug-in and stays there tells the driver nothing, and the minimum is a floor on
+    the final price, which rate_session applies. The step_size extras likewise exist only once
+    the session's totals are known. Prices are never negative, so the running total only grows,
+    and the end only adds to it (step extras, the min_price floor); with an excl-only max_price
+    the incl-VAT cap follows the VAT ratio of the cost so far, which the extras may change.
+    """
+    with localcontext() as decimal_ctx:
+        decimal_ctx.prec = _PRECISION
+        amount, _, _ = _clamp_total(tariff, state.cost.denoised(), with_min=False)
+        return amount
+
+
+def running_cost_total(
+    tariff: Tariff, state: RunningCost, *, currency: str | None = None
+) -> Amount:
+    """:func:`running_cost_exact` rounded to the minor unit of ``currency`` (by default the
+    tariff's) with the engine's :func:`round_money`: the figure for a live display."""
+    with localcontext() as decimal_ctx:
+        decimal_ctx.prec = _PRECISION
+        return running_cost_exact(tariff, state).rounded(currency or tariff.currency)
