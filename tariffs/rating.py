@@ -52,12 +52,22 @@ Choices made where the spec is silent (each one is also noted where it is implem
   TIME gets its own, separate step_size rounding.
 * When min_price/max_price has no ``incl_vat`` bound, the incl-VAT total follows the excl-VAT
   clamp at the session's effective VAT ratio.
+
+Running cost of a live session (:func:`running_cost_start`, :func:`running_cost_advance`,
+:func:`running_cost_total`): a :class:`RunningCost` state is extended reading by reading, with
+work bounded by the tariff and the new interval, never by the history. Each interval is cut and
+priced by the same helpers as rate_session (``_session_cuts``, ``_session_context``,
+``_session_picks``, ``_session_flat``, ``_cost``, ``_clamp_total``), so the running cost is
+rate_session's on the same readings, at actual volumes: step_size extras and min_price exist
+only once the session has ended, max_price applies all along, reservations are left to
+rate_session. Note that step_size 1 still bills whole Wh and whole seconds at the end.
 """
 
 from __future__ import annotations
 
 import bisect
 import copy
+import dataclasses
 import datetime as dt
 import types
 from collections.abc import Iterable, Mapping, Sequence
@@ -79,6 +89,7 @@ __all__ = [
     "PriceComponent",
     "Rating",
     "Restrictions",
+    "RunningCost",
     "SessionUsage",
     "StateChange",
     "Tariff",
@@ -89,6 +100,10 @@ __all__ = [
     "preview_usage",
     "rate_session",
     "round_money",
+    "running_cost_advance",
+    "running_cost_exact",
+    "running_cost_start",
+    "running_cost_total",
     "select_tariff",
     "tariff_from_ocpi",
     "tariff_to_ocpi",
@@ -821,12 +836,20 @@ class _Clock:
 class _EnergyCurve:
     """Cumulative session energy (Wh), piecewise linear through the readings."""
 
-    def __init__(self, points: list[tuple[Decimal, Decimal]]) -> None:
+    def __init__(
+        self, points: list[tuple[Decimal, Decimal]], baseline: Decimal | None = None
+    ) -> None:
+        """``baseline`` is the register value that counts as no session energy; by default the
+        register at session start (offset 0). The running cost passes the register it saw at
+        session start, because its curve holds only the latest segment."""
         self.times = [t for t, _ in points]
         self.values = [e for _, e in points]
         self.overrides: dict[Decimal, Decimal] = {}
         self.baseline = _ZERO
-        self.baseline = self.absolute(_ZERO) if points else _ZERO
+        if baseline is not None:
+            self.baseline = baseline
+        else:
+            self.baseline = self.absolute(_ZERO) if points else _ZERO
 
     @classmethod
     def from_readings(cls, clock: _Clock, readings: Iterable[MeterReading]) -> _EnergyCurve:
@@ -968,6 +991,104 @@ def _find_component(
 
 def _replace_reservation(ctx: _Context, kind: str | None) -> _Context:
     return _Context(ctx.local, ctx.elapsed, ctx.energy_kwh, ctx.power_kw, ctx.current_a, kind)
+
+
+# The steps below are shared by rate_session and the running cost (running_cost_advance), so that
+# both cut a session at the same instants and price each slice with the same element choice.
+
+
+def _session_context(
+    clock: _Clock,
+    tz: ZoneInfo,
+    a: Decimal,
+    *,
+    energy_wh: Decimal,
+    power_kw: Decimal | None,
+    current_a: Decimal | None,
+) -> _Context:
+    """What the restrictions see at offset ``a`` of the session (not of a reservation)."""
+    return _Context(
+        local=clock.instant(a).astimezone(tz),
+        elapsed=a,
+        energy_kwh=energy_wh / _WH_PER_KWH,
+        power_kw=power_kw,
+        current_a=current_a,
+        reservation=None,
+    )
+
+
+def _session_picks(
+    tariff: Tariff, ctx: _Context, charging: bool
+) -> tuple[str, dict[str, tuple[int, PriceComponent] | None]]:
+    """Step 3 for one session slice: its state, and per dimension the first matching element
+    that has it (ENERGY always; TIME while charging, PARKING_TIME otherwise)."""
+    time_dim = TIME if charging else PARKING_TIME
+    picks = {
+        ENERGY: _find_component(tariff, ENERGY, ctx, (None,)),
+        time_dim: _find_component(tariff, time_dim, ctx, (None,)),
+    }
+    return (CHARGING if charging else PARKING), picks
+
+
+def _session_flat(tariff: Tariff, ctx: _Context) -> tuple[int, PriceComponent] | None:
+    """The session's FLAT: the first matching element with a FLAT, matched at session start."""
+    return _find_component(tariff, FLAT, ctx, (None,))
+
+
+def _session_cuts(
+    tariff: Tariff,
+    tz: ZoneInfo,
+    clock: _Clock,
+    first: dt.datetime,
+    last: dt.datetime,
+    energy: _EnergyCurve,
+) -> set[Decimal]:
+    """Step 2 for the session's own restrictions: offsets of the local wall-clock boundaries
+    and midnights from ``first`` to ``last`` (a superset, callers filter), of the duration
+    thresholds (from session start) and of the kWh-threshold crossings of ``energy``, where the
+    curve is pinned to the threshold exactly."""
+    cuts = {clock.offset(instant) for instant in _wall_clock_cuts(tariff, tz, first, last)}
+    for element in tariff.elements:
+        r = element.restrictions
+        if r is None:
+            continue
+        for seconds in (r.min_duration, r.max_duration):
+            if seconds is not None:
+                cuts.add(Decimal(seconds))
+        for kwh in (r.min_kwh, r.max_kwh):
+            if kwh is not None and kwh > 0:
+                at = energy.crossing(kwh * _WH_PER_KWH)
+                if at is not None:
+                    cuts.add(at)
+                    energy.overrides[at] = kwh * _WH_PER_KWH
+    return cuts
+
+
+def _unit(dim: str) -> Decimal:
+    """Base units per billed unit: Wh per kWh for ENERGY, seconds per hour for the times."""
+    return _WH_PER_KWH if dim == ENERGY else _S_PER_H
+
+
+def _cost(base: Decimal, dim: str, component: PriceComponent) -> Amount:
+    """Price of ``base`` Wh or seconds of ``dim`` at ``component``, excl. and incl. VAT."""
+    return _with_vat(base * component.price / _unit(dim), component.vat)
+
+
+def _clamp_total(
+    tariff: Tariff, subtotal: Amount, *, with_min: bool = True
+) -> tuple[Amount, str | None, str | None]:
+    """Step 5's clamp: min_price/max_price on excl. and incl. VAT independently; an absent
+    incl-VAT bound follows the excl-VAT bound at the subtotal's VAT ratio."""
+    min_excl = tariff.min_price_excl_vat if with_min else None
+    min_incl = tariff.min_price_incl_vat if with_min else None
+    excl, clamp_excl = _clamp(subtotal.excl_vat, min_excl, tariff.max_price_excl_vat)
+    incl_low, incl_high = min_incl, tariff.max_price_incl_vat
+    if min_excl is not None and incl_low is None:
+        incl_low = _follow_vat_ratio(min_excl, subtotal)
+    if tariff.max_price_excl_vat is not None and incl_high is None:
+        incl_high = _follow_vat_ratio(tariff.max_price_excl_vat, subtotal)
+    incl, clamp_incl = _clamp(subtotal.incl_vat, incl_low, incl_high)
+    return Amount(excl, incl), clamp_excl, clamp_incl
 
 
 def _wall_clock_cuts(
@@ -1113,20 +1234,12 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
     if res_a is not None and res_b is not None:
         cuts.update((res_a, res_b))
     first = clock.instant(timeline_start)
-    for instant in _wall_clock_cuts(tariff, tz, first, usage.end):
-        cuts.add(clock.offset(instant))
-    for r in restrictions:
-        for seconds in (r.min_duration, r.max_duration):
-            if seconds is not None:
-                cuts.add(Decimal(seconds))
-                if res_a is not None:
+    cuts |= _session_cuts(tariff, tz, clock, first, usage.end, energy)
+    if res_a is not None:
+        for r in restrictions:
+            for seconds in (r.min_duration, r.max_duration):
+                if seconds is not None:
                     cuts.add(res_a + seconds)
-        for kwh in (r.min_kwh, r.max_kwh):
-            if kwh is not None and kwh > 0:
-                at = energy.crossing(kwh * _WH_PER_KWH)
-                if at is not None:
-                    cuts.add(at)
-                    energy.overrides[at] = kwh * _WH_PER_KWH
     if uses_power:
         cuts.update(power.times)
     if uses_current:
@@ -1135,11 +1248,11 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
     ordered = sorted(c for c in cuts if timeline_start <= c <= session_end)
 
     # ---- 3. slices, element choice per dimension, merge
-    def context(a: Decimal, reservation: str | None, elapsed: Decimal) -> _Context:
+    def reservation_context(a: Decimal, reservation: str | None, elapsed: Decimal) -> _Context:
         return _Context(
             local=clock.instant(a).astimezone(tz),
             elapsed=elapsed,
-            energy_kwh=energy.at(a) / _WH_PER_KWH if reservation is None else _ZERO,
+            energy_kwh=_ZERO,
             power_kw=power.at(a),
             current_a=current.at(a),
             reservation=reservation,
@@ -1153,24 +1266,15 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
         if b <= _ZERO:
             if res_a is None or res_b is None or not (res_a <= a and b <= res_b):
                 continue  # gap between reservation end and session start
-            ctx = context(a, reservation_kinds[0], a - res_a)
+            ctx = reservation_context(a, reservation_kinds[0], a - res_a)
             pick = _find_component(tariff, TIME, ctx, reservation_kinds)
             slices.append(_Slice(a, b, RESERVATION, {RESERVATION_TIME: pick}))
             continue
-        ctx = context(a, None, a)
-        charging = charging_at(a)
-        time_dim = TIME if charging else PARKING_TIME
-        slices.append(
-            _Slice(
-                a,
-                b,
-                CHARGING if charging else PARKING,
-                {
-                    ENERGY: _find_component(tariff, ENERGY, ctx, (None,)),
-                    time_dim: _find_component(tariff, time_dim, ctx, (None,)),
-                },
-            )
+        ctx = _session_context(
+            clock, tz, a, energy_wh=energy.at(a), power_kw=power.at(a), current_a=current.at(a)
         )
+        state, picks = _session_picks(tariff, ctx, charging_at(a))
+        slices.append(_Slice(a, b, state, picks))
     merged: list[_Slice] = []
     for piece in slices:
         if merged and merged[-1].b == piece.a and merged[-1].signature() == piece.signature():
@@ -1218,7 +1322,7 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
             if dim not in piece.picks:
                 continue
             base = base_volume(piece, dim)
-            unit = _WH_PER_KWH if dim == ENERGY else _S_PER_H
+            unit = _unit(dim)
             pick = piece.picks[dim]
             dims_out.append(PeriodDimension(dim, base / unit, pick[0] if pick else None))
             if pick is None:
@@ -1235,7 +1339,7 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
                     step_size=component.step_size,
                     volume=base / unit,
                     billed_volume=billed / unit,
-                    cost=_with_vat(billed * component.price / unit, component.vat),
+                    cost=_cost(billed, dim, component),
                 )
             )
         min_p, max_p = power.range(piece.a, piece.b)
@@ -1256,9 +1360,17 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
     # FLAT: once per session, first FLAT matching at session start [interp]; a reservation adds
     # its own FLAT (reservation fee), matched at reservation start.
     if not usage.reservation_expired:
-        _add_flat(lines, FLAT, _find_component(tariff, FLAT, context(_ZERO, None, _ZERO), (None,)))
+        ctx = _session_context(
+            clock,
+            tz,
+            _ZERO,
+            energy_wh=energy.at(_ZERO),
+            power_kw=power.at(_ZERO),
+            current_a=current.at(_ZERO),
+        )
+        _add_flat(lines, FLAT, _session_flat(tariff, ctx))
     if res_a is not None and res_b is not None:
-        ctx = context(res_a, reservation_kinds[0], _ZERO)
+        ctx = reservation_context(res_a, reservation_kinds[0], _ZERO)
         _add_flat(lines, RESERVATION_FLAT, _find_component(tariff, FLAT, ctx, reservation_kinds))
 
     totals = []
@@ -1288,16 +1400,7 @@ def _rate(tariff: Tariff, usage: SessionUsage, tz: ZoneInfo) -> Rating:
         for rate, amount in sorted(by_rate.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))
     )
 
-    excl, clamp_excl = _clamp(
-        subtotal.excl_vat, tariff.min_price_excl_vat, tariff.max_price_excl_vat
-    )
-    incl_low, incl_high = tariff.min_price_incl_vat, tariff.max_price_incl_vat
-    if tariff.min_price_excl_vat is not None and incl_low is None:
-        incl_low = _follow_vat_ratio(tariff.min_price_excl_vat, subtotal)
-    if tariff.max_price_excl_vat is not None and incl_high is None:
-        incl_high = _follow_vat_ratio(tariff.max_price_excl_vat, subtotal)
-    incl, clamp_incl = _clamp(subtotal.incl_vat, incl_low, incl_high)
-    total_exact = Amount(excl, incl)
+    total_exact, clamp_excl, clamp_incl = _clamp_total(tariff, subtotal)
 
     def hours(dim: str) -> Decimal:
         return next(t.volume for t in totals if t.dimension == dim)
@@ -1352,6 +1455,316 @@ def _add_flat(
             step_size=component.step_size,
             volume=_ONE,
             billed_volume=_ONE,
-            cost=_with_vat(component.price, component.vat),
+            cost=_flat_cost(component),
         )
     )
+
+
+def _flat_cost(component: PriceComponent) -> Amount:
+    return _with_vat(component.price, component.vat)
+
+
+# --------------------------------------------------------------------------------------------
+# Running cost of a live session
+# --------------------------------------------------------------------------------------------
+
+_RUNNING_COST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunningCost:
+    """The running cost of a live session at the checkpoint ``at``: all that the next meter
+    reading needs to extend it (:func:`running_cost_advance`), nothing about the history.
+
+    * ``meter_start_wh`` is the register at session start (the session's zero, as
+      :func:`rate_session` takes it from the reading at start); ``meter_wh`` the highest register
+      seen up to ``at``; ``energy_wh`` (their difference) the session energy at ``at``, which is
+      also the session's ENERGY volume so far. Keeping the registers themselves, not a derived
+      value, makes the next kWh-threshold crossing exactly the one rate_session computes.
+    * ``charging``, ``power_kw`` and ``current_a`` hold from ``at`` until the next reading (last
+      known values; ``None`` while unknown).
+    * ``cost`` is unrounded, FLAT included, without step_size extras and without min/max_price;
+      see :func:`running_cost_total` for what to show.
+    * ``charging_s`` / ``parking_s`` are the TIME / PARKING_TIME volumes so far (exact: every
+      increment is a difference of microsecond instants); their sum is ``at - start``.
+      Duration restrictions count from ``start``, so they stay exact across increments too.
+
+    Times are kept in UTC. :meth:`to_json` / :meth:`from_json` convert losslessly to and from a
+    JSON-able dict (Decimals as strings, datetimes ISO 8601 with offset).
+    """
+
+    tariff_id: str
+    start: dt.datetime
+    at: dt.datetime
+    meter_start_wh: Decimal
+    meter_wh: Decimal
+    charging: bool
+    power_kw: Decimal | None
+    current_a: Decimal | None
+    cost: Amount
+    charging_s: Decimal
+    parking_s: Decimal
+
+    @property
+    def energy_wh(self) -> Decimal:
+        """Session energy (Wh) at ``at``: the ENERGY volume so far."""
+        with localcontext() as decimal_ctx:
+            decimal_ctx.prec = _PRECISION
+            return self.meter_wh - self.meter_start_wh
+
+    @property
+    def energy_kwh(self) -> Decimal:
+        return _exact_quotient(self.energy_wh, _WH_PER_KWH)
+
+    @property
+    def time_h(self) -> Decimal:
+        """Charging plus parking hours so far (OCPI's total_time)."""
+        return _exact_quotient(self.charging_s + self.parking_s, _S_PER_H)
+
+    @property
+    def parking_time_h(self) -> Decimal:
+        return _exact_quotient(self.parking_s, _S_PER_H)
+
+    def to_json(self) -> dict[str, Any]:
+        def opt(value: Decimal | None) -> str | None:
+            return None if value is None else str(value)
+
+        return {
+            "version": _RUNNING_COST_VERSION,
+            "tariff_id": self.tariff_id,
+            "start": self.start.isoformat(),
+            "at": self.at.isoformat(),
+            "meter_start_wh": str(self.meter_start_wh),
+            "meter_wh": str(self.meter_wh),
+            "charging": self.charging,
+            "power_kw": opt(self.power_kw),
+            "current_a": opt(self.current_a),
+            "cost": {"excl_vat": str(self.cost.excl_vat), "incl_vat": str(self.cost.incl_vat)},
+            "charging_s": str(self.charging_s),
+            "parking_s": str(self.parking_s),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunningCost:
+        if data.get("version") != _RUNNING_COST_VERSION:
+            raise ValueError(f"unknown running cost version {data.get('version')!r}")
+
+        def when(key: str) -> dt.datetime:
+            value = dt.datetime.fromisoformat(data[key])
+            _require_aware(key, value)
+            return value.astimezone(dt.UTC)
+
+        def dec(key: str) -> Decimal:
+            return Decimal(data[key])
+
+        def opt(key: str) -> Decimal | None:
+            return None if data[key] is None else Decimal(data[key])
+
+        charging = data["charging"]
+        if not isinstance(charging, bool):
+            raise ValueError(f"charging must be a boolean, not {charging!r}")
+        return cls(
+            tariff_id=data["tariff_id"],
+            start=when("start"),
+            at=when("at"),
+            meter_start_wh=dec("meter_start_wh"),
+            meter_wh=dec("meter_wh"),
+            charging=charging,
+            power_kw=opt("power_kw"),
+            current_a=opt("current_a"),
+            cost=Amount(Decimal(data["cost"]["excl_vat"]), Decimal(data["cost"]["incl_vat"])),
+            charging_s=dec("charging_s"),
+            parking_s=dec("parking_s"),
+        )
+
+
+def _exact_quotient(a: Decimal, b: Decimal) -> Decimal:
+    """``a / b`` at the engine's precision, as rate_session computes its volumes."""
+    with localcontext() as decimal_ctx:
+        decimal_ctx.prec = _PRECISION
+        return a / b
+
+
+def _require_aware(name: str, value: dt.datetime) -> None:
+    if value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware")
+
+
+def running_cost_start(
+    tariff: Tariff,
+    *,
+    start: dt.datetime,
+    energy_wh: Decimal | int | str = 0,
+    charging: bool = True,
+    power_kw: Decimal | int | str | None = None,
+    current_a: Decimal | int | str | None = None,
+    tz: ZoneInfo,
+) -> RunningCost:
+    """The running cost of a session that starts at ``start``: its FLAT, chosen as
+    :func:`rate_session` chooses it (first matching element with a FLAT, matched at start).
+
+    ``energy_wh`` is the meter register at start, the zero of the session's energy; pass 0 (the
+    default) when counting session energy, and the raw register otherwise, then the raw register
+    to :func:`running_cost_advance` too. ``charging``, ``power_kw`` and ``current_a`` are the
+    values at start (charging unless told otherwise, as rate_session assumes before the first
+    state change; power and current unknown unless given).
+
+    Reservations are out of scope for the running cost: reservation TIME and the reservation
+    FLAT are priced by rate_session once the session has ended; elements restricted to a
+    reservation never price the session itself, here as there.
+    """
+    _require_aware("start", start)
+    start = start.astimezone(dt.UTC)
+    with localcontext() as decimal_ctx:
+        decimal_ctx.prec = _PRECISION
+        register = _dec(energy_wh)
+        power = _opt_dec(power_kw)
+        current = _opt_dec(current_a)
+        ctx = _session_context(
+            _Clock(start), tz, _ZERO, energy_wh=_ZERO, power_kw=power, current_a=current
+        )
+        pick = _session_flat(tariff, ctx)
+        return RunningCost(
+            tariff_id=tariff.id,
+            start=start,
+            at=start,
+            meter_start_wh=register,
+            meter_wh=register,
+            charging=charging,
+            power_kw=power,
+            current_a=current,
+            cost=_NO_COST if pick is None else _flat_cost(pick[1]),
+            charging_s=_ZERO,
+            parking_s=_ZERO,
+        )
+
+
+def running_cost_advance(
+    tariff: Tariff,
+    state: RunningCost,
+    *,
+    until: dt.datetime,
+    energy_wh: Decimal | int | str,
+    charging: bool | None = None,
+    power_kw: Decimal | int | str | None = None,
+    current_a: Decimal | int | str | None = None,
+    tz: ZoneInfo,
+) -> RunningCost:
+    """Extend the running cost from ``state.at`` to the new reading at ``until``.
+
+    ``energy_wh`` is the register at ``until`` (same scale as given to
+    :func:`running_cost_start`); between the two readings it rises linearly, as in
+    :func:`rate_session`. The interval ``[state.at, until)`` is priced with the state's
+    charging/power/current (the values at its start, as rate_session's slices are); the
+    ``charging``/``power_kw``/``current_a`` given apply from ``until`` on (``None``: unchanged,
+    like a reading without that value).
+
+    The interval is cut where rate_session cuts it, with the same shared code: local wall-clock
+    boundaries and midnights in ``tz`` (DST-aware), min/max_duration counted from session start,
+    kWh thresholds at the interpolated crossing (the energy there is the threshold, exactly).
+    Each slice gets rate_session's element choice per dimension. The work is bounded by the
+    tariff and the interval, never by the history: the state carries everything else.
+
+    So the running cost depends only on the readings given: folding this function over a
+    session's readings (state changes at reading instants) gives the cost that rate_session
+    gives for a SessionUsage of the same readings and state changes, without its step_size
+    extras and min/max_price clamp. Readings that lie on the straight line between two others
+    change nothing; a restriction boundary between two readings is never skipped. A state
+    change between readings needs a reading at its instant (the caller passes the latest
+    register it has), which rate_session then sees as a reading too.
+
+    * ``until`` before ``state.at`` (a late reading): the state is returned unchanged.
+    * ``until`` equal to ``state.at`` (a duplicate): there is no interval to price and energy
+      cannot jump at an instant, so ``energy_wh`` is ignored; a charging/power/current given
+      replaces the state's from ``at`` on (a state change reported at the instant of the last
+      reading). A plain duplicate returns the state unchanged.
+    * A register below the highest one seen (meter reset or glitch) counts as no energy until it
+      exceeds that again, as rate_session treats it; a caller that knows of a reset adds the
+      old register as an offset.
+    """
+    _require_aware("until", until)
+    if tariff.id != state.tariff_id:
+        raise ValueError(f"running cost of tariff {state.tariff_id!r}, not {tariff.id!r}")
+    until = until.astimezone(dt.UTC)
+    if until < state.at:
+        return state
+    with localcontext() as decimal_ctx:
+        decimal_ctx.prec = _PRECISION
+        new_charging = state.charging if charging is None else charging
+        new_power = state.power_kw if power_kw is None else _dec(power_kw)
+        new_current = state.current_a if current_a is None else _dec(current_a)
+        if until == state.at:
+            if (new_charging, new_power, new_current) == (
+                state.charging,
+                state.power_kw,
+                state.current_a,
+            ):
+                return state
+            return dataclasses.replace(
+                state, charging=new_charging, power_kw=new_power, current_a=new_current
+            )
+
+        clock = _Clock(state.start)
+        a0, b0 = clock.offset(state.at), clock.offset(until)
+        register = max(state.meter_wh, _dec(energy_wh))
+        energy = _EnergyCurve([(a0, state.meter_wh), (b0, register)], state.meter_start_wh)
+        cuts = _session_cuts(tariff, tz, clock, state.at, until, energy)
+        ordered = [a0, *sorted(c for c in cuts if a0 < c < b0), b0]
+
+        cost = state.cost
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            ctx = _session_context(
+                clock,
+                tz,
+                a,
+                energy_wh=energy.at(a),
+                power_kw=state.power_kw,
+                current_a=state.current_a,
+            )
+            _, picks = _session_picks(tariff, ctx, state.charging)
+            for dim, pick in picks.items():
+                if pick is not None:
+                    base = energy.at(b) - energy.at(a) if dim == ENERGY else b - a
+                    cost = cost + _cost(base, dim, pick[1])
+
+        elapsed = b0 - a0
+        return RunningCost(
+            tariff_id=state.tariff_id,
+            start=state.start,
+            at=until,
+            meter_start_wh=state.meter_start_wh,
+            meter_wh=register,
+            charging=new_charging,
+            power_kw=new_power,
+            current_a=new_current,
+            cost=cost,
+            charging_s=state.charging_s + elapsed if state.charging else state.charging_s,
+            parking_s=state.parking_s if state.charging else state.parking_s + elapsed,
+        )
+
+
+def running_cost_exact(tariff: Tariff, state: RunningCost) -> Amount:
+    """The running cost to show, unrounded: ``state.cost`` with max_price applied (excl. and
+    incl. VAT independently, as rate_session clamps), and neither min_price nor step_size.
+
+    A session is not charged its minimum before it ends: a live display that jumps to the
+    min_price at plug-in and stays there tells the driver nothing, and the minimum is a floor on
+    the final price, which rate_session applies. The step_size extras likewise exist only once
+    the session's totals are known. Prices are never negative, so the running total only grows,
+    and the end only adds to it (step extras, the min_price floor); with an excl-only max_price
+    the incl-VAT cap follows the VAT ratio of the cost so far, which the extras may change.
+    """
+    with localcontext() as decimal_ctx:
+        decimal_ctx.prec = _PRECISION
+        amount, _, _ = _clamp_total(tariff, state.cost.denoised(), with_min=False)
+        return amount
+
+
+def running_cost_total(
+    tariff: Tariff, state: RunningCost, *, currency: str | None = None
+) -> Amount:
+    """:func:`running_cost_exact` rounded to the minor unit of ``currency`` (by default the
+    tariff's) with the engine's :func:`round_money`: the figure for a live display."""
+    with localcontext() as decimal_ctx:
+        decimal_ctx.prec = _PRECISION
+        return running_cost_exact(tariff, state).rounded(currency or tariff.currency)
