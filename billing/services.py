@@ -318,11 +318,16 @@ def _next_revision(session: ChargingSession) -> int:
     return (last or 0) + 1
 
 
-def _rating_set(session: ChargingSession, status: str, note: str = "") -> None:
-    ChargingSession.objects.filter(pk=session.pk).update(
-        rating_status=status, rating_note=note[:255]
-    )
-    session.rating_status, session.rating_note = status, note[:255]
+def _rating_set(
+    session: ChargingSession, status: str, note: str = "", *, cdr: Cdr | None = None
+) -> None:
+    fields: dict[str, Any] = {"rating_status": status, "rating_note": note[:255]}
+    if cdr is not None:
+        # The session's cost is its CDR's from now on: budgets count it, the panel shows it.
+        fields.update(live_cost=cdr.total_cost_incl_vat, live_cost_currency=cdr.currency)
+    ChargingSession.objects.filter(pk=session.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(session, name, value)
 
 
 def cdr_create_for_session(*, session_id: int, bill_anyway: bool = False) -> Cdr | None:
@@ -371,6 +376,7 @@ def cdr_create_for_session(*, session_id: int, bill_anyway: bool = False) -> Cdr
                 session,
                 ChargingSession.RatingStatus.RATED,
                 session.rating_note if bill_anyway else "",
+                cdr=cdr,
             )
             _audit(
                 "cdr_created",
@@ -535,6 +541,7 @@ def cdr_rerate(*, session_id: int, reason: str = "re-rated", user: User | None =
             _credit_row(current, reason=reason)
         version, rating = _session_rate(session)
         cdr = _cdr_from_rating(session, version, rating, revision=_next_revision(session))
+        _rating_set(session, ChargingSession.RatingStatus.RATED, cdr=cdr)
         _audit(
             "cdr_rerated",
             cdr,

@@ -361,6 +361,9 @@ class ChargingSession(models.Model):
     # running cost so far, incl. VAT, is written by it too.
     live_cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     live_cost_currency = models.CharField(max_length=3, blank=True)
+    # The running cost's own state (tariffs.rating.RunningCost, with the version it prices
+    # with): each meter value extends it instead of re-rating the session's history.
+    live_cost_state = models.JSONField(null=True, blank=True, editable=False)
     rating_status = models.CharField(
         max_length=12, choices=RatingStatus.choices, default=RatingStatus.PENDING
     )

@@ -31,7 +31,7 @@ from sessions.models import (
     TransactionEventRecord,
     normalize_uid,
 )
-from sessions.pricing import session_price_fix
+from sessions.pricing import session_cost_advance, session_price_fix
 from sessions.signals import id_token_changed, session_ended, session_started
 from stations.models import ChargingStation, Location
 
@@ -503,6 +503,9 @@ def session_meter_samples(
     _samples_store(session=session, station_id=station_id, batch=batch)
     if session is not None:
         changed = _apply_live_values(session, batch.samples)
+        if batch.samples and session.status == ChargingSession.Status.ACTIVE:
+            latest = max(sample.timestamp for sample in batch.samples)
+            changed += session_cost_advance(session, until=latest)
         if changed:
             session.save(update_fields=[*changed, "updated_at"])
 
@@ -594,6 +597,8 @@ class TransactionEventResult:
     session_id: int
     duplicate: bool
     authorization: AuthorizationResult | None
+    # The session's cost so far incl. VAT (None: no tariff, or no meter value yet).
+    cost: Decimal | None = None
 
 
 @transaction.atomic
@@ -653,7 +658,7 @@ def session_transaction_event(
                 token_id=token.pk if token else None,
                 group_uid=token.group.uid if token and token.group else "",
             )
-        return TransactionEventResult(session.pk, True, authorization)
+        return TransactionEventResult(session.pk, True, authorization, session.live_cost)
 
     # The usual case is the next seqNo: nothing to re-read. Out-of-order or first events
     # recompute from every recorded seqNo.
@@ -746,15 +751,20 @@ def session_transaction_event(
             meter_stop_wh=end_readings[-1] if end_readings else None,
             reason=event.stopped_reason or "Local",
         )
-    session.save()
     if created:
         # Priced once its payer is known: the first event's token was authorized above.
         session_price_fix(session)
+    if event.samples and (
+        session.status == ChargingSession.Status.ACTIVE or event.event_type == "Ended"
+    ):
+        # Up to the end too: a station that shows the cost shows the total at Ended.
+        session_cost_advance(session, until=max(sample.timestamp for sample in event.samples))
+    session.save()
     if event.event_type == "Started" or created:
         _announce(session_started, session.pk)
     if event.event_type == "Ended":
         _announce(session_ended, session.pk)
-    return TransactionEventResult(session.pk, False, authorization)
+    return TransactionEventResult(session.pk, False, authorization, session.live_cost)
 
 
 # --- Accounts, drivers and tokens --------------------------------------------------------------

@@ -9,7 +9,8 @@ class TariffsConfig(AppConfig):
 
     def ready(self) -> None:
         from sessions.pricing import session_pricer_register
-        from tariffs.services import session_tariff_fix
+        from tariffs.services import SessionPricer
 
-        # Every new session gets its tariff version in the transaction that creates it.
-        session_pricer_register(session_tariff_fix)
+        # Every new session gets its tariff version in the transaction that creates it, and
+        # its cost so far with each meter value.
+        session_pricer_register(SessionPricer())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import zoneinfo
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -86,31 +87,93 @@ def session_rate(*, session: ChargingSession, now: dt.datetime | None = None) ->
     return rating.rate_session(tariff, usage, selectors.session_time_zone(session=session))
 
 
-def session_live_cost_update(*, session_id: int, now: dt.datetime | None = None) -> Decimal | None:
-    """Rate a (live) session and store its running cost incl. VAT, rounded to the currency.
+# Versions never change: their engine form is parsed once per process.
+_ENGINES: dict[int, rating.Tariff] = {}
+_ENGINES_MAX = 1024
+# 2.0.1 chargingState (and 1.6 sessions, which say "Charging") -> requesting power or not.
+_NOT_CHARGING = frozenset({"SuspendedEV", "EVConnected", "Idle"})
 
-    Returns the cost, or None when no tariff applies. The cost is display only (panel, OCPP
-    2.0.1 totalCost): a failure is logged and gives None, so that the charger still gets its
-    answer.
+
+def _engine(version_id: int) -> rating.Tariff:
+    engine = _ENGINES.get(version_id)
+    if engine is None:
+        ocpi = TariffVersion.objects.values_list("ocpi", flat=True).get(pk=version_id)
+        engine = rating.tariff_from_ocpi(ocpi)
+        if len(_ENGINES) >= _ENGINES_MAX:
+            _ENGINES.clear()
+        _ENGINES[version_id] = engine
+    return engine
+
+
+def session_cost_advance(session: ChargingSession, *, until: dt.datetime) -> list[str]:
+    """Extend a live session's cost so far to its meter value at `until`, incrementally.
+
+    Registered with the charging domain (TariffsConfig.ready) and called in the transaction
+    that stores the meter value; it changes the session object only, and returns the fields
+    for the caller's save.
+    1. The state of the running cost is on the session (`live_cost_state`); the first meter
+       value starts it from the session's tariff version (one query) and its site's zone.
+    2. `rating.running_cost_advance` prices [last reading, until) with the session's energy,
+       charging state and power: work bounded by the interval, never by the history.
+    3. The cost so far, incl. VAT, rounded, max_price applied (min_price only at the end), is
+       `live_cost`: the panel, the API, budgets and 2.0.1 stations with cost display read it.
+    No tariff: nothing. A failure is logged and leaves the previous cost: the charger must
+    get its answer, and the CDR is rated from scratch at the end anyway.
     """
     try:
-        with transaction.atomic():
-            session = _session_for_rating(session_id)
-            if session is None:
-                return None
-            result = session_rate(session=session, now=now)
-            cost = result.total_cost.incl_vat
-            # Two columns only: the OCPP edge may be writing the session's other fields.
-            ChargingSession.objects.filter(pk=session_id).update(
-                live_cost=cost, live_cost_currency=result.currency
+        saved = session.live_cost_state
+        if saved is not None and saved.get("tariff_version") is None:
+            return []  # no tariff: looked up once, at the first meter value
+        if saved is None:
+            link = (
+                SessionTariff.objects.filter(session_id=session.pk)
+                .values_list("version_id", "session__station__location__time_zone")
+                .first()
             )
-    except TariffNotFound:
-        return None
-    except Exception:
-        # The savepoint above is rolled back; the caller's transaction stays usable.
-        logger.exception("live cost of session %s failed", session_id)
-        return None
-    return cost
+            if link is None:
+                session.live_cost_state = {"tariff_version": None}
+                return ["live_cost_state"]
+            version_id, zone = link[0], link[1] or "UTC"
+            tariff = _engine(version_id)
+            tz = zoneinfo.ZoneInfo(zone)
+            state = rating.running_cost_start(tariff, start=session.started_at, tz=tz)
+        else:
+            version_id, zone = int(saved["tariff_version"]), str(saved["time_zone"])
+            tariff = _engine(version_id)
+            tz = zoneinfo.ZoneInfo(zone)
+            state = rating.RunningCost.from_json(saved["state"])
+        power = session.last_power_w / 1000 if session.last_power_w is not None else None
+        state = rating.running_cost_advance(
+            tariff,
+            state,
+            until=max(until, session.started_at),
+            energy_wh=max(session.energy_wh, state.energy_wh),
+            charging=session.charging_state not in _NOT_CHARGING,
+            power_kw=power,
+            tz=tz,
+        )
+        total = rating.running_cost_total(tariff, state)
+    except (ValueError, TypeError, KeyError, ArithmeticError, zoneinfo.ZoneInfoNotFoundError):
+        logger.exception("running cost of session %s failed", session.pk)
+        return []
+    session.live_cost_state = {
+        "tariff_version": version_id,
+        "time_zone": zone,
+        "state": state.to_json(),
+    }
+    session.live_cost = total.incl_vat
+    session.live_cost_currency = tariff.currency
+    return ["live_cost", "live_cost_currency", "live_cost_state"]
+
+
+class SessionPricer:
+    """The tariffs app's `sessions.pricing.SessionPricer`."""
+
+    def fix(self, session: ChargingSession) -> None:
+        session_tariff_fix(session)
+
+    def advance(self, session: ChargingSession, *, until: dt.datetime) -> list[str]:
+        return session_cost_advance(session, until=until)
 
 
 # --- Tariff versions ------------------------------------------------------------------------

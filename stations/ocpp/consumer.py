@@ -342,12 +342,3 @@ class OcppConsumer(AsyncWebsocketConsumer):
             result=answer.result,
             response=frame.payload,
         )
-
-    async def running_cost(self, session_id: int) -> float | None:
-        """The running cost to show on a 2.0.1 station with cost display enabled."""
-        if not self.cost_display_enabled:
-            return None
-        from tariffs.services import session_live_cost_update
-
-        cost = await db(session_live_cost_update)(session_id=session_id)
-        return None if cost is None else float(cost)

@@ -217,8 +217,11 @@ def test_roaming_partner_token_gets_the_partners_price(cp):
 def test_no_tariff_fixes_nothing_and_has_no_live_cost(cp):
     session = make_session(cp, berlin(2025, 3, 12, 9, 0))
     assert fixed_tariff(session) is None
-    assert services.session_live_cost_update(session_id=session.pk) is None
-    session.refresh_from_db()
+    # Looked up once: the session's state says it has no tariff, and nothing is priced.
+    assert services.session_cost_advance(session, until=berlin(2025, 3, 12, 9, 30)) == [
+        "live_cost_state"
+    ]
+    assert services.session_cost_advance(session, until=berlin(2025, 3, 12, 9, 45)) == []
     assert session.live_cost is None
     with pytest.raises(services.TariffNotFound):
         services.session_rate(session=session)
@@ -447,7 +450,10 @@ def test_a_tariff_the_engine_cannot_read_is_never_published(cp):
     assert broken.versions.count() == 1
 
 
-def test_live_cost_is_stored_and_uses_the_sites_time_zone(cp):
+def test_live_cost_follows_each_meter_value_in_the_sites_time_zone(cp):
+    """Through the charging service that stores a MeterValues, as the OCPP edge calls it."""
+    from sessions import services as charging
+
     # Energy before 18:00 Berlin time is cheap, after it expensive.
     TariffAssignment.objects.create(
         tariff=make_tariff(
@@ -457,23 +463,29 @@ def test_live_cost_is_stored_and_uses_the_sites_time_zone(cp):
         )
     )
     start = berlin(2025, 3, 12, 17, 30)
-    session = make_session(cp, start, meter_start_wh=D(0))
-    energy_samples(
-        session,
-        [(start + dt.timedelta(minutes=30), "5000"), (start + dt.timedelta(minutes=60), "10000")],
-    )
-    now = start + dt.timedelta(minutes=60)
+    session = make_session(cp, start, meter_start_wh=D(0), ocpp16_transaction_id=77)
 
-    cost = services.session_live_cost_update(session_id=session.pk, now=now)
+    def meter(minutes: int, wh: str) -> ChargingSession:
+        charging.session_meter_samples(
+            station_id=cp.pk,
+            transaction_id=77,
+            batch=charging.SampleBatch(
+                1, 1, [charging.Sample(timestamp=start + dt.timedelta(minutes=minutes), value=wh)]
+            ),
+        )
+        session.refresh_from_db()
+        return session
 
     # 5 kWh x 0.20 + 5 kWh x 0.40 = 3.00 excl, 3.63 incl.
-    assert cost == D("3.63")
-    session.refresh_from_db()
-    assert session.live_cost == D("3.63")
+    meter(30, "5000")
+    assert meter(60, "10000").live_cost == D("3.63")
     assert session.live_cost_currency == "EUR"
     assert fixed_tariff(session) == "TOU"
-    # Later samples move the live cost forward.
-    energy_samples(session, [(start + dt.timedelta(minutes=90), "15000")])
-    assert services.session_live_cost_update(
-        session_id=session.pk, now=start + dt.timedelta(minutes=90)
-    ) == D("6.05")
+    # The next value extends it (+5 kWh x 0.40 = 2.42 incl.), and agrees with a full rating.
+    assert meter(90, "15000").live_cost == D("6.05")
+    full = services.session_rate(session=session, now=start + dt.timedelta(minutes=90))
+    assert full.total_cost.incl_vat == D("6.05")
+    assert (
+        session.live_cost_state["tariff_version"]
+        == selectors.session_tariff_version(session=session).pk
+    )

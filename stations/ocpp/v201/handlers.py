@@ -143,9 +143,9 @@ class Handlers(BaseHandlers):
         response: dict[str, Any] = {}
         if result.authorization is not None:
             response["idTokenInfo"] = id_token_info(result.authorization)
-        cost = await self.consumer.running_cost(result.session_id)
-        if cost is not None:
-            response["totalCost"] = cost
+        if self.consumer.cost_display_enabled and result.cost is not None:
+            # The cost so far, kept up by the charging domain with each meter value.
+            response["totalCost"] = float(result.cost)
         return response
 
     async def MeterValues(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802

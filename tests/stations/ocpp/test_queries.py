@@ -54,6 +54,7 @@ from stations.ocpp.consumer import OcppConsumer
 from stations.ocpp.routing import websocket_urlpatterns
 from stations.ocpp.v16 import handlers as v16
 from stations.ocpp.v201 import handlers as v201
+from tariffs.services import _ENGINES
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -83,8 +84,6 @@ def _services_on_the_counted_connection(monkeypatch, settings):
 
 class FakeConsumer:
     """What the handlers read of their consumer."""
-
-    running_cost = OcppConsumer.running_cost
 
     def __init__(self, station_id: int):
         self.station_id = station_id
@@ -116,6 +115,11 @@ def cp16(card):  # noqa: ARG001
 @pytest.fixture
 def cp201(card):  # noqa: ARG001
     return v201.Handlers(cast(OcppConsumer, FakeConsumer(make_station("Q-201", V201))))
+
+
+@sync_to_async
+def _live_cost(tx: int) -> Any:
+    return ChargingSession.objects.get(ocpp16_transaction_id=tx).live_cost
 
 
 @sync_to_async
@@ -291,18 +295,29 @@ async def test_v16_start_transaction_retried(cp16, django_assert_num_queries):
 
 @pytest.mark.parametrize("samples", [1, 8, 40])
 async def test_v16_meter_values(cp16, django_assert_num_queries, samples):
+    await _default_tariff()
+    _ENGINES.clear()  # a fresh process: the version's engine form is not parsed yet
     tx = (await answer(cp16, "StartTransaction", START_16))["transactionId"]
-    payload = {
-        "connectorId": 1,
-        "transactionId": tx,
-        "meterValue": meter_values(samples, v201_format=False),
-    }
-    # BEGIN; SELECT the session (FOR UPDATE); INSERT all samples in one statement; UPDATE the
-    # session's live values; COMMIT. The same for any batch size.
+
+    def payload(first_minute: int) -> dict[str, Any]:
+        return {
+            "connectorId": 1,
+            "transactionId": tx,
+            "meterValue": meter_values(samples, v201_format=False, first_minute=first_minute),
+        }
+
+    # The first meter value of a session also starts its running cost: SELECT its tariff
+    # version and site zone, SELECT the version's JSON (parsed once per process).
+    with django_assert_num_queries(7):
+        await answer(cp16, "MeterValues", payload(1))
+    # Every later one: BEGIN; SELECT the session (FOR UPDATE); INSERT all samples in one
+    # statement; UPDATE the session's live values and cost so far (extended from the state on
+    # the row, no history read); COMMIT. The same for any batch size.
     with django_assert_num_queries(5) as captured:
-        await answer(cp16, "MeterValues", payload)
+        await answer(cp16, "MeterValues", payload(10))
     assert sample_inserts(captured) == 1
-    assert await _samples_of(tx) == samples
+    assert await _samples_of(tx) == 2 * samples
+    assert await _live_cost(tx) is not None
 
 
 async def test_v16_stop_transaction(cp16, django_assert_num_queries):
@@ -421,9 +436,11 @@ async def test_v201_transaction_event_started(cp201, django_assert_num_queries):
     # record; RELEASE; SELECT the recorded seqNos (a first event is not "the next seqNo");
     # INSERT the samples; SELECT the token; INSERT the decision; UPDATE the session; the
     # price fixed (SELECT the token's group and issuer, SELECT the version in force, INSERT the
-    # session's version); COMMIT.
+    # session's version); the running cost started from its samples (SELECT the version and
+    # site zone, SELECT the version's JSON, parsed once per process); COMMIT.
     await _default_tariff()
-    with django_assert_num_queries(15) as captured:
+    _ENGINES.clear()
+    with django_assert_num_queries(17) as captured:
         started = await answer(cp201, "TransactionEvent", STARTED)
     assert sample_inserts(captured) == 1
     assert started["idTokenInfo"]["status"] == "Accepted"
@@ -564,8 +581,10 @@ async def test_the_consumer_adds_nothing_per_frame_but_the_throttled_last_seen_w
         "transactionId": tx,
         "meterValue": meter_values(8, v201_format=False),
     }
-    # Exactly the handler's statements (test_v16_meter_values): parsing, routing, schema
-    # checks and the answer cost none.
+    assert (await round_trip(ws, [2, "m0", "MeterValues", meter]))[:2] == [3, "m0"]
+    meter["meterValue"] = meter_values(8, v201_format=False, first_minute=10)
+    # Exactly the handler's statements (test_v16_meter_values, a later meter value): parsing,
+    # routing, schema checks and the answer cost none.
     with django_assert_num_queries(5):
         assert (await round_trip(ws, [2, "m1", "MeterValues", meter]))[:2] == [3, "m1"]
     # An erroneous frame of an untraced station: the frame and its CALLERROR go to the message
