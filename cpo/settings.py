@@ -235,6 +235,11 @@ OCPP_UPLOAD_BASE_URL = envstr("OCPP_UPLOAD_BASE_URL", "http://localhost:8000")
 OCPP_DIAGNOSTICS_MAX_BYTES = envint("OCPP_DIAGNOSTICS_MAX_BYTES", 50 * 1024 * 1024)
 OCPP_DIAGNOSTICS_UPLOAD_TTL = envint("OCPP_DIAGNOSTICS_UPLOAD_TTL", 2 * 24 * 3600)
 
+# --- Charging and rating -------------------------------------------------------------------------
+# A register reading lower than the one before by more than this is a meter reset (a station
+# rebooted mid-session); smaller drops are rounding jitter (sessions.energy).
+CHARGING_METER_RESET_THRESHOLD_WH = envint("CHARGING_METER_RESET_THRESHOLD_WH", 100)
+
 # --- Billing ------------------------------------------------------------------------------------
 # The seller on every invoice (frozen into the invoice when it is issued).
 BILLING_SELLER = {

@@ -325,7 +325,8 @@ class ChargingSession(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     meter_start_wh = models.DecimalField(max_digits=16, decimal_places=3, null=True, blank=True)
     meter_stop_wh = models.DecimalField(max_digits=16, decimal_places=3, null=True, blank=True)
-    # Highest energy register seen while running: live energy without scanning samples.
+    # Highest reading of the current register segment (sessions.energy): live energy walks on
+    # from it without scanning samples.
     meter_last_wh = models.DecimalField(max_digits=16, decimal_places=3, null=True, blank=True)
     energy_wh = models.DecimalField(max_digits=16, decimal_places=3, default=Decimal(0))
     stop_reason = models.CharField(max_length=32, blank=True)

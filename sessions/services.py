@@ -5,7 +5,8 @@ that a charger depends on hold for every function here:
 - transaction messages are always answered and stored, whatever their content;
 - retries are idempotent (the same message twice gives one session and one set of samples);
 - charger timestamps are kept; messages queued offline arrive late and are accepted;
-- session energy comes from the meter registers and is never negative.
+- session energy is one rule (sessions.energy): meter stop against meter start, samples only
+  fill the curve, a register reset is summed per segment and flagged; never negative.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q, Sum, prefetch_related_objects
 from django.utils import timezone
 
+from sessions.energy import RegisterWalk, energy_curve, register_readings
 from sessions.models import (
     AuthorizationDecision,
     ChargingSession,
@@ -337,16 +340,47 @@ def _samples_store(*, session: ChargingSession | None, station_id: int, batch: S
     MeterSample.objects.bulk_create(rows, ignore_conflicts=True)
 
 
+def _reset_threshold() -> Decimal:
+    return Decimal(settings.CHARGING_METER_RESET_THRESHOLD_WH)
+
+
+def _register_rows(samples: list[Sample]) -> list[tuple[datetime, str, str, Decimal | None]]:
+    return [
+        (s.timestamp, s.location, s.unit, s.decimal_value())
+        for s in samples
+        if s.measurand == ENERGY_REGISTER and not s.phase
+    ]
+
+
 def _apply_live_values(session: ChargingSession, samples: list[Sample]) -> list[str]:
-    """Move the session's running energy/power/SoC forward from new samples; returns the
-    changed field names."""
+    """Move a running session's energy, power and SoC forward from new samples; returns the
+    changed field names. A closed session never moves.
+
+    Energy walks on from the session's state (`meter_last_wh`: the highest reading of the
+    current register segment; `energy_wh`: delivered so far) by the rule of sessions.energy,
+    so a register reset is flagged as soon as it is seen; the stop settles the total.
+    """
+    if session.status != ChargingSession.Status.ACTIVE:
+        return []
     changed: list[str] = []
+    walk = RegisterWalk(
+        _reset_threshold(),
+        last=session.meter_last_wh if session.meter_last_wh is not None else session.meter_start_wh,
+        delivered=session.energy_wh,
+    )
+    for at, value in register_readings(_register_rows(samples)):
+        walk.read(at, value)
+    if walk.last is not None and walk.last != session.meter_last_wh:
+        session.meter_last_wh = walk.last
+        changed.append("meter_last_wh")
+    if walk.delivered != session.energy_wh:
+        session.energy_wh = walk.delivered
+        changed.append("energy_wh")
+    for reset in walk.resets:
+        if _session_flag(session, reset.describe()):
+            changed.append("anomalies")
     latest_power: tuple[datetime, Decimal] | None = None
     for sample in samples:
-        energy = sample.energy_wh()
-        if energy is not None and (session.meter_last_wh is None or energy > session.meter_last_wh):
-            session.meter_last_wh = energy
-            changed.append("meter_last_wh")
         if sample.measurand == "Power.Active.Import" and not sample.phase:
             value = sample.decimal_value()
             if value is not None and (latest_power is None or sample.timestamp >= latest_power[0]):
@@ -359,17 +393,36 @@ def _apply_live_values(session: ChargingSession, samples: list[Sample]) -> list[
     if latest_power is not None:
         session.last_power_w = latest_power[1]
         changed.append("last_power_w")
-    if session.meter_start_wh is not None and session.meter_last_wh is not None:
-        energy = max(Decimal(0), session.meter_last_wh - session.meter_start_wh)
-        if session.status == ChargingSession.Status.ACTIVE and energy != session.energy_wh:
-            session.energy_wh = energy
-            changed.append("energy_wh")
     return sorted(set(changed))
 
 
-def _session_flag(session: ChargingSession, anomaly: str) -> None:
-    if anomaly not in session.anomalies:
-        session.anomalies = [*session.anomalies, anomaly]
+def _energy_settle(session: ChargingSession) -> None:
+    """The session's energy by the one rule (sessions.energy.energy_curve), from its meter
+    start and stop and every energy register sample it stored: what its rating reads too."""
+    rows = MeterSample.objects.filter(
+        session=session, measurand=ENERGY_REGISTER, phase="", value__isnull=False
+    ).values_list("timestamp", "location", "unit", "value")
+    curve = energy_curve(
+        readings=register_readings(rows),
+        start=session.started_at,
+        end=max(session.ended_at or session.started_at, session.started_at),
+        meter_start=session.meter_start_wh,
+        meter_stop=session.meter_stop_wh,
+        threshold=_reset_threshold(),
+    )
+    if curve is None:
+        return
+    session.energy_wh = curve.total
+    for reset in curve.resets:
+        _session_flag(session, reset.describe())
+
+
+def _session_flag(session: ChargingSession, anomaly: str) -> bool:
+    """Add an anomaly an operator sees on the session; returns whether it is new."""
+    if anomaly in session.anomalies:
+        return False
+    session.anomalies = [*session.anomalies, anomaly]
+    return True
 
 
 def _finish(
@@ -380,11 +433,13 @@ def _finish(
     session.stop_reason = reason[:32]
     if meter_stop_wh is not None:
         session.meter_stop_wh = meter_stop_wh
-    stop = session.meter_stop_wh if session.meter_stop_wh is not None else session.meter_last_wh
-    if session.meter_start_wh is not None and stop is not None:
-        if stop < session.meter_start_wh:
-            _session_flag(session, "meter stop below meter start")
-        session.energy_wh = max(Decimal(0), stop - session.meter_start_wh)
+    if (
+        session.meter_start_wh is not None
+        and session.meter_stop_wh is not None
+        and session.meter_stop_wh < session.meter_start_wh
+    ):
+        _session_flag(session, "meter stop below meter start")
+    _energy_settle(session)
     if ended_at < session.started_at:
         _session_flag(session, "ended before it started")
 

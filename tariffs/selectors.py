@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from sessions.energy import energy_curve, register_readings
 from sessions.models import (
     ChargingSession,
     CustomerAccount,
@@ -309,9 +311,11 @@ def session_usage(
 
     1. Start is the session's start; end is its end, or for a live session now (or the last
        reported instant, when the station's clock runs ahead of ours).
-    2. Energy register points: meter start at the start, every energy sample inside the
-       session (Wh or kWh; the outlet's value when several locations report), meter stop at
-       the end. With fewer than two points, the session's energy is spread evenly over it.
+    2. Energy: the curve of sessions.energy (the session's own rule): delivered energy from 0
+       at the start to meter stop against meter start at the end, every energy sample inside
+       the session (Wh or kWh; the outlet's value when several locations report) filling the
+       curve, a register reset summed per segment. With fewer than two points, the session's
+       energy is spread evenly over it.
     3. Power (W, kW) and current (A, summed over phases) samples become readings whose
        energy is interpolated on the register curve.
     4. Charging state changes from 2.0.1 chargingState or 1.6 StatusNotification.
@@ -337,21 +341,29 @@ def session_usage(
         ]
         return _totals(_best_by_time(picked))
 
-    energy_samples = measured(ENERGY_REGISTER, phases=False)
-    points = {ts: value for ts, value in energy_samples.items() if start <= ts <= end}
-    before = [ts for ts in energy_samples if ts < start]
-    if session.meter_start_wh is not None:
-        points[start] = session.meter_start_wh
-    elif before:
-        points[start] = energy_samples[max(before)]
-    if not live and session.meter_stop_wh is not None:
-        points[end] = session.meter_stop_wh
+    # The one rule of sessions.energy: meter stop against meter start, samples fill the curve,
+    # a register reset counts per segment. The session's own energy came from the same call.
+    registers = register_readings(
+        (ts, location, unit, value)
+        for ts, m, phase, location, unit, value in rows
+        if m == ENERGY_REGISTER and not phase
+    )
+    delivered = energy_curve(
+        readings=registers,
+        start=start,
+        end=None if live else end,
+        meter_start=session.meter_start_wh,
+        meter_stop=None if live else session.meter_stop_wh,
+        threshold=Decimal(settings.CHARGING_METER_RESET_THRESHOLD_WH),
+    )
+    base = session.meter_start_wh or Decimal(0)
+    points = {ts: base + energy for ts, energy in delivered.points} if delivered else {}
     if len(points) < 2:
         # Nothing to see the energy flow by: spread what the session reports evenly.
-        delivered = max(session.energy_wh or Decimal(0), Decimal(0))
+        delivered_wh = max(session.energy_wh or Decimal(0), Decimal(0))
         points = {start: Decimal(0)}
         if end > start:
-            points[end] = delivered
+            points[end] = delivered_wh
     curve = _Curve(points)
 
     power = {ts: v for ts, v in measured(POWER).items() if start <= ts <= end}

@@ -307,8 +307,9 @@ async def test_v16_stop_transaction(cp16, django_assert_num_queries):
         ],
     }
     # BEGIN; SELECT the session (FOR UPDATE); INSERT the transactionData samples; SELECT the
-    # token; INSERT the decision; UPDATE the session; COMMIT.
-    with django_assert_num_queries(7) as captured:
+    # token; INSERT the decision; SELECT the session's energy register samples (the energy
+    # rule of sessions.energy, which the rating reads too); UPDATE the session; COMMIT.
+    with django_assert_num_queries(8) as captured:
         stopped = await answer(cp16, "StopTransaction", payload)
     assert sample_inserts(captured) == 1
     assert stopped["idTagInfo"]["status"] == "Accepted"
@@ -318,8 +319,9 @@ async def test_v16_stop_transaction(cp16, django_assert_num_queries):
 async def test_v16_stop_transaction_without_tag_or_data(cp16, django_assert_num_queries):
     tx = (await answer(cp16, "StartTransaction", START_16))["transactionId"]
     payload = {"transactionId": tx, "meterStop": 9000, "timestamp": ts(START + timedelta(hours=1))}
-    # BEGIN; SELECT the session (FOR UPDATE); UPDATE the session; COMMIT.
-    with django_assert_num_queries(4):
+    # BEGIN; SELECT the session (FOR UPDATE); SELECT its energy register samples; UPDATE the
+    # session; COMMIT.
+    with django_assert_num_queries(5):
         assert await answer(cp16, "StopTransaction", payload) == {}
 
 
@@ -440,8 +442,9 @@ async def test_v201_transaction_event_ended(cp201, django_assert_num_queries):
         ],
     )
     # BEGIN; SELECT the session (FOR UPDATE); SAVEPOINT; INSERT the event record; RELEASE;
-    # INSERT the samples; SELECT the token; INSERT the decision; UPDATE the session; COMMIT.
-    with django_assert_num_queries(10):
+    # INSERT the samples; SELECT the token; INSERT the decision; SELECT the session's energy
+    # register samples (the energy rule); UPDATE the session; COMMIT.
+    with django_assert_num_queries(11):
         await answer(cp201, "TransactionEvent", ended)
     assert await _session_status(TX) == "completed"
 
