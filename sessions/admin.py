@@ -683,8 +683,9 @@ class MeterSampleAdmin(ReadOnlyAdmin):
         "value",
         "unit",
         "format",
+        "after_stop",
     )
-    list_filter = ("measurand", "context")
+    list_filter = ("measurand", "context", "after_stop")
     list_select_related = ("station", "session__station")
     search_fields = ("=station__identity",)
     paginator = CappedCountPaginator

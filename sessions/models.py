@@ -407,6 +407,9 @@ class MeterSample(models.Model):
     signing_method = models.CharField(max_length=50, blank=True)
     encoding_method = models.CharField(max_length=50, blank=True)
     public_key = models.TextField(blank=True)
+    # Arrived when its session was already closed: kept for audit, never counted (the session's
+    # energy and live values, its rating and its CDR ignore it).
+    after_stop = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["timestamp"]

@@ -311,10 +311,20 @@ class SampleBatch:
     samples: list[Sample] = field(default_factory=list)
 
 
+AFTER_STOP = "meter samples arrived after the stop: kept, flagged after_stop, not counted"
+
+
 def _samples_store(*, session: ChargingSession | None, station_id: int, batch: SampleBatch) -> None:
-    """Insert a batch in one statement; a retried message hits the unique key and is ignored."""
+    """Insert a batch in one statement; a retried message hits the unique key and is ignored.
+
+    Samples that arrive for a closed session are kept, marked `after_stop`, and flagged on
+    the session: they never move it (its energy, its live values) nor its rating.
+    """
     if not batch.samples:
         return
+    after_stop = session is not None and session.status == ChargingSession.Status.COMPLETED
+    if after_stop:
+        _session_flag(session, AFTER_STOP)  # type: ignore[arg-type]
     rows = [
         MeterSample(
             session=session,
@@ -334,6 +344,7 @@ def _samples_store(*, session: ChargingSession | None, station_id: int, batch: S
             signing_method=s.signing_method[:50],
             encoding_method=s.encoding_method[:50],
             public_key=s.public_key,
+            after_stop=after_stop,
         )
         for s in batch.samples
     ]
@@ -400,7 +411,11 @@ def _energy_settle(session: ChargingSession) -> None:
     """The session's energy by the one rule (sessions.energy.energy_curve), from its meter
     start and stop and every energy register sample it stored: what its rating reads too."""
     rows = MeterSample.objects.filter(
-        session=session, measurand=ENERGY_REGISTER, phase="", value__isnull=False
+        session=session,
+        measurand=ENERGY_REGISTER,
+        phase="",
+        value__isnull=False,
+        after_stop=False,
     ).values_list("timestamp", "location", "unit", "value")
     curve = energy_curve(
         readings=register_readings(rows),
@@ -553,9 +568,12 @@ def session_meter_samples(
                     station_id=station_id, transaction_id=transaction_id
                 )
             )
+    flags = list(session.anomalies) if session is not None else []
     _samples_store(session=session, station_id=station_id, batch=batch)
     if session is not None:
         changed = _apply_live_values(session, batch.samples)
+        if session.anomalies != flags:
+            changed = sorted({*changed, "anomalies"})
         if changed:
             session.save(update_fields=[*changed, "updated_at"])
 
@@ -733,7 +751,10 @@ def session_transaction_event(
         session.remote_start_id = event.remote_start_id
     if event.reservation_id is not None:
         session.reservation_id = event.reservation_id
-    if in_sequence or created:
+    closed = session.status == ChargingSession.Status.COMPLETED
+    if closed:
+        pass  # a closed session keeps its last state: events after the stop never move it
+    elif in_sequence or created:
         if event.charging_state:
             session.charging_state = event.charging_state
     else:
@@ -786,7 +807,7 @@ def session_transaction_event(
             if not authorization.accepted:
                 _session_flag(session, f"started with a {authorization.status} token")
 
-    if event.event_type == "Ended":
+    if event.event_type == "Ended" and not closed:
         end_readings = [
             s.energy_wh()
             for s in event.samples
@@ -801,7 +822,7 @@ def session_transaction_event(
     session.save()
     if event.event_type == "Started" or created:
         _announce(session_started, session.pk)
-    if event.event_type == "Ended":
+    if event.event_type == "Ended" and not closed:
         _announce(session_ended, session.pk)
     return TransactionEventResult(session.pk, False, authorization)
 

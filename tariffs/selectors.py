@@ -324,7 +324,11 @@ def session_usage(
     live = session.ended_at is None
     rows = list(
         MeterSample.objects.filter(
-            session=session, measurand__in=(ENERGY_REGISTER, POWER, CURRENT), value__isnull=False
+            session=session,
+            measurand__in=(ENERGY_REGISTER, POWER, CURRENT),
+            value__isnull=False,
+            # Samples that arrived after the stop are kept for audit but never rated.
+            after_stop=False,
         ).values_list("timestamp", "measurand", "phase", "location", "unit", "value")
     )
     if live:

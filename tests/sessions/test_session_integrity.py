@@ -119,3 +119,65 @@ def test_a_meter_reset_mid_session_is_flagged_and_summed_per_segment(station, ca
     rating = session_rate(session=session)
     assert rating.total_energy_kwh == D("0.101")
     assert rating.total_cost.excl_vat == D("0.03")
+
+
+# --- 2. samples after the stop ----------------------------------------------------------------
+
+
+def test_samples_after_the_stop_are_kept_flagged_and_never_move_the_session(
+    station, card, energy_tariff
+):
+    tx = start(station, 1000)
+    meter(station, tx, (30, "3000"))
+    stop(station, tx, 5000)
+    before = session_of(tx)
+    meter(station, tx, (70, "9000"))
+    meter(station, tx, (75, "9500"), measurand="Power.Active.Import")
+    session = session_of(tx)
+    assert (session.energy_wh, session.meter_last_wh, session.last_power_w) == (
+        before.energy_wh,
+        before.meter_last_wh,
+        before.last_power_w,
+    )
+    assert session.energy_wh == D(4000)
+    assert services.AFTER_STOP in session.anomalies
+    late = session.samples.filter(after_stop=True)
+    assert sorted(late.values_list("measurand", flat=True)) == [
+        "Energy.Active.Import.Register",
+        "Power.Active.Import",
+    ]
+    assert session.samples.filter(after_stop=False).count() == 1
+    assert session_rate(session=session).total_energy_kwh == D(4)
+
+
+def test_events_after_the_end_never_move_a_closed_2_0_1_session(station, card):
+    def event(kind: str, seq: int, minutes: int, value: int, state: str = "Charging") -> Any:
+        return services.session_transaction_event(
+            station_id=station.pk,
+            event=services.TransactionEvent(
+                event_type=kind,
+                timestamp=at(minutes),
+                trigger_reason="MeterValuePeriodic",
+                seq_no=seq,
+                transaction_id="TX-LATE",
+                charging_state=state,
+                evse_id=1,
+                connector_id=1,
+                samples=[
+                    Sample(
+                        timestamp=at(minutes),
+                        value=str(value),
+                        context="Transaction.End" if kind == "Ended" else "",
+                    )
+                ],
+            ),
+        )
+
+    event("Started", 0, 0, 1000)
+    event("Ended", 1, 30, 3000, state="EVConnected")
+    event("Updated", 2, 40, 8000, state="Charging")
+    session = ChargingSession.objects.get(transaction_id="TX-LATE")
+    assert session.status == "completed"
+    assert (session.energy_wh, session.charging_state) == (D(2000), "EVConnected")
+    assert session.samples.get(after_stop=True).value == D(8000)
+    assert services.AFTER_STOP in session.anomalies
