@@ -328,6 +328,9 @@ class ChargingSession(models.Model):
     # Highest reading of the current register segment (sessions.energy): live energy walks on
     # from it without scanning samples.
     meter_last_wh = models.DecimalField(max_digits=16, decimal_places=3, null=True, blank=True)
+    # The (charger) time of the last reading walked: older ones (retries, late batches) are
+    # stored but do not move the live energy.
+    meter_last_at = models.DateTimeField(null=True, blank=True)
     energy_wh = models.DecimalField(max_digits=16, decimal_places=3, default=Decimal(0))
     stop_reason = models.CharField(max_length=32, blank=True)
     charging_state = models.CharField(max_length=20, blank=True)
@@ -341,6 +344,9 @@ class ChargingSession(models.Model):
     # A stop (or an Updated/Ended event) arrived for a transaction we never saw start.
     is_orphan = models.BooleanField(default=False)
     anomalies = models.JSONField(default=list, blank=True)
+    # Re-sent meter samples whose value differed from the one stored under their key (the
+    # first stays; each is flagged in `anomalies` and logged).
+    sample_conflicts = models.PositiveIntegerField(default=0)
     # Tariff frozen at start (OCPI JSON shape), written by the tariffs app.
     tariff_ref = models.CharField(max_length=36, blank=True)
     tariff_snapshot = models.JSONField(null=True, blank=True)

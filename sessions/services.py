@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Q, Sum, prefetch_related_objects
 from django.utils import timezone
 
@@ -348,7 +348,94 @@ def _samples_store(*, session: ChargingSession | None, station_id: int, batch: S
         )
         for s in batch.samples
     ]
-    MeterSample.objects.bulk_create(rows, ignore_conflicts=True)
+    inserted = _InsertCounter()
+    with connection.execute_wrapper(inserted):
+        MeterSample.objects.bulk_create(rows, ignore_conflicts=True)
+    if inserted.rows < len(rows):
+        # Some rows hit the unique key: a retried message, or a re-send with other values.
+        _samples_conflicts(session=session, station_id=station_id, rows=rows)
+
+
+class _InsertCounter:
+    """Counts the rows the INSERTs really wrote (the database's rowcount), so that a batch
+    without duplicates costs no query to check for them."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("INSERT"):
+            self.rows += max(context["cursor"].rowcount or 0, 0)
+        return result
+
+
+SAMPLE_CONFLICT_FLAGS = 10
+
+
+def _samples_conflicts(
+    *, session: ChargingSession | None, station_id: int, rows: list[MeterSample]
+) -> None:
+    """Compare a batch whose rows partly existed with what is stored under their keys.
+
+    An identical re-send is harmless. A re-send with a different value is dropped (the first
+    value stored stays, as the unique key wants), but counted on the session
+    (`sample_conflicts`), flagged there with what differed, and logged.
+    """
+    fields = ("evse_id", "connector_id", "timestamp", "measurand", "phase", "location", "context")
+
+    def key(row: Any) -> tuple[Any, ...]:
+        return tuple(getattr(row, name) for name in fields)
+
+    stored = {
+        key(row): row
+        for row in MeterSample.objects.filter(
+            station_id=station_id,
+            evse_id__in={r.evse_id for r in rows},
+            timestamp__in={r.timestamp for r in rows},
+            measurand__in={r.measurand for r in rows},
+        ).only(*fields, "value", "raw_value", "signed_data", "unit")
+    }
+    conflicts = []
+    for row in rows:
+        kept = stored.get(key(row))
+        if kept is None or kept is row:
+            continue
+        same_value = (
+            kept.value == row.value
+            if kept.value is not None and row.value is not None
+            else kept.raw_value == row.raw_value
+        )
+        if not same_value or kept.signed_data != row.signed_data or kept.unit != row.unit:
+            conflicts.append((row, kept))
+    if not conflicts:
+        return
+    logger.warning(
+        "station %s: %d re-sent meter sample(s) differ from the stored ones and were dropped: %s",
+        station_id,
+        len(conflicts),
+        "; ".join(
+            f"{row.measurand} at {row.timestamp.isoformat()}: kept {kept.raw_value or kept.value}"
+            f" {kept.unit}, re-sent {row.raw_value or row.value} {row.unit}"
+            for row, kept in conflicts
+        ),
+    )
+    if session is None:
+        return
+    session.sample_conflicts += len(conflicts)
+    for row, kept in conflicts:
+        if (
+            sum(1 for a in session.anomalies if a.startswith("re-sent meter sample"))
+            >= SAMPLE_CONFLICT_FLAGS
+        ):
+            break
+        _session_flag(
+            session,
+            f"re-sent meter sample with a different value: {row.measurand}"
+            f"{' ' + row.phase if row.phase else ''} at {row.timestamp.isoformat()} kept "
+            f"{kept.raw_value or kept.value} {kept.unit}, dropped {row.raw_value or row.value} "
+            f"{row.unit}",
+        )
 
 
 def _reset_threshold() -> Decimal:
@@ -379,8 +466,14 @@ def _apply_live_values(session: ChargingSession, samples: list[Sample]) -> list[
         last=session.meter_last_wh if session.meter_last_wh is not None else session.meter_start_wh,
         delivered=session.energy_wh,
     )
+    # Only readings past the last one walked: a retried or late batch (stored, and counted
+    # when the stop settles the energy in time order) must not look like a register reset.
     for at, value in register_readings(_register_rows(samples)):
+        if session.meter_last_at is not None and at <= session.meter_last_at:
+            continue
         walk.read(at, value)
+        session.meter_last_at = at
+        changed.append("meter_last_at")
     if walk.last is not None and walk.last != session.meter_last_wh:
         session.meter_last_wh = walk.last
         changed.append("meter_last_wh")
@@ -398,10 +491,10 @@ def _apply_live_values(session: ChargingSession, samples: list[Sample]) -> list[
                 latest_power = (sample.timestamp, value * 1000 if sample.unit == "kW" else value)
         if sample.measurand == "SoC":
             value = sample.decimal_value()
-            if value is not None:
+            if value is not None and value != session.last_soc:
                 session.last_soc = value
                 changed.append("last_soc")
-    if latest_power is not None:
+    if latest_power is not None and latest_power[1] != session.last_power_w:
         session.last_power_w = latest_power[1]
         changed.append("last_power_w")
     return sorted(set(changed))
@@ -529,6 +622,7 @@ def session_start(
         started_at=timestamp,
         meter_start_wh=meter_start_wh,
         meter_last_wh=meter_start_wh,
+        meter_last_at=timestamp,
         reservation_id=reservation_id,
         charging_state="Charging",
     )
@@ -569,11 +663,14 @@ def session_meter_samples(
                 )
             )
     flags = list(session.anomalies) if session is not None else []
+    conflicts = session.sample_conflicts if session is not None else 0
     _samples_store(session=session, station_id=station_id, batch=batch)
     if session is not None:
         changed = _apply_live_values(session, batch.samples)
         if session.anomalies != flags:
             changed = sorted({*changed, "anomalies"})
+        if session.sample_conflicts != conflicts:
+            changed = sorted({*changed, "sample_conflicts"})
         if changed:
             session.save(update_fields=[*changed, "updated_at"])
 

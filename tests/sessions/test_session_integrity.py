@@ -181,3 +181,42 @@ def test_events_after_the_end_never_move_a_closed_2_0_1_session(station, card):
     assert (session.energy_wh, session.charging_state) == (D(2000), "EVConnected")
     assert session.samples.get(after_stop=True).value == D(8000)
     assert services.AFTER_STOP in session.anomalies
+
+
+# --- 8. re-sent samples -----------------------------------------------------------------------
+
+
+def test_a_re_sent_sample_with_another_value_is_counted_flagged_and_logged(
+    station, card, caplog, django_assert_num_queries
+):
+    tx = start(station, 1000)
+    meter(station, tx, (10, "2000"), (20, "3000"))
+    # An identical re-send (a retry) is harmless: nothing flagged, nothing counted.
+    meter(station, tx, (10, "2000"), (20, "3000"))
+    session = session_of(tx)
+    assert (session.sample_conflicts, session.anomalies) == (0, [])
+    # The same instants again with other values: the stored values stay, the re-send counts.
+    with caplog.at_level("WARNING", logger="sessions.services"):
+        meter(station, tx, (10, "2500"), (20, "3000"), (30, "4000"))
+    session = session_of(tx)
+    assert session.sample_conflicts == 1
+    assert session.anomalies == [
+        "re-sent meter sample with a different value: Energy.Active.Import.Register at "
+        f"{at(10).isoformat()} kept 2000 Wh, dropped 2500 Wh"
+    ]
+    assert "differ from the stored ones" in caplog.text
+    assert session.samples.get(timestamp=at(10)).value == D(2000)
+    assert session.samples.count() == 3
+    assert session.energy_wh == D(3000)
+
+
+def test_a_batch_without_duplicates_costs_no_check(station, card, django_assert_num_queries):
+    tx = start(station, 1000)
+    # In the test's transaction: SAVEPOINT; SELECT the session; INSERT; UPDATE; RELEASE.
+    with django_assert_num_queries(5):
+        meter(station, tx, (10, "2000"))
+    # A duplicate costs one SELECT of the stored rows, to tell a retry from a conflict (and
+    # no UPDATE: an old reading does not move the session).
+    with django_assert_num_queries(5) as captured:
+        meter(station, tx, (10, "2000"))
+    assert 'SELECT "charging_metersample"' in captured.captured_queries[3]["sql"]

@@ -287,6 +287,23 @@ async def test_v16_meter_values(cp16, django_assert_num_queries, samples):
     assert await _samples_of(tx) == samples
 
 
+async def test_v16_meter_values_re_sent(cp16, django_assert_num_queries):
+    tx = (await answer(cp16, "StartTransaction", START_16))["transactionId"]
+    payload = {
+        "connectorId": 1,
+        "transactionId": tx,
+        "meterValue": meter_values(8, v201_format=False),
+    }
+    await answer(cp16, "MeterValues", payload)
+    # A retried message: BEGIN; SELECT the session (FOR UPDATE); INSERT (every row hits the
+    # unique key; the database's rowcount says so, at no cost); SELECT the stored rows, to
+    # tell a harmless retry from a re-send with other values; COMMIT. No UPDATE: old readings
+    # do not move the session. Only a batch with duplicates pays the SELECT.
+    with django_assert_num_queries(5):
+        await answer(cp16, "MeterValues", payload)
+    assert await _samples_of(tx) == 8
+
+
 async def test_v16_stop_transaction(cp16, django_assert_num_queries):
     tx = (await answer(cp16, "StartTransaction", START_16))["transactionId"]
     end = START + timedelta(minutes=30)
