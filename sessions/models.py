@@ -344,6 +344,9 @@ class ChargingSession(models.Model):
     # A stop (or an Updated/Ended event) arrived for a transaction we never saw start.
     is_orphan = models.BooleanField(default=False)
     anomalies = models.JSONField(default=list, blank=True)
+    # Held for review: billing puts no such session on an invoice until finance decides (a
+    # start we refused that the station charged anyway).
+    needs_review = models.BooleanField(default=False)
     # Re-sent meter samples whose value differed from the one stored under their key (the
     # first stays; each is flagged in `anomalies` and logged).
     sample_conflicts = models.PositiveIntegerField(default=0)

@@ -548,8 +548,27 @@ def _finish(
     ):
         _session_flag(session, "meter stop below meter start")
     _energy_settle(session)
+    _charged_despite_refusal(session)
     if ended_at < session.started_at:
         _session_flag(session, "ended before it started")
+
+
+def _hold_for_review(session: ChargingSession, status: str) -> None:
+    """A start we refused (Blocked, Invalid, Expired, ...) that the station may charge anyway
+    (1.6 chargers are allowed to): recorded and flagged, and held for review: billing leaves
+    a session that `needs_review` off every invoice until finance decides."""
+    session.needs_review = True
+    _session_flag(session, f"started with a {status} token: held for review, not billed")
+
+
+def _charged_despite_refusal(session: ChargingSession) -> None:
+    if session.needs_review and session.auth_status not in ("", AuthStatus.ACCEPTED):
+        if session.energy_wh > 0:
+            _session_flag(
+                session,
+                f"charged {session.energy_wh.normalize():f} Wh although the start was answered "
+                f"{session.auth_status}",
+            )
 
 
 def _announce(signal: Any, session_id: int) -> None:
@@ -609,7 +628,7 @@ def session_start(
         uid=id_tag, context=AuthorizationDecision.Context.START, station_id=station_id
     )
     transaction_id = _next_ocpp16_transaction_id()
-    session = ChargingSession.objects.create(
+    session = ChargingSession(
         station_id=station_id,
         evse_id=evse_id,
         connector_id=connector_id,
@@ -627,8 +646,8 @@ def session_start(
         charging_state="Charging",
     )
     if not auth.accepted:
-        _session_flag(session, f"started with a {auth.status} token")
-        session.save(update_fields=["anomalies"])
+        _hold_for_review(session, auth.status)
+    session.save(force_insert=True)
     _announce(session_started, session.pk)
     return StartResult(transaction_id, auth, session.pk)
 
@@ -902,7 +921,7 @@ def session_transaction_event(
             session.account_id = authorization.account_id
             session.auth_status = authorization.status
             if not authorization.accepted:
-                _session_flag(session, f"started with a {authorization.status} token")
+                _hold_for_review(session, authorization.status)
 
     if event.event_type == "Ended" and not closed:
         end_readings = [

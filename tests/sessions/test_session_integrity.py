@@ -220,3 +220,29 @@ def test_a_batch_without_duplicates_costs_no_check(station, card, django_assert_
     with django_assert_num_queries(5) as captured:
         meter(station, tx, (10, "2000"))
     assert 'SELECT "charging_metersample"' in captured.captured_queries[3]["sql"]
+
+
+# --- 9. a refused start that the station charges anyway ---------------------------------------
+
+
+def test_a_refused_start_charged_anyway_is_recorded_and_held_for_review(station):
+    IdToken.objects.create(uid="04BADBAD01", blocked=True, blocked_reason="reported lost")
+    result = services.session_start(
+        station_id=station.pk,
+        evse_id=1,
+        connector_id=1,
+        id_tag="04BADBAD01",
+        meter_start_wh=D(500),
+        timestamp=T0,
+    )
+    assert result.authorization.status == "Blocked"
+    tx = result.transaction_id
+    meter(station, tx, (10, "1500"))
+    stop(station, tx, 2500)
+    session = session_of(tx)
+    assert session.needs_review
+    assert session.energy_wh == D(2000)
+    assert session.anomalies == [
+        "started with a Blocked token: held for review, not billed",
+        "charged 2000 Wh although the start was answered Blocked",
+    ]
