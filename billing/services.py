@@ -313,9 +313,9 @@ def _next_revision(session: ChargingSession) -> int:
 def cdr_create_for_session(*, session_id: int) -> Cdr | None:
     """Rate an ended session and store its CDR; idempotent (a second call returns the first CDR).
 
-    A session that is still active gets no CDR (None). The session row is locked so that two
-    deliveries of the same task wait for each other instead of rating twice; the unique
-    (session, revision) constraint backs that up.
+    A session that is still active, or held for review (`needs_review`), gets no CDR (None).
+    The session row is locked so that two deliveries of the same task wait for each other
+    instead of rating twice; the unique (session, revision) constraint backs that up.
     """
     try:
         with transaction.atomic():
@@ -325,6 +325,11 @@ def cdr_create_for_session(*, session_id: int) -> Cdr | None:
                 .get(pk=session_id)
             )
             if session.status != ChargingSession.Status.COMPLETED:
+                return None
+            if session.needs_review:
+                # Held for review (a refused start charged anyway): no CDR, so no invoice
+                # line, until finance decides.
+                logger.info("session %s needs review: no CDR", session_id)
                 return None
             existing = Cdr.objects.filter(session=session, credit=False).order_by("-revision")
             if existing.exists():
