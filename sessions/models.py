@@ -363,6 +363,13 @@ class ChargingSession(models.Model):
             models.UniqueConstraint(
                 fields=["station", "transaction_id"], name="session_unique_transaction"
             ),
+            # What makes two 1.6 StartTransactions the same start: the backstop of the retry
+            # check in session_start, which concurrent retries would otherwise both pass.
+            models.UniqueConstraint(
+                fields=["station", "evse_id", "connector_id", "started_at", "id_tag"],
+                condition=models.Q(ocpp16_transaction_id__isnull=False),
+                name="session_unique_ocpp16_start",
+            ),
             models.CheckConstraint(
                 condition=models.Q(energy_wh__gte=0), name="session_energy_not_negative"
             ),

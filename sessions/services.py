@@ -11,7 +11,9 @@ that a charger depends on hold for every function here:
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -136,12 +138,41 @@ def _active_group_sessions(group: IdToken, exclude_session_id: int | None) -> in
     return active.filter(Q(id_token=group) | Q(id_token__group=group)).count()
 
 
+def _limits_lock(token: IdToken) -> None:
+    """Lock the rows of the token and of its group whose limits are about to be counted.
+
+    Two stations starting at once with one card (or two cards of one fleet group) would each
+    count the other's session as not there yet and both pass max_concurrent_sessions. Under
+    the row lock the second start waits until the first has committed its session, then
+    counts it. Tokens without limits or budgets (most) take no lock and no query; the rows
+    are locked in primary-key order, so two starts never wait for each other crosswise.
+    """
+    limited = [
+        candidate.pk
+        for candidate in (token, token.group if token.group_id else None)
+        if candidate is not None
+        and (
+            candidate.max_concurrent_sessions is not None
+            or candidate.budget_energy_wh is not None
+            or candidate.budget_cost is not None
+        )
+    ]
+    if limited:
+        list(
+            IdToken.objects.select_for_update()
+            .filter(pk__in=limited)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+
+
 def _decide(
     token: IdToken | None,
     *,
     station_id: int | None,
     now: datetime,
     exclude_session_id: int | None,
+    lock: bool = False,
 ) -> tuple[str, str]:
     if token is None:
         # Roaming real-time authorization plugs in here once OCPI tokens exist.
@@ -182,6 +213,8 @@ def _decide(
                 return AuthStatus.NOT_AT_THIS_LOCATION, (
                     f"not allowed at station {station.identity} or its site"
                 )
+    if lock:
+        _limits_lock(token)
     if token.max_concurrent_sessions is not None:
         if _active_sessions(token, exclude_session_id) >= token.max_concurrent_sessions:
             return (
@@ -221,6 +254,7 @@ def authorization_decide(
     token_type: str | None = None,
     exclude_session_id: int | None = None,
     now: datetime | None = None,
+    lock: bool = False,
 ) -> AuthorizationResult:
     """Decide whether `uid` may charge here and now, and record the decision with its reason.
 
@@ -232,13 +266,16 @@ def authorization_decide(
     4. Concurrency limit of the token, or of its group for all members together: ConcurrentTx.
     5. Energy or cost budget of the period (UTC calendar) used up: NoCredit.
 
+    With `lock` (a start, inside its transaction), 4 and 5 are decided with the token's and
+    its group's rows locked (`_limits_lock`), so concurrent starts are counted one by one.
+
     The expiry returned (1.6 expiryDate, 2.0.1 cacheExpiryDateTime) is the earlier of the
     token's and its group's valid_until, so that no charger caches a token past its validity.
     """
     now = now or timezone.now()
     token = token_find(uid=uid, token_type=token_type)
     status, reason = _decide(
-        token, station_id=station_id, now=now, exclude_session_id=exclude_session_id
+        token, station_id=station_id, now=now, exclude_session_id=exclude_session_id, lock=lock
     )
     AuthorizationDecision.objects.create(
         station_id=station_id,
@@ -589,6 +626,62 @@ def _next_ocpp16_transaction_id() -> int:
     return Ocpp16TransactionIdSequence.objects.create().pk
 
 
+def _ocpp16_start_of(
+    *, station_id: int, evse_id: int, connector_id: int, timestamp: datetime, id_tag: str
+) -> ChargingSession | None:
+    """The session of a 1.6 StartTransaction, by what makes it the same start (the unique
+    key `session_unique_ocpp16_start`)."""
+    return _one(
+        ChargingSession.objects.filter(
+            station_id=station_id,
+            evse_id=evse_id,
+            connector_id=connector_id,
+            started_at=timestamp,
+            id_tag=id_tag,
+            ocpp16_transaction_id__isnull=False,
+        )
+    )
+
+
+def _retry_answer(existing: ChargingSession) -> StartResult:
+    auth = AuthorizationResult(
+        status=existing.auth_status or AuthStatus.ACCEPTED,
+        reason="retry",
+        token_id=existing.id_token_id,
+        account_id=existing.account_id,
+    )
+    return StartResult(existing.ocpp16_transaction_id, auth, existing.pk)  # type: ignore[arg-type]
+
+
+def _first_answer_on_conflict(start: Callable[..., StartResult]) -> Callable[..., StartResult]:
+    """The unique backstop of StartTransaction's idempotency.
+
+    A station that retries a StartTransaction while the first is still being processed (a
+    reconnect, two nodes) races the retry check: both find no session and both insert. The
+    unique start key lets one insert win; the other's transaction fails and rolls back (its
+    decision and transactionId with it) and it answers what the first one answered.
+    """
+
+    @functools.wraps(start)
+    def guarded(**kwargs: Any) -> StartResult:
+        try:
+            return start(**kwargs)
+        except IntegrityError:
+            existing = _ocpp16_start_of(
+                station_id=kwargs["station_id"],
+                evse_id=kwargs["evse_id"],
+                connector_id=kwargs["connector_id"],
+                timestamp=kwargs["timestamp"],
+                id_tag=kwargs["id_tag"],
+            )
+            if existing is None:
+                raise
+            return _retry_answer(existing)
+
+    return guarded
+
+
+@_first_answer_on_conflict
 @transaction.atomic
 def session_start(
     *,
@@ -603,29 +696,22 @@ def session_start(
     """Start a session for a 1.6 StartTransaction; always returns a transactionId.
 
     Idempotent on (station, EVSE, connector, timestamp, idTag): a retried StartTransaction gets
-    the transactionId it got the first time. The tag is re-validated (the charger may have
+    the transactionId it got the first time, also when the retry runs concurrently with the
+    first (a unique key backs the check, `_first_answer_on_conflict`). Concurrency limits are
+    counted with the token's rows locked. The tag is re-validated (the charger may have
     authorized offline or from a stale cache), but a refused tag still gets its session stored.
     """
-    existing = _one(
-        ChargingSession.objects.filter(
-            station_id=station_id,
-            evse_id=evse_id,
-            connector_id=connector_id,
-            started_at=timestamp,
-            id_tag=id_tag,
-            ocpp16_transaction_id__isnull=False,
-        )
+    existing = _ocpp16_start_of(
+        station_id=station_id,
+        evse_id=evse_id,
+        connector_id=connector_id,
+        timestamp=timestamp,
+        id_tag=id_tag,
     )
     if existing is not None:
-        auth = AuthorizationResult(
-            status=existing.auth_status or AuthStatus.ACCEPTED,
-            reason="retry",
-            token_id=existing.id_token_id,
-            account_id=existing.account_id,
-        )
-        return StartResult(existing.ocpp16_transaction_id, auth, existing.pk)
+        return _retry_answer(existing)
     auth = authorization_decide(
-        uid=id_tag, context=AuthorizationDecision.Context.START, station_id=station_id
+        uid=id_tag, context=AuthorizationDecision.Context.START, station_id=station_id, lock=True
     )
     transaction_id = _next_ocpp16_transaction_id()
     session = ChargingSession(
@@ -782,6 +868,25 @@ class TransactionEventResult:
     authorization: AuthorizationResult | None
 
 
+def _once_more_on_conflict(
+    apply: Callable[..., TransactionEventResult],
+) -> Callable[..., TransactionEventResult]:
+    """A TransactionEvent retried while the first delivery is still being processed: both
+    find no session and both insert it; the unique (station, transactionId) lets one win and
+    the other's transaction roll back. Applied again, the loser finds the session and the
+    recorded seqNo: a duplicate, answered as one."""
+
+    @functools.wraps(apply)
+    def guarded(**kwargs: Any) -> TransactionEventResult:
+        try:
+            return apply(**kwargs)
+        except IntegrityError:
+            return apply(**kwargs)
+
+    return guarded
+
+
+@_once_more_on_conflict
 @transaction.atomic
 def session_transaction_event(
     *, station_id: int, event: TransactionEvent
@@ -913,6 +1018,7 @@ def session_transaction_event(
             context=AuthorizationDecision.Context.TRANSACTION_EVENT,
             station_id=station_id,
             exclude_session_id=session.pk,
+            lock=event.event_type == "Started",
         )
         if not session.id_tag or event.event_type == "Started":
             session.id_tag = event.id_token[:36]

@@ -263,6 +263,16 @@ async def test_v16_start_transaction(cp16, django_assert_num_queries):
     assert started["idTagInfo"]["status"] == "Accepted"
 
 
+async def test_v16_start_transaction_with_a_concurrency_limit(cp16, django_assert_num_queries):
+    await _limit_card(1)
+    # As above, plus: SELECT the token FOR UPDATE (its limit is decided under the row lock, so
+    # two stations cannot both pass it); COUNT its active sessions. 9; a card without limits
+    # or budgets takes neither.
+    with django_assert_num_queries(9):
+        started = await answer(cp16, "StartTransaction", START_16)
+    assert started["idTagInfo"]["status"] == "Accepted"
+
+
 async def test_v16_start_transaction_retried(cp16, django_assert_num_queries):
     first = await answer(cp16, "StartTransaction", START_16)
     # BEGIN; SELECT the session of this start; COMMIT: the same transactionId, nothing written.
@@ -587,6 +597,10 @@ async def _make_station(identity: str, protocol_name: str) -> int:
 
 async def _make_card() -> None:
     IdToken.objects.create(uid=CARD)
+
+
+async def _limit_card(limit: int) -> None:
+    IdToken.objects.filter(uid=CARD).update(max_concurrent_sessions=limit)
 
 
 async def _connector_status(station_id: int, evse_id: int) -> str:
