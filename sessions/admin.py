@@ -41,6 +41,7 @@ BADGE_COLOURS = {
     "valid": "#2e7d32",
     "active": "#1565c0",
     "completed": "#757575",
+    "incomplete": "#ef6c00",
     "Blocked": "#c62828",
     "blocked": "#c62828",
     "Expired": "#ef6c00",
@@ -587,13 +588,19 @@ class LiveFilter(admin.SimpleListFilter):
     parameter_name = "live"
 
     def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
-        return [("live", "Live"), ("past", "Past")]
+        return [
+            ("live", "Live"),
+            ("past", "Past"),
+            ("incomplete", "Ended, start not yet received"),
+        ]
 
     def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
         if self.value() == "live":
             return queryset.filter(status=ChargingSession.Status.ACTIVE)
         if self.value() == "past":
             return queryset.filter(status=ChargingSession.Status.COMPLETED)
+        if self.value() == "incomplete":
+            return queryset.filter(status=ChargingSession.Status.INCOMPLETE)
         return queryset
 
 

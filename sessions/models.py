@@ -302,6 +302,9 @@ class ChargingSession(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         COMPLETED = "completed", "Completed"
+        # Ended, but its start is not known yet (a 2.0.1 Ended before its Started): not rated
+        # until the Started arrives.
+        INCOMPLETE = "incomplete", "Ended, start not yet received"
 
     uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     station = models.ForeignKey(ChargingStation, on_delete=models.PROTECT, related_name="sessions")

@@ -571,9 +571,14 @@ def _session_flag(session: ChargingSession, anomaly: str) -> bool:
 
 
 def _finish(
-    session: ChargingSession, *, ended_at: datetime, meter_stop_wh: Decimal | None, reason: str
+    session: ChargingSession,
+    *,
+    ended_at: datetime,
+    meter_stop_wh: Decimal | None,
+    reason: str,
+    status: str = ChargingSession.Status.COMPLETED,
 ) -> None:
-    session.status = ChargingSession.Status.COMPLETED
+    session.status = status
     session.ended_at = ended_at
     session.stop_reason = reason[:32]
     if meter_stop_wh is not None:
@@ -899,7 +904,9 @@ def session_transaction_event(
        flagged on the session.
     3. Samples are stored in one batch; live energy, power and SoC move forward.
     4. An idToken is authorized (and its decision returned for idTokenInfo).
-    5. Ended closes the session with the charger's timestamp and reason.
+    5. Ended closes the session with the charger's timestamp and reason, and announces it
+       for rating. An Ended before its Started leaves the session incomplete (not rated); the
+       late Started completes it, settles its energy and announces it then.
     """
     session = _one(
         ChargingSession.objects.select_for_update().filter(
@@ -1029,22 +1036,39 @@ def session_transaction_event(
             if not authorization.accepted:
                 _hold_for_review(session, authorization.status)
 
+    ended = False
     if event.event_type == "Ended" and not closed:
         end_readings = [
             s.energy_wh()
             for s in event.samples
             if s.energy_wh() is not None and s.context == "Transaction.End"
         ]
+        # An Ended before its Started (offline queues, retries) leaves the session incomplete:
+        # its start and meter start are not known yet, and an immutable CDR rated now would
+        # be wrong for good. The late Started completes it (below).
         _finish(
             session,
             ended_at=event.timestamp,
             meter_stop_wh=end_readings[-1] if end_readings else None,
             reason=event.stopped_reason or "Local",
+            status=(
+                ChargingSession.Status.INCOMPLETE
+                if session.is_orphan
+                else ChargingSession.Status.COMPLETED
+            ),
         )
+        ended = session.status == ChargingSession.Status.COMPLETED
+    elif session.status == ChargingSession.Status.INCOMPLETE and not session.is_orphan:
+        # The Started of an ended session has arrived: both ends are known now.
+        session.status = ChargingSession.Status.COMPLETED
+        _energy_settle(session)
+        _charged_despite_refusal(session)
+        _session_flag(session, "Ended arrived before Started: completed and rated once both")
+        ended = True
     session.save()
     if event.event_type == "Started" or created:
         _announce(session_started, session.pk)
-    if event.event_type == "Ended" and not closed:
+    if ended:
         _announce(session_ended, session.pk)
     return TransactionEventResult(session.pk, False, authorization)
 

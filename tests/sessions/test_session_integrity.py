@@ -246,3 +246,60 @@ def test_a_refused_start_charged_anyway_is_recorded_and_held_for_review(station)
         "started with a Blocked token: held for review, not billed",
         "charged 2000 Wh although the start was answered Blocked",
     ]
+
+
+# --- 6. Ended before Started ------------------------------------------------------------------
+
+
+def transaction_event(station, kind, seq, minutes, value=None, context="", **fields):  # type: ignore[no-untyped-def]
+    samples = []
+    if value is not None:
+        samples = [Sample(timestamp=at(minutes), value=str(value), context=context)]
+    return services.session_transaction_event(
+        station_id=station.pk,
+        event=services.TransactionEvent(
+            event_type=kind,
+            timestamp=at(minutes),
+            trigger_reason="Trigger",
+            seq_no=seq,
+            transaction_id=fields.pop("transaction_id", "TX-LATE-START"),
+            evse_id=1,
+            connector_id=1,
+            samples=samples,
+            **fields,
+        ),
+    )
+
+
+def test_an_ended_before_its_started_is_rated_only_once_both_ends_are_known(
+    station, energy_tariff, django_capture_on_commit_callbacks
+):
+    from sessions.signals import session_ended
+
+    ended_ids: list[int] = []
+
+    def record(sender: Any, session_id: int, **kwargs: Any) -> None:
+        ended_ids.append(session_id)
+
+    session_ended.connect(record, weak=False)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            transaction_event(
+                station, "Ended", 2, 45, 9000, "Transaction.End", stopped_reason="EVDisconnected"
+            )
+        session = ChargingSession.objects.get(transaction_id="TX-LATE-START")
+        assert session.status == "incomplete"
+        assert session.ended_at == at(45)
+        assert ended_ids == []  # not rated: no CDR with energy 0
+        with django_capture_on_commit_callbacks(execute=True):
+            transaction_event(station, "Started", 0, 0, 1000, "Transaction.Begin")
+        session.refresh_from_db()
+        assert session.status == "completed"
+        assert (session.started_at, session.ended_at) == (at(0), at(45))
+        assert (session.meter_start_wh, session.meter_stop_wh) == (D(1000), D(9000))
+        assert session.energy_wh == D(8000)
+        assert not session.is_orphan
+        assert ended_ids == [session.pk]
+        assert session_rate(session=session).total_energy_kwh == D(8)
+    finally:
+        session_ended.disconnect(record)
