@@ -239,6 +239,10 @@ OCPP_DIAGNOSTICS_UPLOAD_TTL = envint("OCPP_DIAGNOSTICS_UPLOAD_TTL", 2 * 24 * 360
 # A register reading lower than the one before by more than this is a meter reset (a station
 # rebooted mid-session); smaller drops are rounding jitter (sessions.energy).
 CHARGING_METER_RESET_THRESHOLD_WH = envint("CHARGING_METER_RESET_THRESHOLD_WH", 100)
+# A session a station no longer knows (it booted again, its connector became Available) is
+# closed on an estimate at once but rated only this many seconds later: a station that kept
+# the transaction sends its queued stop right after booting, and that stop wins. 0: at once.
+CHARGING_ESTIMATE_RATING_DELAY_SECONDS = envint("CHARGING_ESTIMATE_RATING_DELAY_SECONDS", 120)
 
 # --- Billing ------------------------------------------------------------------------------------
 # The seller on every invoice (frozen into the invoice when it is issued).

@@ -347,6 +347,9 @@ class ChargingSession(models.Model):
     # A stop (or an Updated/Ended event) arrived for a transaction we never saw start.
     is_orphan = models.BooleanField(default=False)
     anomalies = models.JSONField(default=list, blank=True)
+    # Closed on an estimate (last known meter reading and time): the station no longer knew
+    # the transaction (it rebooted, its connector became Available, a new one started there).
+    is_estimated = models.BooleanField(default=False)
     # Held for review: billing puts no such session on an invoice until finance decides (a
     # start we refused that the station charged anyway).
     needs_review = models.BooleanField(default=False)

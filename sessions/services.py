@@ -21,7 +21,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef, Q, Sum, prefetch_related_objects
+from django.db.models import Exists, Max, OuterRef, Q, Sum, prefetch_related_objects
 from django.utils import timezone
 
 from sessions.energy import RegisterWalk, energy_curve, register_readings
@@ -36,7 +36,10 @@ from sessions.models import (
     TransactionEventRecord,
     normalize_uid,
 )
-from sessions.signals import id_token_changed, session_ended, session_started
+from sessions.signals import id_token_changed, session_ended, session_estimated, session_started
+from stations.commands.codec import codec
+from stations.commands.models import Command
+from stations.commands.services import command_create
 from stations.models import ChargingStation, Location
 
 logger = logging.getLogger(__name__)
@@ -360,8 +363,6 @@ def _samples_store(*, session: ChargingSession | None, station_id: int, batch: S
     if not batch.samples:
         return
     after_stop = session is not None and session.status == ChargingSession.Status.COMPLETED
-    if after_stop:
-        _session_flag(session, AFTER_STOP)  # type: ignore[arg-type]
     rows = [
         MeterSample(
             session=session,
@@ -388,6 +389,8 @@ def _samples_store(*, session: ChargingSession | None, station_id: int, batch: S
     inserted = _InsertCounter()
     with connection.execute_wrapper(inserted):
         MeterSample.objects.bulk_create(rows, ignore_conflicts=True)
+    if after_stop and inserted.rows:
+        _session_flag(session, AFTER_STOP)  # type: ignore[arg-type]
     if inserted.rows < len(rows):
         # Some rows hit the unique key: a retried message, or a re-send with other values.
         _samples_conflicts(session=session, station_id=station_id, rows=rows)
@@ -706,15 +709,36 @@ def session_start(
     counted with the token's rows locked. The tag is re-validated (the charger may have
     authorized offline or from a stale cache), but a refused tag still gets its session stored.
     """
-    existing = _ocpp16_start_of(
-        station_id=station_id,
-        evse_id=evse_id,
-        connector_id=connector_id,
-        timestamp=timestamp,
-        id_tag=id_tag,
+    # One query: this start's session (a retry) and any session still open on this EVSE.
+    here = list(
+        ChargingSession.objects.select_for_update()
+        .filter(station_id=station_id, evse_id=evse_id)
+        .filter(
+            Q(
+                connector_id=connector_id,
+                started_at=timestamp,
+                id_tag=id_tag,
+                ocpp16_transaction_id__isnull=False,
+            )
+            | Q(status=ChargingSession.Status.ACTIVE)
+        )
+        .order_by()
+    )
+    existing = next(
+        (
+            s
+            for s in here
+            if s.ocpp16_transaction_id is not None
+            and (s.connector_id, s.started_at, s.id_tag) == (connector_id, timestamp, id_tag)
+        ),
+        None,
     )
     if existing is not None:
         return _retry_answer(existing)
+    # A connector runs one transaction: one still open here is one the station forgot (its
+    # stop would have arrived first: transaction messages are delivered in order).
+    for stale in here:
+        _close_estimated(stale, forgotten=FORGOTTEN_NEW_TRANSACTION, confirmed=True)
     auth = authorization_decide(
         uid=id_tag, context=AuthorizationDecision.Context.START, station_id=station_id, lock=True
     )
@@ -799,9 +823,13 @@ def session_stop(
     """End a session for a 1.6 StopTransaction. The CSMS cannot refuse a stop.
 
     A stop for a transaction never seen creates a flagged orphan session. A retried stop
-    changes nothing.
+    changes nothing. The stop of a session closed on an estimate (`sessions_forgotten_close`)
+    replaces the estimate: the station's own values win.
     """
     session = _session_by_ocpp16_id(station_id, transaction_id)
+    if session is not None and session.is_estimated:
+        _estimate_superseded(session)
+    flags = (list(session.anomalies), session.sample_conflicts) if session is not None else None
     if session is None:
         session = ChargingSession.objects.create(
             station_id=station_id,
@@ -836,11 +864,212 @@ def session_stop(
             uid=id_tag, context=AuthorizationDecision.Context.STOP, station_id=station_id
         )
     if session.status == ChargingSession.Status.COMPLETED:
+        if flags != (session.anomalies, session.sample_conflicts):
+            session.save(update_fields=["anomalies", "sample_conflicts", "updated_at"])
         return auth
     _finish(session, ended_at=timestamp, meter_stop_wh=meter_stop_wh, reason=reason or "Local")
     session.save()
     _announce(session_ended, session.pk)
     return auth
+
+
+# --- Sessions a station no longer knows ---------------------------------------------------------
+#
+# A station killed mid-transaction may boot again with no memory of it, and report the connector
+# Available; its session would stay active for ever and a new transaction would run beside it.
+# Where the station can be asked (GetTransactionStatus, through the command queue), it is asked
+# and its answer decides. Where it cannot (1.6), the session is closed on an estimate at once
+# (the connector is free for the next start, limits count it no more), but rated only after
+# CHARGING_ESTIMATE_RATING_DELAY_SECONDS: a station that did keep the transaction sends its
+# queued StopTransaction right after it boots (and StatusNotification may overtake the queue),
+# and the station's own stop then simply replaces the estimate before any CDR exists.
+
+TRANSACTION_STATUS_VERB = "get_transaction_status"
+ESTIMATED = "estimated: "
+ESTIMATE_RATED = "estimated close rated: the station sent no stop for it"
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """Why a session is closed on an estimate: its stop reason and the words of its flag."""
+
+    reason: str
+    why: str
+
+
+FORGOTTEN_REBOOT = Forgotten(
+    "EstimatedReboot", "the station booted again and did not report this transaction's stop"
+)
+FORGOTTEN_AVAILABLE = Forgotten(
+    "EstimatedAvailable", "the connector reported Available while this transaction was open"
+)
+FORGOTTEN_NEW_TRANSACTION = Forgotten(
+    "EstimatedNewTransaction", "a new transaction started on the same connector"
+)
+FORGOTTEN_NOT_ONGOING = Forgotten(
+    "EstimatedNotOngoing",
+    "the station answered GetTransactionStatus: not ongoing, no messages queued",
+)
+
+
+def _close_estimated(session: ChargingSession, *, forgotten: Forgotten, confirmed: bool) -> None:
+    """Close a session the station no longer knows at its last known meter reading and time,
+    flagged estimated. Rated at once when `confirmed` (the station said so, or a newer
+    transaction on the connector proves it: transaction messages arrive in order), else after
+    the delay in which the station's own stop may still come."""
+    last_sample = MeterSample.objects.filter(session=session, after_stop=False).aggregate(
+        at=Max("timestamp")
+    )["at"]
+    last_event = TransactionEventRecord.objects.filter(session=session).aggregate(
+        at=Max("timestamp")
+    )["at"]
+    ended_at = max(at for at in (session.started_at, last_sample, last_event) if at is not None)
+    meter = session.meter_last_wh if session.meter_last_wh is not None else session.meter_start_wh
+    session.is_estimated = True
+    reading = f"{meter.normalize():f} Wh" if meter is not None else "no reading"
+    _session_flag(
+        session,
+        f"{ESTIMATED}{forgotten.why}; closed at the last known meter reading ({reading}) and "
+        f"time ({ended_at.isoformat()})",
+    )
+    _finish(session, ended_at=ended_at, meter_stop_wh=meter, reason=forgotten.reason)
+    delay = settings.CHARGING_ESTIMATE_RATING_DELAY_SECONDS
+    if confirmed or delay <= 0:
+        _session_flag(session, ESTIMATE_RATED)
+        session.save()
+        _announce(session_ended, session.pk)
+    else:
+        session.save()
+        _announce(session_estimated, session.pk)
+
+
+def _estimate_superseded(session: ChargingSession) -> None:
+    """The station's own stop arrived for a session closed on an estimate: reopen it for that
+    stop to close it. Not rated yet: the estimate leaves no trace. Rated already: its CDR holds
+    the estimate, which the session says."""
+    if ESTIMATE_RATED in session.anomalies:
+        _session_flag(
+            session,
+            "the station's stop arrived after the estimated close was rated: its CDR holds the "
+            "estimate (re-rate it)",
+        )
+    else:
+        session.anomalies = [a for a in session.anomalies if not a.startswith(ESTIMATED)]
+    session.is_estimated = False
+    session.status = ChargingSession.Status.ACTIVE
+
+
+@transaction.atomic
+def session_estimate_rate(*, session_id: int) -> bool:
+    """Rate a session closed on an estimate once the station had its time to send the stop
+    (the delayed task after `sessions_forgotten_close`). Returns whether it was announced."""
+    session = _one(ChargingSession.objects.select_for_update().filter(pk=session_id))
+    if (
+        session is None
+        or not session.is_estimated
+        or session.status != ChargingSession.Status.COMPLETED
+        or ESTIMATE_RATED in session.anomalies
+    ):
+        return False
+    _session_flag(session, ESTIMATE_RATED)
+    session.save(update_fields=["anomalies", "updated_at"])
+    _announce(session_ended, session.pk)
+    return True
+
+
+@transaction.atomic
+def sessions_forgotten_close(
+    *, station_id: int, session_ids: list[int], forgotten: Forgotten
+) -> int:
+    """Sessions of a station that may no longer know them: ask the station where its protocol
+    can be asked (GetTransactionStatus through the command queue; the answer goes to
+    `session_transaction_status_answered`), else close them on an estimate. Returns the
+    number closed."""
+    station = ChargingStation.objects.get(pk=station_id)
+    sessions = list(
+        ChargingSession.objects.select_for_update()
+        .filter(pk__in=session_ids, station_id=station_id, status=ChargingSession.Status.ACTIVE)
+        .order_by("pk")
+    )
+    if station.protocol and codec().supports(station.protocol, TRANSACTION_STATUS_VERB):
+        asked = set(
+            Command.objects.filter(
+                station=station,
+                verb=TRANSACTION_STATUS_VERB,
+                status__in=(Command.Status.QUEUED, Command.Status.SENT),
+            ).values_list("payload__transactionId", flat=True)
+        )
+        for session in sessions:
+            if session.transaction_id not in asked:
+                command_create(
+                    station=station,
+                    verb=TRANSACTION_STATUS_VERB,
+                    params={"transaction_id": session.transaction_id},
+                )
+        return 0
+    for session in sessions:
+        _close_estimated(session, forgotten=forgotten, confirmed=False)
+    return len(sessions)
+
+
+def sessions_station_restarted(*, station_id: int) -> int:
+    """A station booted: its open sessions may be ones it no longer knows (see above).
+
+    One query when it has none, the usual case; the closing runs only for those it has.
+    """
+    ids = list(
+        ChargingSession.objects.filter(
+            station_id=station_id, status=ChargingSession.Status.ACTIVE
+        ).values_list("pk", flat=True)
+    )
+    if not ids:
+        return 0
+    return sessions_forgotten_close(
+        station_id=station_id, session_ids=ids, forgotten=FORGOTTEN_REBOOT
+    )
+
+
+def sessions_connector_available(*, station_id: int, evse_id: int, at: datetime) -> int:
+    """A connector reported Available: no transaction runs on it, so a session still open
+    there that started before the report is one the station no longer knows. One query when
+    there is none."""
+    ids = list(
+        ChargingSession.objects.filter(
+            station_id=station_id,
+            evse_id=evse_id,
+            status=ChargingSession.Status.ACTIVE,
+            started_at__lte=at,
+        ).values_list("pk", flat=True)
+    )
+    if not ids:
+        return 0
+    return sessions_forgotten_close(
+        station_id=station_id, session_ids=ids, forgotten=FORGOTTEN_AVAILABLE
+    )
+
+
+@transaction.atomic
+def session_transaction_status_answered(
+    *,
+    station_id: int,
+    transaction_id: str,
+    ongoing: bool | None,
+    messages_in_queue: bool,
+) -> bool:
+    """The station's answer to GetTransactionStatus for one of its open sessions: not ongoing
+    and nothing queued means it forgot the transaction: closed on an estimate and rated.
+    Queued messages will tell the rest themselves; ongoing means it is still running."""
+    session = _one(
+        ChargingSession.objects.select_for_update().filter(
+            station_id=station_id,
+            transaction_id=transaction_id,
+            status=ChargingSession.Status.ACTIVE,
+        )
+    )
+    if session is None or messages_in_queue or ongoing is not False:
+        return False
+    _close_estimated(session, forgotten=FORGOTTEN_NOT_ONGOING, confirmed=True)
+    return True
 
 
 # --- OCPP 2.0.1-style transactions (the station issues the transactionId) ----------------------
@@ -908,11 +1137,22 @@ def session_transaction_event(
        for rating. An Ended before its Started leaves the session incomplete (not rated); the
        late Started completes it, settles its energy and announces it then.
     """
-    session = _one(
-        ChargingSession.objects.select_for_update().filter(
-            station_id=station_id, transaction_id=event.transaction_id
-        )
+    lookup = Q(transaction_id=event.transaction_id)
+    if event.event_type == "Started" and event.evse_id:
+        # One query: this transaction's session and any other still open on its EVSE.
+        lookup |= Q(status=ChargingSession.Status.ACTIVE, evse_id=event.evse_id)
+    here = list(
+        ChargingSession.objects.select_for_update()
+        .filter(station_id=station_id)
+        .filter(lookup)
+        .order_by()
     )
+    session = next((s for s in here if s.transaction_id == event.transaction_id), None)
+    for stale in here:
+        if stale is not session:
+            _close_estimated(stale, forgotten=FORGOTTEN_NEW_TRANSACTION, confirmed=True)
+    if session is not None and session.is_estimated and event.event_type == "Ended":
+        _estimate_superseded(session)
     created = False
     if session is None:
         session = ChargingSession(

@@ -341,6 +341,15 @@ class OcppConsumer(AsyncWebsocketConsumer):
             result=answer.result,
             response=frame.payload,
         )
+        if self.handlers is not None:
+            try:
+                # What the answer means beyond the command (GetTransactionStatus: whether a
+                # session the station forgot can be closed).
+                await self.handlers.answered(claimed.action, claimed.payload, frame.payload)
+            except Exception:  # the follow-up must not stop the station's command queue
+                logger.exception(
+                    "%s: handling the answer to %s failed", self.identity, claimed.action
+                )
 
     async def running_cost(self, session_id: int) -> float | None:
         """The running cost to show on a 2.0.1 station with cost display enabled."""

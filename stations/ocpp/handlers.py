@@ -53,6 +53,10 @@ class BaseHandlers:
             return None
         return getattr(self, action, None)
 
+    async def answered(self, action: str, request: dict[str, Any], response: Any) -> None:
+        """A station answered one of our calls (already recorded on its command): the
+        version's handlers act on what the answer means for the domain, if anything."""
+
     @staticmethod
     def ensure_allowed(action: str, registration_status: str) -> None:
         """Before a station is Accepted it may only boot and heartbeat (1.6J errata:

@@ -263,7 +263,7 @@ def transaction_event(station, kind, seq, minutes, value=None, context="", **fie
             trigger_reason="Trigger",
             seq_no=seq,
             transaction_id=fields.pop("transaction_id", "TX-LATE-START"),
-            evse_id=1,
+            evse_id=fields.pop("evse_id", 1),
             connector_id=1,
             samples=samples,
             **fields,
@@ -303,3 +303,163 @@ def test_an_ended_before_its_started_is_rated_only_once_both_ends_are_known(
         assert session_rate(session=session).total_energy_kwh == D(8)
     finally:
         session_ended.disconnect(record)
+
+
+# --- 5. sessions a station no longer knows ----------------------------------------------------
+
+
+class Announced:
+    """The session ids announced on a signal (after commit)."""
+
+    def __init__(self, signal: Any) -> None:
+        self.signal = signal
+        self.ids: list[int] = []
+
+    def __call__(self, sender: Any, session_id: int, **kwargs: Any) -> None:
+        self.ids.append(session_id)
+
+    def __enter__(self) -> Announced:
+        self.signal.connect(self, weak=False)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.signal.disconnect(self)
+
+
+@pytest.fixture
+def announced() -> Any:
+    from sessions.signals import session_ended, session_estimated
+
+    with Announced(session_ended) as ended, Announced(session_estimated) as estimated:
+        yield ended, estimated
+
+
+def test_a_reboot_closes_open_1_6_sessions_on_an_estimate_rated_later(
+    station, card, announced, django_capture_on_commit_callbacks
+):
+    ended, estimated = announced
+    tx = start(station, 1000)
+    meter(station, tx, (10, "1800"), (20, "2600"))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.sessions_station_restarted(station_id=station.pk) == 1
+    session = session_of(tx)
+    assert (session.status, session.is_estimated, session.stop_reason) == (
+        "completed",
+        True,
+        "EstimatedReboot",
+    )
+    # The last known meter reading and time.
+    assert (session.ended_at, session.meter_stop_wh, session.energy_wh) == (
+        at(20),
+        D(2600),
+        D(1600),
+    )
+    assert session.anomalies[0].startswith("estimated: the station booted again")
+    # Not rated yet: the station's queued StopTransaction may still come.
+    assert (ended.ids, estimated.ids) == ([], [session.pk])
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.session_estimate_rate(session_id=session.pk)
+    assert ended.ids == [session.pk]
+    assert services.ESTIMATE_RATED in session_of(tx).anomalies
+    with django_capture_on_commit_callbacks(execute=True):
+        assert not services.session_estimate_rate(session_id=session.pk)  # once
+    assert ended.ids == [session.pk]
+
+
+def test_the_stations_own_stop_replaces_an_estimate_not_yet_rated(
+    station, card, announced, django_capture_on_commit_callbacks
+):
+    ended, estimated = announced
+    tx = start(station, 1000)
+    meter(station, tx, (10, "1800"))
+    services.sessions_station_restarted(station_id=station.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        stop(station, tx, 3000, minutes=25)  # the StopTransaction it had queued
+    session = session_of(tx)
+    assert (session.is_estimated, session.ended_at, session.energy_wh) == (False, at(25), D(2000))
+    assert session.stop_reason == "Local"
+    assert session.anomalies == []  # the estimate leaves no trace
+    assert ended.ids == [session.pk]
+    assert not services.session_estimate_rate(session_id=session.pk)
+
+
+def test_an_available_connector_closes_only_sessions_started_before_it(station, card):
+    tx = start(station, 1000, timestamp=at(0))
+    # A report queued from before this session started says nothing about it.
+    assert services.sessions_connector_available(station_id=station.pk, evse_id=1, at=at(-5)) == 0
+    assert services.sessions_connector_available(station_id=station.pk, evse_id=2, at=at(5)) == 0
+    assert session_of(tx).status == "active"
+    assert services.sessions_connector_available(station_id=station.pk, evse_id=1, at=at(5)) == 1
+    session = session_of(tx)
+    assert (session.status, session.stop_reason) == ("completed", "EstimatedAvailable")
+
+
+def test_a_new_transaction_never_runs_beside_a_forgotten_one(
+    station, card, announced, django_capture_on_commit_callbacks
+):
+    ended, _ = announced
+    IdToken.objects.filter(pk=card.pk).update(max_concurrent_sessions=1)
+    old = start(station, 1000, timestamp=at(0))
+    meter(station, old, (10, "1500"))
+    with django_capture_on_commit_callbacks(execute=True):
+        result = services.session_start(
+            station_id=station.pk,
+            evse_id=1,
+            connector_id=1,
+            id_tag="04AABBCCDD",
+            meter_start_wh=D(0),
+            timestamp=at(30),
+        )
+    # The forgotten session no longer counts against the card's limit.
+    assert result.authorization.status == "Accepted"
+    stale = session_of(old)
+    assert (stale.status, stale.stop_reason, stale.ended_at) == (
+        "completed",
+        "EstimatedNewTransaction",
+        at(10),
+    )
+    # Rated at once: the new transaction proves the old one is over.
+    assert ended.ids == [stale.pk]
+    assert ChargingSession.objects.filter(station=station, status="active").count() == 1
+
+
+def test_a_2_0_1_station_is_asked_and_its_answer_decides(
+    announced, django_capture_on_commit_callbacks
+):
+    from stations.commands.models import Command
+
+    ended, _ = announced
+    station = ChargingStation.objects.create(identity="CP-ASK", protocol="ocpp2.0.1")
+    for evse, tx, value in ((1, "TX-A", 1000), (2, "TX-B", 5000)):
+        for kind, seq, minutes, reading, context in (
+            ("Started", 0, 0, value, "Transaction.Begin"),
+            ("Updated", 1, 10, value + 700, ""),
+        ):
+            transaction_event(
+                station, kind, seq, minutes, reading, context, transaction_id=tx, evse_id=evse
+            )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.sessions_station_restarted(station_id=station.pk) == 0
+        # Asked once per transaction, however often the question comes up.
+        services.sessions_station_restarted(station_id=station.pk)
+    commands = Command.objects.filter(station=station, action="GetTransactionStatus")
+    assert sorted(c.payload["transactionId"] for c in commands) == ["TX-A", "TX-B"]
+    assert ChargingSession.objects.filter(station=station, status="active").count() == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        assert not services.session_transaction_status_answered(
+            station_id=station.pk, transaction_id="TX-A", ongoing=False, messages_in_queue=True
+        )
+        assert not services.session_transaction_status_answered(
+            station_id=station.pk, transaction_id="TX-A", ongoing=True, messages_in_queue=False
+        )
+        assert services.session_transaction_status_answered(
+            station_id=station.pk, transaction_id="TX-B", ongoing=False, messages_in_queue=False
+        )
+    forgotten = ChargingSession.objects.get(transaction_id="TX-B")
+    assert (forgotten.status, forgotten.stop_reason, forgotten.energy_wh) == (
+        "completed",
+        "EstimatedNotOngoing",
+        D(700),
+    )
+    assert ended.ids == [forgotten.pk]  # the station said so: rated at once
+    assert ChargingSession.objects.get(transaction_id="TX-A").status == "active"

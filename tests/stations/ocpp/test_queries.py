@@ -175,8 +175,10 @@ def sample_inserts(captured: Any) -> int:
 
 
 async def test_v16_boot_notification(cp16, django_assert_num_queries):
-    # BEGIN; SELECT the station (FOR UPDATE); UPDATE the station; COMMIT.
-    with django_assert_num_queries(4):
+    # BEGIN; SELECT the station (FOR UPDATE); UPDATE the station; COMMIT. Then SELECT its open
+    # sessions: a station that boots again may have forgotten them (none here; only those
+    # there are cost more).
+    with django_assert_num_queries(5):
         boot = await answer(
             cp16,
             "BootNotification",
@@ -208,6 +210,18 @@ async def test_v16_status_notification_of_a_connector(cp16, django_assert_num_qu
     assert await _connector_status(cp16.station_id, 1) == "Preparing"
 
 
+async def test_v16_status_notification_available(cp16, django_assert_num_queries):
+    # As any status report (5), and Available means no transaction runs on the connector:
+    # SELECT the sessions still open there (none, the usual case).
+    with django_assert_num_queries(6):
+        await answer(
+            cp16,
+            "StatusNotification",
+            {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
+        )
+    assert await _connector_status(cp16.station_id, 1) == "Available"
+
+
 async def test_v16_status_notification_of_the_station(cp16, django_assert_num_queries):
     # Connector 0: BEGIN; INSERT the status event; UPDATE the station; COMMIT.
     with django_assert_num_queries(4):
@@ -229,8 +243,9 @@ async def test_v16_status_notification_of_a_connector_never_configured(
     # The first report of connector 2 learns it, once: BEGIN; INSERT the event; UPDATE the
     # connector (no row); SELECT whether it exists; SELECT the station (for the EVSE uid, taken
     # before the EVSE is looked up); SELECT the EVSE; SAVEPOINT; INSERT the EVSE; RELEASE;
-    # INSERT the connector; UPDATE the EVSE; COMMIT.
-    with django_assert_num_queries(12):
+    # INSERT the connector; UPDATE the EVSE; COMMIT. Available: SELECT the sessions still open
+    # on the connector (none).
+    with django_assert_num_queries(13):
         await answer(
             cp16,
             "StatusNotification",
@@ -256,7 +271,8 @@ START_16 = {"connectorId": 1, "idTag": CARD, "meterStart": 1000, "timestamp": ts
 
 
 async def test_v16_start_transaction(cp16, django_assert_num_queries):
-    # BEGIN; SELECT a session of this start (retry check); SELECT the token; INSERT the
+    # BEGIN; SELECT a session of this start (retry check) and any still open on the EVSE (a
+    # forgotten one is closed), in one statement, FOR UPDATE; SELECT the token; INSERT the
     # decision; INSERT the transactionId sequence row; INSERT the session; COMMIT.
     with django_assert_num_queries(7):
         started = await answer(cp16, "StartTransaction", START_16)
@@ -356,8 +372,9 @@ async def test_v16_stop_transaction_without_tag_or_data(cp16, django_assert_num_
 
 
 async def test_v201_boot_notification(cp201, django_assert_num_queries):
-    # BEGIN; SELECT the station (FOR UPDATE); UPDATE the station; COMMIT.
-    with django_assert_num_queries(4):
+    # BEGIN; SELECT the station (FOR UPDATE); UPDATE the station; COMMIT; SELECT its open
+    # sessions (the station is asked about each, if any: GetTransactionStatus).
+    with django_assert_num_queries(5):
         boot = await answer(
             cp201,
             "BootNotification",
@@ -381,6 +398,16 @@ async def test_v201_status_notification(cp201, django_assert_num_queries):
             {"timestamp": ts(START), "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1},
         )
     assert await _connector_status(cp201.station_id, 1) == "Occupied"
+
+
+async def test_v201_status_notification_available(cp201, django_assert_num_queries):
+    # As any status report (5), plus SELECT the sessions still open on the EVSE (none).
+    with django_assert_num_queries(6):
+        await answer(
+            cp201,
+            "StatusNotification",
+            {"timestamp": ts(START), "connectorStatus": "Available", "evseId": 1, "connectorId": 1},
+        )
 
 
 async def test_v201_authorize(cp201, django_assert_num_queries):
