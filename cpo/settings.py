@@ -243,6 +243,9 @@ CHARGING_METER_RESET_THRESHOLD_WH = envint("CHARGING_METER_RESET_THRESHOLD_WH", 
 # closed on an estimate at once but rated only this many seconds later: a station that kept
 # the transaction sends its queued stop right after booting, and that stop wins. 0: at once.
 CHARGING_ESTIMATE_RATING_DELAY_SECONDS = envint("CHARGING_ESTIMATE_RATING_DELAY_SECONDS", 120)
+# Parking (Finishing, SuspendedEV, ...) shorter than this is not billed as parking: the state
+# before it goes on (tariffs.selectors, charging states of the usage).
+TARIFFS_PARKING_GRACE_SECONDS = envint("TARIFFS_PARKING_GRACE_SECONDS", 120)
 
 # --- Billing ------------------------------------------------------------------------------------
 # The seller on every invoice (frozen into the invoice when it is issued).

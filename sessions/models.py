@@ -336,6 +336,9 @@ class ChargingSession(models.Model):
     meter_last_at = models.DateTimeField(null=True, blank=True)
     energy_wh = models.DecimalField(max_digits=16, decimal_places=3, default=Decimal(0))
     stop_reason = models.CharField(max_length=32, blank=True)
+    # When the station's stop reached us (our clock): it places status reports without a
+    # timestamp of their own on the station's clock (tariffs.selectors, charging states).
+    stop_received_at = models.DateTimeField(null=True, blank=True)
     charging_state = models.CharField(max_length=20, blank=True)
     last_power_w = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
     last_soc = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)

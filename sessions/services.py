@@ -867,6 +867,7 @@ def session_stop(
         if flags != (session.anomalies, session.sample_conflicts):
             session.save(update_fields=["anomalies", "sample_conflicts", "updated_at"])
         return auth
+    session.stop_received_at = timezone.now()
     _finish(session, ended_at=timestamp, meter_stop_wh=meter_stop_wh, reason=reason or "Local")
     session.save()
     _announce(session_ended, session.pk)
@@ -1286,6 +1287,7 @@ def session_transaction_event(
         # An Ended before its Started (offline queues, retries) leaves the session incomplete:
         # its start and meter start are not known yet, and an immutable CDR rated now would
         # be wrong for good. The late Started completes it (below).
+        session.stop_received_at = timezone.now()
         _finish(
             session,
             ended_at=event.timestamp,

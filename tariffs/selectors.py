@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from sessions.energy import energy_curve, register_readings
@@ -275,8 +275,18 @@ def _session_states(
     session: ChargingSession, start: dt.datetime, end: dt.datetime
 ) -> list[rating.StateChange]:
     """Charging versus parking over the session: 2.0.1 chargingState when the session has
-    TransactionEvents with one, else the 1.6 connector status history."""
-    events: Sequence[tuple[dt.datetime, str]] = list(
+    TransactionEvents with one, else the 1.6 connector status history.
+
+    1. A 1.6 status report without the station's timestamp is stored at its receive time
+       (`timestamp == received_at`, stations.services.connector_status_changed). The stop
+       bounds it: it is placed on the station's clock by the stop (the station's stop time
+       minus how much earlier we received the report than the stop), so a report received
+       just before the StopTransaction lies just before the stop whatever the station's clock
+       says, and one received after the stop lies after the end and does not count.
+    2. Not-charging (parking) stretches shorter than TARIFFS_PARKING_GRACE_SECONDS are not
+       parking: the state before them goes on (`_without_short_parking`).
+    """
+    events: list[tuple[dt.datetime, str]] = list(
         TransactionEventRecord.objects.filter(session=session, timestamp__lte=end)
         .exclude(charging_state="")
         .order_by("timestamp", "seq_no")
@@ -285,23 +295,57 @@ def _session_states(
     mapping = OCPP201_CHARGING
     if not events:
         mapping = OCPP16_CHARGING
-        events = list(
-            ConnectorStatusEvent.objects.filter(
-                station_id=session.station_id,
-                evse_id=session.evse_id,
-                timestamp__gte=start,
-                timestamp__lte=end,
-            )
-            .order_by("timestamp", "pk")
-            .values_list("timestamp", "status")
+        offset = dt.timedelta(0)
+        if session.ended_at is not None and session.stop_received_at is not None:
+            offset = session.ended_at - session.stop_received_at
+        reports = ConnectorStatusEvent.objects.filter(
+            Q(timestamp__gte=start, timestamp__lte=end)
+            | Q(
+                timestamp=F("received_at"),
+                received_at__gte=start - offset,
+                received_at__lte=end - offset,
+            ),
+            station_id=session.station_id,
+            evse_id=session.evse_id,
+        ).values_list("timestamp", "received_at", "status", "pk")
+        placed = sorted(
+            (received + offset if timestamp == received else timestamp, pk, status)
+            for timestamp, received, status, pk in reports
         )
+        events = [(when, status) for when, _, status in placed if start <= when <= end]
     states: list[rating.StateChange] = []
     for timestamp, state in events:
         charging = mapping.get(state)
         if charging is None:
             continue
         states.append(rating.StateChange(max(timestamp, start), charging))
-    return states
+    grace = dt.timedelta(seconds=settings.TARIFFS_PARKING_GRACE_SECONDS)
+    return _without_short_parking(states, end, grace)
+
+
+def _runs(states: list[rating.StateChange]) -> list[rating.StateChange]:
+    """Consecutive changes to the same state are one run, from the first of them."""
+    runs: list[rating.StateChange] = []
+    for state in states:
+        if not runs or runs[-1].charging != state.charging:
+            runs.append(state)
+    return runs
+
+
+def _without_short_parking(
+    states: list[rating.StateChange], end: dt.datetime, grace: dt.timedelta
+) -> list[rating.StateChange]:
+    """Drop parking runs shorter than `grace`: a few seconds of Finishing or SuspendedEV (a
+    remote stop's Finishing 8 ms before its StopTransaction) are no parking to bill, and a
+    60-second step_size would otherwise make a minute of each."""
+    runs = _runs(states)
+    kept = [
+        run
+        for i, run in enumerate(runs)
+        if run.charging
+        or (runs[i + 1].timestamp if i + 1 < len(runs) else end) - run.timestamp >= grace
+    ]
+    return _runs(kept)
 
 
 def session_usage(

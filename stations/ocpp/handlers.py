@@ -27,13 +27,18 @@ def now_iso() -> str:
 
 def parse_time(value: str | None) -> datetime:
     """Charger timestamps; a missing or unreadable one is replaced by the time of receipt."""
+    return parse_time_or_none(value) or timezone.now()
+
+
+def parse_time_or_none(value: str | None) -> datetime | None:
+    """A charger timestamp, or None when the message has none (or none readable)."""
     if value:
         parsed = parse_datetime(value)
         if parsed is not None:
             if timezone.is_naive(parsed):
                 parsed = timezone.make_aware(parsed, UTC)
             return parsed
-    return timezone.now()
+    return None
 
 
 class BaseHandlers:

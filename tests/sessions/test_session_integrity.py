@@ -463,3 +463,80 @@ def test_a_2_0_1_station_is_asked_and_its_answer_decides(
     )
     assert ended.ids == [forgotten.pk]  # the station said so: rated at once
     assert ChargingSession.objects.get(transaction_id="TX-A").status == "active"
+
+
+# --- 4. short parking and status reports without a timestamp ---------------------------------
+
+
+@pytest.fixture
+def parking_tariff() -> Tariff:
+    tariff = Tariff.objects.create(tariff_id="EP", name="Energy and parking", currency="EUR")
+    element = TariffElement.objects.create(tariff=tariff, position=0)
+    PriceComponent.objects.create(
+        element=element, type="ENERGY", price=D("0.30"), vat=D(21), step_size=1
+    )
+    PriceComponent.objects.create(
+        element=element, type="PARKING_TIME", price=D("2.00"), vat=D(21), step_size=60
+    )
+    TariffAssignment.objects.create(tariff=tariff)
+    return tariff
+
+
+def status(station: ChargingStation, value: str, timestamp: dt.datetime | None) -> None:
+    from stations.services import connector_status_changed
+
+    connector_status_changed(
+        station_id=station.pk, evse_id=1, connector_id=1, status=value, timestamp=timestamp
+    )
+
+
+@pytest.mark.parametrize("station_clock_ahead", [dt.timedelta(0), dt.timedelta(minutes=5)])
+def test_a_timestamp_less_finishing_just_before_the_stop_is_no_parking(
+    station, card, parking_tariff, monkeypatch, station_clock_ahead
+):
+    from django.utils import timezone
+
+    # Our clock: the remote stop's Finishing (no timestamp) arrives 8 ms before the
+    # StopTransaction; the station's own clock may run ahead of ours.
+    received = T0 + dt.timedelta(minutes=40)
+    tx = start(station, 0, timestamp=T0 + station_clock_ahead)
+    status(station, "Charging", T0 + station_clock_ahead)
+    monkeypatch.setattr(timezone, "now", lambda: received)
+    status(station, "Finishing", None)
+    eight_ms = dt.timedelta(milliseconds=8)
+    monkeypatch.setattr(timezone, "now", lambda: received + eight_ms)
+    services.session_stop(
+        station_id=station.pk,
+        transaction_id=tx,
+        meter_stop_wh=D(8000),
+        timestamp=received + eight_ms + station_clock_ahead,
+        reason="Remote",
+    )
+    monkeypatch.undo()
+    rating = session_rate(session=session_of(tx))
+    assert rating.total_parking_time_h == D(0)
+    # 8 kWh x 0.30 only: no minute of parking for 8 ms of Finishing.
+    assert rating.total_cost.excl_vat == D("2.40")
+
+
+def test_parking_longer_than_the_grace_is_billed(station, card, parking_tariff):
+    tx = start(station, 0)
+    status(station, "Charging", T0)
+    status(station, "SuspendedEV", at(30))
+    stop(station, tx, 8000, minutes=40)
+    rating = session_rate(session=session_of(tx))
+    assert rating.total_parking_time_h * 60 == D(10)
+    assert rating.total_cost.excl_vat == D("2.40") + D("0.33")
+
+
+def test_short_parking_runs_are_charging_time_and_long_ones_parking(station, card, parking_tariff):
+    tx = start(station, 0)
+    # 90 s of SuspendedEV mid-session (the car paused), then 5 min of SuspendedEV and
+    # Finishing together before the stop: only the last run is parking.
+    for minute, value in ((0, "Charging"), (10, "SuspendedEV"), (11.5, "Charging")):
+        status(station, value, at(minute))
+    status(station, "SuspendedEV", at(35))
+    status(station, "Finishing", at(37))
+    stop(station, tx, 8000, minutes=40)
+    rating = session_rate(session=session_of(tx))
+    assert rating.total_parking_time_h * 60 == D(5)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.utils import timezone
+
 from sessions import services as charging
 from sessions.models import AuthorizationDecision
 from stations import services as network
 from stations.ocpp.db import db
-from stations.ocpp.handlers import BaseHandlers, now_iso, parse_time
+from stations.ocpp.handlers import BaseHandlers, now_iso, parse_time, parse_time_or_none
 from stations.ocpp.v16.addressing import evse_address
 from stations.ocpp.v16.commands import AUTHORIZATION_STATUS, ID_TAG_LENGTH
 
@@ -76,7 +78,8 @@ class Handlers(BaseHandlers):
 
     async def StatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         evse_id, connector_id = evse_address(p["connectorId"])
-        timestamp = parse_time(p.get("timestamp"))
+        # Optional in 1.6: without it the report is stored at its receive time, and marked so.
+        timestamp = parse_time_or_none(p.get("timestamp"))
         await db(network.connector_status_changed)(
             station_id=self.station_id,
             evse_id=evse_id,
@@ -91,7 +94,7 @@ class Handlers(BaseHandlers):
         if p["status"] == "Available" and evse_id:
             # A 1.6 connector is Available only with no transaction on it.
             await db(charging.sessions_connector_available)(
-                station_id=self.station_id, evse_id=evse_id, at=timestamp
+                station_id=self.station_id, evse_id=evse_id, at=timestamp or timezone.now()
             )
         return {}
 
