@@ -211,6 +211,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "CPO back office API",
     "DESCRIPTION": "Stations, sessions, tokens, commands, tariffs and billing.",
     "VERSION": "1",
+    "ENUM_NAME_OVERRIDES": {"ChargingSessionStatusEnum": "sessions.models.ChargingSession.Status"},
 }
 
 # --- OCPP ---------------------------------------------------------------------------------------

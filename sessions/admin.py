@@ -42,6 +42,8 @@ BADGE_COLOURS = {
     "active": "#1565c0",
     "completed": "#757575",
     "incomplete": "#ef6c00",
+    "held for review": "#c62828",
+    "estimated": "#6a1b9a",
     "Blocked": "#c62828",
     "blocked": "#c62828",
     "Expired": "#ef6c00",
@@ -622,6 +624,43 @@ class DriverFilter(admin.SimpleListFilter):
         return queryset
 
 
+class IntegrityFilter(admin.SimpleListFilter):
+    """Sessions an operator or finance must look at: what the integrity checks flagged."""
+
+    title = "integrity"
+    parameter_name = "integrity"
+
+    def lookups(self, request, model_admin):  # type: ignore[no-untyped-def]
+        return [
+            ("flagged", "With anomalies"),
+            ("review", "Held for review"),
+            ("estimated", "Closed on an estimate"),
+            ("conflicts", "Conflicting re-sent samples"),
+        ]
+
+    def queryset(self, request, queryset):  # type: ignore[no-untyped-def]
+        if self.value() == "flagged":
+            return queryset.exclude(anomalies=[])
+        if self.value() == "review":
+            return queryset.filter(needs_review=True)
+        if self.value() == "estimated":
+            return queryset.filter(is_estimated=True)
+        if self.value() == "conflicts":
+            return queryset.filter(sample_conflicts__gt=0)
+        return queryset
+
+
+INTEGRITY_FIELDS = (
+    "anomaly_list",
+    "needs_review",
+    "is_estimated",
+    "is_orphan",
+    "seq_no_gap",
+    "sample_conflicts",
+    "late_samples",
+)
+
+
 class TransactionEventInline(ReadOnlyInline):
     model = TransactionEventRecord
     fields = ("seq_no", "event_type", "trigger_reason", "timestamp", "charging_state", "offline")
@@ -644,15 +683,68 @@ class ChargingSessionAdmin(SendCommandPermissionMixin, ReadOnlyAdmin):
         "duration",
         "live_cost",
         "auth_status",
+        "integrity",
     )
-    list_filter = (LiveFilter, DriverFilter, "auth_status", "is_orphan", "seq_no_gap")
+    list_filter = (
+        LiveFilter,
+        IntegrityFilter,
+        DriverFilter,
+        "auth_status",
+        "is_orphan",
+        "seq_no_gap",
+    )
     list_select_related = ("station", "id_token", "account")
     search_fields = ("transaction_id", "id_tag", "station__identity", "=uid")
     date_hierarchy = "started_at"
     paginator = CappedCountPaginator
     show_full_result_count = False
     inlines = [TransactionEventInline]
-    readonly_fields = ("energy", "duration", "samples_link")
+    readonly_fields = ("energy", "duration", "samples_link", "anomaly_list", "late_samples")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        # What the integrity checks found comes first, in words; the raw columns follow.
+        rest = [
+            name
+            for name in self.get_fields(request, obj)
+            if name not in INTEGRITY_FIELDS and name != "anomalies"
+        ]
+        return [("Integrity", {"fields": INTEGRITY_FIELDS}), (None, {"fields": rest})]
+
+    @admin.display(description="Integrity")
+    def integrity(self, obj: ChargingSession) -> str:
+        marks = []
+        if obj.needs_review:
+            marks.append(badge("held for review"))
+        if obj.is_estimated:
+            marks.append(badge("estimated"))
+        if obj.status == ChargingSession.Status.INCOMPLETE:
+            marks.append(badge("incomplete"))
+        if obj.anomalies:
+            marks.append(
+                badge(f"{len(obj.anomalies)} anomal{'y' if len(obj.anomalies) == 1 else 'ies'}")
+            )
+        return format_html_join(" ", "{}", ((m,) for m in marks)) if marks else "-"
+
+    @admin.display(description="Anomalies")
+    def anomaly_list(self, obj: ChargingSession) -> str:
+        if not obj.anomalies:
+            return "none"
+        return format_html(
+            "<ul style='margin:0;padding-left:1.2em'>{}</ul>",
+            format_html_join("", "<li>{}</li>", ((a,) for a in obj.anomalies)),
+        )
+
+    @admin.display(description="Samples after the stop")
+    def late_samples(self, obj: ChargingSession) -> str:
+        count = obj.samples.filter(after_stop=True).count()
+        if not count:
+            return "none"
+        return changelist_link(
+            MeterSample,
+            f"{count} kept, not counted",
+            session__id__exact=obj.pk,
+            after_stop__exact=1,
+        )
 
     @admin.display(description="Token")
     def token_link(self, obj: ChargingSession) -> str:
