@@ -796,10 +796,14 @@ def session_meter_samples(
                     station_id=station_id, transaction_id=transaction_id
                 )
             )
+    reopened = _still_known(session)
     flags = list(session.anomalies) if session is not None else []
     conflicts = session.sample_conflicts if session is not None else 0
     _samples_store(session=session, station_id=station_id, batch=batch)
-    if session is not None:
+    if session is not None and reopened:
+        _apply_live_values(session, batch.samples)
+        session.save()
+    elif session is not None:
         changed = _apply_live_values(session, batch.samples)
         if session.anomalies != flags:
             changed = sorted({*changed, "anomalies"})
@@ -958,6 +962,18 @@ def _estimate_superseded(session: ChargingSession) -> None:
         session.anomalies = [a for a in session.anomalies if not a.startswith(ESTIMATED)]
     session.is_estimated = False
     session.status = ChargingSession.Status.ACTIVE
+    session.ended_at = None
+    session.meter_stop_wh = None
+    session.stop_reason = ""
+
+
+def _still_known(session: ChargingSession | None) -> bool:
+    """A message of the transaction for a session closed on an estimate, not yet rated: the
+    station did not forget it after all. The session goes on (`_estimate_superseded`)."""
+    if session is None or not session.is_estimated or ESTIMATE_RATED in session.anomalies:
+        return False
+    _estimate_superseded(session)
+    return True
 
 
 @transaction.atomic
@@ -1152,8 +1168,9 @@ def session_transaction_event(
     for stale in here:
         if stale is not session:
             _close_estimated(stale, forgotten=FORGOTTEN_NEW_TRANSACTION, confirmed=True)
-    if session is not None and session.is_estimated and event.event_type == "Ended":
-        _estimate_superseded(session)
+    if not _still_known(session) and session is not None and session.is_estimated:
+        if event.event_type == "Ended":
+            _estimate_superseded(session)
     created = False
     if session is None:
         session = ChargingSession(

@@ -540,3 +540,17 @@ def test_short_parking_runs_are_charging_time_and_long_ones_parking(station, car
     stop(station, tx, 8000, minutes=40)
     rating = session_rate(session=session_of(tx))
     assert rating.total_parking_time_h * 60 == D(5)
+
+
+def test_meter_values_after_an_estimated_close_show_the_station_still_knows_it(station, card):
+    tx = start(station, 1000)
+    meter(station, tx, (10, "1800"))
+    services.sessions_station_restarted(station_id=station.pk)
+    assert session_of(tx).is_estimated
+    meter(station, tx, (20, "2600"))  # it kept the transaction through the reboot
+    session = session_of(tx)
+    assert (session.status, session.is_estimated, session.ended_at) == ("active", False, None)
+    assert (session.energy_wh, session.anomalies) == (D(1600), [])
+    assert not session.samples.filter(after_stop=True).exists()
+    stop(station, tx, 3000)
+    assert session_of(tx).energy_wh == D(2000)
