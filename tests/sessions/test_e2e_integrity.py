@@ -151,7 +151,7 @@ def invoice_lines(site: Site) -> list[Any]:
 
     account = CustomerAccount.objects.get(pk=site.account_id)
     last = (
-        ChargingSession.objects.filter(station_id=site.station_id)
+        ChargingSession.objects.filter(station_id=site.station_id, ended_at__isnull=False)
         .order_by("-ended_at")
         .values_list("ended_at", flat=True)
         .first()
