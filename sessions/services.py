@@ -1029,17 +1029,28 @@ def sessions_forgotten_close(
     return len(sessions)
 
 
-def sessions_station_restarted(*, station_id: int) -> int:
+def sessions_station_restarted(*, station_id: int, boot_reason: str = "") -> int:
     """A station booted: its open sessions may be ones it no longer knows (see above).
 
-    One query when it has none, the usual case; the closing runs only for those it has.
+    One query when it has none, the usual case; the closing runs only for those it has. A
+    BootNotification we asked for (TriggerMessage; 2.0.1 says so in its reason) is no reboot.
     """
+    if boot_reason == "Triggered":
+        return 0
     ids = list(
         ChargingSession.objects.filter(
             station_id=station_id, status=ChargingSession.Status.ACTIVE
         ).values_list("pk", flat=True)
     )
     if not ids:
+        return 0
+    triggered = Command.objects.filter(
+        station_id=station_id,
+        action__in=("TriggerMessage", "ExtendedTriggerMessage"),
+        payload__requestedMessage="BootNotification",
+        created_at__gte=timezone.now() - timedelta(minutes=10),
+    )
+    if triggered.exists():
         return 0
     return sessions_forgotten_close(
         station_id=station_id, session_ids=ids, forgotten=FORGOTTEN_REBOOT

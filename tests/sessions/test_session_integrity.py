@@ -554,3 +554,20 @@ def test_meter_values_after_an_estimated_close_show_the_station_still_knows_it(s
     assert not session.samples.filter(after_stop=True).exists()
     stop(station, tx, 3000)
     assert session_of(tx).energy_wh == D(2000)
+
+
+def test_a_boot_notification_we_asked_for_is_no_reboot(station, card):
+    from stations.commands.models import Command
+
+    tx = start(station, 1000)
+    assert services.sessions_station_restarted(station_id=station.pk, boot_reason="Triggered") == 0
+    Command.objects.create(
+        station=station,
+        protocol="ocpp1.6",
+        verb="trigger_message",
+        action="TriggerMessage",
+        payload={"requestedMessage": "BootNotification"},
+        expires_at=T0,
+    )
+    assert services.sessions_station_restarted(station_id=station.pk) == 0
+    assert session_of(tx).status == "active"

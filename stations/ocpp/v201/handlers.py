@@ -90,7 +90,9 @@ class Handlers(BaseHandlers):
         if result.status == "Accepted":
             # Open sessions the station may have lost in the reboot: it is asked about each
             # (GetTransactionStatus), and its answer decides (`answered`).
-            await db(charging.sessions_station_restarted)(station_id=self.station_id)
+            await db(charging.sessions_station_restarted)(
+                station_id=self.station_id, boot_reason=p["reason"]
+            )
         return {"status": result.status, "currentTime": now_iso(), "interval": result.interval}
 
     async def Heartbeat(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
