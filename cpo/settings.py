@@ -212,6 +212,7 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "CPO back office API",
     "DESCRIPTION": "Stations, sessions, tokens, commands, tariffs and billing.",
     "VERSION": "1",
+    "ENUM_NAME_OVERRIDES": {"ChargingSessionStatusEnum": "sessions.models.ChargingSession.Status"},
 }
 
 # --- OCPP ---------------------------------------------------------------------------------------
@@ -235,6 +236,18 @@ NODE_NAME = envstr("CPO_NODE_NAME", "")
 OCPP_UPLOAD_BASE_URL = envstr("OCPP_UPLOAD_BASE_URL", "http://localhost:8000")
 OCPP_DIAGNOSTICS_MAX_BYTES = envint("OCPP_DIAGNOSTICS_MAX_BYTES", 50 * 1024 * 1024)
 OCPP_DIAGNOSTICS_UPLOAD_TTL = envint("OCPP_DIAGNOSTICS_UPLOAD_TTL", 2 * 24 * 3600)
+
+# --- Charging and rating -------------------------------------------------------------------------
+# A register reading lower than the one before by more than this is a meter reset (a station
+# rebooted mid-session); smaller drops are rounding jitter (sessions.energy).
+CHARGING_METER_RESET_THRESHOLD_WH = envint("CHARGING_METER_RESET_THRESHOLD_WH", 100)
+# A session a station no longer knows (it booted again, its connector became Available) is
+# closed on an estimate at once but rated only this many seconds later: a station that kept
+# the transaction sends its queued stop right after booting, and that stop wins. 0: at once.
+CHARGING_ESTIMATE_RATING_DELAY_SECONDS = envint("CHARGING_ESTIMATE_RATING_DELAY_SECONDS", 120)
+# Parking (Finishing, SuspendedEV, ...) shorter than this is not billed as parking: the state
+# before it goes on (tariffs.selectors, charging states of the usage).
+TARIFFS_PARKING_GRACE_SECONDS = envint("TARIFFS_PARKING_GRACE_SECONDS", 120)
 
 # --- Billing ------------------------------------------------------------------------------------
 # The seller on every invoice (frozen into the invoice when it is issued).

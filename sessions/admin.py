@@ -41,6 +41,9 @@ BADGE_COLOURS = {
     "valid": "#2e7d32",
     "active": "#1565c0",
     "completed": "#757575",
+    "incomplete": "#ef6c00",
+    "held for review": "#c62828",
+    "estimated": "#6a1b9a",
     "Blocked": "#c62828",
     "blocked": "#c62828",
     "Expired": "#ef6c00",
@@ -588,7 +591,11 @@ class LiveFilter(admin.SimpleListFilter):
     parameter_name = "live"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [("live", "Live"), ("past", "Past")]
+        return [
+            ("live", "Live"),
+            ("past", "Past"),
+            ("incomplete", "Ended, start not yet received"),
+        ]
 
     def queryset(
         self, request: HttpRequest, queryset: QuerySet[ChargingSession]
@@ -597,6 +604,8 @@ class LiveFilter(admin.SimpleListFilter):
             return queryset.filter(status=ChargingSession.Status.ACTIVE)
         if self.value() == "past":
             return queryset.filter(status=ChargingSession.Status.COMPLETED)
+        if self.value() == "incomplete":
+            return queryset.filter(status=ChargingSession.Status.INCOMPLETE)
         return queryset
 
 
@@ -618,6 +627,43 @@ class DriverFilter(admin.SimpleListFilter):
         if (value := self.value()) and value.isdigit():
             return queryset.filter(id_token__driver_id=int(value))
         return queryset
+
+
+class IntegrityFilter(admin.SimpleListFilter):
+    """Sessions an operator or finance must look at: what the integrity checks flagged."""
+
+    title = "integrity"
+    parameter_name = "integrity"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("flagged", "With anomalies"),
+            ("review", "Held for review"),
+            ("estimated", "Closed on an estimate"),
+            ("conflicts", "Conflicting re-sent samples"),
+        ]
+
+    def queryset(self, request, queryset):
+        if self.value() == "flagged":
+            return queryset.exclude(anomalies=[])
+        if self.value() == "review":
+            return queryset.filter(rating_status=ChargingSession.RatingStatus.NEEDS_REVIEW)
+        if self.value() == "estimated":
+            return queryset.filter(is_estimated=True)
+        if self.value() == "conflicts":
+            return queryset.filter(sample_conflicts__gt=0)
+        return queryset
+
+
+INTEGRITY_FIELDS = (
+    "anomaly_list",
+    "needs_review",
+    "is_estimated",
+    "is_orphan",
+    "seq_no_gap",
+    "sample_conflicts",
+    "late_samples",
+)
 
 
 class TransactionEventInline(ReadOnlyInline):
@@ -643,9 +689,11 @@ class ChargingSessionAdmin(SendCommandPermissionMixin, ReadOnlyAdmin):
         "live_cost",
         "auth_status",
         "rating_status",
+        "integrity",
     )
     list_filter = (
         LiveFilter,
+        IntegrityFilter,
         DriverFilter,
         "auth_status",
         "rating_status",
@@ -658,7 +706,52 @@ class ChargingSessionAdmin(SendCommandPermissionMixin, ReadOnlyAdmin):
     paginator = CappedCountPaginator
     show_full_result_count = False
     inlines = [TransactionEventInline]
-    readonly_fields = ("energy", "duration", "samples_link")
+    readonly_fields = ("energy", "duration", "samples_link", "anomaly_list", "late_samples")
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        # What the integrity checks found comes first, in words; the raw columns follow.
+        rest = [
+            name
+            for name in self.get_fields(request, obj)
+            if name not in INTEGRITY_FIELDS and name != "anomalies"
+        ]
+        return [("Integrity", {"fields": INTEGRITY_FIELDS}), (None, {"fields": rest})]
+
+    @admin.display(description="Integrity")
+    def integrity(self, obj: ChargingSession) -> str:
+        marks = []
+        if obj.needs_review:
+            marks.append(badge("held for review"))
+        if obj.is_estimated:
+            marks.append(badge("estimated"))
+        if obj.status == ChargingSession.Status.INCOMPLETE:
+            marks.append(badge("incomplete"))
+        if obj.anomalies:
+            marks.append(
+                badge(f"{len(obj.anomalies)} anomal{'y' if len(obj.anomalies) == 1 else 'ies'}")
+            )
+        return format_html_join(" ", "{}", ((m,) for m in marks)) if marks else "-"
+
+    @admin.display(description="Anomalies")
+    def anomaly_list(self, obj: ChargingSession) -> str:
+        if not obj.anomalies:
+            return "none"
+        return format_html(
+            "<ul style='margin:0;padding-left:1.2em'>{}</ul>",
+            format_html_join("", "<li>{}</li>", ((a,) for a in obj.anomalies)),
+        )
+
+    @admin.display(description="Samples after the stop")
+    def late_samples(self, obj: ChargingSession) -> str:
+        count = obj.samples.filter(after_stop=True).count()
+        if not count:
+            return "none"
+        return changelist_link(
+            MeterSample,
+            f"{count} kept, not counted",
+            session__id__exact=obj.pk,
+            after_stop__exact=1,
+        )
 
     @admin.display(description="Token")
     def token_link(self, obj: ChargingSession) -> str:
@@ -696,8 +789,9 @@ class MeterSampleAdmin(ReadOnlyAdmin):
         "value",
         "unit",
         "format",
+        "after_stop",
     )
-    list_filter = ("measurand", "context")
+    list_filter = ("measurand", "context", "after_stop")
     list_select_related = ("station", "session__station")
     search_fields = ("=station__identity",)
     paginator = CappedCountPaginator

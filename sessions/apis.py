@@ -1,4 +1,6 @@
-"""REST API for tokens, drivers and accounts: one view per use case, writes via services.
+"""REST API for tokens, drivers, accounts and sessions: one view per use case, writes via
+services. Sessions are read-only here: chargers write them; every session carries what the
+integrity checks found (anomalies, held for review, estimated).
 
 Every view states the model permissions it needs (role groups: Operators write, Support
 reads); listing is not open to any authenticated user as DRF's DjangoModelPermissions would
@@ -321,40 +323,104 @@ class DriverUpdateApi(ChargingApi):
         return Response(DriverOutputSerializer(driver).data)
 
 
+# --- Sessions -------------------------------------------------------------------------------
+
+# What the integrity checks found on a session, on every session the API shows.
+SESSION_INTEGRITY_FIELDS = (
+    "needs_review",
+    "is_estimated",
+    "is_orphan",
+    "seq_no_gap",
+    "sample_conflicts",
+    "anomalies",
+)
+
+
+class SessionOutputSerializer(serializers.ModelSerializer):
+    station = serializers.CharField(source="station.identity")
+    energy_kwh = serializers.DecimalField(max_digits=16, decimal_places=3)
+    duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ChargingSession
+        fields: tuple[str, ...] = (
+            "id",
+            "uid",
+            "station",
+            "evse_id",
+            "connector_id",
+            "transaction_id",
+            "id_tag",
+            "status",
+            "started_at",
+            "ended_at",
+            "energy_kwh",
+            "duration_seconds",
+            "live_cost",
+            "live_cost_currency",
+            "auth_status",
+            "stop_reason",
+            "rating_status",
+            "rating_note",
+            *SESSION_INTEGRITY_FIELDS,
+        )
+
+    def get_duration_seconds(self, obj: ChargingSession) -> int:
+        return int(obj.duration.total_seconds())
+
+
+class SessionDetailOutputSerializer(SessionOutputSerializer):
+    samples_after_stop = serializers.IntegerField(
+        help_text="Meter samples that arrived after the stop: kept, not counted."
+    )
+
+    class Meta(SessionOutputSerializer.Meta):
+        fields = (
+            *SessionOutputSerializer.Meta.fields,
+            "meter_start_wh",
+            "meter_stop_wh",
+            "energy_wh",
+            "samples_after_stop",
+        )
+
+
+class SessionListApi(ChargingApi):
+    required_permissions = ("charging.view_chargingsession",)
+
+    class FilterSerializer(serializers.Serializer):
+        status = serializers.ChoiceField(choices=ChargingSession.Status.choices, required=False)
+        station = serializers.CharField(required=False)
+        needs_review = serializers.BooleanField(required=False, allow_null=True, default=None)
+        estimated = serializers.BooleanField(required=False, allow_null=True, default=None)
+        flagged = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    @extend_schema(
+        parameters=[FilterSerializer], responses=SessionDetailOutputSerializer(many=True)
+    )
+    def get(self, request: Request) -> Response:
+        filters = self.FilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        return paginated(
+            request,
+            self,
+            selectors.session_list(filters=filters.validated_data),
+            SessionDetailOutputSerializer,
+        )
+
+
+class SessionDetailApi(ChargingApi):
+    required_permissions = ("charging.view_chargingsession",)
+
+    @extend_schema(responses=SessionDetailOutputSerializer)
+    def get(self, request: Request, session_id: int) -> Response:
+        session = get_object_or_404(selectors.session_list(), pk=session_id)
+        return Response(SessionDetailOutputSerializer(session).data)
+
+
 class DriverSessionsApi(ChargingApi):
     required_permissions = ("charging.view_driver", "charging.view_chargingsession")
 
-    class OutputSerializer(serializers.ModelSerializer):
-        station = serializers.CharField(source="station.identity")
-        energy_kwh = serializers.DecimalField(max_digits=16, decimal_places=3)
-        duration_seconds = serializers.SerializerMethodField()
-
-        class Meta:
-            model = ChargingSession
-            fields = (
-                "id",
-                "uid",
-                "station",
-                "evse_id",
-                "connector_id",
-                "transaction_id",
-                "id_tag",
-                "status",
-                "started_at",
-                "ended_at",
-                "energy_kwh",
-                "duration_seconds",
-                "live_cost",
-                "live_cost_currency",
-                "auth_status",
-                "stop_reason",
-                "rating_status",
-                "rating_note",
-                "anomalies",
-            )
-
-        def get_duration_seconds(self, obj: ChargingSession) -> int:
-            return int(obj.duration.total_seconds())
+    OutputSerializer = SessionOutputSerializer
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request: Request, driver_id: int) -> Response:

@@ -306,6 +306,9 @@ class ChargingSession(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         COMPLETED = "completed", "Completed"
+        # Ended, but its start is not known yet (a 2.0.1 Ended before its Started): not rated
+        # until the Started arrives.
+        INCOMPLETE = "incomplete", "Ended, start not yet received"
 
     class RatingStatus(models.TextChoices):
         """Where the session is on its way to a CDR; written by billing."""
@@ -342,10 +345,17 @@ class ChargingSession(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     meter_start_wh = models.DecimalField(max_digits=16, decimal_places=3, null=True, blank=True)
     meter_stop_wh = models.DecimalField(max_digits=16, decimal_places=3, null=True, blank=True)
-    # Highest energy register seen while running: live energy without scanning samples.
+    # Highest reading of the current register segment (sessions.energy): live energy walks on
+    # from it without scanning samples.
     meter_last_wh = models.DecimalField(max_digits=16, decimal_places=3, null=True, blank=True)
+    # The (charger) time of the last reading walked: older ones (retries, late batches) are
+    # stored but do not move the live energy.
+    meter_last_at = models.DateTimeField(null=True, blank=True)
     energy_wh = models.DecimalField(max_digits=16, decimal_places=3, default=Decimal(0))
     stop_reason = models.CharField(max_length=32, blank=True)
+    # When the station's stop reached us (our clock): it places status reports without a
+    # timestamp of their own on the station's clock (tariffs.selectors, charging states).
+    stop_received_at = models.DateTimeField(null=True, blank=True)
     charging_state = models.CharField(max_length=20, blank=True)
     last_power_w = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
     last_soc = models.DecimalField(max_digits=5, decimal_places=2, null=True, blank=True)
@@ -359,6 +369,12 @@ class ChargingSession(models.Model):
     anomalies = models.JSONField(default=list, blank=True)
     # The tariff version is fixed at start by the tariffs app (tariffs.SessionTariff); the
     # running cost so far, incl. VAT, is written by it too.
+    # Closed on an estimate (last known meter reading and time): the station no longer knew
+    # the transaction (it rebooted, its connector became Available, a new one started there).
+    is_estimated = models.BooleanField(default=False)
+    # Re-sent meter samples whose value differed from the one stored under their key (the
+    # first stays; each is flagged in `anomalies` and logged).
+    sample_conflicts = models.PositiveIntegerField(default=0)
     live_cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     live_cost_currency = models.CharField(max_length=3, blank=True)
     # The running cost's own state (tariffs.rating.RunningCost, with the version it prices
@@ -377,6 +393,13 @@ class ChargingSession(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["station", "transaction_id"], name="session_unique_transaction"
+            ),
+            # What makes two 1.6 StartTransactions the same start: the backstop of the retry
+            # check in session_start, which concurrent retries would otherwise both pass.
+            models.UniqueConstraint(
+                fields=["station", "evse_id", "connector_id", "started_at", "id_tag"],
+                condition=models.Q(ocpp16_transaction_id__isnull=False),
+                name="session_unique_ocpp16_start",
             ),
             models.CheckConstraint(
                 condition=models.Q(energy_wh__gte=0), name="session_energy_not_negative"
@@ -405,6 +428,12 @@ class ChargingSession(models.Model):
     def duration(self) -> timedelta:
         end = self.ended_at or timezone.now()
         return end - self.started_at
+
+    @property
+    def needs_review(self) -> bool:
+        """Held for review: billing puts the session on no invoice until finance decides (a
+        start we refused that the station charged anyway, ...)."""
+        return self.rating_status == self.RatingStatus.NEEDS_REVIEW
 
     @property
     def energy_kwh(self) -> Decimal:
@@ -437,6 +466,9 @@ class MeterSample(models.Model):
     signing_method = models.CharField(max_length=50, blank=True)
     encoding_method = models.CharField(max_length=50, blank=True)
     public_key = models.TextField(blank=True)
+    # Arrived when its session was already closed: kept for audit, never counted (the session's
+    # energy and live values, its rating and its CDR ignore it).
+    after_stop = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["timestamp"]

@@ -20,3 +20,19 @@ def id_token_changed_receiver(sender: Any, token_ids: list[int], **kwargs: Any) 
         local_lists_update.delay(ids)
 
     transaction.on_commit(enqueue)
+
+
+def session_estimated_receiver(sender: Any, session_id: int, **kwargs: Any) -> None:
+    """A session closed on an estimate is rated after a delay in which the station's own stop
+    may still arrive (sessions.services, "Sessions a station no longer knows")."""
+
+    def enqueue() -> None:
+        from django.conf import settings
+
+        from sessions.tasks import session_estimate_rate
+
+        session_estimate_rate.apply_async(
+            (session_id,), countdown=settings.CHARGING_ESTIMATE_RATING_DELAY_SECONDS
+        )
+
+    transaction.on_commit(enqueue)

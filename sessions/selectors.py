@@ -119,6 +119,32 @@ def driver_sessions(*, driver: Driver) -> QuerySet[ChargingSession]:
     )
 
 
+def session_list(*, filters: dict[str, Any] | None = None) -> QuerySet[ChargingSession]:
+    """Sessions for the API, newest first, each with its count of samples that arrived after
+    the stop. Filters: status, station (identity), needs_review, estimated, flagged (has any
+    anomaly)."""
+    filters = filters or {}
+    sessions = (
+        ChargingSession.objects.select_related("station")
+        .annotate(samples_after_stop=Count("samples", filter=Q(samples__after_stop=True)))
+        .order_by("-started_at", "-pk")
+    )
+    if filters.get("status"):
+        sessions = sessions.filter(status=filters["status"])
+    if filters.get("station"):
+        sessions = sessions.filter(station__identity=filters["station"])
+    if filters.get("needs_review") is not None:
+        review = Q(rating_status=ChargingSession.RatingStatus.NEEDS_REVIEW)
+        sessions = sessions.filter(review if filters["needs_review"] else ~review)
+    if filters.get("estimated") is not None:
+        sessions = sessions.filter(is_estimated=filters["estimated"])
+    if filters.get("flagged") is True:
+        sessions = sessions.exclude(anomalies=[])
+    elif filters.get("flagged") is False:
+        sessions = sessions.filter(anomalies=[])
+    return sessions
+
+
 def token_decisions(*, token: IdToken, limit: int = 50) -> list[AuthorizationDecision]:
     return list(
         AuthorizationDecision.objects.filter(id_token=token)

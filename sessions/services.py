@@ -5,21 +5,26 @@ that a charger depends on hold for every function here:
 - transaction messages are always answered and stored, whatever their content;
 - retries are idempotent (the same message twice gives one session and one set of samples);
 - charger timestamps are kept; messages queued offline arrive late and are accepted;
-- session energy comes from the meter registers and is never negative.
+- session energy is one rule (sessions.energy): meter stop against meter start, samples only
+  fill the curve, a register reset is summed per segment and flagged; never negative.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q, Sum, prefetch_related_objects
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, Max, OuterRef, Q, Sum, prefetch_related_objects
 from django.utils import timezone
 
+from sessions.energy import RegisterWalk, energy_curve, register_readings
 from sessions.models import (
     AuthorizationDecision,
     ChargingSession,
@@ -32,7 +37,10 @@ from sessions.models import (
     normalize_uid,
 )
 from sessions.pricing import session_cost_advance, session_price_fix
-from sessions.signals import id_token_changed, session_ended, session_started
+from sessions.signals import id_token_changed, session_ended, session_estimated, session_started
+from stations.commands.codec import codec
+from stations.commands.models import Command
+from stations.commands.services import command_create
 from stations.models import ChargingStation, Location
 
 logger = logging.getLogger(__name__)
@@ -134,12 +142,41 @@ def _active_group_sessions(group: IdToken, exclude_session_id: int | None) -> in
     return active.filter(Q(id_token=group) | Q(id_token__group=group)).count()
 
 
+def _limits_lock(token: IdToken) -> None:
+    """Lock the rows of the token and of its group whose limits are about to be counted.
+
+    Two stations starting at once with one card (or two cards of one fleet group) would each
+    count the other's session as not there yet and both pass max_concurrent_sessions. Under
+    the row lock the second start waits until the first has committed its session, then
+    counts it. Tokens without limits or budgets (most) take no lock and no query; the rows
+    are locked in primary-key order, so two starts never wait for each other crosswise.
+    """
+    limited = [
+        candidate.pk
+        for candidate in (token, token.group if token.group_id else None)
+        if candidate is not None
+        and (
+            candidate.max_concurrent_sessions is not None
+            or candidate.budget_energy_wh is not None
+            or candidate.budget_cost is not None
+        )
+    ]
+    if limited:
+        list(
+            IdToken.objects.select_for_update()
+            .filter(pk__in=limited)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+
+
 def _decide(
     token: IdToken | None,
     *,
     station_id: int | None,
     now: datetime,
     exclude_session_id: int | None,
+    lock: bool = False,
 ) -> tuple[str, str]:
     if token is None:
         # Roaming real-time authorization plugs in here once OCPI tokens exist.
@@ -180,6 +217,8 @@ def _decide(
                 return AuthStatus.NOT_AT_THIS_LOCATION, (
                     f"not allowed at station {station.identity} or its site"
                 )
+    if lock:
+        _limits_lock(token)
     if token.max_concurrent_sessions is not None:
         if _active_sessions(token, exclude_session_id) >= token.max_concurrent_sessions:
             return (
@@ -219,6 +258,7 @@ def authorization_decide(
     token_type: str | None = None,
     exclude_session_id: int | None = None,
     now: datetime | None = None,
+    lock: bool = False,
 ) -> AuthorizationResult:
     """Decide whether `uid` may charge here and now, and record the decision with its reason.
 
@@ -230,13 +270,16 @@ def authorization_decide(
     4. Concurrency limit of the token, or of its group for all members together: ConcurrentTx.
     5. Energy or cost budget of the period (UTC calendar) used up: NoCredit.
 
+    With `lock` (a start, inside its transaction), 4 and 5 are decided with the token's and
+    its group's rows locked (`_limits_lock`), so concurrent starts are counted one by one.
+
     The expiry returned (1.6 expiryDate, 2.0.1 cacheExpiryDateTime) is the earlier of the
     token's and its group's valid_until, so that no charger caches a token past its validity.
     """
     now = now or timezone.now()
     token = token_find(uid=uid, token_type=token_type)
     status, reason = _decide(
-        token, station_id=station_id, now=now, exclude_session_id=exclude_session_id
+        token, station_id=station_id, now=now, exclude_session_id=exclude_session_id, lock=lock
     )
     AuthorizationDecision.objects.create(
         station_id=station_id,
@@ -309,10 +352,18 @@ class SampleBatch:
     samples: list[Sample] = field(default_factory=list)
 
 
+AFTER_STOP = "meter samples arrived after the stop: kept, flagged after_stop, not counted"
+
+
 def _samples_store(*, session: ChargingSession | None, station_id: int, batch: SampleBatch) -> None:
-    """Insert a batch in one statement; a retried message hits the unique key and is ignored."""
+    """Insert a batch in one statement; a retried message hits the unique key and is ignored.
+
+    Samples that arrive for a closed session are kept, marked `after_stop`, and flagged on
+    the session: they never move it (its energy, its live values) nor its rating.
+    """
     if not batch.samples:
         return
+    after_stop = session is not None and session.status == ChargingSession.Status.COMPLETED
     rows = [
         MeterSample(
             session=session,
@@ -332,62 +383,240 @@ def _samples_store(*, session: ChargingSession | None, station_id: int, batch: S
             signing_method=s.signing_method[:50],
             encoding_method=s.encoding_method[:50],
             public_key=s.public_key,
+            after_stop=after_stop,
         )
         for s in batch.samples
     ]
-    MeterSample.objects.bulk_create(rows, ignore_conflicts=True)
+    inserted = _InsertCounter()
+    with connection.execute_wrapper(inserted):
+        MeterSample.objects.bulk_create(rows, ignore_conflicts=True)
+    if after_stop and inserted.rows:
+        _session_flag(session, AFTER_STOP)  # type: ignore[arg-type]
+    if inserted.rows < len(rows):
+        # Some rows hit the unique key: a retried message, or a re-send with other values.
+        _samples_conflicts(session=session, station_id=station_id, rows=rows)
+
+
+class _InsertCounter:
+    """Counts the rows the INSERTs really wrote (the database's rowcount), so that a batch
+    without duplicates costs no query to check for them."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("INSERT"):
+            self.rows += max(context["cursor"].rowcount or 0, 0)
+        return result
+
+
+SAMPLE_CONFLICT_FLAGS = 10
+
+
+def _samples_conflicts(
+    *, session: ChargingSession | None, station_id: int, rows: list[MeterSample]
+) -> None:
+    """Compare a batch whose rows partly existed with what is stored under their keys.
+
+    An identical re-send is harmless. A re-send with a different value is dropped (the first
+    value stored stays, as the unique key wants), but counted on the session
+    (`sample_conflicts`), flagged there with what differed, and logged.
+    """
+    fields = ("evse_id", "connector_id", "timestamp", "measurand", "phase", "location", "context")
+
+    def key(row: Any) -> tuple[Any, ...]:
+        return tuple(getattr(row, name) for name in fields)
+
+    stored = {
+        key(row): row
+        for row in MeterSample.objects.filter(
+            station_id=station_id,
+            evse_id__in={r.evse_id for r in rows},
+            timestamp__in={r.timestamp for r in rows},
+            measurand__in={r.measurand for r in rows},
+        ).only(*fields, "value", "raw_value", "signed_data", "unit")
+    }
+    conflicts = []
+    for row in rows:
+        kept = stored.get(key(row))
+        if kept is None or kept is row:
+            continue
+        same_value = (
+            kept.value == row.value
+            if kept.value is not None and row.value is not None
+            else kept.raw_value == row.raw_value
+        )
+        if not same_value or kept.signed_data != row.signed_data or kept.unit != row.unit:
+            conflicts.append((row, kept))
+    if not conflicts:
+        return
+    logger.warning(
+        "station %s: %d re-sent meter sample(s) differ from the stored ones and were dropped: %s",
+        station_id,
+        len(conflicts),
+        "; ".join(
+            f"{row.measurand} at {row.timestamp.isoformat()}: kept {kept.raw_value or kept.value}"
+            f" {kept.unit}, re-sent {row.raw_value or row.value} {row.unit}"
+            for row, kept in conflicts
+        ),
+    )
+    if session is None:
+        return
+    session.sample_conflicts += len(conflicts)
+    for row, kept in conflicts:
+        if (
+            sum(1 for a in session.anomalies if a.startswith("re-sent meter sample"))
+            >= SAMPLE_CONFLICT_FLAGS
+        ):
+            break
+        _session_flag(
+            session,
+            f"re-sent meter sample with a different value: {row.measurand}"
+            f"{' ' + row.phase if row.phase else ''} at {row.timestamp.isoformat()} kept "
+            f"{kept.raw_value or kept.value} {kept.unit}, dropped {row.raw_value or row.value} "
+            f"{row.unit}",
+        )
+
+
+def _reset_threshold() -> Decimal:
+    return Decimal(settings.CHARGING_METER_RESET_THRESHOLD_WH)
+
+
+def _register_rows(samples: list[Sample]) -> list[tuple[datetime, str, str, Decimal | None]]:
+    return [
+        (s.timestamp, s.location, s.unit, s.decimal_value())
+        for s in samples
+        if s.measurand == ENERGY_REGISTER and not s.phase
+    ]
 
 
 def _apply_live_values(session: ChargingSession, samples: list[Sample]) -> list[str]:
-    """Move the session's running energy/power/SoC forward from new samples; returns the
-    changed field names."""
+    """Move a running session's energy, power and SoC forward from new samples; returns the
+    changed field names. A closed session never moves.
+
+    Energy walks on from the session's state (`meter_last_wh`: the highest reading of the
+    current register segment; `energy_wh`: delivered so far) by the rule of sessions.energy,
+    so a register reset is flagged as soon as it is seen; the stop settles the total.
+    """
+    if session.status != ChargingSession.Status.ACTIVE:
+        return []
     changed: list[str] = []
+    walk = RegisterWalk(
+        _reset_threshold(),
+        last=session.meter_last_wh if session.meter_last_wh is not None else session.meter_start_wh,
+        delivered=session.energy_wh,
+    )
+    # Only readings past the last one walked: a retried or late batch (stored, and counted
+    # when the stop settles the energy in time order) must not look like a register reset.
+    for at, value in register_readings(_register_rows(samples)):
+        if session.meter_last_at is not None and at <= session.meter_last_at:
+            continue
+        walk.read(at, value)
+        session.meter_last_at = at
+        changed.append("meter_last_at")
+    if walk.last is not None and walk.last != session.meter_last_wh:
+        session.meter_last_wh = walk.last
+        changed.append("meter_last_wh")
+    if walk.delivered != session.energy_wh:
+        session.energy_wh = walk.delivered
+        changed.append("energy_wh")
+    for reset in walk.resets:
+        if _session_flag(session, reset.describe()):
+            changed.append("anomalies")
     latest_power: tuple[datetime, Decimal] | None = None
     for sample in samples:
-        energy = sample.energy_wh()
-        if energy is not None and (session.meter_last_wh is None or energy > session.meter_last_wh):
-            session.meter_last_wh = energy
-            changed.append("meter_last_wh")
         if sample.measurand == "Power.Active.Import" and not sample.phase:
-            value = sample.decimal_value()
-            if value is not None and (latest_power is None or sample.timestamp >= latest_power[0]):
-                latest_power = (sample.timestamp, value * 1000 if sample.unit == "kW" else value)
+            power = sample.decimal_value()
+            if power is not None and (latest_power is None or sample.timestamp >= latest_power[0]):
+                latest_power = (sample.timestamp, power * 1000 if sample.unit == "kW" else power)
         if sample.measurand == "SoC":
-            value = sample.decimal_value()
-            if value is not None:
-                session.last_soc = value
+            soc = sample.decimal_value()
+            if soc is not None and soc != session.last_soc:
+                session.last_soc = soc
                 changed.append("last_soc")
-    if latest_power is not None:
+    if latest_power is not None and latest_power[1] != session.last_power_w:
         session.last_power_w = latest_power[1]
         changed.append("last_power_w")
-    if session.meter_start_wh is not None and session.meter_last_wh is not None:
-        energy = max(Decimal(0), session.meter_last_wh - session.meter_start_wh)
-        if session.status == ChargingSession.Status.ACTIVE and energy != session.energy_wh:
-            session.energy_wh = energy
-            changed.append("energy_wh")
     return sorted(set(changed))
 
 
-def _session_flag(session: ChargingSession, anomaly: str) -> None:
-    if anomaly not in session.anomalies:
-        session.anomalies = [*session.anomalies, anomaly]
+def _energy_settle(session: ChargingSession) -> None:
+    """The session's energy by the one rule (sessions.energy.energy_curve), from its meter
+    start and stop and every energy register sample it stored: what its rating reads too."""
+    rows = MeterSample.objects.filter(
+        session=session,
+        measurand=ENERGY_REGISTER,
+        phase="",
+        value__isnull=False,
+        after_stop=False,
+    ).values_list("timestamp", "location", "unit", "value")
+    curve = energy_curve(
+        readings=register_readings(rows),
+        start=session.started_at,
+        end=max(session.ended_at or session.started_at, session.started_at),
+        meter_start=session.meter_start_wh,
+        meter_stop=session.meter_stop_wh,
+        threshold=_reset_threshold(),
+    )
+    if curve is None:
+        return
+    session.energy_wh = curve.total
+    for reset in curve.resets:
+        _session_flag(session, reset.describe())
+
+
+def _session_flag(session: ChargingSession, anomaly: str) -> bool:
+    """Add an anomaly an operator sees on the session; returns whether it is new."""
+    if anomaly in session.anomalies:
+        return False
+    session.anomalies = [*session.anomalies, anomaly]
+    return True
 
 
 def _finish(
-    session: ChargingSession, *, ended_at: datetime, meter_stop_wh: Decimal | None, reason: str
+    session: ChargingSession,
+    *,
+    ended_at: datetime,
+    meter_stop_wh: Decimal | None,
+    reason: str,
+    status: str = ChargingSession.Status.COMPLETED,
 ) -> None:
-    session.status = ChargingSession.Status.COMPLETED
+    session.status = status
     session.ended_at = ended_at
     session.stop_reason = reason[:32]
     if meter_stop_wh is not None:
         session.meter_stop_wh = meter_stop_wh
-    stop = session.meter_stop_wh if session.meter_stop_wh is not None else session.meter_last_wh
-    if session.meter_start_wh is not None and stop is not None:
-        if stop < session.meter_start_wh:
-            _session_flag(session, "meter stop below meter start")
-        session.energy_wh = max(Decimal(0), stop - session.meter_start_wh)
+    if (
+        session.meter_start_wh is not None
+        and session.meter_stop_wh is not None
+        and session.meter_stop_wh < session.meter_start_wh
+    ):
+        _session_flag(session, "meter stop below meter start")
+    _energy_settle(session)
+    _charged_despite_refusal(session)
     if ended_at < session.started_at:
         _session_flag(session, "ended before it started")
+
+
+def _hold_for_review(session: ChargingSession, status: str) -> None:
+    """A start we refused (Blocked, Invalid, Expired, ...) that the station may charge anyway
+    (1.6 chargers are allowed to): recorded and flagged, and held for review: billing leaves
+    a session that needs review off every invoice until finance decides."""
+    note = f"started with a {status} token: held for review, not billed"
+    session.rating_status = ChargingSession.RatingStatus.NEEDS_REVIEW
+    session.rating_note = note
+    _session_flag(session, note)
+
+
+def _charged_despite_refusal(session: ChargingSession) -> None:
+    if session.needs_review and session.auth_status not in ("", AuthStatus.ACCEPTED):
+        if session.energy_wh > 0:
+            _session_flag(
+                session,
+                f"charged {session.energy_wh.normalize():f} Wh although the start was answered "
+                f"{session.auth_status}",
+            )
 
 
 def _announce(signal: Any, session_id: int) -> None:
@@ -408,6 +637,62 @@ def _next_ocpp16_transaction_id() -> int:
     return Ocpp16TransactionIdSequence.objects.create().pk
 
 
+def _ocpp16_start_of(
+    *, station_id: int, evse_id: int, connector_id: int, timestamp: datetime, id_tag: str
+) -> ChargingSession | None:
+    """The session of a 1.6 StartTransaction, by what makes it the same start (the unique
+    key `session_unique_ocpp16_start`)."""
+    return _one(
+        ChargingSession.objects.filter(
+            station_id=station_id,
+            evse_id=evse_id,
+            connector_id=connector_id,
+            started_at=timestamp,
+            id_tag=id_tag,
+            ocpp16_transaction_id__isnull=False,
+        )
+    )
+
+
+def _retry_answer(existing: ChargingSession) -> StartResult:
+    auth = AuthorizationResult(
+        status=existing.auth_status or AuthStatus.ACCEPTED,
+        reason="retry",
+        token_id=existing.id_token_id,
+        account_id=existing.account_id,
+    )
+    return StartResult(existing.ocpp16_transaction_id, auth, existing.pk)  # type: ignore[arg-type]
+
+
+def _first_answer_on_conflict(start: Callable[..., StartResult]) -> Callable[..., StartResult]:
+    """The unique backstop of StartTransaction's idempotency.
+
+    A station that retries a StartTransaction while the first is still being processed (a
+    reconnect, two nodes) races the retry check: both find no session and both insert. The
+    unique start key lets one insert win; the other's transaction fails and rolls back (its
+    decision and transactionId with it) and it answers what the first one answered.
+    """
+
+    @functools.wraps(start)
+    def guarded(**kwargs: Any) -> StartResult:
+        try:
+            return start(**kwargs)
+        except IntegrityError:
+            existing = _ocpp16_start_of(
+                station_id=kwargs["station_id"],
+                evse_id=kwargs["evse_id"],
+                connector_id=kwargs["connector_id"],
+                timestamp=kwargs["timestamp"],
+                id_tag=kwargs["id_tag"],
+            )
+            if existing is None:
+                raise
+            return _retry_answer(existing)
+
+    return guarded
+
+
+@_first_answer_on_conflict
 @transaction.atomic
 def session_start(
     *,
@@ -422,32 +707,46 @@ def session_start(
     """Start a session for a 1.6 StartTransaction; always returns a transactionId.
 
     Idempotent on (station, EVSE, connector, timestamp, idTag): a retried StartTransaction gets
-    the transactionId it got the first time. The tag is re-validated (the charger may have
+    the transactionId it got the first time, also when the retry runs concurrently with the
+    first (a unique key backs the check, `_first_answer_on_conflict`). Concurrency limits are
+    counted with the token's rows locked. The tag is re-validated (the charger may have
     authorized offline or from a stale cache), but a refused tag still gets its session stored.
     """
-    existing = _one(
-        ChargingSession.objects.filter(
-            station_id=station_id,
-            evse_id=evse_id,
-            connector_id=connector_id,
-            started_at=timestamp,
-            id_tag=id_tag,
-            ocpp16_transaction_id__isnull=False,
+    # One query: this start's session (a retry) and any session still open on this EVSE.
+    here = list(
+        ChargingSession.objects.select_for_update()
+        .filter(station_id=station_id, evse_id=evse_id)
+        .filter(
+            Q(
+                connector_id=connector_id,
+                started_at=timestamp,
+                id_tag=id_tag,
+                ocpp16_transaction_id__isnull=False,
+            )
+            | Q(status=ChargingSession.Status.ACTIVE)
         )
+        .order_by()
+    )
+    existing = next(
+        (
+            s
+            for s in here
+            if s.ocpp16_transaction_id is not None
+            and (s.connector_id, s.started_at, s.id_tag) == (connector_id, timestamp, id_tag)
+        ),
+        None,
     )
     if existing is not None:
-        auth = AuthorizationResult(
-            status=existing.auth_status or AuthStatus.ACCEPTED,
-            reason="retry",
-            token_id=existing.id_token_id,
-            account_id=existing.account_id,
-        )
-        return StartResult(existing.ocpp16_transaction_id, auth, existing.pk)
+        return _retry_answer(existing)
+    # A connector runs one transaction: one still open here is one the station forgot (its
+    # stop would have arrived first: transaction messages are delivered in order).
+    for stale in here:
+        _close_estimated(stale, forgotten=FORGOTTEN_NEW_TRANSACTION, confirmed=True)
     auth = authorization_decide(
-        uid=id_tag, context=AuthorizationDecision.Context.START, station_id=station_id
+        uid=id_tag, context=AuthorizationDecision.Context.START, station_id=station_id, lock=True
     )
     transaction_id = _next_ocpp16_transaction_id()
-    session = ChargingSession.objects.create(
+    session = ChargingSession(
         station_id=station_id,
         evse_id=evse_id,
         connector_id=connector_id,
@@ -460,12 +759,13 @@ def session_start(
         started_at=timestamp,
         meter_start_wh=meter_start_wh,
         meter_last_wh=meter_start_wh,
+        meter_last_at=timestamp,
         reservation_id=reservation_id,
         charging_state="Charging",
     )
     if not auth.accepted:
-        _session_flag(session, f"started with a {auth.status} token")
-        session.save(update_fields=["anomalies"])
+        _hold_for_review(session, auth.status)
+    session.save(force_insert=True)
     session_price_fix(session)
     _announce(session_started, session.pk)
     return StartResult(transaction_id, auth, session.pk)
@@ -500,9 +800,19 @@ def session_meter_samples(
                     station_id=station_id, transaction_id=transaction_id
                 )
             )
+    reopened = _still_known(session)
+    flags = list(session.anomalies) if session is not None else []
+    conflicts = session.sample_conflicts if session is not None else 0
     _samples_store(session=session, station_id=station_id, batch=batch)
-    if session is not None:
+    if session is not None and reopened:
+        _apply_live_values(session, batch.samples)
+        session.save()
+    elif session is not None:
         changed = _apply_live_values(session, batch.samples)
+        if session.anomalies != flags:
+            changed = sorted({*changed, "anomalies"})
+        if session.sample_conflicts != conflicts:
+            changed = sorted({*changed, "sample_conflicts"})
         if batch.samples and session.status == ChargingSession.Status.ACTIVE:
             latest = max(sample.timestamp for sample in batch.samples)
             changed += session_cost_advance(session, until=latest)
@@ -524,9 +834,13 @@ def session_stop(
     """End a session for a 1.6 StopTransaction. The CSMS cannot refuse a stop.
 
     A stop for a transaction never seen creates a flagged orphan session. A retried stop
-    changes nothing.
+    changes nothing. The stop of a session closed on an estimate (`sessions_forgotten_close`)
+    replaces the estimate: the station's own values win.
     """
     session = _session_by_ocpp16_id(station_id, transaction_id)
+    if session is not None and session.is_estimated:
+        _estimate_superseded(session)
+    flags = (list(session.anomalies), session.sample_conflicts) if session is not None else None
     if session is None:
         session = ChargingSession.objects.create(
             station_id=station_id,
@@ -562,11 +876,236 @@ def session_stop(
             uid=id_tag, context=AuthorizationDecision.Context.STOP, station_id=station_id
         )
     if session.status == ChargingSession.Status.COMPLETED:
+        if flags != (session.anomalies, session.sample_conflicts):
+            session.save(update_fields=["anomalies", "sample_conflicts", "updated_at"])
         return auth
+    session.stop_received_at = timezone.now()
     _finish(session, ended_at=timestamp, meter_stop_wh=meter_stop_wh, reason=reason or "Local")
     session.save()
     _announce(session_ended, session.pk)
     return auth
+
+
+# --- Sessions a station no longer knows ---------------------------------------------------------
+#
+# A station killed mid-transaction may boot again with no memory of it, and report the connector
+# Available; its session would stay active for ever and a new transaction would run beside it.
+# Where the station can be asked (GetTransactionStatus, through the command queue), it is asked
+# and its answer decides. Where it cannot (1.6), the session is closed on an estimate at once
+# (the connector is free for the next start, limits count it no more), but rated only after
+# CHARGING_ESTIMATE_RATING_DELAY_SECONDS: a station that did keep the transaction sends its
+# queued StopTransaction right after it boots (and StatusNotification may overtake the queue),
+# and the station's own stop then simply replaces the estimate before any CDR exists.
+
+TRANSACTION_STATUS_VERB = "get_transaction_status"
+ESTIMATED = "estimated: "
+ESTIMATE_RATED = "estimated close rated: the station sent no stop for it"
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """Why a session is closed on an estimate: its stop reason and the words of its flag."""
+
+    reason: str
+    why: str
+
+
+FORGOTTEN_REBOOT = Forgotten(
+    "EstimatedReboot", "the station booted again and did not report this transaction's stop"
+)
+FORGOTTEN_AVAILABLE = Forgotten(
+    "EstimatedAvailable", "the connector reported Available while this transaction was open"
+)
+FORGOTTEN_NEW_TRANSACTION = Forgotten(
+    "EstimatedNewTransaction", "a new transaction started on the same connector"
+)
+FORGOTTEN_NOT_ONGOING = Forgotten(
+    "EstimatedNotOngoing",
+    "the station answered GetTransactionStatus: not ongoing, no messages queued",
+)
+
+
+def _close_estimated(session: ChargingSession, *, forgotten: Forgotten, confirmed: bool) -> None:
+    """Close a session the station no longer knows at its last known meter reading and time,
+    flagged estimated. Rated at once when `confirmed` (the station said so, or a newer
+    transaction on the connector proves it: transaction messages arrive in order), else after
+    the delay in which the station's own stop may still come."""
+    last_sample = MeterSample.objects.filter(session=session, after_stop=False).aggregate(
+        at=Max("timestamp")
+    )["at"]
+    last_event = TransactionEventRecord.objects.filter(session=session).aggregate(
+        at=Max("timestamp")
+    )["at"]
+    ended_at = max(at for at in (session.started_at, last_sample, last_event) if at is not None)
+    meter = session.meter_last_wh if session.meter_last_wh is not None else session.meter_start_wh
+    session.is_estimated = True
+    reading = f"{meter.normalize():f} Wh" if meter is not None else "no reading"
+    _session_flag(
+        session,
+        f"{ESTIMATED}{forgotten.why}; closed at the last known meter reading ({reading}) and "
+        f"time ({ended_at.isoformat()})",
+    )
+    _finish(session, ended_at=ended_at, meter_stop_wh=meter, reason=forgotten.reason)
+    delay = settings.CHARGING_ESTIMATE_RATING_DELAY_SECONDS
+    if confirmed or delay <= 0:
+        _session_flag(session, ESTIMATE_RATED)
+        session.save()
+        _announce(session_ended, session.pk)
+    else:
+        session.save()
+        _announce(session_estimated, session.pk)
+
+
+def _estimate_superseded(session: ChargingSession) -> None:
+    """The station's own stop arrived for a session closed on an estimate: reopen it for that
+    stop to close it. Not rated yet: the estimate leaves no trace. Rated already: its CDR holds
+    the estimate, which the session says."""
+    if ESTIMATE_RATED in session.anomalies:
+        _session_flag(
+            session,
+            "the station's stop arrived after the estimated close was rated: its CDR holds the "
+            "estimate (re-rate it)",
+        )
+    else:
+        session.anomalies = [a for a in session.anomalies if not a.startswith(ESTIMATED)]
+    session.is_estimated = False
+    session.status = ChargingSession.Status.ACTIVE
+    session.ended_at = None
+    session.meter_stop_wh = None
+    session.stop_reason = ""
+
+
+def _still_known(session: ChargingSession | None) -> bool:
+    """A message of the transaction for a session closed on an estimate, not yet rated: the
+    station did not forget it after all. The session goes on (`_estimate_superseded`)."""
+    if session is None or not session.is_estimated or ESTIMATE_RATED in session.anomalies:
+        return False
+    _estimate_superseded(session)
+    return True
+
+
+@transaction.atomic
+def session_estimate_rate(*, session_id: int) -> bool:
+    """Rate a session closed on an estimate once the station had its time to send the stop
+    (the delayed task after `sessions_forgotten_close`). Returns whether it was announced."""
+    session = _one(ChargingSession.objects.select_for_update().filter(pk=session_id))
+    if (
+        session is None
+        or not session.is_estimated
+        or session.status != ChargingSession.Status.COMPLETED
+        or ESTIMATE_RATED in session.anomalies
+    ):
+        return False
+    _session_flag(session, ESTIMATE_RATED)
+    session.save(update_fields=["anomalies", "updated_at"])
+    _announce(session_ended, session.pk)
+    return True
+
+
+@transaction.atomic
+def sessions_forgotten_close(
+    *, station_id: int, session_ids: list[int], forgotten: Forgotten
+) -> int:
+    """Sessions of a station that may no longer know them: ask the station where its protocol
+    can be asked (GetTransactionStatus through the command queue; the answer goes to
+    `session_transaction_status_answered`), else close them on an estimate. Returns the
+    number closed."""
+    station = ChargingStation.objects.get(pk=station_id)
+    sessions = list(
+        ChargingSession.objects.select_for_update()
+        .filter(pk__in=session_ids, station_id=station_id, status=ChargingSession.Status.ACTIVE)
+        .order_by("pk")
+    )
+    if station.protocol and codec().supports(station.protocol, TRANSACTION_STATUS_VERB):
+        asked = set(
+            Command.objects.filter(
+                station=station,
+                verb=TRANSACTION_STATUS_VERB,
+                status__in=(Command.Status.QUEUED, Command.Status.SENT),
+            ).values_list("payload__transactionId", flat=True)
+        )
+        for session in sessions:
+            if session.transaction_id not in asked:
+                command_create(
+                    station=station,
+                    verb=TRANSACTION_STATUS_VERB,
+                    params={"transaction_id": session.transaction_id},
+                )
+        return 0
+    for session in sessions:
+        _close_estimated(session, forgotten=forgotten, confirmed=False)
+    return len(sessions)
+
+
+def sessions_station_restarted(*, station_id: int, boot_reason: str = "") -> int:
+    """A station booted: its open sessions may be ones it no longer knows (see above).
+
+    One query when it has none, the usual case; the closing runs only for those it has. A
+    BootNotification we asked for (TriggerMessage; 2.0.1 says so in its reason) is no reboot.
+    """
+    if boot_reason == "Triggered":
+        return 0
+    ids = list(
+        ChargingSession.objects.filter(
+            station_id=station_id, status=ChargingSession.Status.ACTIVE
+        ).values_list("pk", flat=True)
+    )
+    if not ids:
+        return 0
+    triggered = Command.objects.filter(
+        station_id=station_id,
+        action__in=("TriggerMessage", "ExtendedTriggerMessage"),
+        payload__requestedMessage="BootNotification",
+        created_at__gte=timezone.now() - timedelta(minutes=10),
+    )
+    if triggered.exists():
+        return 0
+    return sessions_forgotten_close(
+        station_id=station_id, session_ids=ids, forgotten=FORGOTTEN_REBOOT
+    )
+
+
+def sessions_connector_available(*, station_id: int, evse_id: int, at: datetime) -> int:
+    """A connector reported Available: no transaction runs on it, so a session still open
+    there that started before the report is one the station no longer knows. One query when
+    there is none."""
+    ids = list(
+        ChargingSession.objects.filter(
+            station_id=station_id,
+            evse_id=evse_id,
+            status=ChargingSession.Status.ACTIVE,
+            started_at__lte=at,
+        ).values_list("pk", flat=True)
+    )
+    if not ids:
+        return 0
+    return sessions_forgotten_close(
+        station_id=station_id, session_ids=ids, forgotten=FORGOTTEN_AVAILABLE
+    )
+
+
+@transaction.atomic
+def session_transaction_status_answered(
+    *,
+    station_id: int,
+    transaction_id: str,
+    ongoing: bool | None,
+    messages_in_queue: bool,
+) -> bool:
+    """The station's answer to GetTransactionStatus for one of its open sessions: not ongoing
+    and nothing queued means it forgot the transaction: closed on an estimate and rated.
+    Queued messages will tell the rest themselves; ongoing means it is still running."""
+    session = _one(
+        ChargingSession.objects.select_for_update().filter(
+            station_id=station_id,
+            transaction_id=transaction_id,
+            status=ChargingSession.Status.ACTIVE,
+        )
+    )
+    if session is None or messages_in_queue or ongoing is not False:
+        return False
+    _close_estimated(session, forgotten=FORGOTTEN_NOT_ONGOING, confirmed=True)
+    return True
 
 
 # --- OCPP 2.0.1-style transactions (the station issues the transactionId) ----------------------
@@ -601,6 +1140,25 @@ class TransactionEventResult:
     cost: Decimal | None = None
 
 
+def _once_more_on_conflict(
+    apply: Callable[..., TransactionEventResult],
+) -> Callable[..., TransactionEventResult]:
+    """A TransactionEvent retried while the first delivery is still being processed: both
+    find no session and both insert it; the unique (station, transactionId) lets one win and
+    the other's transaction roll back. Applied again, the loser finds the session and the
+    recorded seqNo: a duplicate, answered as one."""
+
+    @functools.wraps(apply)
+    def guarded(**kwargs: Any) -> TransactionEventResult:
+        try:
+            return apply(**kwargs)
+        except IntegrityError:
+            return apply(**kwargs)
+
+    return guarded
+
+
+@_once_more_on_conflict
 @transaction.atomic
 def session_transaction_event(
     *, station_id: int, event: TransactionEvent
@@ -613,13 +1171,27 @@ def session_transaction_event(
        flagged on the session.
     3. Samples are stored in one batch; live energy, power and SoC move forward.
     4. An idToken is authorized (and its decision returned for idTokenInfo).
-    5. Ended closes the session with the charger's timestamp and reason.
+    5. Ended closes the session with the charger's timestamp and reason, and announces it
+       for rating. An Ended before its Started leaves the session incomplete (not rated); the
+       late Started completes it, settles its energy and announces it then.
     """
-    session = _one(
-        ChargingSession.objects.select_for_update().filter(
-            station_id=station_id, transaction_id=event.transaction_id
-        )
+    lookup = Q(transaction_id=event.transaction_id)
+    if event.event_type == "Started" and event.evse_id:
+        # One query: this transaction's session and any other still open on its EVSE.
+        lookup |= Q(status=ChargingSession.Status.ACTIVE, evse_id=event.evse_id)
+    here = list(
+        ChargingSession.objects.select_for_update()
+        .filter(station_id=station_id)
+        .filter(lookup)
+        .order_by()
     )
+    session = next((s for s in here if s.transaction_id == event.transaction_id), None)
+    for stale in here:
+        if stale is not session:
+            _close_estimated(stale, forgotten=FORGOTTEN_NEW_TRANSACTION, confirmed=True)
+    if not _still_known(session) and session is not None and session.is_estimated:
+        if event.event_type == "Ended":
+            _estimate_superseded(session)
     created = False
     if session is None:
         session = ChargingSession(
@@ -686,7 +1258,10 @@ def session_transaction_event(
         session.remote_start_id = event.remote_start_id
     if event.reservation_id is not None:
         session.reservation_id = event.reservation_id
-    if in_sequence or created:
+    closed = session.status == ChargingSession.Status.COMPLETED
+    if closed:
+        pass  # a closed session keeps its last state: events after the stop never move it
+    elif in_sequence or created:
         if event.charging_state:
             session.charging_state = event.charging_state
     else:
@@ -729,6 +1304,7 @@ def session_transaction_event(
             context=AuthorizationDecision.Context.TRANSACTION_EVENT,
             station_id=station_id,
             exclude_session_id=session.pk,
+            lock=event.event_type == "Started",
         )
         if not session.id_tag or event.event_type == "Started":
             session.id_tag = event.id_token[:36]
@@ -737,20 +1313,38 @@ def session_transaction_event(
             session.account_id = authorization.account_id
             session.auth_status = authorization.status
             if not authorization.accepted:
-                _session_flag(session, f"started with a {authorization.status} token")
+                _hold_for_review(session, authorization.status)
 
-    if event.event_type == "Ended":
+    ended = False
+    if event.event_type == "Ended" and not closed:
         end_readings = [
             s.energy_wh()
             for s in event.samples
             if s.energy_wh() is not None and s.context == "Transaction.End"
         ]
+        # An Ended before its Started (offline queues, retries) leaves the session incomplete:
+        # its start and meter start are not known yet, and an immutable CDR rated now would
+        # be wrong for good. The late Started completes it (below).
+        session.stop_received_at = timezone.now()
         _finish(
             session,
             ended_at=event.timestamp,
             meter_stop_wh=end_readings[-1] if end_readings else None,
             reason=event.stopped_reason or "Local",
+            status=(
+                ChargingSession.Status.INCOMPLETE
+                if session.is_orphan
+                else ChargingSession.Status.COMPLETED
+            ),
         )
+        ended = session.status == ChargingSession.Status.COMPLETED
+    elif session.status == ChargingSession.Status.INCOMPLETE and not session.is_orphan:
+        # The Started of an ended session has arrived: both ends are known now.
+        session.status = ChargingSession.Status.COMPLETED
+        _energy_settle(session)
+        _charged_despite_refusal(session)
+        _session_flag(session, "Ended arrived before Started: completed and rated once both")
+        ended = True
     if created:
         # Priced once its payer is known: the first event's token was authorized above.
         session_price_fix(session)
@@ -762,7 +1356,7 @@ def session_transaction_event(
     session.save()
     if event.event_type == "Started" or created:
         _announce(session_started, session.pk)
-    if event.event_type == "Ended":
+    if ended:
         _announce(session_ended, session.pk)
     return TransactionEventResult(session.pk, False, authorization, session.live_cost)
 

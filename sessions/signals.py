@@ -11,5 +11,9 @@ from django.dispatch import Signal
 session_started = Signal()
 # session_ended(sender=ChargingSession, session_id=int): the charger reported the stop.
 session_ended = Signal()
+# session_estimated(sender=ChargingSession, session_id=int): closed on an estimate because the
+# station no longer knows it; rated after CHARGING_ESTIMATE_RATING_DELAY_SECONDS unless the
+# station's own stop replaces the estimate first (the charging app's receiver delays it).
+session_estimated = Signal()
 # id_token_changed(sender=IdToken, token_ids=list[int]): local authorization lists may differ.
 id_token_changed = Signal()

@@ -23,6 +23,8 @@ urlpatterns = [
         apis.DriverSessionsApi.as_view(),
         name="driver-sessions",
     ),
+    path("sessions/", apis.SessionListApi.as_view(), name="session-list"),
+    path("sessions/<int:session_id>/", apis.SessionDetailApi.as_view(), name="session-detail"),
     path("accounts/", apis.AccountListApi.as_view(), name="account-list"),
     path("accounts/create/", apis.AccountCreateApi.as_view(), name="account-create"),
     path("accounts/<int:account_id>/", apis.AccountDetailApi.as_view(), name="account-detail"),

@@ -233,7 +233,7 @@ def connector_status_changed(
     evse_id: int,
     connector_id: int,
     status: str,
-    timestamp: datetime,
+    timestamp: datetime | None,
     error_code: str = "",
     info: str = "",
     vendor_id: str = "",
@@ -242,9 +242,14 @@ def connector_status_changed(
     """Record a status report; evse_id 0 is the station itself (1.6 connector 0).
 
     History keeps every report; the live status only moves forward in charger time, so a
-    late, queued report never overwrites a newer one.
+    late, queued report never overwrites a newer one. A report without the station's
+    timestamp (optional in 1.6) is stored at its receive time, exactly: `timestamp ==
+    received_at` is how the rating tells it from a charger's time.
     """
+    received_at = timezone.now()
+    timestamp = timestamp or received_at
     ConnectorStatusEvent.objects.create(
+        received_at=received_at,
         station_id=station_id,
         evse_id=evse_id,
         connector_id=connector_id,

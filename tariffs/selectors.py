@@ -17,9 +17,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.conf import settings
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from sessions.energy import energy_curve, register_readings
 from sessions.models import (
     ChargingSession,
     CustomerAccount,
@@ -317,8 +319,18 @@ def _session_states(
     session: ChargingSession, start: dt.datetime, end: dt.datetime
 ) -> list[rating.StateChange]:
     """Charging versus parking over the session: 2.0.1 chargingState when the session has
-    TransactionEvents with one, else the 1.6 connector status history."""
-    events: Sequence[tuple[dt.datetime, str]] = list(
+    TransactionEvents with one, else the 1.6 connector status history.
+
+    1. A 1.6 status report without the station's timestamp is stored at its receive time
+       (`timestamp == received_at`, stations.services.connector_status_changed). The stop
+       bounds it: it is placed on the station's clock by the stop (the station's stop time
+       minus how much earlier we received the report than the stop), so a report received
+       just before the StopTransaction lies just before the stop whatever the station's clock
+       says, and one received after the stop lies after the end and does not count.
+    2. Not-charging (parking) stretches shorter than TARIFFS_PARKING_GRACE_SECONDS are not
+       parking: the state before them goes on (`_without_short_parking`).
+    """
+    events: list[tuple[dt.datetime, str]] = list(
         TransactionEventRecord.objects.filter(session=session, timestamp__lte=end)
         .exclude(charging_state="")
         .order_by("timestamp", "seq_no")
@@ -327,23 +339,57 @@ def _session_states(
     mapping = OCPP201_CHARGING
     if not events:
         mapping = OCPP16_CHARGING
-        events = list(
-            ConnectorStatusEvent.objects.filter(
-                station_id=session.station_id,
-                evse_id=session.evse_id,
-                timestamp__gte=start,
-                timestamp__lte=end,
-            )
-            .order_by("timestamp", "pk")
-            .values_list("timestamp", "status")
+        offset = dt.timedelta(0)
+        if session.ended_at is not None and session.stop_received_at is not None:
+            offset = session.ended_at - session.stop_received_at
+        reports = ConnectorStatusEvent.objects.filter(
+            Q(timestamp__gte=start, timestamp__lte=end)
+            | Q(
+                timestamp=F("received_at"),
+                received_at__gte=start - offset,
+                received_at__lte=end - offset,
+            ),
+            station_id=session.station_id,
+            evse_id=session.evse_id,
+        ).values_list("timestamp", "received_at", "status", "pk")
+        placed = sorted(
+            (received + offset if timestamp == received else timestamp, pk, status)
+            for timestamp, received, status, pk in reports
         )
+        events = [(when, status) for when, _, status in placed if start <= when <= end]
     states: list[rating.StateChange] = []
     for timestamp, state in events:
         charging = mapping.get(state)
         if charging is None:
             continue
         states.append(rating.StateChange(max(timestamp, start), charging))
-    return states
+    grace = dt.timedelta(seconds=settings.TARIFFS_PARKING_GRACE_SECONDS)
+    return _without_short_parking(states, end, grace)
+
+
+def _runs(states: list[rating.StateChange]) -> list[rating.StateChange]:
+    """Consecutive changes to the same state are one run, from the first of them."""
+    runs: list[rating.StateChange] = []
+    for state in states:
+        if not runs or runs[-1].charging != state.charging:
+            runs.append(state)
+    return runs
+
+
+def _without_short_parking(
+    states: list[rating.StateChange], end: dt.datetime, grace: dt.timedelta
+) -> list[rating.StateChange]:
+    """Drop parking runs shorter than `grace`: a few seconds of Finishing or SuspendedEV (a
+    remote stop's Finishing 8 ms before its StopTransaction) are no parking to bill, and a
+    60-second step_size would otherwise make a minute of each."""
+    runs = _runs(states)
+    kept = [
+        run
+        for i, run in enumerate(runs)
+        if run.charging
+        or (runs[i + 1].timestamp if i + 1 < len(runs) else end) - run.timestamp >= grace
+    ]
+    return _runs(kept)
 
 
 def session_usage(
@@ -353,9 +399,11 @@ def session_usage(
 
     1. Start is the session's start; end is its end, or for a live session now (or the last
        reported instant, when the station's clock runs ahead of ours).
-    2. Energy register points: meter start at the start, every energy sample inside the
-       session (Wh or kWh; the outlet's value when several locations report), meter stop at
-       the end. With fewer than two points, the session's energy is spread evenly over it.
+    2. Energy: the curve of sessions.energy (the session's own rule): delivered energy from 0
+       at the start to meter stop against meter start at the end, every energy sample inside
+       the session (Wh or kWh; the outlet's value when several locations report) filling the
+       curve, a register reset summed per segment. With fewer than two points, the session's
+       energy is spread evenly over it.
     3. Power (W, kW) and current (A, summed over phases) samples become readings whose
        energy is interpolated on the register curve.
     4. Charging state changes from 2.0.1 chargingState or 1.6 StatusNotification.
@@ -364,7 +412,11 @@ def session_usage(
     live = session.ended_at is None
     rows = list(
         MeterSample.objects.filter(
-            session=session, measurand__in=(ENERGY_REGISTER, POWER, CURRENT), value__isnull=False
+            session=session,
+            measurand__in=(ENERGY_REGISTER, POWER, CURRENT),
+            value__isnull=False,
+            # Samples that arrived after the stop are kept for audit but never rated.
+            after_stop=False,
         ).values_list("timestamp", "measurand", "phase", "location", "unit", "value")
     )
     if live:
@@ -381,21 +433,29 @@ def session_usage(
         ]
         return _totals(_best_by_time(picked))
 
-    energy_samples = measured(ENERGY_REGISTER, phases=False)
-    points = {ts: value for ts, value in energy_samples.items() if start <= ts <= end}
-    before = [ts for ts in energy_samples if ts < start]
-    if session.meter_start_wh is not None:
-        points[start] = session.meter_start_wh
-    elif before:
-        points[start] = energy_samples[max(before)]
-    if not live and session.meter_stop_wh is not None:
-        points[end] = session.meter_stop_wh
+    # The one rule of sessions.energy: meter stop against meter start, samples fill the curve,
+    # a register reset counts per segment. The session's own energy came from the same call.
+    registers = register_readings(
+        (ts, location, unit, value)
+        for ts, m, phase, location, unit, value in rows
+        if m == ENERGY_REGISTER and not phase
+    )
+    delivered = energy_curve(
+        readings=registers,
+        start=start,
+        end=None if live else end,
+        meter_start=session.meter_start_wh,
+        meter_stop=None if live else session.meter_stop_wh,
+        threshold=Decimal(settings.CHARGING_METER_RESET_THRESHOLD_WH),
+    )
+    base = session.meter_start_wh or Decimal(0)
+    points = {ts: base + energy for ts, energy in delivered.points} if delivered else {}
     if len(points) < 2:
         # Nothing to see the energy flow by: spread what the session reports evenly.
-        delivered = max(session.energy_wh or Decimal(0), Decimal(0))
+        delivered_wh = max(session.energy_wh or Decimal(0), Decimal(0))
         points = {start: Decimal(0)}
         if end > start:
-            points[end] = delivered
+            points[end] = delivered_wh
     curve = _Curve(points)
 
     power = {ts: v for ts, v in measured(POWER).items() if start <= ts <= end}

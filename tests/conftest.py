@@ -43,6 +43,18 @@ def _flush_retries_on_lock_conflicts():
     TransactionTestCase._fixture_teardown = original  # type: ignore[attr-defined]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_tariff_engines() -> Iterator[None]:
+    """Tests roll their rows back, so a version id can come again with another tariff; in
+    production versions are immutable and ids never come back, which the per-process cache of
+    their engine form relies on."""
+    from tariffs.services import _ENGINES
+
+    _ENGINES.clear()
+    yield
+    _ENGINES.clear()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

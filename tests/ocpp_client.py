@@ -292,6 +292,16 @@ class Station201(ChargePoint201):
     def on_cost_updated(self, **kwargs: Any) -> Any:
         return self._answer("CostUpdated", kwargs, result201.CostUpdated())
 
+    @on("GetTransactionStatus")
+    def on_get_transaction_status(self, **kwargs: Any) -> Any:
+        # A station that knows nothing of the transaction and has nothing queued.
+        default = result201.GetTransactionStatus(messages_in_queue=False)
+        if kwargs.get("transaction_id"):
+            default = result201.GetTransactionStatus(
+                messages_in_queue=False, ongoing_indicator=False
+            )
+        return self._answer("GetTransactionStatus", kwargs, default)
+
     on_unlock_connector = _answering(
         "UnlockConnector", _accepted(result201.UnlockConnector, "Unlocked")
     )

@@ -102,6 +102,18 @@ VERBS: dict[str, Verb] = {
             expiry=5 * _MINUTE,
         ),
         Verb(
+            "get_transaction_status",
+            "Get transaction status",
+            (
+                Param(
+                    "transaction_id",
+                    "str",
+                    help="2.0.1: the station's transaction id; empty = any queued messages",
+                ),
+            ),
+            expiry=5 * _MINUTE,
+        ),
+        Verb(
             "reset",
             "Reset",
             (

@@ -342,3 +342,12 @@ class OcppConsumer(AsyncWebsocketConsumer):
             result=answer.result,
             response=frame.payload,
         )
+        if self.handlers is not None:
+            try:
+                # What the answer means beyond the command (GetTransactionStatus: whether a
+                # session the station forgot can be closed).
+                await self.handlers.answered(claimed.action, claimed.payload, frame.payload)
+            except Exception:  # the follow-up must not stop the station's command queue
+                logger.exception(
+                    "%s: handling the answer to %s failed", self.identity, claimed.action
+                )

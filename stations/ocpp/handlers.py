@@ -27,13 +27,18 @@ def now_iso() -> str:
 
 def parse_time(value: str | None) -> datetime:
     """Charger timestamps; a missing or unreadable one is replaced by the time of receipt."""
+    return parse_time_or_none(value) or timezone.now()
+
+
+def parse_time_or_none(value: str | None) -> datetime | None:
+    """A charger timestamp, or None when the message has none (or none readable)."""
     if value:
         parsed = parse_datetime(value)
         if parsed is not None:
             if timezone.is_naive(parsed):
                 parsed = timezone.make_aware(parsed, UTC)
             return parsed
-    return timezone.now()
+    return None
 
 
 class BaseHandlers:
@@ -52,6 +57,10 @@ class BaseHandlers:
         if not action[:1].isupper():
             return None
         return getattr(self, action, None)
+
+    async def answered(self, action: str, request: dict[str, Any], response: Any) -> None:
+        """A station answered one of our calls (already recorded on its command): the
+        version's handlers act on what the answer means for the domain, if anything."""
 
     @staticmethod
     def ensure_allowed(action: str, registration_status: str) -> None:

@@ -258,3 +258,38 @@ def test_sessions_live_and_past_read_only(
         assert len(page.context["cl"].result_list) == 1
     assert client.get(reverse("admin:charging_metersample_add")).status_code == 403
     assert client.get(reverse("admin:charging_chargingsession_add")).status_code == 403
+
+
+def test_the_session_page_shows_what_the_integrity_checks_found(client: Any, operator: Any) -> None:
+    station = ChargingStation.objects.create(identity="CP-FLAGS-1")
+    now = timezone.now()
+    flagged = ChargingSession.objects.create(
+        station=station,
+        transaction_id="1",
+        status="completed",
+        started_at=now - timedelta(hours=2),
+        ended_at=now - timedelta(hours=1),
+        rating_status="needs_review",
+        is_estimated=True,
+        anomalies=[
+            "started with a Blocked token: held for review, not billed",
+            "meter reset at 2026-10-01T10:30:00+00:00: register went back from 12061 to 20 Wh",
+        ],
+    )
+    MeterSample.objects.create(
+        session=flagged, station=station, timestamp=now, value=Decimal(9), after_stop=True
+    )
+    ChargingSession.objects.create(station=station, transaction_id="2", started_at=now)
+    client.force_login(operator)
+    url = reverse("admin:charging_chargingsession_changelist")
+    page = client.get(url).content.decode()
+    assert "held for review" in page
+    assert "2 anomalies" in page
+    for value in ("flagged", "review", "estimated"):
+        listed = client.get(url, {"integrity": value}).context["cl"].result_list
+        assert list(listed) == [flagged], value
+    detail = client.get(reverse("admin:charging_chargingsession_change", args=[flagged.pk]))
+    body = detail.content.decode()
+    assert "<li>started with a Blocked token: held for review, not billed</li>" in body
+    assert "register went back from 12061 to 20 Wh" in body
+    assert "1 kept, not counted" in body

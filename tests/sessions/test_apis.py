@@ -181,3 +181,49 @@ def test_accounts_and_drivers(
     sessions = client.get(f"/api/drivers/{driver_id}/sessions/")
     assert sessions.status_code == 200
     assert sessions.json()["count"] == 0
+
+
+def test_sessions_carry_what_the_integrity_checks_found(support: Any) -> None:
+    import datetime as dt
+    from decimal import Decimal
+
+    from sessions.models import ChargingSession, MeterSample
+    from stations.models import ChargingStation
+
+    station = ChargingStation.objects.create(identity="CP-API-1")
+    start = dt.datetime(2026, 10, 1, 10, tzinfo=dt.UTC)
+    flagged = ChargingSession.objects.create(
+        station=station,
+        transaction_id="1",
+        status="completed",
+        started_at=start,
+        ended_at=start + dt.timedelta(hours=1),
+        energy_wh=Decimal(4000),
+        rating_status="needs_review",
+        is_estimated=True,
+        sample_conflicts=2,
+        anomalies=["started with a Blocked token: held for review, not billed"],
+    )
+    MeterSample.objects.create(
+        session=flagged, station=station, timestamp=start, value=Decimal(1), after_stop=True
+    )
+    clean = ChargingSession.objects.create(
+        station=station, transaction_id="2", started_at=start - dt.timedelta(days=1)
+    )
+    client = api(support)  # read-only role: may read sessions
+    listed = client.get("/api/sessions/")
+    assert listed.status_code == 200, listed.json()
+    rows = {row["id"]: row for row in listed.json()["results"]}
+    assert rows[flagged.pk]["needs_review"] is True
+    assert rows[flagged.pk]["is_estimated"] is True
+    assert rows[flagged.pk]["sample_conflicts"] == 2
+    assert rows[flagged.pk]["samples_after_stop"] == 1
+    assert rows[flagged.pk]["anomalies"] == flagged.anomalies
+    assert rows[clean.pk]["anomalies"] == []
+    only_flagged = client.get("/api/sessions/", {"flagged": "true"}).json()["results"]
+    assert [row["id"] for row in only_flagged] == [flagged.pk]
+    review = client.get("/api/sessions/", {"needs_review": "true"}).json()["results"]
+    assert [row["id"] for row in review] == [flagged.pk]
+    detail = client.get(f"/api/sessions/{flagged.pk}/").json()
+    assert (detail["energy_wh"], detail["samples_after_stop"]) == ("4000.000", 1)
+    assert api(None).get("/api/sessions/").status_code in (401, 403)

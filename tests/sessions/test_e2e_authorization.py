@@ -254,8 +254,9 @@ async def test_start_with_a_blocked_token_is_stored_and_answered(
     session = await sync_to_async(ChargingSession.objects.get)(station__identity=network.identity)
     assert session.auth_status == "Blocked"
     assert session.id_token_id is not None
+    assert session.needs_review
+    assert "started with a Blocked token: held for review, not billed" in session.anomalies
     if protocol == "ocpp1.6":
-        assert "started with a Blocked token" in session.anomalies
         assert response["idTagInfo"]["status"] == "Blocked"
         assert response["transactionId"] == session.ocpp16_transaction_id
     else:

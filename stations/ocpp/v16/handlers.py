@@ -5,11 +5,13 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from django.utils import timezone
+
 from sessions import services as charging
 from sessions.models import AuthorizationDecision
 from stations import services as network
 from stations.ocpp.db import db
-from stations.ocpp.handlers import BaseHandlers, now_iso, parse_time
+from stations.ocpp.handlers import BaseHandlers, now_iso, parse_time, parse_time_or_none
 from stations.ocpp.v16.addressing import evse_address
 from stations.ocpp.v16.commands import AUTHORIZATION_STATUS, ID_TAG_LENGTH
 
@@ -63,6 +65,10 @@ class Handlers(BaseHandlers):
             meter_serial_number=p.get("meterSerialNumber", ""),
         )
         self.consumer.registration_status = result.status
+        if result.status == "Accepted":
+            # 1.6 transactions do not outlive a reboot: the station's open sessions end (on an
+            # estimate, unless its queued StopTransaction comes first).
+            await db(charging.sessions_station_restarted)(station_id=self.station_id)
         return {"status": result.status, "currentTime": now_iso(), "interval": result.interval}
 
     async def Heartbeat(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
@@ -72,6 +78,8 @@ class Handlers(BaseHandlers):
 
     async def StatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         evse_id, connector_id = evse_address(p["connectorId"])
+        # Optional in 1.6: without it the report is stored at its receive time, and marked so.
+        timestamp = parse_time_or_none(p.get("timestamp"))
         await db(network.connector_status_changed)(
             station_id=self.station_id,
             evse_id=evse_id,
@@ -81,8 +89,13 @@ class Handlers(BaseHandlers):
             info=p.get("info", ""),
             vendor_id=p.get("vendorId", ""),
             vendor_error_code=p.get("vendorErrorCode", ""),
-            timestamp=parse_time(p.get("timestamp")),
+            timestamp=timestamp,
         )
+        if p["status"] == "Available" and evse_id:
+            # A 1.6 connector is Available only with no transaction on it.
+            await db(charging.sessions_connector_available)(
+                station_id=self.station_id, evse_id=evse_id, at=timestamp or timezone.now()
+            )
         return {}
 
     async def Authorize(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802

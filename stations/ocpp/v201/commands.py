@@ -122,6 +122,12 @@ def _remote_stop(a: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 _RESET = {"soft": "OnIdle", "hard": "Immediate", "OnIdle": "OnIdle", "Immediate": "Immediate"}
 
 
+def _transaction_status(a: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    payload: dict[str, Any] = {}
+    put(payload, "transactionId", a.get("transaction_id") and str(a["transaction_id"]))
+    return "GetTransactionStatus", payload
+
+
 def _reset(a: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     kind = a.get("type") or "soft"
     if kind not in _RESET:
@@ -423,6 +429,7 @@ def _certificate_signed(a: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
 BUILDERS: dict[str, Builder] = {
     "remote_start": _remote_start,
     "remote_stop": _remote_stop,
+    "get_transaction_status": _transaction_status,
     "reset": _reset,
     "unlock_connector": _unlock,
     "change_availability": _availability,

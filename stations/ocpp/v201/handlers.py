@@ -87,6 +87,12 @@ class Handlers(BaseHandlers):
             reason=p["reason"],
         )
         self.consumer.registration_status = result.status
+        if result.status == "Accepted":
+            # Open sessions the station may have lost in the reboot: it is asked about each
+            # (GetTransactionStatus), and its answer decides (`answered`).
+            await db(charging.sessions_station_restarted)(
+                station_id=self.station_id, boot_reason=p["reason"]
+            )
         return {"status": result.status, "currentTime": now_iso(), "interval": result.interval}
 
     async def Heartbeat(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
@@ -95,13 +101,20 @@ class Handlers(BaseHandlers):
         return {"currentTime": now_iso()}
 
     async def StatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        timestamp = parse_time(p["timestamp"])
         await db(network.connector_status_changed)(
             station_id=self.station_id,
             evse_id=p["evseId"],
             connector_id=p["connectorId"],
             status=p["connectorStatus"],
-            timestamp=parse_time(p["timestamp"]),
+            timestamp=timestamp,
         )
+        if p["connectorStatus"] == "Available" and p["evseId"]:
+            # A 2.0.1 transaction may run on an Available connector (TxStartPoint before the
+            # cable): the station is asked about any open session there, not presumed.
+            await db(charging.sessions_connector_available)(
+                station_id=self.station_id, evse_id=p["evseId"], at=timestamp
+            )
         return {}
 
     async def Authorize(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
@@ -209,6 +222,15 @@ class Handlers(BaseHandlers):
                 "additionalInfo": "No OCSP responder on this CSMS yet",
             },
         }
+
+    async def answered(self, action: str, request: dict[str, Any], response: Any) -> None:
+        if action == "GetTransactionStatus" and request.get("transactionId"):
+            await db(charging.session_transaction_status_answered)(
+                station_id=self.station_id,
+                transaction_id=request["transactionId"],
+                ongoing=response.get("ongoingIndicator"),
+                messages_in_queue=bool(response.get("messagesInQueue")),
+            )
 
     async def _recorded(self, action: str, p: dict[str, Any]) -> dict[str, Any]:
         status = str(p.get("status") or p.get("chargingLimit", {}).get("chargingLimitSource", ""))

@@ -195,3 +195,11 @@ def test_session_end_rates_the_session_in_a_real_worker(station) -> None:
     # 12.5 kWh x 0.40 = 5.00 excl., 6.05 incl. 21 % VAT.
     assert (cdr.total_cost_excl_vat, cdr.total_cost_incl_vat) == (D("5.00"), D("6.05"))
     assert cdr.token_uid == token.uid
+
+
+def test_a_session_held_for_review_gets_no_cdr(ended: ChargingSession) -> None:
+    ChargingSession.objects.filter(pk=ended.pk).update(rating_status="needs_review")
+    assert services.cdr_create_for_session(session_id=ended.pk) is None
+    assert not Cdr.objects.filter(session=ended).exists()
+    # Nothing to invoice either.
+    assert not Cdr.objects.billable().exists()

@@ -44,6 +44,7 @@ CASES = [
         "RequestStartTransaction",
     ),
     ("remote_stop", {"transaction_id": "42"}, "RemoteStopTransaction", "RequestStopTransaction"),
+    ("get_transaction_status", {"transaction_id": "TX-1"}, None, "GetTransactionStatus"),
     ("reset", {"type": "hard"}, "Reset", "Reset"),
     ("unlock_connector", {"evse_id": 1}, "UnlockConnector", "UnlockConnector"),
     (

@@ -193,8 +193,10 @@ def sample_inserts(captured: Any) -> int:
 
 
 async def test_v16_boot_notification(cp16, django_assert_num_queries):
-    # BEGIN; SELECT the station (FOR UPDATE); UPDATE the station; COMMIT.
-    with django_assert_num_queries(4):
+    # BEGIN; SELECT the station (FOR UPDATE); UPDATE the station; COMMIT. Then SELECT its open
+    # sessions: a station that boots again may have forgotten them (none here; only those
+    # there are cost more).
+    with django_assert_num_queries(5):
         boot = await answer(
             cp16,
             "BootNotification",
@@ -226,6 +228,18 @@ async def test_v16_status_notification_of_a_connector(cp16, django_assert_num_qu
     assert await _connector_status(cp16.station_id, 1) == "Preparing"
 
 
+async def test_v16_status_notification_available(cp16, django_assert_num_queries):
+    # As any status report (5), and Available means no transaction runs on the connector:
+    # SELECT the sessions still open there (none, the usual case).
+    with django_assert_num_queries(6):
+        await answer(
+            cp16,
+            "StatusNotification",
+            {"connectorId": 1, "errorCode": "NoError", "status": "Available"},
+        )
+    assert await _connector_status(cp16.station_id, 1) == "Available"
+
+
 async def test_v16_status_notification_of_the_station(cp16, django_assert_num_queries):
     # Connector 0: BEGIN; INSERT the status event; UPDATE the station; COMMIT.
     with django_assert_num_queries(4):
@@ -247,8 +261,9 @@ async def test_v16_status_notification_of_a_connector_never_configured(
     # The first report of connector 2 learns it, once: BEGIN; INSERT the event; UPDATE the
     # connector (no row); SELECT whether it exists; SELECT the station (for the EVSE uid, taken
     # before the EVSE is looked up); SELECT the EVSE; SAVEPOINT; INSERT the EVSE; RELEASE;
-    # INSERT the connector; UPDATE the EVSE; COMMIT.
-    with django_assert_num_queries(12):
+    # INSERT the connector; UPDATE the EVSE; COMMIT. Available: SELECT the sessions still open
+    # on the connector (none).
+    with django_assert_num_queries(13):
         await answer(
             cp16,
             "StatusNotification",
@@ -275,12 +290,24 @@ START_16 = {"connectorId": 1, "idTag": CARD, "meterStart": 1000, "timestamp": ts
 
 async def test_v16_start_transaction(cp16, django_assert_num_queries):
     await _default_tariff()
-    # BEGIN; SELECT a session of this start (retry check); SELECT the token; INSERT the
+    # BEGIN; SELECT a session of this start (retry check) and any still open on the EVSE (a
+    # forgotten one is closed), in one statement, FOR UPDATE; SELECT the token; INSERT the
     # decision; INSERT the transactionId sequence row; INSERT the session; the price fixed in
     # the same transaction: SELECT the token's group and issuer (a card paying through no
     # account of its own), SELECT the assignments with the version in force (one query, no
     # JSON), INSERT the session's version; COMMIT.
     with django_assert_num_queries(10):
+        started = await answer(cp16, "StartTransaction", START_16)
+    assert started["idTagInfo"]["status"] == "Accepted"
+
+
+async def test_v16_start_transaction_with_a_concurrency_limit(cp16, django_assert_num_queries):
+    await _limit_card(1)
+    # As above, plus: SELECT the token FOR UPDATE (its limit is decided under the row lock, so
+    # two stations cannot both pass it); COUNT its active sessions; and the price fixed (the
+    # card's group and issuer, the version in force: no tariff here, so no insert). 11; a card
+    # without limits or budgets takes neither of the first two.
+    with django_assert_num_queries(11):
         started = await answer(cp16, "StartTransaction", START_16)
     assert started["idTagInfo"]["status"] == "Accepted"
 
@@ -320,6 +347,23 @@ async def test_v16_meter_values(cp16, django_assert_num_queries, samples):
     assert await _live_cost(tx) is not None
 
 
+async def test_v16_meter_values_re_sent(cp16, django_assert_num_queries):
+    tx = (await answer(cp16, "StartTransaction", START_16))["transactionId"]
+    payload = {
+        "connectorId": 1,
+        "transactionId": tx,
+        "meterValue": meter_values(8, v201_format=False),
+    }
+    await answer(cp16, "MeterValues", payload)
+    # A retried message: BEGIN; SELECT the session (FOR UPDATE); INSERT (every row hits the
+    # unique key; the database's rowcount says so, at no cost); SELECT the stored rows, to
+    # tell a harmless retry from a re-send with other values; COMMIT. No UPDATE: old readings
+    # do not move the session. Only a batch with duplicates pays the SELECT.
+    with django_assert_num_queries(5):
+        await answer(cp16, "MeterValues", payload)
+    assert await _samples_of(tx) == 8
+
+
 async def test_v16_stop_transaction(cp16, django_assert_num_queries):
     tx = (await answer(cp16, "StartTransaction", START_16))["transactionId"]
     end = START + timedelta(minutes=30)
@@ -340,8 +384,9 @@ async def test_v16_stop_transaction(cp16, django_assert_num_queries):
         ],
     }
     # BEGIN; SELECT the session (FOR UPDATE); INSERT the transactionData samples; SELECT the
-    # token; INSERT the decision; UPDATE the session; COMMIT.
-    with django_assert_num_queries(7) as captured:
+    # token; INSERT the decision; SELECT the session's energy register samples (the energy
+    # rule of sessions.energy, which the rating reads too); UPDATE the session; COMMIT.
+    with django_assert_num_queries(8) as captured:
         stopped = await answer(cp16, "StopTransaction", payload)
     assert sample_inserts(captured) == 1
     assert stopped["idTagInfo"]["status"] == "Accepted"
@@ -351,8 +396,9 @@ async def test_v16_stop_transaction(cp16, django_assert_num_queries):
 async def test_v16_stop_transaction_without_tag_or_data(cp16, django_assert_num_queries):
     tx = (await answer(cp16, "StartTransaction", START_16))["transactionId"]
     payload = {"transactionId": tx, "meterStop": 9000, "timestamp": ts(START + timedelta(hours=1))}
-    # BEGIN; SELECT the session (FOR UPDATE); UPDATE the session; COMMIT.
-    with django_assert_num_queries(4):
+    # BEGIN; SELECT the session (FOR UPDATE); SELECT its energy register samples; UPDATE the
+    # session; COMMIT.
+    with django_assert_num_queries(5):
         assert await answer(cp16, "StopTransaction", payload) == {}
 
 
@@ -360,8 +406,9 @@ async def test_v16_stop_transaction_without_tag_or_data(cp16, django_assert_num_
 
 
 async def test_v201_boot_notification(cp201, django_assert_num_queries):
-    # BEGIN; SELECT the station (FOR UPDATE); UPDATE the station; COMMIT.
-    with django_assert_num_queries(4):
+    # BEGIN; SELECT the station (FOR UPDATE); UPDATE the station; COMMIT; SELECT its open
+    # sessions (the station is asked about each, if any: GetTransactionStatus).
+    with django_assert_num_queries(5):
         boot = await answer(
             cp201,
             "BootNotification",
@@ -385,6 +432,16 @@ async def test_v201_status_notification(cp201, django_assert_num_queries):
             {"timestamp": ts(START), "connectorStatus": "Occupied", "evseId": 1, "connectorId": 1},
         )
     assert await _connector_status(cp201.station_id, 1) == "Occupied"
+
+
+async def test_v201_status_notification_available(cp201, django_assert_num_queries):
+    # As any status report (5), plus SELECT the sessions still open on the EVSE (none).
+    with django_assert_num_queries(6):
+        await answer(
+            cp201,
+            "StatusNotification",
+            {"timestamp": ts(START), "connectorStatus": "Available", "evseId": 1, "connectorId": 1},
+        )
 
 
 async def test_v201_authorize(cp201, django_assert_num_queries):
@@ -478,8 +535,9 @@ async def test_v201_transaction_event_ended(cp201, django_assert_num_queries):
         ],
     )
     # BEGIN; SELECT the session (FOR UPDATE); SAVEPOINT; INSERT the event record; RELEASE;
-    # INSERT the samples; SELECT the token; INSERT the decision; UPDATE the session; COMMIT.
-    with django_assert_num_queries(10):
+    # INSERT the samples; SELECT the token; INSERT the decision; SELECT the session's energy
+    # register samples (the energy rule); UPDATE the session; COMMIT.
+    with django_assert_num_queries(11):
         await answer(cp201, "TransactionEvent", ended)
     assert await _session_status(TX) == "completed"
 
@@ -607,6 +665,10 @@ async def _make_station(identity: str, protocol_name: str) -> int:
 
 async def _make_card() -> None:
     IdToken.objects.create(uid=CARD)
+
+
+async def _limit_card(limit: int) -> None:
+    IdToken.objects.filter(uid=CARD).update(max_concurrent_sessions=limit)
 
 
 async def _connector_status(station_id: int, evse_id: int) -> str:
