@@ -747,12 +747,20 @@ class RatingStatusFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [
-            (str(status.value), str(status.label))
-            for status in ChargingSession.RatingStatus
-            if status in ChargingSession.RATING_ATTENTION
+            ("decide", "Waiting for a decision"),
+            *[
+                (str(status.value), str(status.label))
+                for status in ChargingSession.RatingStatus
+                if status in ChargingSession.RATING_ATTENTION
+            ],
+            ("flagged", "Rated, with a flag to check"),
         ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() == "decide":
+            return queryset.filter(rating_status__in=ChargingSession.RATING_ATTENTION)
+        if self.value() == "flagged":
+            return queryset.filter(rating_status=ChargingSession.RatingStatus.RATED)
         if self.value():
             return queryset.filter(rating_status=self.value())
         return queryset

@@ -603,20 +603,21 @@ class BillingAuditEntry(models.Model):
 
 class SessionReviewManager(models.Manager["SessionReview"]):
     def get_queryset(self) -> models.QuerySet[SessionReview]:
+        """Ended sessions finance must decide on, and rated ones with a flag to check (a meter
+        reset, an orphan stop, an estimate): billed, but worth a look and perhaps a credit."""
+        flagged = ~models.Q(anomalies=[]) | models.Q(is_orphan=True) | models.Q(is_estimated=True)
         return (
             super()
             .get_queryset()
-            .filter(
-                status=ChargingSession.Status.COMPLETED,
-                rating_status__in=ChargingSession.RATING_ATTENTION,
-            )
+            .filter(status=ChargingSession.Status.COMPLETED)
+            .filter(models.Q(rating_status__in=ChargingSession.RATING_ATTENTION) | flagged)
         )
 
 
 class SessionReview(ChargingSession):
     """The charging sessions finance must act on before they can be billed (no tariff, held for
-    review, rating failed): the review queue of the panel. A proxy: the rows are the sessions,
-    and `objects` holds only those in the queue."""
+    review, rating failed), and the billed ones with a flag to check: the review queue of the
+    panel. A proxy: the rows are the sessions, and `objects` holds only those in the queue."""
 
     objects = SessionReviewManager()  # type: ignore[misc]  # narrows the sessions' manager
 

@@ -141,7 +141,12 @@ def revenue_per_token(*, start: datetime, end: datetime) -> dict[int | str, dict
 def review_alerts() -> dict[str, Any]:
     """The dashboard's alert for finance's queue: ended sessions no CDR covers until someone
     decides (no tariff, held for review, rating failed), by status."""
-    rows = SessionReview.objects.values("rating_status").annotate(n=Count("pk")).order_by()
+    rows = (
+        SessionReview.objects.filter(rating_status__in=ChargingSession.RATING_ATTENTION)
+        .values("rating_status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
     per_status = {row["rating_status"]: row["n"] for row in rows}
     total = sum(per_status.values())
     items = []

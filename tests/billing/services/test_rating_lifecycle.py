@@ -140,3 +140,19 @@ def test_a_task_that_fails_for_good_marks_its_session(station, settings) -> None
         rating_attempts=settings.BILLING_RATING_MAX_ATTEMPTS
     )
     assert services.cdrs_create_missing(older_than=dt.timedelta(0), limit=10) == 0
+
+
+def test_a_billed_session_with_a_flag_is_in_the_queue_to_check(station) -> None:
+    token = make_token(make_account("Flagged"))
+    session = make_ended_session(
+        station, token, make_tariff(), start=timezone.now() - dt.timedelta(hours=3)
+    )
+    ChargingSession.objects.filter(pk=session.pk).update(
+        anomalies=["meter reset at 12:00: 5000 Wh -> 0 Wh, segments summed"]
+    )
+    assert services.cdr_create_for_session(session_id=session.pk) is not None
+    # Billed, so nothing to decide: no alert, but listed for a look (and perhaps a credit).
+    assert list(SessionReview.objects.values_list("pk", "rating_status")) == [
+        (session.pk, Status.RATED)
+    ]
+    assert review_alerts()["counts"] == {"sessions_to_review": 0}
