@@ -42,6 +42,7 @@ from stations.commands.codec import codec
 from stations.commands.models import Command
 from stations.commands.services import command_create
 from stations.models import ChargingStation, Location
+from stations.services import connector_status_changed
 
 logger = logging.getLogger(__name__)
 
@@ -1063,6 +1064,33 @@ def sessions_station_restarted(*, station_id: int, boot_reason: str = "") -> int
     return sessions_forgotten_close(
         station_id=station_id, session_ids=ids, forgotten=FORGOTTEN_REBOOT
     )
+
+
+def connector_status_record(
+    *,
+    station_id: int,
+    evse_id: int,
+    connector_id: int,
+    status: str,
+    timestamp: datetime | None,
+    available: bool,
+    **details: Any,
+) -> None:
+    """A connector's status report, and, when it says Available, the sessions there that the
+    station no longer knows (`sessions_connector_available`): one trip from the OCPP edge to
+    the database thread for what is most of a network's traffic."""
+    connector_status_changed(
+        station_id=station_id,
+        evse_id=evse_id,
+        connector_id=connector_id,
+        status=status,
+        timestamp=timestamp,
+        **details,
+    )
+    if available and evse_id:
+        sessions_connector_available(
+            station_id=station_id, evse_id=evse_id, at=timestamp or timezone.now()
+        )
 
 
 def sessions_connector_available(*, station_id: int, evse_id: int, at: datetime) -> int:

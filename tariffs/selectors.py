@@ -18,8 +18,10 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, OuterRef, Q, QuerySet, Subquery
+from django.db import connection
+from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from sessions.energy import energy_curve, register_readings
 from sessions.models import (
@@ -109,14 +111,6 @@ def session_account_id(*, session: ChargingSession) -> int | None:
     return None
 
 
-def _in_force(at: dt.datetime) -> QuerySet[TariffVersion]:
-    """The version of the outer row's tariff in force at `at`: of those that took effect by
-    then, the last published (a later publication supersedes one still scheduled)."""
-    return TariffVersion.objects.filter(tariff=OuterRef("tariff"), effective_from__lte=at).order_by(
-        "-number"
-    )
-
-
 def _specificity(row: dict[str, Any]) -> int:
     """connector > EVSE > station > site > default; an account's own price beats the same
     place without one (TariffAssignment.specificity, on a values() row)."""
@@ -133,6 +127,55 @@ def _specificity(row: dict[str, Any]) -> int:
     return score * 2 + (1 if row["account_id"] else 0)
 
 
+def _selection_sql() -> str:
+    """The statement of `tariff_version_select`, built once from the models' table names."""
+    assignment = TariffAssignment._meta.db_table
+    version = TariffVersion._meta.db_table
+    station = ChargingStation._meta.db_table
+    # Table names from the models, values only as parameters.
+    return f"""
+        SELECT a.id, a.location_id, a.station_id, a.evse_id, a.connector_id, a.account_id,
+               a.valid_from, v.id, v.type, v.start_date_time, v.end_date_time
+        FROM {assignment} a
+        LEFT JOIN {version} v ON v.id = (
+            SELECT w.id FROM {version} w
+            WHERE w.tariff_id = a.tariff_id AND w.effective_from <= %s
+            ORDER BY w.number DESC LIMIT 1
+        )
+        WHERE (
+            (a.station_id IS NULL AND a.evse_id IS NULL AND a.connector_id IS NULL)
+            OR (
+                a.station_id = %s
+                AND (a.evse_id IS NULL OR a.evse_id = %s)
+                AND (a.connector_id IS NULL OR (a.connector_id = %s AND a.evse_id = %s))
+            )
+        )
+        AND (
+            a.location_id IS NULL
+            OR a.location_id = (SELECT s.location_id FROM {station} s WHERE s.id = %s)
+        )
+        AND (a.account_id IS NULL OR a.account_id = %s)
+        AND (a.valid_from IS NULL OR a.valid_from <= %s)
+        AND (a.valid_until IS NULL OR a.valid_until > %s)
+    """  # noqa: S608
+
+
+_SELECTION_SQL: str | None = None
+_SELECTION_COLUMNS = (
+    "pk",
+    "location_id",
+    "station_id",
+    "evse_id",
+    "connector_id",
+    "account_id",
+    "valid_from",
+    "version",
+    "version_type",
+    "version_start",
+    "version_end",
+)
+
+
 def tariff_version_select(
     *,
     station_id: int | None,
@@ -143,56 +186,32 @@ def tariff_version_select(
     tariff_type: str = "REGULAR",
 ) -> tuple[int, int] | None:
     """(version id, assignment id) of the tariff for a charge here, for this payer, at `at`;
-    None when nothing applies. One query, no JSON: it runs in the transaction that starts a
-    session.
+    None when nothing applies. It runs in the transaction that starts a session, so it is one
+    static statement (the ORM's compilation of the same query cost more than the query) and
+    reads no JSON.
 
     1. Assignments that cover this place, payer and instant, each with the version of its
-       tariff in force at `at`.
+       tariff in force at `at` (of those in effect by then, the last published).
     2. Most specific first; within one specificity the assignment that became valid last (a
        scheduled price change), then the newest row.
     3. The first whose version fits the session type (a version without type fits every one)
        and whose own start/end_date_time covers `at`; an expired tariff gives way to the next.
     """
-    scope = Q(station__isnull=True, evse_id__isnull=True, connector_id__isnull=True)
-    site = Q(location__isnull=True)
-    if station_id is not None:
-        here = Q(station_id=station_id) & (Q(evse_id__isnull=True) | Q(evse_id=evse_id))
-        here &= Q(connector_id__isnull=True) | Q(connector_id=connector_id, evse_id=evse_id)
-        scope |= here
-        site |= Q(
-            location_id=Subquery(
-                ChargingStation.objects.filter(pk=station_id).values("location_id")[:1]
-            )
-        )
-    payer = Q(account__isnull=True)
-    if account_id:
-        payer |= Q(account_id=account_id)
-    valid = (Q(valid_from__isnull=True) | Q(valid_from__lte=at)) & (
-        Q(valid_until__isnull=True) | Q(valid_until__gt=at)
-    )
-    in_force = _in_force(at)
-    rows = list(
-        TariffAssignment.objects.filter(scope & site, payer, valid)
-        .annotate(
-            version=Subquery(in_force.values("pk")[:1]),
-            version_type=Subquery(in_force.values("type")[:1]),
-            version_start=Subquery(in_force.values("start_date_time")[:1]),
-            version_end=Subquery(in_force.values("end_date_time")[:1]),
-        )
-        .values(
-            "pk",
-            "location_id",
-            "station_id",
-            "evse_id",
-            "connector_id",
-            "account_id",
-            "valid_from",
-            "version",
-            "version_type",
-            "version_start",
-            "version_end",
-        )
-    )
+    global _SELECTION_SQL
+    if _SELECTION_SQL is None:
+        _SELECTION_SQL = _selection_sql()
+    ops = connection.ops
+    when = ops.adapt_datetimefield_value(at)
+    params = [when, station_id, evse_id, connector_id, evse_id, station_id, account_id, when, when]
+    with connection.cursor() as cursor:
+        cursor.execute(_SELECTION_SQL, params)
+        fetched = cursor.fetchall()
+    rows = []
+    for raw in fetched:
+        row = dict(zip(_SELECTION_COLUMNS, raw, strict=True))
+        for name in ("valid_from", "version_start", "version_end"):
+            row[name] = _as_datetime(row[name])
+        rows.append(row)
     earliest = dt.datetime.min.replace(tzinfo=dt.UTC)
     rows.sort(key=lambda r: (_specificity(r), r["valid_from"] or earliest, r["pk"]), reverse=True)
     for row in rows:
@@ -206,6 +225,20 @@ def tariff_version_select(
             continue
         return row["version"], row["pk"]
     return None
+
+
+def _as_datetime(value: Any) -> dt.datetime | None:
+    """A datetime column as the backend returns it to a raw cursor (SQLite: text), aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        parsed = parse_datetime(value)
+        if parsed is None:
+            raise ValueError(f"not a datetime: {value!r}")
+        value = parsed
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, dt.UTC)
+    return value
 
 
 def tariff_select(

@@ -5,8 +5,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from django.utils import timezone
-
 from sessions import services as charging
 from sessions.models import AuthorizationDecision
 from stations import services as network
@@ -80,7 +78,7 @@ class Handlers(BaseHandlers):
         evse_id, connector_id = evse_address(p["connectorId"])
         # Optional in 1.6: without it the report is stored at its receive time, and marked so.
         timestamp = parse_time_or_none(p.get("timestamp"))
-        await db(network.connector_status_changed)(
+        await db(charging.connector_status_record)(
             station_id=self.station_id,
             evse_id=evse_id,
             connector_id=connector_id,
@@ -90,12 +88,9 @@ class Handlers(BaseHandlers):
             vendor_id=p.get("vendorId", ""),
             vendor_error_code=p.get("vendorErrorCode", ""),
             timestamp=timestamp,
-        )
-        if p["status"] == "Available" and evse_id:
             # A 1.6 connector is Available only with no transaction on it.
-            await db(charging.sessions_connector_available)(
-                station_id=self.station_id, evse_id=evse_id, at=timestamp or timezone.now()
-            )
+            available=p["status"] == "Available",
+        )
         return {}
 
     async def Authorize(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802

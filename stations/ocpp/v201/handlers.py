@@ -102,19 +102,16 @@ class Handlers(BaseHandlers):
 
     async def StatusNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         timestamp = parse_time(p["timestamp"])
-        await db(network.connector_status_changed)(
+        await db(charging.connector_status_record)(
             station_id=self.station_id,
             evse_id=p["evseId"],
             connector_id=p["connectorId"],
             status=p["connectorStatus"],
             timestamp=timestamp,
-        )
-        if p["connectorStatus"] == "Available" and p["evseId"]:
             # A 2.0.1 transaction may run on an Available connector (TxStartPoint before the
             # cable): the station is asked about any open session there, not presumed.
-            await db(charging.sessions_connector_available)(
-                station_id=self.station_id, evse_id=p["evseId"], at=timestamp
-            )
+            available=p["connectorStatus"] == "Available",
+        )
         return {}
 
     async def Authorize(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
