@@ -42,7 +42,7 @@ from stations.commands.codec import codec
 from stations.commands.models import Command
 from stations.commands.services import command_create
 from stations.models import ChargingStation, Location
-from stations.services import connector_status_changed
+from stations.services import BootResult, connector_status_changed, station_booted
 
 logger = logging.getLogger(__name__)
 
@@ -1064,6 +1064,16 @@ def sessions_station_restarted(*, station_id: int, boot_reason: str = "") -> int
     return sessions_forgotten_close(
         station_id=station_id, session_ids=ids, forgotten=FORGOTTEN_REBOOT
     )
+
+
+def station_boot_record(*, station_id: int, reason: str = "", **boot: Any) -> BootResult:
+    """A BootNotification: the station's boot data (`station_booted`) and, once it is
+    accepted, the open sessions it may have lost in the reboot (`sessions_station_restarted`),
+    in one trip from the OCPP edge to the database thread (a boot storm is thousands)."""
+    result = station_booted(station_id=station_id, reason=reason, **boot)
+    if result.status == ChargingStation.RegistrationStatus.ACCEPTED:
+        sessions_station_restarted(station_id=station_id, boot_reason=reason)
+    return result
 
 
 def connector_status_record(

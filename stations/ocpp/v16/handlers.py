@@ -51,7 +51,9 @@ class Handlers(BaseHandlers):
     """The charger-initiated actions of OCPP 1.6J (core, firmware, security extension)."""
 
     async def BootNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        result = await db(network.station_booted)(
+        # 1.6 transactions do not outlive a reboot: the station's open sessions end (on an
+        # estimate, unless its queued StopTransaction comes first).
+        result = await db(charging.station_boot_record)(
             station_id=self.station_id,
             vendor=p["chargePointVendor"],
             model=p["chargePointModel"],
@@ -63,10 +65,6 @@ class Handlers(BaseHandlers):
             meter_serial_number=p.get("meterSerialNumber", ""),
         )
         self.consumer.registration_status = result.status
-        if result.status == "Accepted":
-            # 1.6 transactions do not outlive a reboot: the station's open sessions end (on an
-            # estimate, unless its queued StopTransaction comes first).
-            await db(charging.sessions_station_restarted)(station_id=self.station_id)
         return {"status": result.status, "currentTime": now_iso(), "interval": result.interval}
 
     async def Heartbeat(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802

@@ -76,7 +76,9 @@ class Handlers(BaseHandlers):
     async def BootNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         station = p["chargingStation"]
         modem = station.get("modem") or {}
-        result = await db(network.station_booted)(
+        # Open sessions the station may have lost in the reboot: it is asked about each
+        # (GetTransactionStatus), and its answer decides (`answered`).
+        result = await db(charging.station_boot_record)(
             station_id=self.station_id,
             vendor=station["vendorName"],
             model=station["model"],
@@ -87,12 +89,6 @@ class Handlers(BaseHandlers):
             reason=p["reason"],
         )
         self.consumer.registration_status = result.status
-        if result.status == "Accepted":
-            # Open sessions the station may have lost in the reboot: it is asked about each
-            # (GetTransactionStatus), and its answer decides (`answered`).
-            await db(charging.sessions_station_restarted)(
-                station_id=self.station_id, boot_reason=p["reason"]
-            )
         return {"status": result.status, "currentTime": now_iso(), "interval": result.interval}
 
     async def Heartbeat(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802

@@ -463,12 +463,13 @@ async def test_an_accepted_pending_station_is_served_from_its_next_boot(protocol
 async def test_a_failing_service_is_an_internal_error_and_the_connection_lives_on(
     protocol_name, monkeypatch
 ):
-    from stations import services
+    from sessions import services as charging
 
     def broken(**kwargs: Any) -> None:
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(services, "connector_status_changed", broken)
+    # Where the OCPP edge's status service looks it up.
+    monkeypatch.setattr(charging, "connector_status_changed", broken)
     await sync_to_async(make_station)("CP-BROKEN")
     async with connected("CP-BROKEN", protocol_name) as station:
         answer = await station.error(
@@ -545,10 +546,11 @@ async def test_an_answer_of_ours_that_breaks_its_schema_is_our_internal_error(
 ):
     """The station's BootNotification was valid: a schema violation in our answer must not
     come back to it as a constraint violation of its own message."""
+    from sessions import services as charging
     from stations import services
 
     monkeypatch.setattr(
-        services, "station_booted", lambda **kwargs: services.BootResult("Maybe", 300)
+        charging, "station_booted", lambda **kwargs: services.BootResult("Maybe", 300)
     )
     await sync_to_async(make_station)("CP-OURBUG")
     async with connected("CP-OURBUG", protocol_name) as station:
