@@ -37,6 +37,7 @@ from sessions.models import (
     normalize_uid,
 )
 from sessions.pricing import session_cost_advance, session_price_fix
+from sessions.selectors import open_session_ids
 from sessions.signals import id_token_changed, session_ended, session_estimated, session_started
 from stations.commands.codec import codec
 from stations.commands.models import Command
@@ -1046,11 +1047,7 @@ def sessions_station_restarted(*, station_id: int, boot_reason: str = "") -> int
     """
     if boot_reason == "Triggered":
         return 0
-    ids = list(
-        ChargingSession.objects.filter(
-            station_id=station_id, status=ChargingSession.Status.ACTIVE
-        ).values_list("pk", flat=True)
-    )
+    ids = open_session_ids(station_id=station_id)
     if not ids:
         return 0
     triggered = Command.objects.filter(
@@ -1107,14 +1104,7 @@ def sessions_connector_available(*, station_id: int, evse_id: int, at: datetime)
     """A connector reported Available: no transaction runs on it, so a session still open
     there that started before the report is one the station no longer knows. One query when
     there is none."""
-    ids = list(
-        ChargingSession.objects.filter(
-            station_id=station_id,
-            evse_id=evse_id,
-            status=ChargingSession.Status.ACTIVE,
-            started_at__lte=at,
-        ).values_list("pk", flat=True)
-    )
+    ids = open_session_ids(station_id=station_id, evse_id=evse_id, started_by=at)
     if not ids:
         return 0
     return sessions_forgotten_close(
