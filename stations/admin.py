@@ -156,9 +156,14 @@ class OnlineFilter(admin.SimpleListFilter):
 MAX_NEW_CONNECTORS = 64
 
 
-def station_password_field() -> forms.CharField:
+def station_password_field(*, adding: bool) -> forms.CharField:
     """The station page's password field; its minimum is OCPP_STATION_PASSWORD_MIN_LENGTH."""
     minimum = settings.OCPP_STATION_PASSWORD_MIN_LENGTH
+    empty = (
+        "leave empty for a station that connects without one (or with a client certificate)"
+        if adding
+        else "leave empty to keep the current one"
+    )
     return forms.CharField(
         required=False,
         min_length=minimum,
@@ -172,8 +177,7 @@ def station_password_field() -> forms.CharField:
             "for legacy OCPP 1.6 chargers that ship with a shorter password.",
         },
         help_text=f"HTTP Basic password of the station ({minimum}-40 characters; the minimum "
-        "is OCPP_STATION_PASSWORD_MIN_LENGTH). Stored only as a salted hash; leave empty to "
-        "keep the current one.",
+        f"is OCPP_STATION_PASSWORD_MIN_LENGTH). Stored only as a salted hash; {empty}.",
     )
 
 
@@ -260,7 +264,7 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
         # The extra fields must be on the form handed to modelform_factory: a field declared
         # only on a subclass of its result is refused as unknown by the fieldsets check.
         class StationForm(self.form):  # type: ignore[name-defined]  # a base known at run time
-            new_password = station_password_field()
+            new_password = station_password_field(adding=obj is None)
             if obj is None:
                 protocol = forms.ChoiceField(
                     choices=[("", "not known yet"), *ChargingStation.Protocol.choices],
