@@ -88,8 +88,8 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-def connect_failure(error: BaseException) -> str:
-    """Why a connection attempt failed, in the words an operator needs."""
+def failure_reason(error: BaseException) -> str:
+    """Why a connection attempt (or a call) failed, in the words an operator needs."""
     if isinstance(error, websockets.InvalidStatus):
         code = error.response.status_code
         if code in (401, 403):
@@ -319,7 +319,7 @@ class SimulatedStation:
                 if self.note is not None:
                     self.say(
                         f"failed to connect to {self.url}/{self.spec.identity}: "
-                        f"{connect_failure(error)}; retrying in {delay:.0f} s"
+                        f"{failure_reason(error)}; retrying in {delay:.0f} s"
                     )
                 await asyncio.sleep(delay)
                 continue
@@ -878,7 +878,7 @@ class SimulatedStation:
                 try:
                     started = await self.start_session(connector, with_status=True)
                 except (Offline, TimeoutError, CallRejected) as error:
-                    self.say(f"{where}: no session ({type(error).__name__} {error})".rstrip())
+                    self.say(f"{where}: no session ({failure_reason(error)})")
                     started = False
                 if not started:
                     continue
