@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from cpo.lib.env import (
     envbool,
@@ -223,6 +224,14 @@ OCPP_HEARTBEAT_INTERVAL = envint("OCPP_HEARTBEAT_INTERVAL", 300)
 # A station is marked offline after this many missed heartbeat intervals.
 OCPP_OFFLINE_AFTER_MISSED_HEARTBEATS = envint("OCPP_OFFLINE_AFTER_MISSED_HEARTBEATS", 3)
 OCPP_RESPONSE_TIMEOUT = envint("OCPP_RESPONSE_TIMEOUT", 30)
+# Shortest HTTP Basic password the panel accepts for a station. OCPP 2.0.1 and the 1.6 security
+# extension want 16-40 characters; legacy 1.6 chargers have no rule and some ship with 8.
+OCPP_STATION_PASSWORD_MIN_LENGTH = envint("OCPP_STATION_PASSWORD_MIN_LENGTH", 16)
+if not 1 <= OCPP_STATION_PASSWORD_MIN_LENGTH <= 40:
+    raise ImproperlyConfigured(
+        "OCPP_STATION_PASSWORD_MIN_LENGTH must be between 1 and 40 (the longest password a "
+        f"station may have), got {OCPP_STATION_PASSWORD_MIN_LENGTH}"
+    )
 # Security profile 3: identity from a client certificate, as reported by a TLS-terminating
 # proxy. The header is trusted only from these proxy addresses.
 OCPP_CLIENT_CERT_HEADER = envstr("OCPP_CLIENT_CERT_HEADER", "X-SSL-Client-S-DN")

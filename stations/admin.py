@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
@@ -115,6 +117,14 @@ class ConnectorInline(admin.TabularInline):
     def live_status(self, obj: Connector) -> str:
         return status_badge(obj.status, obj.error_code)
 
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        # A connector belongs to an EVSE of its own station, never to another station's (the
+        # form class is made per request, so its field is this page's alone).
+        evses = Evse.objects.filter(station=obj) if obj is not None else Evse.objects.none()
+        formset.form.base_fields["evse"].queryset = evses  # type: ignore[attr-defined]
+        return formset
+
 
 class EvseInline(admin.TabularInline):
     model = Evse
@@ -140,6 +150,35 @@ class OnlineFilter(admin.SimpleListFilter):
         if self.value() == "faulted":
             return queryset.filter(Q(connectors__status="Faulted") | Q(status="Faulted")).distinct()
         return queryset
+
+
+# Enough for any real station, small enough that a typo does not create thousands of rows.
+MAX_NEW_CONNECTORS = 64
+
+
+def station_password_field(*, adding: bool) -> forms.CharField:
+    """The station page's password field; its minimum is OCPP_STATION_PASSWORD_MIN_LENGTH."""
+    minimum = settings.OCPP_STATION_PASSWORD_MIN_LENGTH
+    empty = (
+        "leave empty for a station that connects without one (or with a client certificate)"
+        if adding
+        else "leave empty to keep the current one"
+    )
+    return forms.CharField(
+        required=False,
+        min_length=minimum,
+        max_length=40,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        error_messages={
+            "min_length": "The password has %(show_value)d characters; stations need at least "
+            "%(limit_value)d here. The minimum is the setting OCPP_STATION_PASSWORD_MIN_LENGTH "
+            "(16 by default, as OCPP 2.0.1 and the 1.6 security extension require); lower it "
+            "for legacy OCPP 1.6 chargers that ship with a shorter password.",
+        },
+        help_text=f"HTTP Basic password of the station ({minimum}-40 characters; the minimum "
+        f"is OCPP_STATION_PASSWORD_MIN_LENGTH). Stored only as a salted hash; {empty}.",
+    )
 
 
 @admin.register(ChargingStation)
@@ -186,6 +225,34 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
         ("Reported by the station", {"fields": reported_fields}),
         ("Connection", {"fields": connection_fields}),
     )
+    # A new station: the operator names its protocol and its connectors (nothing is reported
+    # yet); once it connects, the protocol is the one it negotiated.
+    add_fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "identity",
+                    "location",
+                    "protocol",
+                    "connector_count",
+                    "registration_status",
+                    "new_password",
+                )
+            },
+        ),
+        ("Behaviour", {"fields": ("heartbeat_interval", "cost_display_enabled", "trace_enabled")}),
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: ChargingStation | None = None) -> Any:
+        return self.add_fieldsets if obj is None else self.fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ChargingStation | None = None) -> Any:
+        return () if obj is None else self.readonly_fields
+
+    def get_inlines(self, request: HttpRequest, obj: ChargingStation | None = None) -> Any:
+        # Connectors need their EVSE saved first: a new station gets both from connector_count.
+        return [] if obj is None else self.inlines
 
     def get_form(
         self,
@@ -194,19 +261,27 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
         change: bool = False,
         **kwargs: Any,
     ) -> type[ModelForm[ChargingStation]]:
-        from django import forms
-
-        # The extra field must be on the form handed to modelform_factory: a field declared
+        # The extra fields must be on the form handed to modelform_factory: a field declared
         # only on a subclass of its result is refused as unknown by the fieldsets check.
         class StationForm(self.form):  # type: ignore[name-defined]  # a base known at run time
-            new_password = forms.CharField(
-                required=False,
-                min_length=16,
-                max_length=40,
-                widget=forms.PasswordInput(render_value=False),
-                help_text="HTTP Basic password of the station (16-40 characters). Stored "
-                "only as a salted hash; leave empty to keep the current one.",
-            )
+            new_password = station_password_field(adding=obj is None)
+            if obj is None:
+                protocol = forms.ChoiceField(
+                    choices=[("", "not known yet"), *ChargingStation.Protocol.choices],
+                    required=False,
+                    help_text="The OCPP version the charger speaks: commands can be queued "
+                    "before it first connects. Each connection then records the version it "
+                    "negotiated.",
+                )
+                connector_count = forms.IntegerField(
+                    label="Connectors",
+                    min_value=0,
+                    max_value=MAX_NEW_CONNECTORS,
+                    initial=2,
+                    help_text="Creates EVSE 1..N with connector 1 each, as an OCPP 1.6 station "
+                    "numbers them (connector N is EVSE N). Standard and power, and more "
+                    "connectors per EVSE, are edited on the station page after saving.",
+                )
 
         kwargs["form"] = StationForm
         return super().get_form(request, obj, change, **kwargs)
@@ -222,6 +297,8 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
         if password:
             obj.set_password(password)
         super().save_model(request, obj, form, change)
+        if not change and form.cleaned_data.get("connector_count"):
+            services.station_evses_create(station=obj, count=form.cleaned_data["connector_count"])
 
     @admin.display(description="Online", boolean=True, ordering="is_online")
     def online(self, obj: ChargingStation) -> bool:

@@ -217,6 +217,25 @@ def station_accept(*, station: ChargingStation) -> None:
     )
 
 
+@transaction.atomic
+def station_evses_create(*, station: ChargingStation, count: int) -> int:
+    """Give a station EVSEs 1..count with connector 1 each; returns how many were created.
+
+    This is the network's layout of a 1.6 station (its connector N is EVSE N, connector 1:
+    `stations.ocpp.v16.addressing`) and the usual one of a 2.0.1 station. EVSEs and connectors
+    that exist are kept; more connectors per EVSE are added on the station page, and a
+    station's own status reports add any connector it has that the network did not know.
+    """
+    created = 0
+    for number in range(1, count + 1):
+        evse, _ = Evse.objects.get_or_create(
+            station=station, evse_id=number, defaults={"uid": f"{station.identity}-{number}"}
+        )
+        _, new = Connector.objects.get_or_create(station=station, evse=evse, connector_id=1)
+        created += int(new)
+    return created
+
+
 def _evse_for(station_id: int, evse_id: int) -> Evse:
     evse, _ = Evse.objects.get_or_create(
         station_id=station_id,

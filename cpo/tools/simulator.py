@@ -33,6 +33,7 @@ import random
 import resource
 import signal
 import socket
+import threading
 import time
 import uuid
 from array import array
@@ -85,6 +86,20 @@ def _is_loopback(url: str) -> bool:
         return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
     except (OSError, ValueError):
         return False
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why a connection attempt (or a call) failed, in the words an operator needs."""
+    if isinstance(error, websockets.InvalidStatus):
+        code = error.response.status_code
+        if code in (401, 403):
+            return f"HTTP {code}: refused by the back office (unknown identity or wrong password)"
+        return f"HTTP {code}"
+    if isinstance(error, ConnectionRefusedError):
+        return "connection refused (is the back office running on that port?)"
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 @dataclass(frozen=True)
@@ -271,6 +286,13 @@ class SimulatedStation:
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Future[Any]] = set()
         self._retry_scheduled = False
+        # Where the station says what it is doing, one line each (the simulate command prints
+        # them); None for the benchmark's thousands of stations, which only count.
+        self.note: Callable[[str], None] | None = None
+
+    def say(self, text: str) -> None:
+        if self.note is not None:
+            self.note(f"{self.spec.identity}: {text}")
 
     # --- connection ---------------------------------------------------------------------
 
@@ -293,7 +315,13 @@ class SimulatedStation:
                     self.behaviour.reconnect_max,
                     self.behaviour.reconnect_min * 2 ** min(attempt - 1, 10),
                 )
-                await asyncio.sleep(random.uniform(delay / 2, delay))
+                delay = random.uniform(delay / 2, delay)
+                if self.note is not None:
+                    self.say(
+                        f"failed to connect to {self.url}/{self.spec.identity}: "
+                        f"{failure_reason(error)}; retrying in {delay:.0f} s"
+                    )
+                await asyncio.sleep(delay)
                 continue
             attempt = 0
             self.stats.connects += 1
@@ -315,6 +343,7 @@ class SimulatedStation:
                     # Never two connections at once: a boot that timed out leaves a live one.
                     self.ws.transport.abort()
                     self.stats.disconnects += 1
+                    self.say("connection lost; connecting again")
             if not self.stopped:
                 await asyncio.sleep(random.uniform(0.5, 1.0) * self.behaviour.reconnect_min)
 
@@ -377,9 +406,12 @@ class SimulatedStation:
             self.heartbeat_interval = float(result.get("interval") or 300)
             if self.registration == "Accepted":
                 self.accepted_at = time.time()
+                self.say(f"connected ({self.protocol}), boot accepted")
                 return
             # Pending or Rejected: ask again after the interval the CSMS gave.
-            await asyncio.sleep(max(1.0, self.heartbeat_interval))
+            wait = max(1.0, self.heartbeat_interval)
+            self.say(f"boot {self.registration}: asking again in {wait:.0f} s")
+            await asyncio.sleep(wait)
 
     async def stop(self) -> None:
         self.stopped = True
@@ -633,7 +665,12 @@ class SimulatedStation:
             return False
         if authorize and self.online.is_set():
             try:
-                if await self.authorize(id_tag) != "Accepted":
+                status = await self.authorize(id_tag)
+                if status != "Accepted":
+                    if self.note is not None:
+                        self.say(
+                            f"connector {connector.number}: {id_tag} not authorized ({status})"
+                        )
                     return False
             except Offline:
                 pass  # offline: local authorization, as a charger with a cache would
@@ -738,6 +775,9 @@ class SimulatedStation:
         connector.session = None
         connector.power_w = 0.0
         meter_stop = max(session.meter_start, int(connector.energy_wh))
+        if self.note is not None:
+            kwh = (meter_stop - session.meter_start) / 1000
+            self.say(f"connector {connector.number}: session ended ({reason}), {kwh:.2f} kWh")
         timestamp = self.timestamp()
         if self.protocol == V16:
 
@@ -828,16 +868,23 @@ class SimulatedStation:
         gap = self.behaviour.session_gap
         assert gap is not None
         await self.booted.wait()
+        where = f"connector {connector.number}"
         while not self.stopped:
-            await asyncio.sleep(random.uniform(*gap))
+            wait = random.uniform(*gap)
+            if connector.session is None:
+                self.say(f"{where}: waiting {wait:.0f} s before the next session")
+            await asyncio.sleep(wait)
             if connector.session is None:
                 try:
                     started = await self.start_session(connector, with_status=True)
-                except (Offline, TimeoutError, CallRejected):
+                except (Offline, TimeoutError, CallRejected) as error:
+                    self.say(f"{where}: no session ({failure_reason(error)})")
                     started = False
                 if not started:
                     continue
-            await self.charge(connector, random.uniform(*self.behaviour.session_length))
+            length = random.uniform(*self.behaviour.session_length)
+            self.say(f"{where}: charging for {length:.0f} s")
+            await self.charge(connector, length)
             with contextlib.suppress(Offline, TimeoutError, CallRejected):
                 await self.stop_session(connector, with_status=True)
 
@@ -918,7 +965,9 @@ def _remote_start_16(station: SimulatedStation, p: dict[str, Any]) -> Answer:
     connector = next((c for c in station.connectors if c.number == p.get("connectorId")), None)
     connector = connector or station.free_connector()
     if connector is None or connector.session is not None:
+        station.say("remote start rejected: no free connector")
         return {"status": "Rejected"}, None
+    station.say(f"connector {connector.number}: remote start for {p['idTag']}")
     return {"status": "Accepted"}, station.start_session(
         connector, id_tag=p["idTag"], with_status=True
     )
@@ -928,7 +977,9 @@ def _remote_start_201(station: SimulatedStation, p: dict[str, Any]) -> Answer:
     connector = next((c for c in station.connectors if c.number == p.get("evseId")), None)
     connector = connector or station.free_connector()
     if connector is None or connector.session is not None:
+        station.say("remote start rejected: no free connector")
         return {"status": "Rejected"}, None
+    station.say(f"connector {connector.number}: remote start for {p['idToken']['idToken']}")
     return {"status": "Accepted"}, station.start_session(
         connector,
         id_tag=p["idToken"]["idToken"],
@@ -944,6 +995,7 @@ def _remote_stop(station: SimulatedStation, p: dict[str, Any]) -> Answer:
             return {"status": "Accepted"}, station.stop_session(
                 connector, reason="Remote", with_status=True
             )
+    station.say(f"remote stop rejected: no transaction {wanted}")
     return {"status": "Rejected"}, None
 
 
@@ -1078,16 +1130,41 @@ class Mix:
     transaction: float = 0.1
 
 
+# Lines of notes a process keeps between two reads by the driving process.
+MAX_NOTES = 1000
+
+
 class Swarm:
     """The stations of one process and the traffic driver of the benchmark."""
 
-    def __init__(self, specs: list[StationSpec], url: str, behaviour: Behaviour):
+    def __init__(
+        self, specs: list[StationSpec], url: str, behaviour: Behaviour, *, notes: bool = False
+    ):
         self.stats = Stats()
         bind = _is_loopback(url)
         self.stations = [SimulatedStation(s, url, behaviour, self.stats, bind=bind) for s in specs]
         self.tasks: list[asyncio.Task[Any]] = []
         # Messages beyond one per driver slot (a session begins with Authorize and a start).
         self.extra_messages = 0
+        # What the stations say (`SimulatedStation.say`), until someone takes it.
+        self.notes: list[str] = []
+        self.notes_dropped = 0
+        if notes:
+            for station in self.stations:
+                station.note = self._note
+
+    def _note(self, line: str) -> None:
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(line)
+        else:
+            self.notes_dropped += 1
+
+    def take_notes(self) -> list[str]:
+        notes, self.notes = self.notes, []
+        if self.notes_dropped:
+            notes.append(f"({self.notes_dropped} more lines not shown)")
+            self.notes_dropped = 0
+        return notes
 
     async def connect(self, *, deadline: float) -> dict[str, Any]:
         """Connect and boot every station at once (a boot storm); wait until all are ready."""
@@ -1229,10 +1306,15 @@ def _worker(
     specs: list[StationSpec],
     url: str,
     behaviour: Behaviour,
+    notes: bool = False,
 ) -> None:
+    # Ctrl-C reaches every process of the terminal's group. Stopping is the driving process's
+    # decision: it closes the workers in order (a worker dying of KeyboardInterrupt left the
+    # driver writing into a broken pipe, and printed tracebacks of its own).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     raise_open_files_limit()
     _die_with_parent()
-    asyncio.run(_worker_loop(conn, specs, url, behaviour))
+    asyncio.run(_worker_loop(conn, specs, url, behaviour, notes))
 
 
 def _die_with_parent() -> None:
@@ -1246,6 +1328,7 @@ async def _worker_loop(
     specs: list[StationSpec],
     url: str,
     behaviour: Behaviour,
+    notes: bool = False,
 ) -> None:
     loop = asyncio.get_running_loop()
     commands: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
@@ -1258,7 +1341,7 @@ async def _worker_loop(
             commands.put_nowait(("close", {}))
 
     loop.add_reader(conn.fileno(), readable)
-    swarm = Swarm(specs, url, behaviour)
+    swarm = Swarm(specs, url, behaviour, notes=notes)
     while True:
         name, args = await commands.get()
         reply: dict[str, Any] = {}
@@ -1284,6 +1367,8 @@ async def _worker_loop(
                 any(s.outbox or s.call_lock.locked() for s in swarm.stations)
             ):
                 await asyncio.sleep(0.2)
+        elif name == "notes":
+            reply = {"notes": swarm.take_notes()}
         elif name == "stats":
             reply = {"stats": swarm.stats.to_dict(), **swarm.counters()}
             if args.get("reset"):
@@ -1300,46 +1385,79 @@ class Fleet:
     """Stations spread over worker processes, driven by commands from this process."""
 
     def __init__(
-        self, specs: list[StationSpec], url: str, behaviour: Behaviour, *, processes: int = 2
+        self,
+        specs: list[StationSpec],
+        url: str,
+        behaviour: Behaviour,
+        *,
+        processes: int = 2,
+        notes: bool = False,
     ):
         self.processes = max(1, min(processes, len(specs)))
         self.shares = [specs[i :: self.processes] for i in range(self.processes)]
         self.url = url
         self.behaviour = behaviour
+        # Stations say what they do (connected, waiting, failed to connect: see `notes()`).
+        self.with_notes = notes
         self.workers: list[multiprocessing.process.BaseProcess] = []
         self.pipes: list[multiprocessing.connection.Connection] = []
 
     def start(self) -> None:
         # spawn: the workers start clean, with no copy of a Django process's connections.
         context = multiprocessing.get_context("spawn")
-        for share in self.shares:
-            parent, child = context.Pipe()
-            process = context.Process(
-                target=_worker, args=(child, share, self.url, self.behaviour), daemon=True
-            )
-            process.start()
-            child.close()
-            self.workers.append(process)
-            self.pipes.append(parent)
+        # A worker ignores Ctrl-C (see _worker); started with SIGINT ignored, its interpreter
+        # never installs the KeyboardInterrupt handler, so a Ctrl-C while it is still
+        # starting cannot kill it either.
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            for share in self.shares:
+                parent, child = context.Pipe()
+                process = context.Process(
+                    target=_worker,
+                    args=(child, share, self.url, self.behaviour, self.with_notes),
+                    daemon=True,
+                )
+                process.start()
+                child.close()
+                self.workers.append(process)
+                self.pipes.append(parent)
+        finally:
+            if main and previous is not None:
+                signal.signal(signal.SIGINT, previous)
 
     @property
     def pids(self) -> list[int]:
         return [w.pid for w in self.workers if w.pid is not None]
 
     def command(self, name: str, timeout: float = 3600, **args: Any) -> list[dict[str, Any]]:
-        """Send a command to every worker at once and wait for all replies."""
-        for pipe in self.pipes:
-            pipe.send((name, args))
+        """Send a command to every worker at once and wait for all replies.
+
+        RuntimeError when a worker is gone (its pipe broken or closed), TimeoutError when one
+        does not answer in time.
+        """
+        for pipe, worker in zip(self.pipes, self.workers, strict=True):
+            try:
+                pipe.send((name, args))
+            except OSError:
+                raise RuntimeError(f"simulator process {worker.pid} died") from None
         replies = []
         deadline = time.monotonic() + timeout
         for pipe, worker in zip(self.pipes, self.workers, strict=True):
-            while not pipe.poll(0.5):
-                if not worker.is_alive():
-                    raise RuntimeError(f"simulator process {worker.pid} died")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"simulator command {name} timed out")
-            replies.append(pipe.recv())
+            try:
+                while not pipe.poll(0.5):
+                    if not worker.is_alive():
+                        raise RuntimeError(f"simulator process {worker.pid} died")
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"simulator command {name} timed out")
+                replies.append(pipe.recv())
+            except (OSError, EOFError):
+                raise RuntimeError(f"simulator process {worker.pid} died") from None
         return replies
+
+    def notes(self) -> list[str]:
+        """What the stations said since the last call, oldest first per process."""
+        return [line for reply in self.command("notes") for line in reply["notes"]]
 
     def stats(self, *, reset: bool = False) -> tuple[Stats, dict[str, int]]:
         replies = self.command("stats", reset=reset)
@@ -1353,6 +1471,11 @@ class Fleet:
             self.command("close", timeout=60)
         for worker in self.workers:
             worker.join(10)
+        self.terminate()
+
+    def terminate(self) -> None:
+        """End the workers at once, connections and all (what a second Ctrl-C asks for)."""
+        for worker in self.workers:
             if worker.is_alive():
                 worker.terminate()
                 worker.join(5)

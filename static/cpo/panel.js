@@ -427,12 +427,19 @@
     return JSON.stringify(response);
   }
 
+  /* Send a command form with fetch. Bound once per form (the connector rows' forms are bound
+   * when they are made, the page's own forms at start), and one request at a time per form:
+   * a form bound twice sent each command twice. */
   function bindCommandForm(root, form) {
+    if (form.dataset.bound) return;
+    form.dataset.bound = "true";
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      if (form.dataset.sending) return;
       if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
       const flash = document.getElementById("command-flash");
       const button = form.querySelector("button");
+      form.dataset.sending = "true";
       if (button) button.disabled = true;
       try {
         const response = await fetch(form.action, {
@@ -450,6 +457,7 @@
         }
         await refreshStation(root);
       } finally {
+        delete form.dataset.sending;
         if (button) button.disabled = false;
       }
     });
@@ -479,7 +487,8 @@
     const refresh = Number(root.dataset.refresh) || 5000;
     const first = readJSON("station-live");
     if (first) renderStation(root, first);
-    root.querySelectorAll("form.command-form").forEach((form) => bindCommandForm(root, form));
+    document.querySelectorAll("#station-commands-buttons form.command-form")
+      .forEach((form) => bindCommandForm(root, form));
     poll(() => refreshStation(root), refresh, liveState);
     loadTimeline(root).catch(() => liveState(false));
     poll(() => loadTimeline(root), Math.max(refresh * 6, 30000));

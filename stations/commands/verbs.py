@@ -9,11 +9,14 @@ reached through `stations.commands.codec`). Numbering is the network's: `evse_id
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from django.utils.dateparse import parse_datetime
 
 
 class CommandError(Exception):
@@ -408,19 +411,85 @@ def expiry_for(verb: str) -> timedelta:
 
 
 def params_clean(verb: str, params: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters of `verb` with its integer parameters as integers: forms and query
-    strings carry text, and a station must never receive "2" where the schema wants 2."""
+    """The parameters of `verb`, each of the type its spec names, or CommandError.
+
+    Every edge (panel form, station page, REST API, jobs, services) reaches a station through
+    here, so this is the one place where text from a form or a query string becomes the
+    integer, boolean or date-time the protocol's schema wants: a station never receives "2"
+    where it expects 2. An empty value ("" or None) is an absent parameter; a parameter the
+    verb does not have is refused rather than silently dropped (a typo such as "connectorId"
+    would otherwise send the command without it).
+    """
     spec = VERBS.get(verb)
     if spec is None:
         raise CommandError(f"unknown verb {verb!r}", field="verb")
-    clean = dict(params)
-    for param in spec.params:
-        value = clean.get(param.name)
-        if param.kind == "int" and isinstance(value, str) and value.strip():
-            try:
-                clean[param.name] = int(value)
-            except ValueError:
-                raise CommandError(
-                    f"{param.name} must be a whole number", field=param.name
-                ) from None
+    known = {param.name: param for param in spec.params}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise CommandError(
+            f"{spec.label} has no parameter {unknown[0]!r}"
+            + (f" (it takes {', '.join(known)})" if known else " (it takes none)"),
+            field=unknown[0],
+        )
+    clean: dict[str, Any] = {}
+    for name, value in params.items():
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            continue
+        clean[name] = _typed(known[name], value)
     return clean
+
+
+_TRUE = frozenset({"true", "1", "on", "yes"})
+_FALSE = frozenset({"false", "0", "off", "no"})
+_WHOLE_NUMBER = re.compile(r"[+-]?\d+")
+
+
+def _typed(param: Param, value: Any) -> Any:
+    """`value` as the type of `param`; CommandError (naming the parameter) when it is not one."""
+    kind = param.kind
+    if kind == "int":
+        # bool is an int in Python, never in a schema.
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and _WHOLE_NUMBER.fullmatch(value.strip()):
+            return int(value.strip())
+        raise CommandError(f"{param.name} must be a whole number, not {value!r}", field=param.name)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise CommandError(f"{param.name} must be true or false, not {value!r}", field=param.name)
+    if kind in ("str", "choice"):
+        # Identifiers such as a 1.6 transaction id may arrive as JSON numbers.
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise CommandError(f"{param.name} must be text, not {value!r}", field=param.name)
+        return value
+    if kind == "datetime":
+        moment = value
+        if isinstance(value, str):
+            try:
+                moment = parse_datetime(value.strip())
+            except ValueError:  # well formed, but no such date (a 13th month)
+                moment = None
+        if not isinstance(moment, datetime):
+            raise CommandError(
+                f"{param.name} must be an ISO 8601 date-time, not {value!r}", field=param.name
+            )
+        if moment.tzinfo is None:
+            raise CommandError(f"{param.name} must carry a time zone", field=param.name)
+        # As text: parameters may be stored (jobs) and builders read ISO strings.
+        return moment.isoformat()
+    if kind == "list":
+        if isinstance(value, str):
+            return [item.strip() for item in value.replace("\n", ",").split(",") if item.strip()]
+        if not isinstance(value, list | tuple):
+            raise CommandError(f"{param.name} must be a list, not {value!r}", field=param.name)
+        return list(value)
+    return value  # json: any JSON value, checked by the builder and the schema

@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+# Tests marked `browser` are skipped without it (tests/conftest.py).
+from tests.conftest import CHROMIUM
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -26,15 +28,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 PASSWORD = "panel-pass-2026"
-
-
-def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None:  # noqa: ARG001
-    if CHROMIUM.exists():
-        return
-    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: apt-get install chromium")
-    for item in items:
-        if item.get_closest_marker("browser"):
-            item.add_marker(skip)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
 import time
 from typing import Any
 
@@ -12,6 +19,7 @@ from django.core.management import call_command
 from cpo.tools.bench.data import fleet_rows_count, fleet_stations_create
 from cpo.tools.bench.runner import ceiling_running
 from cpo.tools.simulator import Behaviour, Fleet, Swarm, fleet_specs
+from tests.conftest import ROOT, free_port, server_env
 
 pytestmark = pytest.mark.live
 
@@ -144,3 +152,153 @@ def test_simulate_drives_the_demo_stations(daphne_server, roles, capsys):  # noq
     assert sessions.filter(status="completed").exists()
     assert MeterSample.objects.filter(session__in=sessions).exists()
     assert set(sessions.values_list("id_tag", flat=True)) == {"DEMO-TAG-OK"}
+
+
+# --- `make simulate` as its user runs it: a real process, Ctrl-C ---------------------------------
+
+
+class Running:
+    """A command started in its own process group, as a terminal starts it; its output is
+    read line by line as it comes."""
+
+    def __init__(self, args: list[str], **env: str):
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=server_env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, *texts: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not all(text in self.output for text in texts):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                missing = [text for text in texts if text not in self.output]
+                raise AssertionError(f"never printed {missing}; output:\n{self.output}")
+            time.sleep(0.1)
+
+    def ctrl_c(self, timeout: float = 60.0) -> int:
+        """What Ctrl-C in a terminal does: SIGINT to every process of the group."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        self.reader.join(10)
+        return code
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+
+def assert_no_traceback(output: str) -> None:
+    assert "Traceback" not in output, output
+    assert "BrokenPipeError" not in output, output
+    assert "KeyboardInterrupt" not in output, output
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.django_db(transaction=True)
+def test_make_simulate_honours_port_says_what_it_does_and_stops_on_ctrl_c(daphne_server, roles):  # noqa: ARG001
+    from cpo.demo import demo_data_load
+    from sessions.models import ChargingSession
+
+    demo_data_load()
+    run = Running(
+        ["make", "--no-print-directory", "simulate"],
+        PORT=str(daphne_server.port),
+        SIMULATE_ARGS="--session-gap 1,1 --session-length 2,2 --meter-interval 1",
+    )
+    url = f"ws://127.0.0.1:{daphne_server.port}/ocpp"
+    run.wait_for(
+        f"Simulating 2 station(s) against {url}",
+        "Each connector waits 1 s before a session (--session-gap) and charges 2 s",
+        "DEMO-16: connected (ocpp1.6), boot accepted",
+        "DEMO-201: connected (ocpp2.0.1), boot accepted",
+        "DEMO-16: connector 1: waiting 1 s before the next session",
+        "DEMO-201: connector 2: charging for 2 s",
+        "session ended (Local)",
+    )
+    code = run.ctrl_c()
+    output = run.output
+    assert_no_traceback(output)
+    assert "Stopping: closing the connections of 2 station(s)" in output
+    assert "Stopped." in output.splitlines()
+    # make waits for the simulator to finish, then ends by the same SIGINT (a shell shows 130).
+    assert code in (0, 130, -signal.SIGINT), output
+    assert "online 0" not in output
+    assert (
+        ChargingSession.objects.filter(
+            station__identity__in=["DEMO-16", "DEMO-201"], ended_at__isnull=False
+        )
+        .exclude(transaction_id__startswith="demo-")
+        .exists()
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simulate_says_why_it_cannot_connect_and_stops_on_ctrl_c(daphne_server) -> None:
+    command = [sys.executable, "manage.py", "simulate", "--demo"]
+    # Nothing listens on that port: the reason, the retry, and a clean stop.
+    nowhere = free_port()
+    run = Running(command, PORT=str(nowhere))
+    run.wait_for(
+        f"DEMO-16: failed to connect to ws://127.0.0.1:{nowhere}/ocpp/DEMO-16: connection "
+        "refused (is the back office running on that port?); retrying in",
+        "DEMO-201: failed to connect",
+    )
+    code = run.ctrl_c()
+    assert_no_traceback(run.output)
+    assert code in (0, 130), run.output
+    assert "failed to connect" in run.output.splitlines()[-2]
+    assert run.output.splitlines()[-1] == "Stopped."
+
+    # The back office runs, but does not know the stations (no demo data loaded here).
+    run = Running([*command, "--url", daphne_server.ws_url])
+    run.wait_for(
+        f"DEMO-16: failed to connect to {daphne_server.ws_url}/DEMO-16: HTTP 403: refused by "
+        "the back office (unknown identity or wrong password)"
+    )
+    code = run.ctrl_c()
+    assert_no_traceback(run.output)
+    assert code in (0, 130), run.output
+
+
+def test_the_default_url_is_where_make_run_listens(monkeypatch) -> None:
+    from django.core.management.base import CommandError
+
+    from cpo.management.commands.simulate import default_url
+
+    monkeypatch.delenv("PORT", raising=False)
+    monkeypatch.delenv("HOST", raising=False)
+    assert default_url() == "ws://127.0.0.1:8000/ocpp"
+    monkeypatch.setenv("PORT", "8123")
+    assert default_url() == "ws://127.0.0.1:8123/ocpp"
+    monkeypatch.setenv("HOST", "0.0.0.0")  # noqa: S104 - what make run listens on
+    assert default_url() == "ws://127.0.0.1:8123/ocpp"
+    monkeypatch.setenv("HOST", "10.1.2.3")
+    assert default_url() == "ws://10.1.2.3:8123/ocpp"
+    monkeypatch.setenv("HOST", "::1")
+    assert default_url() == "ws://[::1]:8123/ocpp"
+    monkeypatch.setenv("PORT", "eighty")
+    with pytest.raises(CommandError, match="PORT must be a port number"):
+        default_url()
