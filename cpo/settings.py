@@ -89,12 +89,30 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------------------------
 SQLITE_PATH = Path(envstr("CPO_SQLITE_PATH", str(DATA_DIR / "cpo.sqlite3")))
 DATABASE_URL = envsecret("DATABASE_URL")
+# The ASGI server's process (cpo/asgi.py sets CPO_ASGI) runs each HTTP request's sync code on a
+# thread of its own, so a persistent connection (CONN_MAX_AGE > 0) stays open after every
+# request until the garbage collector finds it: 200 requests left up to 83 connections open.
+# That process takes its PostgreSQL connections from psycopg's pool instead: at most
+# DB_POOL_MAX_SIZE, each handed back at the end of a request or of a consumer's database call.
+# Celery workers and management commands have a fixed set of threads and keep persistent ones.
+ASGI_PROCESS = envbool("CPO_ASGI", False)
 if DATABASE_URL:
+    pooled = ASGI_PROCESS and DATABASE_URL.startswith(("postgres:", "postgresql:", "pgsql:"))
     DATABASES: dict[str, Any] = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+            DATABASE_URL,
+            conn_max_age=0 if pooled else envint("DB_CONN_MAX_AGE", 60),
+            conn_health_checks=True,
         )
     }
+    if pooled:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": envint("DB_POOL_MIN_SIZE", 2),
+            "max_size": envint("DB_POOL_MAX_SIZE", 10),
+            # Seconds a request or a charger's message waits for a free connection before it
+            # fails (psycopg's default); a full pool makes callers queue, not the server refuse.
+            "timeout": envint("DB_POOL_TIMEOUT", 30),
+        }
 else:
     DATABASES = {
         "default": {
