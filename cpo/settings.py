@@ -30,6 +30,37 @@ DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
+# --- Served over TLS ----------------------------------------------------------------------------
+# HTTPS=true says browsers reach the back office over TLS (its own or a proxy's): cookies are
+# sent over TLS only, plain HTTP is redirected and HSTS tells browsers to stay on HTTPS. Each
+# SECURE_* value can be set on its own. Chargers are not affected: websockets are not
+# redirected (ws:// stays open for security profiles 1 and 2), nor are /healthz (a load
+# balancer's probe) and the one-time upload URLs (stations often upload over plain HTTP).
+HTTPS = envbool("HTTPS", False)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^uploads/"]
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", HTTPS)
+# Behind a TLS-terminating proxy: the header it sets on requests it received over TLS, e.g.
+# X-Forwarded-Proto (then only the proxy may reach daphne). Unset, SECURE_SSL_REDIRECT behind
+# such a proxy would redirect forever.
+_proxy_ssl_header = envstr("SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+# The Content-Security-Policy of every HTTP response (cpo.lib.security): scripts, fonts and
+# images from the back office itself only (Chart.js and the Swagger UI are served from
+# static/); inline style attributes are allowed, inline scripts are not. CSP="" turns it off.
+CONTENT_SECURITY_POLICY = envstr(
+    "CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -41,6 +72,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # The Swagger UI's files, served from static/ (no CDN: the CSP allows only 'self').
+    "drf_spectacular_sidecar",
     "import_export",
     "channels",
     "cpo.apps.CpoConfig",
@@ -57,6 +90,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "cpo.lib.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -230,7 +264,14 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "CPO back office API",
     "DESCRIPTION": "Stations, sessions, tokens, commands, tariffs and billing.",
     "VERSION": "1",
-    "ENUM_NAME_OVERRIDES": {"ChargingSessionStatusEnum": "sessions.models.ChargingSession.Status"},
+    "ENUM_NAME_OVERRIDES": {
+        "ChargingSessionStatusEnum": "sessions.models.ChargingSession.Status",
+        "CustomerAccountKindEnum": "sessions.models.CustomerAccount.Kind",
+        "JobKindEnum": "stations.commands.models.Job.Kind",
+        "JobStatusEnum": "stations.commands.models.Job.Status",
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # --- OCPP ---------------------------------------------------------------------------------------
