@@ -174,11 +174,14 @@ def test_run_command_serves_and_stops_cleanly(first_run, tmp_path):
     assert "Operator panel" in output
     assert "Demo stations  : DEMO-16, DEMO-201" in output
     assert "README.md, Demo data" in output
+    assert not any(password in output for password in PASSWORDS)
     time.sleep(0.5)
     assert _children_of_data_dir(run.data_dir) == []
 
 
-def test_the_first_run_shows_the_demo_passwords_once_and_the_run_never(first_run, tmp_path):
+def test_the_first_run_prints_the_demo_passwords_and_the_next_neither_loads_nor_prints(
+    first_run, tmp_path
+):
     _, demo_output = first_run
     assert all(password in demo_output for password in PASSWORDS)
     data_dir = tmp_path / "data"
