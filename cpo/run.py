@@ -114,7 +114,7 @@ class Child:
 
     name: str
     start: Callable[[], subprocess.Popen[bytes]]
-    stop_timeout: float
+    stop: Callable[[subprocess.Popen[bytes]], None]
     # Called with the exit code when the child is found dead (daphne: its stations go offline).
     on_exit: Callable[[int], object] | None = None
     process: subprocess.Popen[bytes] | None = None
@@ -277,10 +277,10 @@ def main() -> int:
     node_stations_offline(node, "node restarted (the previous run ended abruptly)")
 
     bin_dir = Path(sys.executable).parent
-    children: list[Child] = []
+    redis = None
     if settings.EMBEDDED_REDIS:
-        children.append(Child("redis", lambda: embedded_redis.start(data_dir), 10, on_exit=None))
-    children.append(
+        redis = Child("redis", lambda: embedded_redis.start(data_dir), embedded_redis.stop)
+    servers = [
         Child(
             "daphne",
             lambda: _spawn(
@@ -291,13 +291,11 @@ def main() -> int:
                 ],
                 env | {"CPO_NODE_NAME": node},
             ),
-            15,
+            lambda process: _stop(process, "daphne", 15),
             on_exit=lambda code: node_stations_offline(
                 node, f"node died (daphne exited with code {code})"
             ),
-        )
-    )
-    children.append(
+        ),
         Child(
             "celery",
             lambda: _spawn(
@@ -318,9 +316,10 @@ def main() -> int:
                 ],
                 env,
             ),
-            30,
-        )
-    )
+            lambda process: _stop(process, "celery", 30),
+        ),
+    ]
+    children = ([redis] if redis else []) + servers
     for child in children:
         child.launch()
     db = settings.DATABASES["default"]
@@ -336,14 +335,13 @@ def main() -> int:
         time.sleep(0.2)
 
     print("\nStopping...", flush=True)
-    for child in children:
-        if child.name == "redis" or child.process is None:
-            continue
-        _stop(child.process, child.name, child.stop_timeout)
+    # daphne and Celery first, then the Redis they use.
+    for child in servers:
+        if child.process is not None:
+            child.stop(child.process)
     node_stations_offline(node, "node stopped")
-    for child in children:
-        if child.name == "redis" and child.process is not None:
-            embedded_redis.stop(child.process)
+    if redis is not None and redis.process is not None:
+        redis.stop(redis.process)
     print("Stopped.", flush=True)
     return 0
 
