@@ -239,8 +239,9 @@ def banner(port: int, redis_url: str, database: str) -> str:
         lines += [
             f"  Demo logins    : {', '.join(demo_users) or 'none'}",
             f"  Demo stations  : {', '.join(demo_stations) or 'none'}",
-            "  Their passwords : README.md, Demo data (unless changed); set one with",
-            f"    {python} manage.py changepassword <login>, a station's on its panel page",
+            "  Passwords      : README.md, Demo data (unless changed since); change one with",
+            f"                   {python} manage.py changepassword <login>"
+            " (a station's: on its page in the panel)",
         ]
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
