@@ -1,12 +1,14 @@
 # The two commands: `make run` starts the whole back office, `make test` passes the suite.
 # DATABASE_URL / REDIS_URL switch from the embedded defaults to PostgreSQL / Redis servers.
+# The demo network is loaded by `make demo`, by `DEMO=1 make run`, and by the first `make run`
+# on the embedded defaults; never otherwise, and it never resets a password.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: run test lint format bench simulate clean
+.PHONY: run demo test lint format bench simulate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +22,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py collectstatic --no-input -v0
-	$(BIN)/python manage.py demo_data
+	$(BIN)/python manage.py demo_data --if-wanted
 	$(BIN)/python -m cpo.run
+
+demo: $(STAMP)
+	$(BIN)/python manage.py migrate --no-input
+	$(BIN)/python manage.py demo_data
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -7,6 +7,13 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cpo.settings")
 
+from django.conf import settings  # noqa: E402
+
+if not settings.configured:
+    # This process is the ASGI server: its database connections come from a pool (see
+    # DATABASES in cpo/settings.py). Not set when a test imports this module after set-up.
+    os.environ.setdefault("CPO_ASGI", "1")
+
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 # Apps must be loaded before the routing imports consumers and models.

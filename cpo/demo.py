@@ -1,13 +1,23 @@
-"""Demo data for the run command: documented in the README, loaded idempotently on every start."""
+"""Demo data: the network of the README's "Demo data" section.
+
+Loaded only when asked (`make demo`, `DEMO=1 make run`) and on the first run on the embedded
+defaults, so that a newcomer's `make run` shows a working network. Loading it again creates
+what is missing and never touches a login or a station that exists: a password once set, by
+the demo or by an operator, stays.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+
+from cpo.lib.env import envstr
 
 DEMO_LOGINS = [
     ("Admin", "admin", "admin-demo-2026"),
@@ -28,9 +38,41 @@ DEMO_TOKENS = ["DEMO-TAG-OK", "DEMO-TAG-BLOCKED", "DEMO-TAG-EXPIRED"]
 DEMO_TARIFF_ID = "DEMO-STANDARD"
 
 
+@dataclass
+class DemoLoad:
+    """What one load created: the only time its passwords are shown."""
+
+    logins: list[tuple[str, str, str]] = field(default_factory=list)
+    stations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def demo_data_wanted() -> tuple[bool, str]:
+    """Whether the run command loads the demo data, and why.
+
+    DEMO=1 asks for it and DEMO=0 refuses it; unset, it is loaded on the first run on the
+    embedded defaults (no DATABASE_URL, a database without any login yet) and never on a
+    production database.
+    """
+    from cpo.lib.env import envbool
+    from cpo.models import User
+
+    if envstr("DEMO").strip():
+        wanted = envbool("DEMO", False)
+        return wanted, "DEMO=1" if wanted else "DEMO=0"
+    if settings.DATABASE_URL:
+        return False, "DATABASE_URL is set"
+    if User.objects.exists():
+        return False, "not the first run"
+    return True, "first run on the embedded defaults"
+
+
 @transaction.atomic
-def demo_data_load() -> None:
-    """Create or reset the demo logins, site, stations, tokens, account and tariff."""
+def demo_data_load() -> DemoLoad:
+    """Create what is missing of the demo logins, site, stations, tokens, account and tariff.
+
+    Logins and stations that exist are left as they are (password, role, registration); the
+    site, account, tokens and tariff are put back to their demo values.
+    """
     from django.contrib.auth.models import Group
 
     from cpo.models import User
@@ -39,16 +81,21 @@ def demo_data_load() -> None:
     from tariffs.models import PriceComponent, Tariff, TariffAssignment, TariffElement
     from tariffs.services import tariff_version_publish
 
+    load = DemoLoad()
     for role, username, password in DEMO_LOGINS:
-        user, _ = User.objects.get_or_create(username=username)
-        user.is_staff = True
-        user.is_superuser = role == "Admin"
-        user.email = f"{username}@demo.invalid"
-        user.set_password(password)
-        user.save()
+        if User.objects.filter(username=username).exists():
+            continue
+        user = User.objects.create_user(
+            username=username,
+            email=f"{username}@demo.invalid",
+            password=password,
+            is_staff=True,
+            is_superuser=role == "Admin",
+        )
         if role != "Admin":
             group = Group.objects.get(name=role if role != "Operator" else "Operators")
             user.groups.set([group])
+        load.logins.append((role, username, password))
 
     site, _ = Location.objects.update_or_create(
         name="Demo Site Amsterdam",
@@ -63,14 +110,18 @@ def demo_data_load() -> None:
         },
     )
     for spec in DEMO_STATIONS:
-        station, _ = ChargingStation.objects.get_or_create(
-            identity=spec["identity"], defaults={"location": site, "protocol": spec["protocol"]}
-        )
-        station.location = site
-        station.registration_status = ChargingStation.RegistrationStatus.ACCEPTED
-        station.cost_display_enabled = spec["protocol"] == "ocpp2.0.1"
-        station.set_password(spec["password"])
-        station.save()
+        station = ChargingStation.objects.filter(identity=spec["identity"]).first()
+        if station is None:
+            station = ChargingStation(
+                identity=spec["identity"],
+                location=site,
+                protocol=spec["protocol"],
+                registration_status=ChargingStation.RegistrationStatus.ACCEPTED,
+                cost_display_enabled=spec["protocol"] == "ocpp2.0.1",
+            )
+            station.set_password(spec["password"])
+            station.save()
+            load.stations.append(spec)
         for number in range(1, spec["evses"] + 1):
             evse, _ = Evse.objects.get_or_create(
                 station=station,
@@ -166,6 +217,7 @@ def demo_data_load() -> None:
         tariff_version_publish(tariff=tariff, effective_from=now - timedelta(days=31))
     TariffAssignment.objects.get_or_create(tariff=tariff, location=None, station=None, account=None)
     demo_history_load(now=now)
+    return load
 
 
 def demo_history_load(*, now: datetime | None = None) -> None:

@@ -31,6 +31,37 @@ DEBUG = envbool("DEBUG", False)
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
+# --- Served over TLS ----------------------------------------------------------------------------
+# HTTPS=true says browsers reach the back office over TLS (its own or a proxy's): cookies are
+# sent over TLS only, plain HTTP is redirected and HSTS tells browsers to stay on HTTPS. Each
+# SECURE_* value can be set on its own. Chargers are not affected: websockets are not
+# redirected (ws:// stays open for security profiles 1 and 2), nor are /healthz (a load
+# balancer's probe) and the one-time upload URLs (stations often upload over plain HTTP).
+HTTPS = envbool("HTTPS", False)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^uploads/"]
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", HTTPS)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", HTTPS)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", HTTPS)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", HTTPS)
+# Behind a TLS-terminating proxy: the header it sets on requests it received over TLS, e.g.
+# X-Forwarded-Proto (then only the proxy may reach daphne). Unset, SECURE_SSL_REDIRECT behind
+# such a proxy would redirect forever.
+_proxy_ssl_header = envstr("SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
+)
+# The Content-Security-Policy of every HTTP response (cpo.lib.security): scripts, fonts and
+# images from the back office itself only (Chart.js and the Swagger UI are served from
+# static/); inline style attributes are allowed, inline scripts are not. CSP="" turns it off.
+CONTENT_SECURITY_POLICY = envstr(
+    "CSP",
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -42,6 +73,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # The Swagger UI's files, served from static/ (no CDN: the CSP allows only 'self').
+    "drf_spectacular_sidecar",
     "import_export",
     "channels",
     "cpo.apps.CpoConfig",
@@ -58,6 +91,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "cpo.lib.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -90,12 +124,30 @@ TEMPLATES = [
 # --- Database -----------------------------------------------------------------------------------
 SQLITE_PATH = Path(envstr("CPO_SQLITE_PATH", str(DATA_DIR / "cpo.sqlite3")))
 DATABASE_URL = envsecret("DATABASE_URL")
+# The ASGI server's process (cpo/asgi.py sets CPO_ASGI) runs each HTTP request's sync code on a
+# thread of its own, so a persistent connection (CONN_MAX_AGE > 0) stays open after every
+# request until the garbage collector finds it: 200 requests left up to 83 connections open.
+# That process takes its PostgreSQL connections from psycopg's pool instead: at most
+# DB_POOL_MAX_SIZE, each handed back at the end of a request or of a consumer's database call.
+# Celery workers and management commands have a fixed set of threads and keep persistent ones.
+ASGI_PROCESS = envbool("CPO_ASGI", False)
 if DATABASE_URL:
+    pooled = ASGI_PROCESS and DATABASE_URL.startswith(("postgres:", "postgresql:", "pgsql:"))
     DATABASES: dict[str, Any] = {
         "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+            DATABASE_URL,
+            conn_max_age=0 if pooled else envint("DB_CONN_MAX_AGE", 60),
+            conn_health_checks=True,
         )
     }
+    if pooled:
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": envint("DB_POOL_MIN_SIZE", 2),
+            "max_size": envint("DB_POOL_MAX_SIZE", 10),
+            # Seconds a request or a charger's message waits for a free connection before it
+            # fails (psycopg's default); a full pool makes callers queue, not the server refuse.
+            "timeout": envint("DB_POOL_TIMEOUT", 30),
+        }
 else:
     DATABASES = {
         "default": {
@@ -213,7 +265,14 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "CPO back office API",
     "DESCRIPTION": "Stations, sessions, tokens, commands, tariffs and billing.",
     "VERSION": "1",
-    "ENUM_NAME_OVERRIDES": {"ChargingSessionStatusEnum": "sessions.models.ChargingSession.Status"},
+    "ENUM_NAME_OVERRIDES": {
+        "ChargingSessionStatusEnum": "sessions.models.ChargingSession.Status",
+        "CustomerAccountKindEnum": "sessions.models.CustomerAccount.Kind",
+        "JobKindEnum": "stations.commands.models.Job.Kind",
+        "JobStatusEnum": "stations.commands.models.Job.Status",
+    },
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
 }
 
 # --- OCPP ---------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from cpo.health import healthz
 from stations.commands.views import diagnostics_upload
@@ -17,7 +17,7 @@ urlpatterns = [
     path("admin/panel/", include(("cpo.panel.views", "panel"))),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/", include("stations.commands.urls")),
     # One-time upload URLs given to stations for diagnostics and log files.
     path("uploads/diagnostics/<str:token>/", diagnostics_upload, name="diagnostics-upload"),

@@ -165,6 +165,29 @@ def station_disconnected(
     )
 
 
+@transaction.atomic
+def stations_node_down(*, node: str, reason: str) -> int:
+    """Mark offline every station whose socket a node held when it stopped or died.
+
+    The run command calls this as soon as it sees its daphne child gone, and before starting
+    one in its place: a crashed process runs no disconnect handler, and the heartbeat sweep
+    would find its stations only after several missed intervals. A station that has already
+    reconnected to another node holds that node's name and is left alone.
+    """
+    now = timezone.now()
+    station_ids = list(
+        ChargingStation.objects.filter(is_online=True, node=node).values_list("pk", flat=True)
+    )
+    if not station_ids:
+        return 0
+    StationConnection.objects.filter(
+        station_id__in=station_ids, node=node, disconnected_at=None
+    ).update(disconnected_at=now, close_reason=reason[:100])
+    return ChargingStation.objects.filter(pk__in=station_ids, is_online=True, node=node).update(
+        is_online=False, channel_name=""
+    )
+
+
 def station_seen(*, station_id: int) -> None:
     ChargingStation.objects.filter(pk=station_id).update(last_seen_at=timezone.now())
 

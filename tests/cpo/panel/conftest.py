@@ -51,8 +51,18 @@ async def browser_page(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
         errors: list[str] = []
         page.errors = errors  # type: ignore[attr-defined]  # read by the tests
         page.on("pageerror", lambda error: errors.append(str(error)))
+        # Chromium reports what the Content-Security-Policy blocked on the console.
+        refused: list[str] = []
+        page.on(
+            "console",
+            lambda message: (
+                refused.append(message.text) if "Content Security Policy" in message.text else None
+            ),
+        )
         try:
             yield page
+            # Every page a browser test opens works under the CSP: nothing was blocked.
+            assert refused == [], refused
         finally:
             report = getattr(request.node, "rep_call", None)
             if report is None or report.failed:

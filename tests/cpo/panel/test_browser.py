@@ -193,3 +193,20 @@ async def test_dashboard_and_station_page_render_the_demo_data_with_charts(
         "() => !!window.Chart.getChart(document.getElementById('chart-timeline'))"
     )
     assert page.errors == []
+
+
+async def test_the_api_docs_render_from_the_back_office_itself(daphne_server, roles, browser_page):
+    """Swagger UI's files come from static/ (the CSP allows no CDN), its start-up script is a
+    file too (no inline script), and it lists the API's operations."""
+    await sync_to_async(make_staff)("integrator1", "Support")
+    page = browser_page
+    await login(page, daphne_server.http_url, "integrator1")
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    response = await page.goto(f"{daphne_server.http_url}/api/docs/")
+    assert response is not None
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    await expect(page.locator(".swagger-ui .opblock").first).to_be_visible(timeout=20_000)
+    await expect(page.locator(".swagger-ui")).to_contain_text("/api/tokens/")
+    assert all(url.startswith(daphne_server.http_url) for url in requested), requested
+    assert page.errors == []
