@@ -147,7 +147,13 @@ class ChargingStation(models.Model):
                 condition=models.Q(is_online=True),
             ),
         ]
-        permissions = [("send_command", "Can send commands to stations")]
+        # stations.commands.permissions says which command needs which of these.
+        permissions = [
+            ("send_command", "Can send any command to stations"),
+            ("trigger_status", "Can ask a station for its status"),
+            ("unlock_connector", "Can unlock a connector"),
+            ("remote_stop", "Can remote-stop a session"),
+        ]
 
     def __str__(self) -> str:
         return self.identity
