@@ -99,7 +99,8 @@ class SafeXLSX(XLSX):
         from openpyxl.styles import Font
 
         book = Workbook()
-        sheet = book.active
+        sheet = book.create_sheet(index=0)
+        book.remove(book.worksheets[1])  # the empty default sheet
         sheet.title = (dataset.title or "Export")[:31]
         headers = list(dataset.headers or [])
         sheet.append(headers)

@@ -144,6 +144,8 @@ class StationCommandsAdminMixin:
         else:
             form_class = None
         if request.method == "POST" and form_class is None:
+            # No verb, or one this user may not send (Finance: none; Support: the driver-help
+            # commands only).
             raise PermissionDenied
         if form_class is not None:
             form = form_class(request.POST or None)

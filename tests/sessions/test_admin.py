@@ -319,8 +319,7 @@ def test_the_account_and_site_forms_refuse_countries_that_do_not_exist(admin_cli
     assert not CustomerAccount.objects.filter(name="Zed").exists()
     account["country"] = "SE"
     assert (
-        admin_client.post(reverse("admin:charging_customeraccount_add"), account).status_code
-        == 302
+        admin_client.post(reverse("admin:charging_customeraccount_add"), account).status_code == 302
     )
 
     site = {"name": "Depot", "country": "NL", "time_zone": "Europe/Amsterdam", "publish": "on"}
