@@ -431,6 +431,10 @@
   }
 
   function bindCommandForm(root, form) {
+    // Once per form: the connector rows' forms are bound when rendered, and must not be bound
+    // again by the page's start-up pass (one click, one command).
+    if (form.dataset.bound) return;
+    form.dataset.bound = "1";
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
