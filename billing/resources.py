@@ -5,12 +5,12 @@ same everywhere:
 
 - CSV: ISO 8601 dates, UTC times with their offset (and local times with the zone named in
   a column beside them), a decimal point and no thousands separator, money rounded to the
-  currency's minor unit, a currency column on every row. A text cell that a spreadsheet would
-  take for a formula (=, +, -, @, tab or carriage return first) is prefixed with an apostrophe;
-  numbers, negative ones included, are left as they are.
+  currency's minor unit, a currency column on every row. Formula-like text is escaped by the
+  project's one rule (`cpo.lib.spreadsheets.formula_escape`); numbers, negative ones included,
+  are left as they are.
 - XLSX: real dates and date-times (UTC columns in UTC, local columns in local time: Excel
   has no time zones), money as numbers with a money number format of the row's currency, a
-  sheet named after what it holds; no cell is ever a formula.
+  sheet named after what it holds; no cell is ever a formula (`xlsx_cell_set`).
 - The invoice-lines export has one row per line (`row_type` "line") and, per currency, a
   totals row (`row_type` "total") that sums the money and energy columns above it.
 """
@@ -20,18 +20,16 @@ from __future__ import annotations
 import datetime as dt
 import io
 import zoneinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import tablib
 from import_export import fields, resources, widgets
-from import_export.formats.base_formats import CSV, XLSX
 
 from billing.models import Cdr, Invoice, InvoiceLine, SettlementLine
 from cpo.lib.money import currency_exponent
+from cpo.lib.spreadsheets import SafeCSV, SafeXLSX, xlsx_cell_set
 from tariffs.rating import round_money
-
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 class IsoDateTimeWidget(widgets.Widget):
@@ -415,32 +413,11 @@ class SettlementLineResource(FinanceResource):
         return str(line.cdr.token_snapshot.get("contract_id", ""))
 
 
-def _is_number(text: str) -> bool:
-    try:
-        return Decimal(text).is_finite()
-    except (InvalidOperation, ValueError):
-        return False
+class FinanceCSV(SafeCSV):
+    """CSV with formula injection escaped (OWASP's CSV injection rule, `formula_escape`)."""
 
 
-def csv_safe(cell: Any) -> Any:
-    """A text cell a spreadsheet would run as a formula gets a leading apostrophe; numbers
-    (a negative amount is text in a CSV too) are left alone."""
-    if isinstance(cell, str) and cell.startswith(FORMULA_START) and not _is_number(cell):
-        return f"'{cell}"
-    return cell
-
-
-class FinanceCSV(CSV):
-    """CSV with formula injection escaped (OWASP's CSV injection rule)."""
-
-    def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> Any:
-        safe = tablib.Dataset(headers=dataset.headers, title=dataset.title)
-        for row in dataset:
-            safe.append([csv_safe(cell) for cell in row])
-        return safe.export("csv", **kwargs)
-
-
-class FinanceXLSX(XLSX):
+class FinanceXLSX(SafeXLSX):
     """XLSX written cell by cell: a named sheet, bold frozen header, dates and date-times as
     such, money with the number format of its row's currency, and text always text (a value
     starting with "=" is never stored as a formula)."""
@@ -469,10 +446,8 @@ class FinanceXLSX(XLSX):
                 cell = sheet.cell(row=r, column=c)
                 if value == "" or value is None:
                     continue
-                cell.value = value
-                if isinstance(value, str):
-                    cell.data_type = "s"
-                elif isinstance(value, dt.datetime):
+                xlsx_cell_set(cell, value)
+                if isinstance(value, dt.datetime):
                     cell.number_format = "yyyy-mm-dd hh:mm:ss"
                 elif isinstance(value, dt.date):
                     cell.number_format = "yyyy-mm-dd"

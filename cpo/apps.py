@@ -33,6 +33,24 @@ def check_time_zone(app_configs: Sequence[AppConfig] | None, **kwargs: Any) -> l
     return []
 
 
+@register()
+def check_seller_country(
+    app_configs: Sequence[AppConfig] | None, **kwargs: Any
+) -> list[CheckMessage]:
+    from cpo.lib.countries import ALPHA_2
+
+    country = settings.BILLING_SELLER.get("country", "")
+    if country not in ALPHA_2:
+        return [
+            Error(
+                f"BILLING_SELLER_COUNTRY is {country!r}, not an ISO 3166-1 alpha-2 code.",
+                hint="The seller's country on invoices, e.g. NL.",
+                id="cpo.E002",
+            )
+        ]
+    return []
+
+
 @register(deploy=True)
 def check_production_secrets(
     app_configs: Sequence[AppConfig] | None, **kwargs: Any

@@ -5,8 +5,13 @@ The groups are created by a data migration; their permissions are re-synced afte
 
 - Operators run the network: stations, sessions, tokens, drivers, tariffs, commands, jobs.
   They can read CDRs and invoices, but never issue, credit or export them.
-- Finance closes periods, issues invoices and credit notes, exports; reads the network.
-- Support reads everything operators see and sends nothing.
+- Finance closes periods, issues invoices and credit notes, reviews sessions, exports, edits
+  billing profiles; reads the network.
+- Support reads everything operators see, and helps a driver at the charger: asks a station
+  for its status, unlocks a connector, remote-stops a session; nothing else that changes data.
+
+What each role may do in the panel and the API is the README's "Roles" table, which
+tests/cpo/test_roles.py reads and checks against every admin action and URL.
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ ROLES = (OPERATORS, FINANCE, SUPPORT)
 
 NETWORK_APPS = ("stations", "commands", "charging", "tariffs", "roaming")
 FINANCE_APPS = ("billing",)
+# The billing models Finance edits as rows; every other billing record is written by services
+# (issue, credit, close, review), through permissions of their own.
+FINANCE_EDITS = {"billingprofile"}
+# The driver-help commands (stations.commands.permissions.DRIVER_HELP), as (app, codename).
+SUPPORT_COMMANDS = {
+    ("stations", "trigger_status"),
+    ("stations", "unlock_connector"),
+    ("stations", "remote_stop"),
+}
 
 
 def _codenames_for(role: str, permissions: list[Any]) -> set[int]:
@@ -29,6 +43,8 @@ def _codenames_for(role: str, permissions: list[Any]) -> set[int]:
         action = perm.codename.split("_", 1)[0]
         if role == SUPPORT:
             if app_label in NETWORK_APPS + FINANCE_APPS and action == "view":
+                chosen.add(perm.pk)
+            elif (app_label, perm.codename) in SUPPORT_COMMANDS:
                 chosen.add(perm.pk)
         elif role == OPERATORS:
             if app_label in NETWORK_APPS and action in {"view", "add", "change", "delete"}:
@@ -40,7 +56,10 @@ def _codenames_for(role: str, permissions: list[Any]) -> set[int]:
             elif app_label in FINANCE_APPS and action == "view":
                 chosen.add(perm.pk)
         elif role == FINANCE:
-            if app_label in FINANCE_APPS:
+            if app_label in FINANCE_APPS and (
+                action not in {"add", "change", "delete"}
+                or perm.content_type.model in FINANCE_EDITS
+            ):
                 chosen.add(perm.pk)
             elif app_label in NETWORK_APPS and action == "view":
                 chosen.add(perm.pk)

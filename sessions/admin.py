@@ -20,8 +20,8 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
-from import_export.formats import base_formats
 
+from cpo.lib.spreadsheets import SafeCSV, SafeXLSX
 from sessions import selectors, services
 from sessions.models import (
     AuthorizationDecision,
@@ -112,10 +112,14 @@ class ReadOnlyInline(admin.TabularInline):
 
 
 class AllOrNothingImportAdmin(ImportExportModelAdmin):
-    """CSV and XLSX import/export. Importing needs the add and change permissions; a confirmed
-    import that fails after all (the data changed since the preview) is reported, not hailed."""
+    """CSV and XLSX import/export. Importing needs the add and change permissions, exporting
+    the change permission (a whole file of cards, drivers or customers is the work of those who
+    manage them, not of everyone who may look one up); a confirmed import that fails after all
+    (the data changed since the preview) is reported, not hailed."""
 
-    formats = [base_formats.CSV, base_formats.XLSX]
+    # The project's formula-safe formats (cpo.lib.spreadsheets): a uid like "=cmd|..." is
+    # exported as text a spreadsheet never runs, and imported back unchanged.
+    formats = [SafeCSV, SafeXLSX]
 
     def has_import_permission(self, request: HttpRequest) -> bool:
         opts = self.opts
@@ -123,7 +127,7 @@ class AllOrNothingImportAdmin(ImportExportModelAdmin):
         return request.user.has_perms([f"{label}.add_{name}", f"{label}.change_{name}"])
 
     def has_export_permission(self, request: HttpRequest) -> bool:
-        return self.has_view_permission(request)
+        return self.has_change_permission(request)
 
     def process_result(self, result: Any, request: HttpRequest) -> HttpResponse:
         if result.has_errors() or result.has_validation_errors():

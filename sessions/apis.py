@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cpo.lib.countries import validate_country_alpha2
 from sessions import selectors, services
 from sessions.models import ChargingSession, CustomerAccount, Driver, IdToken
 from stations.models import ChargingStation, Location
@@ -123,7 +124,9 @@ class TokenInputSerializer(serializers.Serializer):
         max_digits=12, decimal_places=4, min_value=0, required=False, allow_null=True
     )
     budget_period = serializers.ChoiceField(choices=IdToken.BudgetPeriod.choices, required=False)
-    issuer_country_code = serializers.CharField(max_length=2, required=False, allow_blank=True)
+    issuer_country_code = serializers.CharField(
+        max_length=2, required=False, allow_blank=True, validators=[validate_country_alpha2]
+    )
     issuer_party_id = serializers.CharField(max_length=3, required=False, allow_blank=True)
     contract_id = serializers.CharField(max_length=36, required=False, allow_blank=True)
     in_local_list = serializers.BooleanField(required=False)
@@ -447,7 +450,9 @@ class AccountInputSerializer(serializers.Serializer):
     address = serializers.CharField(max_length=255, required=False, allow_blank=True)
     postal_code = serializers.CharField(max_length=16, required=False, allow_blank=True)
     city = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    country = serializers.CharField(max_length=2, required=False)
+    country = serializers.CharField(
+        max_length=2, required=False, validators=[validate_country_alpha2]
+    )
     vat_id = serializers.CharField(max_length=32, required=False, allow_blank=True)
     email = serializers.EmailField(required=False, allow_blank=True)
     currency = serializers.CharField(max_length=3, required=False)
@@ -455,7 +460,9 @@ class AccountInputSerializer(serializers.Serializer):
         choices=CustomerAccount.BillingPeriod.choices, required=False
     )
     time_zone = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    country_code = serializers.CharField(max_length=2, required=False, allow_blank=True)
+    country_code = serializers.CharField(
+        max_length=2, required=False, allow_blank=True, validators=[validate_country_alpha2]
+    )
     party_id = serializers.CharField(max_length=3, required=False, allow_blank=True)
     is_active = serializers.BooleanField(required=False)
 

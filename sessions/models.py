@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from cpo.lib.countries import validate_country_alpha2
 from stations.models import ChargingStation, Location, validate_time_zone
 
 
@@ -40,7 +41,12 @@ class CustomerAccount(models.Model):
     address = models.CharField(max_length=255, blank=True)
     postal_code = models.CharField(max_length=16, blank=True)
     city = models.CharField(max_length=64, blank=True)
-    country = models.CharField(max_length=2, default="NL", help_text="ISO 3166-1 alpha-2")
+    country = models.CharField(
+        max_length=2,
+        default="NL",
+        help_text="ISO 3166-1 alpha-2",
+        validators=[validate_country_alpha2],
+    )
     vat_id = models.CharField(max_length=32, blank=True)
     email = models.EmailField(blank=True)
     currency = models.CharField(max_length=3, default="EUR")
@@ -50,7 +56,12 @@ class CustomerAccount(models.Model):
     # Billing periods and invoice dates are in this zone; empty: the seller's (BILLING_TIME_ZONE).
     time_zone = models.CharField(max_length=64, blank=True, validators=[validate_time_zone])
     # Roaming partner accounts: the eMSP's OCPI party.
-    country_code = models.CharField(max_length=2, blank=True)
+    country_code = models.CharField(
+        max_length=2,
+        blank=True,
+        validators=[validate_country_alpha2],
+        help_text="ISO 3166-1 alpha-2",
+    )
     party_id = models.CharField(max_length=3, blank=True)
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -73,8 +84,6 @@ class CustomerAccount(models.Model):
         errors = {}
         if not re.fullmatch(r"[A-Z]{3}", self.currency or ""):
             errors["currency"] = "an ISO 4217 code, e.g. EUR"
-        if not re.fullmatch(r"[A-Z]{2}", self.country or ""):
-            errors["country"] = "an ISO 3166-1 alpha-2 code, e.g. NL"
         if self.kind == self.Kind.ROAMING_PARTNER and not (self.country_code and self.party_id):
             errors["party_id"] = "a roaming partner account needs its country code and party id"
         if errors:
@@ -176,7 +185,12 @@ class IdToken(models.Model):
         max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH
     )
     # Roaming tokens: the issuing eMSP.
-    issuer_country_code = models.CharField(max_length=2, blank=True)
+    issuer_country_code = models.CharField(
+        max_length=2,
+        blank=True,
+        validators=[validate_country_alpha2],
+        help_text="ISO 3166-1 alpha-2",
+    )
     issuer_party_id = models.CharField(max_length=3, blank=True)
     contract_id = models.CharField(max_length=36, blank=True)
     in_local_list = models.BooleanField(

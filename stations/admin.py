@@ -336,7 +336,9 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
     def get_queryset(self, request: HttpRequest) -> QuerySet[ChargingStation]:
         return super().get_queryset(request).prefetch_related("connectors")
 
-    @admin.action(description="Accept selected Pending stations")
+    # Accepting and tracing change the station: the change permission (Operators), never
+    # merely seeing the station list (Support, Finance).
+    @admin.action(description="Accept selected Pending stations", permissions=["change"])
     def accept_stations(self, request: HttpRequest, queryset: QuerySet[ChargingStation]) -> None:
         count = 0
         for station in queryset.exclude(registration_status="Accepted"):
@@ -348,7 +350,7 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
             messages.SUCCESS,
         )
 
-    @admin.action(description="Trace OCPP frames: on")
+    @admin.action(description="Trace OCPP frames: on", permissions=["change"])
     def trace_on(self, request: HttpRequest, queryset: QuerySet[ChargingStation]) -> None:
         count = queryset.update(trace_enabled=True)
         self.message_user(
@@ -357,7 +359,7 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
             messages.SUCCESS,
         )
 
-    @admin.action(description="Trace OCPP frames: off")
+    @admin.action(description="Trace OCPP frames: off", permissions=["change"])
     def trace_off(self, request: HttpRequest, queryset: QuerySet[ChargingStation]) -> None:
         count = queryset.update(trace_enabled=False)
         self.message_user(request, f"Tracing off for {count} station(s).", messages.SUCCESS)
@@ -479,6 +481,10 @@ class CertificateSigningRequestAdmin(admin.ModelAdmin):
     list_display = ("station", "certificate_type", "received_at", "signed_at")
     list_select_related = ("station",)
     readonly_fields = ("station", "csr", "certificate_type", "received_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Stations send their signing requests; none is made up in the panel.
+        return False
 
 
 @admin.register(OcppMessage)

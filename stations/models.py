@@ -16,6 +16,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from cpo.lib.countries import validate_country_alpha3
+
 
 def validate_time_zone(value: str) -> None:
     try:
@@ -32,7 +34,12 @@ class Location(models.Model):
     postal_code = models.CharField(max_length=10, blank=True)
     city = models.CharField(max_length=45, blank=True)
     # ISO 3166-1 alpha-3, as OCPI wants it.
-    country = models.CharField(max_length=3, default="NLD")
+    country = models.CharField(
+        max_length=3,
+        default="NLD",
+        validators=[validate_country_alpha3],
+        help_text="ISO 3166-1 alpha-3, e.g. NLD",
+    )
     latitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
     longitude = models.DecimalField(max_digits=9, decimal_places=6, null=True, blank=True)
     time_zone = models.CharField(
@@ -147,7 +154,13 @@ class ChargingStation(models.Model):
                 condition=models.Q(is_online=True),
             ),
         ]
-        permissions = [("send_command", "Can send commands to stations")]
+        # stations.commands.permissions says which command needs which of these.
+        permissions = [
+            ("send_command", "Can send any command to stations"),
+            ("trigger_status", "Can ask a station for its status"),
+            ("unlock_connector", "Can unlock a connector"),
+            ("remote_stop", "Can remote-stop a session"),
+        ]
 
     def __str__(self) -> str:
         return self.identity

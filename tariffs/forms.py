@@ -12,7 +12,14 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from stations.models import validate_time_zone
-from tariffs.models import DAYS, PriceComponent, TariffElement
+from tariffs.models import (
+    DAYS,
+    MAX_ENERGY_STEP_WH,
+    MAX_TIME_STEP_S,
+    MAX_VAT_PERCENT,
+    PriceComponent,
+    TariffElement,
+)
 from tariffs.services import ComponentInput
 
 # One slot per OCPI component type (OCPI allows one component of each type per element), so an
@@ -37,14 +44,18 @@ def _vat(label: str) -> forms.DecimalField:
         label=f"{label} VAT %",
         required=False,
         min_value=Decimal(0),
-        max_value=Decimal(100),
+        max_value=MAX_VAT_PERCENT,
         max_digits=5,
         decimal_places=2,
     )
 
 
 def _step(label: str, unit: str) -> forms.IntegerField:
-    return forms.IntegerField(label=f"{label} step ({unit})", required=False, min_value=1)
+    # The model's bounds (PriceComponent.clean): 100 kWh of energy, a day of time.
+    high = MAX_ENERGY_STEP_WH if unit == "Wh" else MAX_TIME_STEP_S
+    return forms.IntegerField(
+        label=f"{label} step ({unit})", required=False, min_value=1, max_value=high
+    )
 
 
 def _plain(value: Decimal | None) -> str | None:

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -22,6 +23,27 @@ from sessions.models import ChargingSession, CustomerAccount
 from stations.models import ChargingStation, Location
 
 DAYS = ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"]
+
+# The bounds of what a tariff may say: a value beyond them is a typo, not a price. Checked by
+# the models (so by the panel's forms, the services and any API alike).
+MAX_ENERGY_STEP_WH = 100_000  # 100 kWh
+MAX_TIME_STEP_S = 86_400  # a day
+MAX_STEP = max(MAX_ENERGY_STEP_WH, MAX_TIME_STEP_S)
+MAX_KWH = Decimal(10_000)  # a session's energy, megawatt charging of trucks included
+MAX_POWER_KW = Decimal(4_000)
+MAX_CURRENT_A = Decimal(4_000)
+MAX_DURATION_S = 31 * 86_400  # a month
+MAX_VAT_PERCENT = Decimal(100)
+ZERO = Decimal(0)
+
+
+def _bounded(high: Decimal | int | None = None) -> list[Any]:
+    """Validators of a quantity: never negative, and at most `high` when given."""
+    low: Decimal | int = ZERO if isinstance(high, Decimal) or high is None else 0
+    validators: list[Any] = [MinValueValidator(low)]
+    if high is not None:
+        validators.append(MaxValueValidator(high))
+    return validators
 
 
 def _num(value: Decimal | None) -> str | None:
@@ -41,10 +63,18 @@ class Tariff(models.Model):
     currency = models.CharField(max_length=3, default="EUR")
     type = models.CharField(max_length=16, choices=Type.choices, blank=True)
     display_text = models.CharField(max_length=512, blank=True)
-    min_price_excl_vat = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
-    min_price_incl_vat = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
-    max_price_excl_vat = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
-    max_price_incl_vat = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
+    min_price_excl_vat = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True, validators=_bounded()
+    )
+    min_price_incl_vat = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True, validators=_bounded()
+    )
+    max_price_excl_vat = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True, validators=_bounded()
+    )
+    max_price_incl_vat = models.DecimalField(
+        max_digits=12, decimal_places=4, null=True, blank=True, validators=_bounded()
+    )
     start_date_time = models.DateTimeField(null=True, blank=True)
     end_date_time = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -117,14 +147,30 @@ class TariffElement(models.Model):
     )
     start_date = models.DateField(null=True, blank=True)
     end_date = models.DateField(null=True, blank=True)
-    min_kwh = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
-    max_kwh = models.DecimalField(max_digits=12, decimal_places=3, null=True, blank=True)
-    min_current = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
-    max_current = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
-    min_power = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
-    max_power = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
-    min_duration = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
-    max_duration = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds.")
+    min_kwh = models.DecimalField(
+        max_digits=12, decimal_places=3, null=True, blank=True, validators=_bounded(MAX_KWH)
+    )
+    max_kwh = models.DecimalField(
+        max_digits=12, decimal_places=3, null=True, blank=True, validators=_bounded(MAX_KWH)
+    )
+    min_current = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, validators=_bounded(MAX_CURRENT_A)
+    )
+    max_current = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, validators=_bounded(MAX_CURRENT_A)
+    )
+    min_power = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, validators=_bounded(MAX_POWER_KW)
+    )
+    max_power = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True, validators=_bounded(MAX_POWER_KW)
+    )
+    min_duration = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds.", validators=_bounded(MAX_DURATION_S)
+    )
+    max_duration = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds.", validators=_bounded(MAX_DURATION_S)
+    )
     day_of_week = models.JSONField(default=list, blank=True, help_text='e.g. ["MONDAY"]')
     reservation = models.CharField(
         max_length=20,
@@ -231,16 +277,24 @@ class PriceComponent(models.Model):
         TariffElement, on_delete=models.CASCADE, related_name="price_components"
     )
     type = models.CharField(max_length=16, choices=Type.choices)
-    price = models.DecimalField(max_digits=12, decimal_places=6, help_text="Excl. VAT, per unit.")
+    price = models.DecimalField(
+        max_digits=12, decimal_places=6, help_text="Excl. VAT, per unit.", validators=_bounded()
+    )
     vat = models.DecimalField(
         max_digits=5,
         decimal_places=2,
         null=True,
         blank=True,
         help_text="Percent. Empty: no VAT applies (not the same as 0).",
+        validators=_bounded(MAX_VAT_PERCENT),
     )
     step_size = models.PositiveIntegerField(
-        default=1, help_text="ENERGY: Wh; TIME and PARKING_TIME: seconds; FLAT: ignored."
+        default=1,
+        help_text=(
+            f"ENERGY: Wh (at most {MAX_ENERGY_STEP_WH}); TIME and PARKING_TIME: seconds "
+            f"(at most {MAX_TIME_STEP_S}); FLAT: ignored."
+        ),
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_STEP)],
     )
 
     class Meta:
@@ -249,6 +303,16 @@ class PriceComponent(models.Model):
     def __str__(self) -> str:
         unit = {"ENERGY": "/kWh", "TIME": "/h", "PARKING_TIME": "/h"}.get(self.type, "")
         return f"{self.type} {_num(self.price)}{unit}"
+
+    def clean(self) -> None:
+        if (
+            self.type in (self.Type.TIME, self.Type.PARKING_TIME)
+            and self.step_size is not None
+            and self.step_size > MAX_TIME_STEP_S
+        ):
+            raise ValidationError(
+                {"step_size": f"a time step is at most {MAX_TIME_STEP_S} s (a day)"}
+            )
 
     def to_ocpi(self) -> dict[str, Any]:
         data: dict[str, Any] = {

@@ -24,10 +24,12 @@ from django.views.decorators.http import require_GET, require_POST
 
 from billing.selectors import revenue_source
 from cpo.lib.formatting import add_months, local_midnight, month_start, panel_tz
+from cpo.lib.spreadsheets import csv_rows
 from cpo.panel import dashboard, reports
 from sessions import selectors as charging
 from sessions.models import ChargingSession
 from stations import selectors as network
+from stations.commands import permissions as command_permissions
 from stations.commands import services as command_services
 from stations.commands.models import Command
 from stations.commands.verbs import CommandError
@@ -106,8 +108,12 @@ QUICK_COMMANDS: dict[str, tuple[str, ...]] = {
 
 @require_POST
 def station_command(request: HttpRequest, pk: int) -> HttpResponse:
-    """Queue one of the common commands; the page then follows its status live."""
-    _need(request, "stations.send_command")
+    """Queue one of the common commands; the page then follows its status live.
+
+    Which command needs which permission is stations.commands.permissions' rule: Support may
+    ask for status, unlock and remote-stop, Operators send everything."""
+    if not command_permissions.can_send_some(request.user):
+        raise PermissionDenied
     station = get_object_or_404(ChargingStation, pk=pk)
     verb = request.POST.get("verb", "")
     if verb not in QUICK_COMMANDS:
@@ -117,6 +123,8 @@ def station_command(request: HttpRequest, pk: int) -> HttpResponse:
         for name in QUICK_COMMANDS[verb]
         if request.POST.get(name, "") != ""
     }
+    if not command_permissions.can_send(request.user, verb, params):
+        raise PermissionDenied
     try:
         command = command_services.command_create(
             station=station,
@@ -205,23 +213,12 @@ def _bound_form(form_class: type[forms.Form], request: HttpRequest, defaults: di
     return form_class(data)
 
 
-def _csv_cell(value: Any) -> Any:
-    # Spreadsheets run cells starting with these as formulas; numbers stay numbers.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        try:
-            float(value)
-        except ValueError:
-            return "'" + value
-    return value
-
-
 def csv_response(filename: str, columns: list[str], rows: Iterable[dict[str, Any]]) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)
     writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_csv_cell(row.get(column, "")) for column in columns])
+    writer.writerows(csv_rows([row.get(column, "") for column in columns] for row in rows))
     return response
 
 
@@ -367,6 +364,12 @@ REPORTS = [
 
 @require_GET
 def reports_index(request: HttpRequest) -> HttpResponse:
+    # Every report reads stations or sessions: the index is for those who may read one.
+    if not (
+        request.user.has_perm("stations.view_chargingstation")
+        or request.user.has_perm("charging.view_chargingsession")
+    ):
+        raise PermissionDenied
     context = {
         **admin.site.each_context(request),
         "title": "Reports",

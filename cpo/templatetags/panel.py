@@ -14,6 +14,7 @@ from cpo.lib.formatting import admin_url
 from cpo.panel import dashboard, menus
 from cpo.panel.views import QUICK_COMMANDS
 from sessions.selectors import station_recent_sessions
+from stations.commands import permissions as command_permissions
 
 register = template.Library()
 
@@ -61,7 +62,16 @@ def station_panel(station: Any, request: Any) -> dict[str, Any]:
         "recent_sessions": recent,
         "curve_url": recent[0]["curve_url"] if recent else "",
         "connections": station.connections.all()[:15],
-        "can_command": user.has_perm("stations.send_command") and bool(station.protocol),
+        "can_command": command_permissions.can_send_some(user) and bool(station.protocol),
+        # Which of the page's commands this user may send (Support: the driver-help ones).
+        "can": {
+            "any": user.has_perm(command_permissions.SEND_ANY),
+            "trigger_status": command_permissions.can_send(
+                user, "trigger_message", {"message": "StatusNotification"}
+            ),
+            "unlock": command_permissions.can_send(user, "unlock_connector"),
+            "remote_stop": command_permissions.can_send(user, "remote_stop"),
+        },
         "can_see_sessions": user.has_perm("charging.view_chargingsession"),
         "verbs": sorted(QUICK_COMMANDS),
         "all_commands_url": admin_url("commands_command_changelist")

@@ -379,13 +379,16 @@
       connectors.replaceChildren(...data.connectors.map((c) => {
         const actions = [];
         if (canCommand) {
-          if (c.session) {
+          if (c.session && root.dataset.canStop) {
             actions.push(commandForm(root, "remote_stop", { transaction_id: c.session.transaction_id || "" }, "Stop"));
           }
-          actions.push(commandForm(root, "unlock_connector", { evse_id: c.evse_id, connector_id: c.connector_id }, "Unlock"));
-          if (c.reported_status === "Unavailable") {
+          if (root.dataset.canUnlock) {
+            actions.push(commandForm(root, "unlock_connector", { evse_id: c.evse_id, connector_id: c.connector_id }, "Unlock"));
+          }
+          // Support has the driver-help commands above only; availability is the operator's.
+          if (root.dataset.canAny && c.reported_status === "Unavailable") {
             actions.push(commandForm(root, "change_availability", { evse_id: c.evse_id, connector_id: c.connector_id, operative: "true" }, "Make available"));
-          } else {
+          } else if (root.dataset.canAny) {
             actions.push(commandForm(root, "change_availability", { evse_id: c.evse_id, connector_id: c.connector_id, operative: "false" }, "Make unavailable"));
           }
         }

@@ -22,6 +22,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from stations.commands import jobs, local_lists, services
+from stations.commands import permissions as command_permissions
 from stations.commands.codec import codec
 from stations.commands.models import Command, DiagnosticsUpload, Job, JobTarget, LocalAuthList
 from stations.commands.verbs import VERBS, CommandError, Param
@@ -47,8 +48,11 @@ def command_badge(status: str, label: str) -> str:
     )
 
 
-def _can_send(request: HttpRequest) -> bool:
-    return request.user.has_perm("stations.send_command")
+def _can_send(request: HttpRequest, verb: str = "", params: dict[str, Any] | None = None) -> bool:
+    """Any command (no verb given), or this verb with these parameters."""
+    if not verb:
+        return request.user.has_perm(command_permissions.SEND_ANY)
+    return command_permissions.can_send(request.user, verb, params)
 
 
 # --- Per-verb forms --------------------------------------------------------------------------
@@ -130,17 +134,27 @@ class StationCommandsAdminMixin:
             for v in VERBS.values()
             if not station.protocol or codec().supports(station.protocol, v.name)
         ]
+        # The verbs this user may send at all; their parameters are checked again on POST.
+        available = [v for v in available if _can_send(request, v.name, _help_params(v.name))]
         form: forms.Form | None = None
-        if verb == "raw":
+        if verb == "raw" and _can_send(request):
             form_class: type[forms.Form] | None = RawCommandForm
-        elif verb in VERBS:
+        elif verb in VERBS and verb in {v.name for v in available}:
             form_class = verb_form_class(verb)
         else:
             form_class = None
+        if request.method == "POST" and form_class is None:
+            # No verb, or one this user may not send (Finance: none; Support: the driver-help
+            # commands only).
+            raise PermissionDenied
         if form_class is not None:
             form = form_class(request.POST or None)
             if request.method == "POST":
-                if not _can_send(request):
+                if (
+                    verb != "raw"
+                    and form.is_valid()
+                    and not _can_send(request, verb, form_params(form, verb))
+                ):
                     raise PermissionDenied
                 if form.is_valid():
                     try:
@@ -181,7 +195,8 @@ class StationCommandsAdminMixin:
             "verb_label": VERBS[verb].label if verb in VERBS else "Raw action",
             "form": form,
             "history": history,
-            "can_send": _can_send(request),
+            "can_send": _can_send(request) or bool(available),
+            "can_send_raw": _can_send(request),
             "local_list": LocalAuthList.objects.filter(station=station).first(),
         }
         return TemplateResponse(request, "commands/station_commands.html", context)
@@ -190,10 +205,15 @@ class StationCommandsAdminMixin:
 # --- Actions for the station, connector and session admins ------------------------------------
 
 
+def _help_params(verb: str) -> dict[str, Any]:
+    """The parameters under which `verb` is a driver-help command (see permissions)."""
+    return {"message": "StatusNotification"} if verb == "trigger_message" else {}
+
+
 def _queue(
     modeladmin: Any, request: HttpRequest, pairs: list[tuple[ChargingStation, str, dict[str, Any]]]
 ) -> None:
-    if not _can_send(request):
+    if not all(_can_send(request, verb, params) for _station, verb, params in pairs):
         raise PermissionDenied
     queued, refused = 0, []
     for station, verb, params in pairs:
@@ -237,7 +257,19 @@ def local_list_full_sync(modeladmin: Any, request: HttpRequest, queryset: QueryS
     modeladmin.message_user(request, f"Local list sent to {sent} station(s).", messages.SUCCESS)
 
 
-@admin.action(description="Unlock selected connectors", permissions=["send_command"])
+@admin.action(
+    description="Ask selected stations for their status (StatusNotification)",
+    permissions=["trigger_status"],
+)
+def trigger_status(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+    _queue(
+        modeladmin,
+        request,
+        [(s, "trigger_message", {"message": "StatusNotification"}) for s in queryset],
+    )
+
+
+@admin.action(description="Unlock selected connectors", permissions=["unlock_connector"])
 def unlock_connectors(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
     _queue(
         modeladmin,
@@ -277,7 +309,7 @@ def _connector_params(connector: Connector) -> dict[str, Any]:
     return {"evse_id": connector.evse.evse_id, "connector_id": connector.connector_id}
 
 
-@admin.action(description="Remote stop selected sessions", permissions=["send_command"])
+@admin.action(description="Remote stop selected sessions", permissions=["remote_stop"])
 def remote_stop_sessions(modeladmin: Any, request: HttpRequest, queryset: QuerySet) -> None:
     """For the charging session admin: stop each running session at its station."""
     _queue(
@@ -291,13 +323,23 @@ def remote_stop_sessions(modeladmin: Any, request: HttpRequest, queryset: QueryS
 
 
 class SendCommandPermissionMixin:
-    """Gives a ModelAdmin the `send_command` action permission used by the actions above."""
+    """Gives a ModelAdmin the action permissions used by the actions above: `send_command`
+    (any command) and the driver-help commands' own (stations.commands.permissions)."""
 
     def has_send_command_permission(self, request: HttpRequest) -> bool:
         return _can_send(request)
 
+    def has_trigger_status_permission(self, request: HttpRequest) -> bool:
+        return _can_send(request, "trigger_message", {"message": "StatusNotification"})
 
-STATION_ACTIONS = [reset_soft, reset_hard, clear_cache, local_list_full_sync]
+    def has_unlock_connector_permission(self, request: HttpRequest) -> bool:
+        return _can_send(request, "unlock_connector")
+
+    def has_remote_stop_permission(self, request: HttpRequest) -> bool:
+        return _can_send(request, "remote_stop")
+
+
+STATION_ACTIONS = [trigger_status, reset_soft, reset_hard, clear_cache, local_list_full_sync]
 CONNECTOR_ACTIONS = [unlock_connectors, connectors_operative, connectors_inoperative]
 SESSION_ACTIONS = [remote_stop_sessions]
 
@@ -381,6 +423,10 @@ class CommandAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The command history is the record of what was sent to whom: never deleted here.
         return False
 
 
@@ -599,6 +645,10 @@ class JobAdmin(admin.ModelAdmin):
         # The job page is read-only (view permission); jobs change only through services.
         return False
 
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A job is the record of a rollout: cancelled, never deleted.
+        return False
+
     def save_model(self, request: HttpRequest, obj: Job, form: Any, change: bool) -> None:
         """Jobs are created by the service, never by saving the form's instance."""
         data = form.cleaned_data
@@ -697,4 +747,8 @@ class LocalAuthListAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The list the station holds: deleting the row would break the differential sync.
         return False

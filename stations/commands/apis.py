@@ -17,7 +17,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -26,6 +26,7 @@ from rest_framework.views import APIView
 
 from cpo.lib.api import ApplicationError
 from stations.commands import jobs, local_lists, services
+from stations.commands import permissions as command_permissions
 from stations.commands.models import Command, Job, JobTarget
 from stations.commands.verbs import VERBS, CommandError
 from stations.models import ChargingStation, Location
@@ -42,6 +43,14 @@ class HasModelPermissions(BasePermission):
         if not user or not user.is_authenticated or required is None:
             return False
         return user.has_perms(required)
+
+
+class MaySendSomeCommand(BasePermission):
+    """The user may send at least one kind of command; the view checks the verb itself."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        return bool(user and user.is_authenticated and command_permissions.can_send_some(user))
 
 
 class StationsApi(APIView):
@@ -83,9 +92,12 @@ class CommandOutputSerializer(serializers.ModelSerializer):
 
 
 class StationCommandSendApi(StationsApi):
-    """Send a version-neutral verb or a raw OCPP action to a station."""
+    """Send a version-neutral verb or a raw OCPP action to a station.
 
-    required_permissions = ("stations.send_command",)
+    Raw actions and most verbs need `stations.send_command`; asking for status, unlocking and
+    remote stop have permissions of their own (stations.commands.permissions)."""
+
+    permission_classes = [MaySendSomeCommand]
 
     class InputSerializer(serializers.Serializer):
         class Meta:
@@ -137,6 +149,8 @@ class StationCommandSendApi(StationsApi):
                 ChargingSession, pk=params.pop("session_id"), station=station
             )
             params["transaction_id"] = session.transaction_id
+        if not command_permissions.can_send(request.user, attrs.get("verb", ""), params):
+            raise exceptions.PermissionDenied("you may not send this command")
         try:
             command = services.command_create(
                 station=station,

@@ -293,3 +293,38 @@ def test_the_session_page_shows_what_the_integrity_checks_found(client: Any, ope
     assert "<li>started with a Blocked token: held for review, not billed</li>" in body
     assert "register went back from 12061 to 20 Wh" in body
     assert "1 kept, not counted" in body
+
+
+def test_the_account_and_site_forms_refuse_countries_that_do_not_exist(admin_client) -> None:
+    """Issue 20, finding 15: ISO 3166-1 from the standard's list, not two letters of any kind."""
+    from django.urls import reverse
+
+    from sessions.models import CustomerAccount
+    from stations.models import Location
+
+    account = {
+        "name": "Zed",
+        "reference": "",
+        "kind": "person",
+        "is_active": "on",
+        "country": "ZZ",
+        "currency": "EUR",
+        "billing_period": "monthly",
+        "drivers-TOTAL_FORMS": "0",
+        "drivers-INITIAL_FORMS": "0",
+    }
+    response = admin_client.post(reverse("admin:charging_customeraccount_add"), account)
+    assert response.status_code == 200
+    assert "is not an ISO 3166-1 alpha-2 country code" in response.content.decode()
+    assert not CustomerAccount.objects.filter(name="Zed").exists()
+    account["country"] = "SE"
+    assert (
+        admin_client.post(reverse("admin:charging_customeraccount_add"), account).status_code == 302
+    )
+
+    site = {"name": "Depot", "country": "NL", "time_zone": "Europe/Amsterdam", "publish": "on"}
+    response = admin_client.post(reverse("admin:stations_location_add"), site)
+    assert "is not an ISO 3166-1 alpha-3 country code" in response.content.decode()
+    site["country"] = "NLD"
+    assert admin_client.post(reverse("admin:stations_location_add"), site).status_code == 302
+    assert Location.objects.get(name="Depot").country == "NLD"

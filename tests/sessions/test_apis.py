@@ -227,3 +227,54 @@ def test_sessions_carry_what_the_integrity_checks_found(support: Any) -> None:
     detail = client.get(f"/api/sessions/{flagged.pk}/").json()
     assert (detail["energy_wh"], detail["samples_after_stop"]) == ("4000.000", 1)
     assert api(None).get("/api/sessions/").status_code in (401, 403)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/accounts/create/", {"name": "Z", "country": "ZZ"}, "country"),
+        ("/api/accounts/create/", {"name": "Z", "country": "nl"}, "country"),
+        ("/api/accounts/create/", {"name": "Z", "country_code": "XX"}, "country_code"),
+        (
+            "/api/tokens/create/",
+            {"uid": "EMSP-1", "type": "Central", "issuer_country_code": "ZZ"},
+            "issuer_country_code",
+        ),
+    ],
+)
+def test_country_codes_are_checked_against_iso_3166(
+    operator: Any, account: Any, path: str, body: dict[str, Any], field: str
+) -> None:
+    """Issue 20, finding 15: the API took country "ZZ"."""
+    response = api(operator).post(path, body, format="json")
+    assert response.status_code == 400, response.json()
+    assert "ISO 3166-1 alpha-2" in str(response.json()[field])
+
+
+def test_a_real_country_is_taken_and_an_update_to_a_fake_one_refused(
+    operator: Any, account: Any
+) -> None:
+    client = api(operator)
+    created = client.post(
+        "/api/accounts/create/", {"name": "Island", "country": "IS"}, format="json"
+    )
+    assert created.status_code == 201, created.json()
+    url = f"/api/accounts/{created.json()['id']}/update/"
+    assert client.post(url, {"country": "ZZ"}, format="json").status_code == 400
+    assert client.post(url, {"country": "BE"}, format="json").json()["country"] == "BE"
+
+
+def test_the_models_check_countries_too() -> None:
+    """Whatever writes them (panel, import, services): alpha-2 for accounts and tokens, alpha-3
+    for locations (OCPI 2.2.1's Location.country)."""
+    from django.core.exceptions import ValidationError
+
+    from sessions.models import CustomerAccount
+
+    with pytest.raises(ValidationError) as refused:
+        CustomerAccount(name="Z", country="ZZ").full_clean()
+    assert set(refused.value.message_dict) == {"country"}
+    with pytest.raises(ValidationError) as refused:
+        Location(name="Nowhere", country="NL").full_clean()
+    assert set(refused.value.message_dict) == {"country"}
+    Location(name="Depot", country="NLD").full_clean()

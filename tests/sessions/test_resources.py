@@ -212,3 +212,74 @@ def test_admin_exports_csv(client: Any, operator: Any, account: Any) -> None:
     lines = response.content.decode().splitlines()
     assert lines[0] == "uid,visual_number,account"
     assert lines[1] == "04A1B2C3,V-1,ACME"
+
+
+FORMULA_UID = "=cmd|' /C calc'!A0"
+
+
+def export(client: Any, file_format: str) -> Any:
+    return client.post(
+        reverse("admin:charging_idtoken_export"),
+        {
+            "format": {"csv": "0", "xlsx": "1"}[file_format],
+            "resource": "0",
+            **{
+                f"idtokenresource_{name}": "on"
+                for name in ("id", "uid", "type", "visual_number", "account")
+            },
+        },
+    )
+
+
+def test_token_export_escapes_formulas_and_imports_back_unchanged(
+    client: Any, operator: Any, account: Any
+) -> None:
+    """Finding 10 of issue 20: a uid like `=cmd|' /C calc'!A0` was exported verbatim."""
+    token = services.id_token_create(
+        uid=FORMULA_UID, type="Central", account=account, visual_number="@SUM(A1)"
+    )
+    plain = services.id_token_create(uid="04A1B2C3", account=account, visual_number="-42")
+    client.force_login(operator)
+
+    response = export(client, "csv")
+    assert response.status_code == 200
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(response.content.decode()))}
+    assert rows[str(token.pk)]["uid"] == "'" + FORMULA_UID
+    assert rows[str(token.pk)]["visual_number"] == "'@SUM(A1)"
+    # A number, negative or not, stays a number; plain text stays as it is.
+    assert rows[str(plain.pk)]["uid"] == "04A1B2C3"
+    assert rows[str(plain.pk)]["visual_number"] == "-42"
+
+    # The exported file, imported again: the same cards, nothing new, the uid unescaped.
+    preview = upload(client, response.content)
+    assert preview.status_code == 200
+    confirm = preview.context["confirm_form"]
+    done = client.post(reverse("admin:charging_idtoken_process_import"), confirm.initial)
+    assert done.status_code == 302
+    assert IdToken.objects.count() == 2
+    token.refresh_from_db()
+    assert token.uid == FORMULA_UID
+    assert token.visual_number == "@SUM(A1)"
+
+
+def test_token_export_to_xlsx_stores_formula_like_text_as_text(
+    client: Any, operator: Any, account: Any
+) -> None:
+    from openpyxl import load_workbook
+
+    services.id_token_create(uid=FORMULA_UID, type="Central", account=account)
+    client.force_login(operator)
+    response = export(client, "xlsx")
+    assert response.status_code == 200
+    sheet = load_workbook(io.BytesIO(response.content)).active
+    headers = [cell.value for cell in sheet[1]]
+    cell = sheet.cell(row=2, column=headers.index("uid") + 1)
+    assert cell.value == FORMULA_UID
+    assert cell.data_type == "s"  # text, never a formula
+    assert cell.quotePrefix
+
+
+def test_support_may_look_tokens_up_but_not_export_them(client: Any, support: Any) -> None:
+    client.force_login(support)
+    assert client.get(reverse("admin:charging_idtoken_changelist")).status_code == 200
+    assert export(client, "csv").status_code == 403

@@ -133,6 +133,19 @@ def test_add_tariff_with_elements_and_prices(admin_client):
         ({"flat_price": "1", "energy_vat": "21"}, "a VAT rate needs a price"),
         ({"energy_price": "-0.10"}, "greater than or equal to 0"),
         ({"energy_price": "0.30", "energy_step_size": "0"}, "greater than or equal to 1"),
+        # Issue 20, finding 15: absurd values the form used to take.
+        (
+            {"energy_price": "0.30", "energy_step_size": str(2**40)},
+            "less than or equal to 100000",
+        ),
+        ({"time_price": "2", "time_step_size": "86401"}, "less than or equal to 86400"),
+        ({"energy_price": "0.30", "min_kwh": "-1"}, "greater than or equal to 0"),
+        ({"energy_price": "0.30", "max_kwh": "10001"}, "less than or equal to 10000"),
+        ({"energy_price": "0.30", "min_power": "-7.4"}, "greater than or equal to 0"),
+        ({"energy_price": "0.30", "max_current": "-16"}, "greater than or equal to 0"),
+        ({"energy_price": "0.30", "min_duration": "-60"}, "greater than or equal to 0"),
+        ({"energy_price": "0.30", "max_duration": str(32 * 86400)}, "less than or equal to"),
+        ({"energy_price": "0.30", "energy_vat": "121"}, "less than or equal to 100"),
         (
             {"energy_price": "0.30", "reservation": "RESERVATION"},
             "may only have FLAT and TIME prices",
@@ -146,6 +159,45 @@ def test_add_refuses_invalid_elements(admin_client, values, message):
     assert response.status_code == 200
     assert message in response.content.decode()
     assert not Tariff.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"min_price_excl_vat": "-1.00"}, "greater than or equal to 0"),
+        ({"max_price_incl_vat": "-0.01", "max_price_excl_vat": "1"}, "greater than or equal to 0"),
+        ({"min_price_excl_vat": "5", "max_price_excl_vat": "4"}, "must not be below the minimum"),
+    ],
+)
+def test_add_refuses_negative_or_inverted_price_bounds(admin_client, fields, message):
+    response = admin_client.post(
+        reverse("admin:tariffs_tariff_add"),
+        tariff_post([element_data(0, energy_price="0.30")], **fields),
+    )
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Tariff.objects.exists()
+
+
+def test_the_models_refuse_out_of_range_values_whoever_writes_them():
+    """The bounds live on the models: services, imports and any API meet the same ones."""
+    tariff = Tariff.objects.create(tariff_id="NL-BOUNDS", name="Bounds")
+    element = TariffElement.objects.create(tariff=tariff)
+    for values in ({"min_kwh": D("-0.001")}, {"max_power": D("4000.01")}):
+        bad = TariffElement(tariff=tariff, **values)
+        with pytest.raises(ValidationError) as refused:
+            bad.full_clean()
+        assert set(refused.value.message_dict) == set(values)
+    for type_, step in (("ENERGY", 2**40), ("TIME", 86_401), ("PARKING_TIME", 0)):
+        component = PriceComponent(element=element, type=type_, price=D("1"), step_size=step)
+        with pytest.raises(ValidationError) as refused:
+            component.full_clean()
+        assert "step_size" in refused.value.message_dict
+    ok = PriceComponent(element=element, type="ENERGY", price=D("0.30"), step_size=100_000)
+    ok.full_clean()
+    negative = PriceComponent(element=element, type="FLAT", price=D("-0.50"))
+    with pytest.raises(ValidationError):
+        negative.full_clean()
 
 
 def test_add_refuses_a_tariff_without_elements_and_bad_bounds(admin_client):

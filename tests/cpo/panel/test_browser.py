@@ -3,10 +3,12 @@ with real OCPP charge points connecting to that same server."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -104,7 +106,7 @@ async def test_remote_command_from_the_station_page_shows_its_result(
     assert page.errors == []
 
 
-async def test_support_sees_the_station_page_without_command_buttons(
+async def test_support_sees_the_station_page_with_the_driver_help_commands_only(
     daphne_server, roles, browser_page
 ) -> None:
     row = await make_station("PANEL-RO-1")
@@ -114,8 +116,9 @@ async def test_support_sees_the_station_page_without_command_buttons(
     await expect(page.locator("#quick-links")).to_contain_text("Tokens")
     await page.goto(f"{daphne_server.http_url}/admin/stations/chargingstation/{row.pk}/change/")
     await expect(page.locator("#station-connectors")).to_be_visible()
+    # Never connected: no protocol, so no command can be sent yet.
     assert await page.locator("[data-command]").count() == 0
-    # The endpoint refuses too, not only the page.
+    # The endpoint refuses what is not Support's, not only the page.
     status = await page.evaluate(
         """async (url) => (await fetch(url, {method: "POST", headers: {Accept:
            "application/json", "X-CSRFToken": document.cookie.replace(/.*csrftoken=([^;]+).*/,
@@ -123,6 +126,72 @@ async def test_support_sees_the_station_page_without_command_buttons(
         f"/admin/panel/stations/{row.pk}/command",
     )
     assert status == 403
+
+
+@sync_to_async
+def make_tariff_with_version() -> Any:
+    from tests.billing.conftest import make_tariff
+
+    return make_tariff(tariff_id="PANEL-SUPPORT-TARIFF")
+
+
+async def test_support_unlocks_a_connector_and_is_refused_a_tariff_change(
+    daphne_server, roles, browser_page
+) -> None:
+    """Issue 18: Support helps a driver (unlock, ask for status) from the station page, over a
+    real websocket, and can change nothing else: no reset, no tariff change."""
+    from tariffs.models import Tariff, TariffVersion
+
+    row = await make_station("PANEL-SUP-1")
+    tariff = await make_tariff_with_version()
+    await sync_to_async(make_staff)("support2", "Support")
+    page = browser_page
+    await login(page, daphne_server.http_url, "support2")
+
+    async with station(daphne_server.ws_url, "PANEL-SUP-1", password=STATION_PASSWORD) as cp:
+        await boot(cp)
+        await page.goto(f"{daphne_server.http_url}/admin/stations/chargingstation/{row.pk}/change/")
+        await expect(page.locator("#station-online")).to_have_text("Online")
+        await expect(page.locator("#station-connectors")).to_contain_text("Available")
+        await expect(page.locator("button[data-command=trigger-status]")).to_have_count(1)
+        for operator_only in ("reset-soft", "reset-hard", "clear-cache", "remote-start"):
+            assert await page.locator(f"button[data-command={operator_only}]").count() == 0
+        assert await page.locator("button[data-command=change_availability]").count() == 0
+
+        # The first click after the page loaded: one click, one command.
+        unlock = page.locator("#station-connectors button[data-command=unlock_connector]")
+        await expect(unlock).to_have_count(1)
+        await unlock.click()
+        await expect(page.locator("#command-flash")).to_contain_text("UnlockConnector queued")
+        latest = page.locator("#station-commands tbody tr").first
+        await expect(latest).to_contain_text("UnlockConnector")
+        await expect(latest).to_have_attribute("data-status", "accepted", timeout=20_000)
+        await expect(latest.locator(".command-result")).to_contain_text("status: Unlocked")
+        await asyncio.sleep(2)  # time for a second command, were one sent
+        unlocks = [call for call in cp.cp.received_calls if call[0] == "UnlockConnector"]
+        assert unlocks == [("UnlockConnector", {"connector_id": 1})]
+
+    command = await sync_to_async(Command.objects.select_related("requested_by").get)(
+        station=row, action="UnlockConnector"
+    )
+    assert command.requested_by.username == "support2"
+
+    # A tariff: Support may look at it, and the change is refused.
+    url = f"{daphne_server.http_url}/admin/tariffs/tariff/{tariff.pk}/change/"
+    await page.goto(url)
+    await expect(page.locator("#content h1")).to_contain_text("View tariff")
+    assert await page.locator("input[name=_save]").count() == 0
+    status = await page.evaluate(
+        """async (url) => (await fetch(url, {method: "POST", headers: {"X-CSRFToken":
+           document.cookie.replace(/.*csrftoken=([^;]+).*/, "$1")}, body: new URLSearchParams(
+           {tariff_id: "PANEL-SUPPORT-TARIFF", name: "Cheaper", currency: "EUR"})})).status""",
+        url,
+    )
+    assert status == 403
+    saved = await sync_to_async(Tariff.objects.get)(pk=tariff.pk)
+    assert saved.name == "Standard"
+    assert await sync_to_async(TariffVersion.objects.filter(tariff=tariff).count)() == 1
+    assert page.errors == []
 
 
 @sync_to_async
