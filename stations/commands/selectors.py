@@ -30,3 +30,15 @@ def station_recent_commands(*, station: ChargingStation, limit: int = 15) -> lis
         .select_related("requested_by")
         .order_by("-id")[:limit]
     ]
+
+
+def stations_with_queued_commands() -> dict[int, str]:
+    """Station id -> the channel of its current connection, for the stations that have a
+    command waiting to be sent (read through the partial index of queued rows: they are few,
+    whatever the size of the history)."""
+    return dict(
+        Command.objects.filter(status=Command.Status.QUEUED)
+        .order_by()
+        .values_list("station_id", "station__channel_name")
+        .distinct()
+    )

@@ -23,8 +23,7 @@ from django.conf import settings
 from stations import services as network
 from stations.commands import results
 from stations.commands import services as queue
-from stations.commands.dispatch import station_group
-from stations.ocpp import protocol
+from stations.ocpp import delivery, protocol
 from stations.ocpp.commands import outcome
 from stations.ocpp.db import db
 from stations.ocpp.protocol import Frame
@@ -109,12 +108,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
         )
         if replaced and replaced != self.channel_name and self.channel_layer is not None:
             # The newer connection wins: tell the process holding the old one to close it.
-            try:
-                await self.channel_layer.send(replaced, {"type": "connection.replaced"})
-            except Exception:  # the old node may be gone; its socket is dead then anyway
+            # The old node may be gone (its socket is dead then anyway), or Redis away.
+            if not await delivery.layer_send(self, replaced, {"type": "connection.replaced"}):
                 logger.info("could not reach the previous connection of %s", self.identity)
-        if self.channel_layer is not None:
-            await self.channel_layer.group_add(station_group(self.station_id), self.channel_name)
+        # Never fails: without the channel layer, the polled fallback delivers the commands.
+        await delivery.join(self)
         await self.accept(chosen)
         self.last_touch = time.monotonic()
         # Commands queued while the station was away go out now, oldest first.
@@ -128,10 +126,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 future.cancel()
         if not self.station_id:
             return
-        if self.channel_layer is not None:
-            await self.channel_layer.group_discard(
-                station_group(self.station_id), self.channel_name
-            )
+        await delivery.leave(self)
         if self.connection_id:
             await db(network.station_disconnected)(
                 station_id=self.station_id,
