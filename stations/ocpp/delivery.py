@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 # Seconds a channel-layer call may take before the caller goes on without it (a blackholed
 # Redis would otherwise hold a handshake until TCP gives up).
 LAYER_TIMEOUT = 2.0
-BACKOFF_MAX = 30.0
+BACKOFF_MAX = 10.0  # seconds between re-join attempts while Redis is away, at most
 # How often the layer's health is looked at (no I/O unless something is due).
 TICK = 2.0
 
@@ -109,7 +109,8 @@ class _Delivery:
         if outage:
             for connection, _ in connections:
                 self.joined[connection] = 0.0
-            self.retry_at = 0.0  # Redis may be back: try at once, then back off again
+            if not self.backoff:
+                self.retry_at = 0.0  # the first sign of trouble: try at once, then back off
         if now < self.retry_at:
             return
         due_after = self.group_expiry() / 2

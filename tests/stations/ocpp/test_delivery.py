@@ -97,6 +97,10 @@ async def test_the_poll_wakes_only_the_current_connection(settings, monkeypatch,
     settings.OCPP_COMMAND_POLL_INTERVAL = 1
     cs = await sync_to_async(make_station)("POLLED-2")
     old = await _connect("POLLED-2")
+    # A round trip: the old connection's connect() has run to its end (its own look at the
+    # queue included) before the new one comes.
+    await old.send_to(text_data=json.dumps([2, "hb", "Heartbeat", {}]))
+    assert json.loads(await old.receive_from(timeout=10))[0] == 3
     new = await _connect("POLLED-2")
     try:
         command = await acreate(cs, verb="clear_cache")
