@@ -21,7 +21,11 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from cpo.lib.log_scrub import install_daphne_access_log_scrub  # noqa: E402
 from stations.ocpp.routing import websocket_urlpatterns  # noqa: E402
+
+# One-time upload tokens travel in URLs: daphne's access log must not keep them.
+install_daphne_access_log_scrub()
 
 # Chargers send no Origin header: the OCPP route is deliberately NOT wrapped in
 # AllowedHostsOriginValidator; stations authenticate in the consumer's connect().

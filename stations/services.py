@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from stations import secret_keys
 from stations.models import (
     CertificateSigningRequest,
     ChargingStation,
@@ -372,7 +373,7 @@ def device_events_record(*, station_id: int, events: list[dict[str, Any]]) -> No
     """Store 2.0.1 NotifyEvent data; a fault on a connector's availability also moves its
     live status, since 2.0.1 StatusNotification carries no error code."""
     rows = []
-    for event in events:
+    for event in secret_keys.mask(events):
         component = event.get("component", {})
         variable = event.get("variable", {})
         evse = component.get("evse") or {}
@@ -413,7 +414,7 @@ def device_report_record(*, station_id: int, report_data: list[dict[str, Any]]) 
     """Upsert the variables of a 2.0.1 NotifyReport part (reassembled by seqNo naturally,
     because every part upserts its own variables)."""
     now = timezone.now()
-    for item in report_data:
+    for item in secret_keys.mask(report_data):
         component = item.get("component", {})
         variable = item.get("variable", {})
         evse = component.get("evse") or {}
@@ -442,11 +443,13 @@ def device_report_record(*, station_id: int, report_data: list[dict[str, Any]]) 
 def message_log_write(
     *, station_id: int | None, identity: str, entries: list[tuple[str, str, bool]]
 ) -> None:
-    """Append raw frames to the message log: (direction, frame, is_error) per entry."""
+    """Append raw frames to the message log: (direction, frame, is_error) per entry; secret
+    values masked (`stations.secret_keys`)."""
     import json
 
     rows = []
-    for direction, frame, is_error in entries:
+    for direction, raw, is_error in entries:
+        frame = secret_keys.mask_frame(raw)
         message_type, message_id, action = None, "", ""
         try:
             data = json.loads(frame)

@@ -269,7 +269,10 @@ def job_cancel(*, job: Job) -> None:
         job=job, status__in=[JobTarget.Status.PENDING, JobTarget.Status.RUNNING]
     )
     Command.objects.filter(job_targets__in=pending, status=Command.Status.QUEUED).update(
-        status=Command.Status.EXPIRED, completed_at=now, error_description="job cancelled"
+        status=Command.Status.EXPIRED,
+        completed_at=now,
+        error_description="job cancelled",
+        sealed="",
     )
     pending.update(status=JobTarget.Status.CANCELLED, finished_at=now, updated_at=now)
 

@@ -49,7 +49,11 @@ class Command(models.Model):
     protocol = models.CharField(max_length=16)
     verb = models.CharField(max_length=40, blank=True, help_text="Empty for a raw action.")
     action = models.CharField(max_length=50)
+    # The wire form, with the values of secret keys masked (stations.secret_keys).
     payload = models.JSONField(default=dict)
+    # The clear payload, sealed (cpo.lib.sealing), while a command with a secret value waits
+    # to be sent; emptied once the command is final. Never shown.
+    sealed = models.TextField(blank=True, default="", editable=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
     response = models.JSONField(null=True, blank=True)
     # The station's answer in one version-neutral word (Accepted, Rejected, Unlocked,

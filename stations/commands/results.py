@@ -9,6 +9,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from stations import secret_keys
 from stations.commands import jobs, local_lists
 from stations.commands.models import Command
 
@@ -33,10 +34,12 @@ def command_result_record(
         return None
     command.status = status
     command.result = result[:40]
-    command.response = response
+    # A station may echo a secret it was given (some do, in hex): stored masked.
+    command.response = secret_keys.mask(response)
     command.error_code = error_code[:50]
     command.error_description = error_description[:255]
     command.completed_at = timezone.now()
+    command.sealed = ""  # final: the clear payload is never needed again
     command.save(
         update_fields=[
             "status",
@@ -45,6 +48,7 @@ def command_result_record(
             "error_code",
             "error_description",
             "completed_at",
+            "sealed",
         ]
     )
     # Follow-ups of a final command: its job's progress and its local list's version.

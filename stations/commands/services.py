@@ -2,11 +2,13 @@
 
 How a command travels (design.md §4):
 1. `command_create` has the OCPP edge encode the verb for the station's protocol (or check a
-   raw payload) against the official schema, and stores a queued row.
+   raw payload) against the official schema, and stores a queued row: secret values masked
+   in its payload, the clear payload sealed beside it (`stations.secret_keys`).
 2. On commit, a wake-up goes to the channel-layer group of the station (`dispatch`); whichever
    process holds the station's socket (any daphne node) receives it.
-3. That consumer claims queued rows oldest first (`command_claim_next`), sends one CALL at a
-   time and stores the answer, CALLERROR or timeout (`results.command_result_record`).
+3. That consumer claims queued rows oldest first (`command_claim_next`, which opens the sealed
+   payload), sends one CALL at a time and stores the answer (masked), CALLERROR or timeout
+   (`results.command_result_record`, which drops the sealed copy).
 4. A station that is offline gets its queue on (re)connect; rows past their expiry are never
    sent and are marked expired (`results.commands_expire`, also run by Celery beat).
 """
@@ -21,6 +23,8 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from cpo.lib import sealing
+from stations import secret_keys
 from stations.commands import dispatch, verbs
 from stations.commands.codec import codec
 from stations.commands.models import Command
@@ -58,12 +62,15 @@ def command_create(
         codec().check_raw(version, action, payload)
         expiry = verbs.expiry_for(codec().verb_of(version, action))
     now = timezone.now()
+    # The row shows the secret values masked; the clear payload waits sealed for the socket.
+    masked = secret_keys.mask(payload)
     command = Command.objects.create(
         station=station,
         protocol=version,
         verb=verb,
         action=action,
-        payload=payload,
+        payload=masked,
+        sealed=sealing.seal(payload) if masked is not payload else "",
         origin=origin,
         requested_by=requested_by if getattr(requested_by, "pk", None) else None,
         created_at=now,
@@ -93,7 +100,7 @@ def command_claim_next(*, station_id: int, node: str) -> ClaimedCommand | None:
         row = (
             Command.objects.filter(station_id=station_id, status=Command.Status.QUEUED)
             .order_by("id")
-            .values("id", "action", "payload", "expires_at")
+            .values("id", "action", "payload", "sealed", "expires_at")
             .first()
         )
         if row is None:
@@ -103,14 +110,28 @@ def command_claim_next(*, station_id: int, node: str) -> ClaimedCommand | None:
                 status=Command.Status.EXPIRED,
                 completed_at=now,
                 error_description="expired before the station could receive it",
+                sealed="",
             )
             continue
+        payload = row["payload"]
+        if row["sealed"]:
+            try:
+                payload = sealing.unseal(row["sealed"])
+            except sealing.SealBroken:
+                Command.objects.filter(pk=row["id"], status=Command.Status.QUEUED).update(
+                    status=Command.Status.FAILED,
+                    completed_at=now,
+                    error_code="SealBroken",
+                    error_description="its secret value cannot be read (SECRET_KEY changed?)",
+                    sealed="",
+                )
+                continue
         message_id = str(uuid.uuid4())
         claimed = Command.objects.filter(pk=row["id"], status=Command.Status.QUEUED).update(
             status=Command.Status.SENT, sent_at=now, node=node[:100], message_id=message_id
         )
         if claimed == 1:
-            return ClaimedCommand(row["id"], row["action"], row["payload"], message_id)
+            return ClaimedCommand(row["id"], row["action"], payload, message_id)
 
 
 def command_release(*, command_id: int) -> None:

@@ -266,3 +266,32 @@ async def test_firmware_rollout_with_concurrency_retries_and_progress(
             "retrieve_date": "2030-01-01T00:00:00Z",
         }
         assert json.dumps(_call_of(c2, "UpdateFirmware")["firmware"]["location"]).count("wallbox")
+
+
+async def test_upload_tokens_stay_out_of_the_access_log_and_the_request_log(
+    daphne_server, make_station
+):
+    from stations.commands.uploads import diagnostics_upload_create, upload_url
+
+    cs = await sync_to_async(make_station)("DIAG-LOG")
+
+    def new_upload() -> tuple[str, str]:
+        upload = diagnostics_upload_create(station=cs)
+        return upload.token, upload_url(upload, base_url=daphne_server.http_url)
+
+    token, url = await sync_to_async(new_upload)()
+    octets = {"Content-Type": "application/octet-stream"}
+    assert (await http("POST", url + "diag.log", body=b"log", headers=octets))[0] == 201
+    # Spent (410) and unknown (404): Django's request log names the path of each.
+    assert (await http("POST", url, body=b"again", headers=octets))[0] == 410
+    unknown = url.replace(token, "not-a-token-but-still-a-secret")
+    assert (await http("POST", unknown, body=b"x", headers=octets))[0] == 404
+
+    def logged() -> str:
+        return daphne_server.log.read_text(errors="replace")
+
+    await until(lambda: logged().count("/uploads/diagnostics/[token]/") >= 3)
+    text = logged()
+    assert token not in text
+    assert "not-a-token-but-still-a-secret" not in text
+    assert "Gone: /uploads/diagnostics/[token]/" in text  # the request log, scrubbed
