@@ -18,7 +18,6 @@ same everywhere:
 from __future__ import annotations
 
 import datetime as dt
-import io
 import zoneinfo
 from decimal import Decimal
 from typing import Any
@@ -423,19 +422,10 @@ class FinanceXLSX(SafeXLSX):
     starting with "=" is never stored as a formula)."""
 
     def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> bytes:
-        from openpyxl import Workbook
-        from openpyxl.styles import Font
         from openpyxl.utils import get_column_letter
 
-        book = Workbook()
-        sheet = book.create_sheet(index=0)
-        book.remove(book.worksheets[1])  # the empty default sheet
-        sheet.title = (dataset.title or "Export")[:31]
+        book, sheet = self.sheet_start(dataset)
         headers = list(dataset.headers or [])
-        sheet.append(headers)
-        for cell in sheet[1]:
-            cell.font = Font(bold=True)
-        sheet.freeze_panes = "A2"
         money = set(getattr(dataset, "money_columns", []))
         currency_column = getattr(dataset, "currency_column", "currency")
         currency_at = headers.index(currency_column) if currency_column in headers else None
@@ -455,6 +445,4 @@ class FinanceXLSX(SafeXLSX):
                     cell.number_format = money_format
         for c, header in enumerate(headers, start=1):
             sheet.column_dimensions[get_column_letter(c)].width = max(12, len(str(header)) + 2)
-        out = io.BytesIO()
-        book.save(out)
-        return out.getvalue()
+        return self.book_bytes(book)

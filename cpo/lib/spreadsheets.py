@@ -95,6 +95,17 @@ class SafeXLSX(XLSX):
     frozen header, and no text ever stored as a formula."""
 
     def export_data(self, dataset: tablib.Dataset, **kwargs: Any) -> bytes:
+        book, sheet = self.sheet_start(dataset)
+        for r, row in enumerate(dataset, start=2):
+            for c, value in enumerate(row, start=1):
+                if value is None or value == "":
+                    continue
+                xlsx_cell_set(sheet.cell(row=r, column=c), value)
+        return self.book_bytes(book)
+
+    @staticmethod
+    def sheet_start(dataset: tablib.Dataset) -> tuple[Any, Any]:
+        """A workbook of one sheet named for the dataset, with its bold frozen header row."""
         from openpyxl import Workbook
         from openpyxl.styles import Font
 
@@ -102,16 +113,14 @@ class SafeXLSX(XLSX):
         sheet = book.create_sheet(index=0)
         book.remove(book.worksheets[1])  # the empty default sheet
         sheet.title = (dataset.title or "Export")[:31]
-        headers = list(dataset.headers or [])
-        sheet.append(headers)
+        sheet.append(list(dataset.headers or []))
         for cell in sheet[1]:
             cell.font = Font(bold=True)
         sheet.freeze_panes = "A2"
-        for r, row in enumerate(dataset, start=2):
-            for c, value in enumerate(row, start=1):
-                if value is None or value == "":
-                    continue
-                xlsx_cell_set(sheet.cell(row=r, column=c), value)
+        return book, sheet
+
+    @staticmethod
+    def book_bytes(book: Any) -> bytes:
         out = io.BytesIO()
         book.save(out)
         return out.getvalue()
