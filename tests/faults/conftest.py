@@ -8,17 +8,32 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import connection
 
 from tests.conftest import BIN, ROOT, DaphneServer, free_port, server_env, wait_for_port
 
 PASSWORD = "fault-suite-secret-01"
 TAG = "FAULT-TAG-OK"
+T = TypeVar("T")
+
+
+def in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """sync_to_async on a pool thread that closes its database connection after the call: one
+    left open there would keep PostgreSQL from dropping the test database at the end."""
+
+    def call(*args: Any, **kwargs: Any) -> T:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connection.close()
+
+    return sync_to_async(call, thread_sensitive=False)
 
 
 def daphne_on(port: int, name: str, **extra_env: str) -> DaphneServer:
@@ -46,7 +61,7 @@ def sigkill(process: subprocess.Popen[bytes]) -> None:
     process.wait(10)
 
 
-@sync_to_async
+@in_thread
 def make_stations(prefix: str, count: int, protocols: tuple[str, ...] = ("ocpp1.6",)) -> list[Any]:
     """`count` stations with PASSWORD (protocols taken in turn), and the accepted card TAG."""
     from sessions.models import IdToken
@@ -64,7 +79,7 @@ def make_stations(prefix: str, count: int, protocols: tuple[str, ...] = ("ocpp1.
 
 async def until(predicate: Callable[[], Any], timeout: float = 30.0, step: float = 0.1) -> Any:
     """Poll a synchronous (database) predicate until it returns something truthy."""
-    check = sync_to_async(predicate, thread_sensitive=False)
+    check = in_thread(predicate)
     deadline = time.monotonic() + timeout
     while True:
         value = await check()
@@ -73,3 +88,31 @@ async def until(predicate: Callable[[], Any], timeout: float = 30.0, step: float
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         await asyncio.sleep(step)
+
+
+def celery_popen(name: str) -> tuple[subprocess.Popen[bytes], Path, str]:
+    """A Celery worker as tests/conftest.py starts one, returned at once (not after its first
+    ping), so that a test can kill it while it works through a queue."""
+    log = Path(settings.DATA_DIR) / f"celery-{name}.log"
+    hostname = f"{name}@test-{os.getpid()}"
+    process = subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "cpo",
+            "worker",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            hostname,
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=server_env(),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    return process, log, hostname

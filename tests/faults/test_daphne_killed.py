@@ -15,11 +15,10 @@ import time
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 
 from cpo.tools.simulator import ENERGY, Behaviour, SimulatedStation, StationSpec, Stats
 from tests.conftest import free_port
-from tests.faults.conftest import PASSWORD, TAG, daphne_on, make_stations, sigkill
+from tests.faults.conftest import PASSWORD, TAG, daphne_on, in_thread, make_stations, sigkill
 
 pytestmark = [pytest.mark.fault, pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -53,7 +52,7 @@ async def meter(plan: Plan, counter: list[int], times: int) -> None:
         await asyncio.sleep(0.02)
 
 
-@sync_to_async
+@in_thread
 def stored(identity: str) -> list[dict[str, Any]]:
     from sessions.models import ChargingSession
 
