@@ -45,10 +45,17 @@ def in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
 
 
 def daphne_on(port: int, name: str, **extra_env: str) -> DaphneServer:
-    """A daphne on `port` (its own process, killed by PID only)."""
+    """A daphne on `port` with the options `make run` gives it (listen backlog, handshake
+    timeout), in its own process, killed by PID only."""
+    from cpo.run import daphne_options
+
     log = Path(settings.DATA_DIR) / f"daphne-{name}-{port}.log"
     process = subprocess.Popen(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "cpo.asgi:application"],
+        [
+            str(BIN / "daphne"),
+            *daphne_options(host="127.0.0.1", port=port),
+            "cpo.asgi:application",
+        ],
         cwd=ROOT,
         env=server_env(CPO_NODE_NAME=name, **extra_env),
         stdout=log.open("ab"),
@@ -147,6 +154,7 @@ class Charger:
         self.connects = 0
         self.lost_connections = 0
         self.handshake_failures: list[str] = []
+        self.handshake_statuses: list[int] = []
 
     async def connect(self, attempts: int = 50) -> None:
         for _ in range(attempts):
@@ -162,6 +170,8 @@ class Charger:
                 return
             except (OSError, TimeoutError, websockets.InvalidHandshake) as error:
                 self.handshake_failures.append(f"{type(error).__name__}: {error}")
+                if isinstance(error, websockets.InvalidStatus):
+                    self.handshake_statuses.append(error.response.status_code)
                 await asyncio.sleep(0.2)
         raise AssertionError(f"{self.identity}: no connection: {self.handshake_failures[-3:]}")
 
