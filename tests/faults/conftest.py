@@ -315,7 +315,8 @@ class Session:
             else {"transaction_id": self.transaction_id}
         )
         rows = list(ChargingSession.objects.filter(station__identity=self.charger.identity))
-        [row] = [r for r in rows if all(getattr(r, k) == v for k, v in key.items())] or [None]
+        matching: list[Any] = [r for r in rows if all(getattr(r, k) == v for k, v in key.items())]
+        [row] = matching or [None]
         return {
             "sessions": len(rows),
             "status": row.status if row else None,

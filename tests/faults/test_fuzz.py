@@ -26,7 +26,7 @@ import statistics
 import string
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -47,7 +47,7 @@ FRAMES = 3000
 SEED = int(os.environ.get("FAULT_FUZZ_SEED", "20"))
 P99_BOUND = 2.0  # seconds, generous on purpose: a shared 2-core CI machine
 
-VALID = {
+VALID: dict[str, list[tuple[str, dict[str, Any]]]] = {
     "ocpp1.6": [
         ("Heartbeat", {}),
         ("Authorize", {"idTag": "FAULT-TAG-OK"}),
@@ -151,23 +151,21 @@ class Fuzz:
 
     def frame(self) -> str | bytes:
         rng = self.rng
-        case = rng.choice(
-            [
-                self.random_bytes,
-                self.random_text,
-                self.random_json,
-                self.wrong_envelope_types,
-                self.wrong_payload_types,
-                self.truncated,
-                self.nested,
-                self.huge_id,
-                self.unknown_action,
-                self.wrong_message_type,
-                self.stray_answer,
-                self.wrong_length,
-            ]
-        )
-        return case()
+        cases: list[Callable[[], str | bytes]] = [
+            self.random_bytes,
+            self.random_text,
+            self.random_json,
+            self.wrong_envelope_types,
+            self.wrong_payload_types,
+            self.truncated,
+            self.nested,
+            self.huge_id,
+            self.unknown_action,
+            self.wrong_message_type,
+            self.stray_answer,
+            self.wrong_length,
+        ]
+        return rng.choice(cases)()
 
     def random_bytes(self) -> bytes:
         return self.rng.randbytes(self.rng.randint(1, 300))
