@@ -156,13 +156,16 @@ def station_disconnected(
     *, station_id: int, connection_id: int, channel_name: str, reason: str
 ) -> None:
     now = timezone.now()
-    StationConnection.objects.filter(pk=connection_id, disconnected_at=None).update(
-        disconnected_at=now, close_reason=reason[:100]
-    )
     # Only the connection that still holds the station marks it offline: when a newer
-    # connection replaced this one, the station stays online.
+    # connection replaced this one, the station stays online. The station's row comes first,
+    # in the order station_connected locks the two: the other order deadlocks a reconnect
+    # with the old connection's close on PostgreSQL (an HTTP 500 at the reconnect's handshake,
+    # seen in tests/faults/test_reconnect_storm.py).
     ChargingStation.objects.filter(pk=station_id, channel_name=channel_name).update(
         is_online=False, channel_name="", last_seen_at=now
+    )
+    StationConnection.objects.filter(pk=connection_id, disconnected_at=None).update(
+        disconnected_at=now, close_reason=reason[:100]
     )
 
 
