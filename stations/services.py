@@ -184,12 +184,14 @@ def stations_node_down(*, node: str, reason: str) -> int:
     )
     if not station_ids:
         return 0
+    # Station rows before connection rows, the order station_connected locks them in.
+    marked = ChargingStation.objects.filter(pk__in=station_ids, is_online=True, node=node).update(
+        is_online=False, channel_name=""
+    )
     StationConnection.objects.filter(
         station_id__in=station_ids, node=node, disconnected_at=None
     ).update(disconnected_at=now, close_reason=reason[:100])
-    return ChargingStation.objects.filter(pk__in=station_ids, is_online=True, node=node).update(
-        is_online=False, channel_name=""
-    )
+    return marked
 
 
 def station_seen(*, station_id: int) -> None:
