@@ -165,9 +165,11 @@ class CeleryWorker:
                 self.process.wait()
 
 
-def start_celery_worker(name: str = "w1", **extra_env: str) -> CeleryWorker:
-    from cpo.celery import app
-
+def celery_worker_popen(
+    name: str = "w1", **extra_env: str
+) -> tuple[subprocess.Popen[bytes], Path, str]:
+    """A real Celery worker process on the test broker and database, returned at once (not
+    after its first ping), with its log and hostname."""
     log = Path(settings.DATA_DIR) / f"celery-{name}.log"
     hostname = f"{name}@test-{os.getpid()}"
     process = subprocess.Popen(
@@ -190,6 +192,13 @@ def start_celery_worker(name: str = "w1", **extra_env: str) -> CeleryWorker:
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
+    return process, log, hostname
+
+
+def start_celery_worker(name: str = "w1", **extra_env: str) -> CeleryWorker:
+    from cpo.celery import app
+
+    process, log, hostname = celery_worker_popen(name, **extra_env)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -21,7 +21,15 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
-from tests.conftest import BIN, ROOT, DaphneServer, free_port, server_env, wait_for_port
+from tests.conftest import (
+    BIN,
+    ROOT,
+    DaphneServer,
+    celery_worker_popen,
+    free_port,
+    server_env,
+    wait_for_port,
+)
 from tests.ocpp_client import basic_auth
 
 ENERGY = "Energy.Active.Import.Register"
@@ -106,31 +114,9 @@ async def until(predicate: Callable[[], Any], timeout: float = 30.0, step: float
 
 
 def celery_popen(name: str) -> tuple[subprocess.Popen[bytes], Path, str]:
-    """A Celery worker as tests/conftest.py starts one, returned at once (not after its first
-    ping), so that a test can kill it while it works through a queue."""
-    log = Path(settings.DATA_DIR) / f"celery-{name}.log"
-    hostname = f"{name}@test-{os.getpid()}"
-    process = subprocess.Popen(
-        [
-            str(BIN / "celery"),
-            "-A",
-            "cpo",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            hostname,
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=server_env(),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    return process, log, hostname
+    """A Celery worker returned at once, so that a test can kill it while it works through a
+    queue."""
+    return celery_worker_popen(name)
 
 
 def ts(moment: dt.datetime) -> str:
