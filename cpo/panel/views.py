@@ -13,19 +13,23 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.selectors import revenue_source
 from cpo.lib.formatting import add_months, local_midnight, month_start, panel_tz
 from cpo.lib.spreadsheets import csv_rows
 from cpo.panel import dashboard, reports
+from cpo.services import user_language_set
 from sessions import selectors as charging
 from sessions.models import ChargingSession
 from stations import selectors as network
@@ -378,6 +382,63 @@ def reports_index(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "cpo/panel/reports.html", context)
 
 
+# --- the panel's language ------------------------------------------------------------------------
+
+
+@require_POST
+def language_set(request: HttpRequest) -> HttpResponse:
+    """The header's language switcher: remembered for the user (every browser they sign in
+    with) and in the language cookie (the login page), then back to the page it came from."""
+    language = request.POST.get("language", "")
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = reverse("admin:index")
+    try:
+        user_language_set(user=request.user, language=language)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        return HttpResponseBadRequest(" ".join(exc.messages))
+    response = redirect(next_url)
+    if language:
+        response.set_cookie(
+            settings.LANGUAGE_COOKIE_NAME,
+            language,
+            max_age=settings.LANGUAGE_COOKIE_AGE,
+            path=settings.LANGUAGE_COOKIE_PATH,
+            domain=settings.LANGUAGE_COOKIE_DOMAIN,
+            secure=settings.LANGUAGE_COOKIE_SECURE,
+            httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+            samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+        )
+    else:
+        response.delete_cookie(settings.LANGUAGE_COOKIE_NAME)
+    return response
+
+
+# --- the map of sites ----------------------------------------------------------------------------
+
+
+@require_GET
+def sites_map(request: HttpRequest) -> HttpResponse:
+    """Sites on a map, coloured by their worst station, with the same list beside it: the page
+    is whole without tiles (no network, MAP_TILE_URL empty)."""
+    _need(request, "stations.view_location", "stations.view_chargingstation")
+    data = network.sites_map()
+    context = {
+        **admin.site.each_context(request),
+        "title": _("Map of sites"),
+        "map": data,
+        "map_config": {
+            "tile_url": settings.MAP_TILE_URL,
+            "attribution": settings.MAP_TILE_ATTRIBUTION,
+            "statuses": data["statuses"],
+            "sites": [site for site in data["sites"] if site["has_position"]],
+        },
+    }
+    return TemplateResponse(request, "cpo/panel/map.html", context)
+
+
 def _staff(view: View) -> View:
     return admin.site.admin_view(view)
 
@@ -389,6 +450,8 @@ urlpatterns = [
     path("stations/<int:pk>/timeline.json", _staff(station_timeline_json), name="station-timeline"),
     path("stations/<int:pk>/command", _staff(station_command), name="station-command"),
     path("sessions/<int:pk>/curve.json", _staff(session_curve_json), name="session-curve"),
+    path("language", _staff(language_set), name="language"),
+    path("map/", _staff(sites_map), name="map"),
     path("reports/", _staff(reports_index), name="reports"),
     path("reports/uptime/", _staff(report_uptime), name="report-uptime"),
     path("reports/energy-revenue/", _staff(report_energy_revenue), name="report-energy-revenue"),
