@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Count, Max, OuterRef, Q, Subquery
-from django.utils import timezone
+from django.utils import formats, timezone
 from django.utils.translation import gettext, gettext_lazy
 
 from cpo.lib.formatting import KWH, admin_url, epoch_ms, iso
@@ -95,8 +95,13 @@ def network_alerts(*, limit: int = 25) -> dict[str, Any]:
             {
                 "kind": "station_offline",
                 "severity": "error",
-                "title": f"{station.identity} offline",
-                "detail": f"last seen {since:%Y-%m-%d %H:%M} UTC" if since else "never seen",
+                "title": gettext("%(station)s offline") % {"station": station.identity},
+                "detail": (
+                    gettext("last seen %(when)s")
+                    % {"when": f"{formats.date_format(since, 'SHORT_DATETIME_FORMAT')} UTC"}
+                    if since
+                    else gettext("never seen")
+                ),
                 "since": iso(since),
                 "url": admin_url("stations_chargingstation_change", station.pk),
             }
@@ -113,9 +118,12 @@ def network_alerts(*, limit: int = 25) -> dict[str, Any]:
             {
                 "kind": "connector_faulted",
                 "severity": "error",
-                "title": f"{connector.station.identity} {connector.evse.evse_id}/"
-                f"{connector.connector_id} faulted",
-                "detail": connector.error_code or connector.info or "Faulted",
+                "title": gettext("%(station)s %(connector)s faulted")
+                % {
+                    "station": connector.station.identity,
+                    "connector": f"{connector.evse.evse_id}/{connector.connector_id}",
+                },
+                "detail": connector.error_code or connector.info or gettext("Faulted"),
                 "since": iso(connector.status_at),
                 "url": admin_url("stations_chargingstation_change", connector.station_id),
             }

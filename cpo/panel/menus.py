@@ -12,11 +12,19 @@ from typing import Any
 
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from cpo.lib.formatting import admin_url
 from cpo.roles import FINANCE, OPERATORS, SUPPORT
 
 ADMIN = "Admin"
+# The roles' names as the panel shows them (the groups keep their English names).
+ROLE_LABELS = {
+    ADMIN: gettext_lazy("Admin"),
+    OPERATORS: gettext_lazy("Operators"),
+    FINANCE: gettext_lazy("Finance"),
+    SUPPORT: gettext_lazy("Support"),
+}
 
 # Widgets of the home page, in display order.
 WIDGETS = {

@@ -156,9 +156,13 @@ def _command_answer(
             {"id": command.pk, "action": command.action, "status": command.status}, status=201
         )
     if command is None:
-        messages.error(request, f"Command not sent: {error}")
+        messages.error(request, _("Command not sent: %(error)s") % {"error": error})
     else:
-        messages.success(request, f"{command.action} queued for {station.identity}.")
+        messages.success(
+            request,
+            _("%(action)s queued for %(station)s.")
+            % {"action": command.action, "station": station.identity},
+        )
     return redirect("admin:stations_chargingstation_change", station.pk)
 
 
@@ -166,13 +170,21 @@ def _command_answer(
 
 
 class PeriodForm(forms.Form):
-    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), help_text="inclusive")
+    # type="date" inputs take ISO dates whatever the language (the widget's own format is the
+    # language's, which a date input shows as empty).
+    start = forms.DateField(
+        label=_("Start"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    end = forms.DateField(
+        label=_("End"),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        help_text=_("inclusive"),
+    )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("start") and data.get("end") and data["end"] < data["start"]:
-            raise forms.ValidationError("The end is before the start.")
+            raise forms.ValidationError(_("The end is before the start."))
         return data
 
     def bounds(self) -> tuple[datetime, datetime]:
@@ -183,25 +195,32 @@ class PeriodForm(forms.Form):
 
 class UptimeForm(PeriodForm):
     location = forms.ModelChoiceField(
-        queryset=Location.objects.all(), required=False, empty_label="All sites"
+        queryset=Location.objects.all(),
+        required=False,
+        empty_label=_("All sites"),
+        label=_("Site"),
     )
 
 
 class MonthsForm(forms.Form):
     first = forms.DateField(
-        input_formats=["%Y-%m"], widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m")
+        label=_("First month"),
+        input_formats=["%Y-%m"],
+        widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"),
     )
     last = forms.DateField(
-        input_formats=["%Y-%m"], widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m")
+        label=_("Last month"),
+        input_formats=["%Y-%m"],
+        widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"),
     )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("first") and data.get("last"):
             if data["last"] < data["first"]:
-                raise forms.ValidationError("The last month is before the first.")
+                raise forms.ValidationError(_("The last month is before the first."))
             if (data["last"].year - data["first"].year) * 12 > 120:
-                raise forms.ValidationError("At most ten years at a time.")
+                raise forms.ValidationError(_("At most ten years at a time."))
         return data
 
 
@@ -278,7 +297,7 @@ def report_uptime(request: HttpRequest) -> HttpResponse:
         name = f"uptime-{form.cleaned_data['start']}-{form.cleaned_data['end']}"
     return _report(
         request,
-        title="Uptime per station and connector",
+        title=_("Uptime per station and connector"),
         template="cpo/panel/report_uptime.html",
         form=form,
         columns=UPTIME_COLUMNS,
@@ -313,7 +332,7 @@ def report_energy_revenue(request: HttpRequest) -> HttpResponse:
     ]
     return _report(
         request,
-        title="Energy and revenue per site and month",
+        title=_("Energy and revenue per site and month"),
         template="cpo/panel/report_table.html",
         form=form,
         columns=columns,
@@ -347,7 +366,7 @@ def report_sessions_per_token(request: HttpRequest) -> HttpResponse:
     ]
     return _report(
         request,
-        title="Sessions per token",
+        title=_("Sessions per token"),
         template="cpo/panel/report_table.html",
         form=form,
         columns=columns,
@@ -360,9 +379,9 @@ def report_sessions_per_token(request: HttpRequest) -> HttpResponse:
 
 
 REPORTS = [
-    ("Uptime per station and connector", "panel:report-uptime"),
-    ("Energy and revenue per site and month", "panel:report-energy-revenue"),
-    ("Sessions per token", "panel:report-sessions-per-token"),
+    (_("Uptime per station and connector"), "panel:report-uptime"),
+    (_("Energy and revenue per site and month"), "panel:report-energy-revenue"),
+    (_("Sessions per token"), "panel:report-sessions-per-token"),
 ]
 
 
@@ -376,7 +395,7 @@ def reports_index(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied
     context = {
         **admin.site.each_context(request),
-        "title": "Reports",
+        "title": _("Reports"),
         "report_links": [(label, reverse(name)) for label, name in REPORTS],
     }
     return TemplateResponse(request, "cpo/panel/reports.html", context)
