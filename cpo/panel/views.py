@@ -417,7 +417,10 @@ def language_set(request: HttpRequest) -> HttpResponse:
     try:
         user_language_set(user=request.user, language=language)  # type: ignore[arg-type]
     except ValidationError as exc:
-        return HttpResponseBadRequest(" ".join(exc.messages))
+        # Plain text: the message repeats what was posted.
+        return HttpResponseBadRequest(
+            " ".join(exc.messages), content_type="text/plain; charset=utf-8"
+        )
     response = redirect(next_url)
     if language:
         response.set_cookie(
