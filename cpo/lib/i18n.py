@@ -36,5 +36,5 @@ class UserLanguageMiddleware:
         language = supported_language(getattr(user, "language", "") or "")
         if language and user is not None and user.is_authenticated:
             translation.activate(language)
-            request.LANGUAGE_CODE = language  # type: ignore[attr-defined]  # LocaleMiddleware's
+            request.LANGUAGE_CODE = language  # as LocaleMiddleware sets it
         return self.get_response(request)

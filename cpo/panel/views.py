@@ -21,6 +21,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.functional import Promise
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
@@ -248,7 +249,7 @@ def csv_response(filename: str, columns: list[str], rows: Iterable[dict[str, Any
 def _report(
     request: HttpRequest,
     *,
-    title: str,
+    title: str | Promise,
     template: str,
     form: forms.Form,
     columns: list[str],

@@ -9,6 +9,7 @@ import gettext
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -19,37 +20,39 @@ TRANSLATED = [code for code, _name in settings.LANGUAGES if code != "en"]
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|%[sd]|\{\{ *\w+ *\}\}")
 
 
-def po_entries(path: Path) -> list[dict[str, object]]:
+@dataclass
+class Entry:
+    msgid: str = ""
+    msgid_plural: str | None = None
+    msgstr: dict[int, str] = field(default_factory=dict)
+    flags: set[str] = field(default_factory=set)
+
+
+def po_entries(path: Path) -> list[Entry]:
     """The entries of a .po file: flags, msgid, msgid_plural and msgstr(s)."""
-    entries: list[dict[str, object]] = []
+    entries: list[Entry] = []
     for block in path.read_text(encoding="utf-8").split("\n\n"):
-        entry: dict[str, object] = {"flags": set(), "msgstr": {}}
-        key = None
+        entry = Entry()
+        current = ""  # what a continued string ("...") adds to: msgid, msgid_plural or msgstr[n]
         for line in block.splitlines():
             if line.startswith("#,"):
-                entry["flags"] = {f.strip() for f in line[2:].split(",")}
+                entry.flags = {flag.strip() for flag in line[2:].split(",")}
             elif line.startswith("#") or not line.strip():
                 continue
-            elif line.startswith('"'):
-                assert key is not None, line
-                value = ast.literal_eval(line)
-                if isinstance(key, tuple):
-                    entry["msgstr"][key[1]] += value  # type: ignore[index]
-                else:
-                    entry[key] += value  # type: ignore[operator]
             else:
-                word, _, rest = line.partition(" ")
+                word, _, rest = (
+                    line.partition(" ") if not line.startswith('"') else (current, "", line)
+                )
                 value = ast.literal_eval(rest)
-                if word.startswith("msgstr["):
-                    key = ("msgstr", int(word[7:-1]))
-                    entry["msgstr"][key[1]] = value  # type: ignore[index]
-                elif word == "msgstr":
-                    key = ("msgstr", 0)
-                    entry["msgstr"][0] = value  # type: ignore[index]
+                current = word
+                if word == "msgid":
+                    entry.msgid += value
+                elif word == "msgid_plural":
+                    entry.msgid_plural = (entry.msgid_plural or "") + value
                 else:
-                    key = word
-                    entry[word] = value
-        if "msgid" in entry:
+                    index = int(word[7:-1]) if word.startswith("msgstr[") else 0
+                    entry.msgstr[index] = entry.msgstr.get(index, "") + value
+        if entry.msgid or entry.msgstr:
             entries.append(entry)
     return entries
 
@@ -58,14 +61,13 @@ def po_entries(path: Path) -> list[dict[str, object]]:
 def test_every_message_is_translated_and_compiled(language: str) -> None:
     po = LOCALE / language / "LC_MESSAGES" / "django.po"
     mo = po.with_suffix(".mo")
-    entries = [e for e in po_entries(po) if e["msgid"]]
+    entries = [e for e in po_entries(po) if e.msgid]
     assert len(entries) > 100, "the catalogue lost its messages"
     catalog = gettext.GNUTranslations(mo.open("rb"))
     problems = []
     for entry in entries:
-        msgid = str(entry["msgid"])
-        strings: dict[int, str] = entry["msgstr"]  # type: ignore[assignment]
-        if "fuzzy" in entry["flags"]:  # type: ignore[operator]
+        msgid, strings = entry.msgid, entry.msgstr
+        if "fuzzy" in entry.flags:
             problems.append(f"fuzzy: {msgid}")
         if not strings or not all(strings.values()):
             problems.append(f"untranslated: {msgid}")
@@ -73,8 +75,8 @@ def test_every_message_is_translated_and_compiled(language: str) -> None:
         for translated in strings.values():
             if sorted(PLACEHOLDER.findall(translated)) != sorted(PLACEHOLDER.findall(msgid)):
                 problems.append(f"placeholders differ: {msgid} -> {translated}")
-        if "msgid_plural" in entry:
-            got = catalog.ngettext(msgid, str(entry["msgid_plural"]), 1)
+        if entry.msgid_plural is not None:
+            got = catalog.ngettext(msgid, entry.msgid_plural, 1)
         else:
             got = catalog.gettext(msgid)
         if got != strings[0]:

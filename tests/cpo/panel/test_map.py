@@ -40,24 +40,23 @@ def make_station(
 def network() -> dict[str, Location]:
     """One site per state, with coordinates spread out, and one site without coordinates."""
     sites = {}
-    for index, (name, stations) in enumerate(
-        {
-            "All available": [("MAP-A1", ("Available", "Available"), True)],
-            "One charging": [
-                ("MAP-C1", ("Available",), True),
-                ("MAP-C2", ("Charging", "Available"), True),
-            ],
-            "One faulted": [
-                ("MAP-F1", ("Charging",), True),
-                ("MAP-F2", ("Faulted", "Available"), True),
-            ],
-            "One offline": [
-                ("MAP-O1", ("Faulted",), True),
-                ("MAP-O2", ("Available",), False),
-            ],
-            "Switched off": [("MAP-U1", ("Unavailable", "Unavailable"), True)],
-        }.items()
-    ):
+    layout: dict[str, list[tuple[str, tuple[str, ...], bool]]] = {
+        "All available": [("MAP-A1", ("Available", "Available"), True)],
+        "One charging": [
+            ("MAP-C1", ("Available",), True),
+            ("MAP-C2", ("Charging", "Available"), True),
+        ],
+        "One faulted": [
+            ("MAP-F1", ("Charging",), True),
+            ("MAP-F2", ("Faulted", "Available"), True),
+        ],
+        "One offline": [
+            ("MAP-O1", ("Faulted",), True),
+            ("MAP-O2", ("Available",), False),
+        ],
+        "Switched off": [("MAP-U1", ("Unavailable", "Unavailable"), True)],
+    }
+    for index, (name, stations) in enumerate(layout.items()):
         site = make_site(name)
         Location.objects.filter(pk=site.pk).update(
             latitude=Decimal("52.0") + Decimal(index) / 10, longitude=Decimal("5.0")
