@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_noop, ngettext
 
 from billing.models import Cdr, SessionReview
 from cpo.lib.formatting import (
@@ -32,14 +33,14 @@ from cpo.lib.money import sum_by_currency
 from sessions.models import ChargingSession
 
 REVENUE_FROM_CDRS = "cdr"
-REVENUE_LABEL = "Rated CDRs, excl. VAT (credits deducted)"
+REVENUE_LABEL = gettext_noop("Rated CDRs, excl. VAT (credits deducted)")
 
 Money = dict[str, dict[str, Decimal]]
 
 
 def revenue_source() -> dict[str, str]:
     """What the revenue figures are, for the pages that show them."""
-    return {"source": REVENUE_FROM_CDRS, "label": REVENUE_LABEL}
+    return {"source": REVENUE_FROM_CDRS, "label": gettext(REVENUE_LABEL)}
 
 
 def _rounded(per_key: dict[Any, dict[str, Decimal]]) -> dict[Any, dict[str, str]]:
@@ -156,7 +157,12 @@ def review_alerts() -> dict[str, Any]:
             {
                 "kind": "sessions_to_review",
                 "severity": "warning",
-                "title": f"{total} session(s) wait for finance",
+                "title": ngettext(
+                    "%(count)s session waits for finance",
+                    "%(count)s sessions wait for finance",
+                    total,
+                )
+                % {"count": total},
                 "detail": ", ".join(
                     f"{n} {labels[status].lower()}" for status, n in sorted(per_status.items())
                 ),

@@ -19,6 +19,8 @@ from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 
 from cpo.lib.formatting import (
     KWH,
@@ -235,9 +237,13 @@ def session_alerts(*, now: datetime | None = None, limit: int = 25) -> dict[str,
             {
                 "kind": "session_long",
                 "severity": "warning",
-                "title": f"Session on {session.station.identity} running {hours:.1f} h",
-                "detail": f"longer than {settings.PANEL_LONG_SESSION_HOURS} h; "
-                f"{kwh(session.energy_wh)} kWh so far",
+                "title": gettext("Session on %(station)s running %(hours)s h")
+                % {"station": session.station.identity, "hours": number_format(hours, 1)},
+                "detail": gettext("longer than %(limit)s h; %(energy)s kWh so far")
+                % {
+                    "limit": settings.PANEL_LONG_SESSION_HOURS,
+                    "energy": number_format(kwh(session.energy_wh)),
+                },
                 "since": iso(session.started_at),
                 "url": admin_url("charging_chargingsession_change", session.pk)
                 or admin_url("stations_chargingstation_change", session.station_id),
@@ -253,9 +259,13 @@ def session_alerts(*, now: datetime | None = None, limit: int = 25) -> dict[str,
             {
                 "kind": "session_no_energy",
                 "severity": "warning",
-                "title": f"No energy on {session.station.identity} "
-                f"{session.evse_id}/{session.connector_id}",
-                "detail": f"active {minutes} min without delivering energy",
+                "title": gettext("No energy on %(station)s %(connector)s")
+                % {
+                    "station": session.station.identity,
+                    "connector": f"{session.evse_id}/{session.connector_id}",
+                },
+                "detail": gettext("active %(minutes)s min without delivering energy")
+                % {"minutes": minutes},
                 "since": iso(session.started_at),
                 "url": admin_url("charging_chargingsession_change", session.pk)
                 or admin_url("stations_chargingstation_change", session.station_id),

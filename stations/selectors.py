@@ -16,7 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Count, Max, OuterRef, Q, Subquery
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from cpo.lib.formatting import KWH, admin_url, epoch_ms, iso
 from stations.models import (
@@ -94,8 +95,13 @@ def network_alerts(*, limit: int = 25) -> dict[str, Any]:
             {
                 "kind": "station_offline",
                 "severity": "error",
-                "title": f"{station.identity} offline",
-                "detail": f"last seen {since:%Y-%m-%d %H:%M} UTC" if since else "never seen",
+                "title": gettext("%(station)s offline") % {"station": station.identity},
+                "detail": (
+                    gettext("last seen %(when)s")
+                    % {"when": f"{formats.date_format(since, 'SHORT_DATETIME_FORMAT')} UTC"}
+                    if since
+                    else gettext("never seen")
+                ),
                 "since": iso(since),
                 "url": admin_url("stations_chargingstation_change", station.pk),
             }
@@ -112,9 +118,12 @@ def network_alerts(*, limit: int = 25) -> dict[str, Any]:
             {
                 "kind": "connector_faulted",
                 "severity": "error",
-                "title": f"{connector.station.identity} {connector.evse.evse_id}/"
-                f"{connector.connector_id} faulted",
-                "detail": connector.error_code or connector.info or "Faulted",
+                "title": gettext("%(station)s %(connector)s faulted")
+                % {
+                    "station": connector.station.identity,
+                    "connector": f"{connector.evse.evse_id}/{connector.connector_id}",
+                },
+                "detail": connector.error_code or connector.info or gettext("Faulted"),
                 "since": iso(connector.status_at),
                 "url": admin_url("stations_chargingstation_change", connector.station_id),
             }
@@ -133,6 +142,103 @@ def sites_by_time_zone() -> dict[str, Any]:
         names[pk] = name
     zones[settings.PANEL_TIME_ZONE].append(None)
     return {"zones": dict(zones), "names": names}
+
+
+# --- the map of sites --------------------------------------------------------------------------
+
+# A station's state on the map, best first: a site shows the worst of its stations'. Offline is
+# the worst: nothing at an unreachable station can be used, seen or commanded.
+MAP_STATUSES: dict[str, Any] = {
+    "available": gettext_lazy("Available"),
+    "charging": gettext_lazy("Charging"),
+    "unavailable": gettext_lazy("Unavailable"),
+    "faulted": gettext_lazy("Faulted"),
+    "offline": gettext_lazy("Offline"),
+}
+# Connector states of a connector in use (a session, or a driver at it).
+IN_USE_STATUSES = USABLE_STATUSES - {"Available", "Reserved"}
+NO_STATIONS = "empty"
+
+
+def station_map_status(
+    *, is_online: bool, station_status: str, connector_statuses: list[str]
+) -> str:
+    """One station's state for the map: offline, faulted (the station or a connector),
+    unavailable (every connector), charging (a connector in use), else available."""
+    if not is_online:
+        return "offline"
+    if station_status == "Faulted" or "Faulted" in connector_statuses:
+        return "faulted"
+    if connector_statuses and all(s == "Unavailable" for s in connector_statuses):
+        return "unavailable"
+    if any(s in IN_USE_STATUSES for s in connector_statuses):
+        return "charging"
+    return "available"
+
+
+def sites_map() -> dict[str, Any]:
+    """Every site with its stations and their state, the site's state the worst of them.
+
+    Two queries whatever the size of the network. Sites without coordinates are listed too
+    (`has_position` false): the panel shows them beside the map, not on it."""
+    rank = {status: index for index, status in enumerate(MAP_STATUSES)}
+    connectors: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for station_id, evse_id, connector_id, status in (
+        Connector.objects.filter(station__location__isnull=False)
+        .order_by("evse__evse_id", "connector_id")
+        .values_list("station_id", "evse__evse_id", "connector_id", "status")
+    ):
+        connectors[station_id].append((f"{evse_id}/{connector_id}", status or "Unknown"))
+    stations: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for station in ChargingStation.objects.filter(location__isnull=False).only(
+        "pk", "identity", "location_id", "is_online", "status"
+    ):
+        own = connectors[station.pk]
+        status = station_map_status(
+            is_online=station.is_online,
+            station_status=station.status,
+            connector_statuses=[s for _label, s in own],
+        )
+        stations[station.location_id or 0].append(  # filtered: never 0
+            {
+                "identity": station.identity,
+                "status": status,
+                "status_label": str(MAP_STATUSES[status]),
+                "connectors": [
+                    {"label": label, "status": s if station.is_online else "Offline"}
+                    for label, s in own
+                ],
+                "url": admin_url("stations_chargingstation_change", station.pk),
+            }
+        )
+    sites = []
+    for site in Location.objects.order_by("name", "pk"):
+        own_stations = stations[site.pk]
+        worst = max((s["status"] for s in own_stations), key=rank.__getitem__, default=None)
+        has_position = site.latitude is not None and site.longitude is not None
+        sites.append(
+            {
+                "id": site.pk,
+                "name": site.name,
+                "address": ", ".join(filter(None, [site.address, site.postal_code, site.city])),
+                "has_position": has_position,
+                "lat": float(site.latitude) if has_position else None,  # type: ignore[arg-type]
+                "lng": float(site.longitude) if has_position else None,  # type: ignore[arg-type]
+                "status": worst or NO_STATIONS,
+                "status_label": str(MAP_STATUSES[worst]) if worst else gettext("No stations"),
+                "counts": {
+                    status: sum(1 for s in own_stations if s["status"] == status)
+                    for status in MAP_STATUSES
+                },
+                "stations": own_stations,
+                "url": admin_url("stations_location_change", site.pk),
+            }
+        )
+    return {
+        "sites": sites,
+        "statuses": {key: str(label) for key, label in MAP_STATUSES.items()},
+        "on_map": sum(1 for site in sites if site["has_position"]),
+    }
 
 
 # --- one station --------------------------------------------------------------------------------

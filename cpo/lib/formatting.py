@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.urls import NoReverseMatch, reverse
+from django.utils.formats import number_format
 
 from cpo.lib.money import ZERO, round_money
 
@@ -22,6 +23,8 @@ __all__ = [
     "ZERO",
     "add_months",
     "admin_url",
+    "display_money",
+    "display_number",
     "epoch_ms",
     "iso",
     "kw",
@@ -54,6 +57,27 @@ def money_list(totals: dict[str, Decimal]) -> list[dict[str, str]]:
         {"currency": currency, "amount": money_total(amount, currency)}
         for currency, amount in sorted(totals.items())
     ]
+
+
+def display_number(value: Decimal | float | int | str | None) -> str:
+    """A number as the active language writes it (decimal comma in Dutch and German), with
+    the decimals it has: the JSON-ready strings above stay as they are, this is for pages."""
+    if value is None or value == "":
+        return ""
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return str(value)
+    exponent = number.as_tuple().exponent
+    places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+    return number_format(number, decimal_pos=places)
+
+
+def display_money(totals: list[dict[str, str]] | None) -> str:
+    """Totals per currency (money_list's) as the active language writes them: "12,35 EUR"."""
+    if not totals:
+        return display_number("0.00")
+    return " · ".join(f"{display_number(m['amount'])} {m['currency']}" for m in totals)
 
 
 def kwh(energy_wh: Decimal | None) -> str:

@@ -9,8 +9,9 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import conditional_escape, format_html
+from django.utils.translation import gettext
 
-from cpo.lib.formatting import admin_url
+from cpo.lib.formatting import admin_url, display_money, display_number
 from cpo.panel import dashboard, menus
 from cpo.panel.views import QUICK_COMMANDS
 from sessions.selectors import station_recent_sessions
@@ -32,8 +33,11 @@ def panel_dashboard(request: Any) -> dict[str, Any]:
         or (w in ("energy_chart", "revenue_chart") and can_sessions)
     ]
     charts = dashboard.charts(days=30, months=12) if can_sessions else {}
+    role = menus.panel_role(user)
     return {
-        "role": menus.panel_role(user),
+        "role": role,
+        "role_label": str(menus.ROLE_LABELS[role]),
+        "texts": panel_texts(),
         "widgets": widgets,
         "summary": dashboard.dashboard_summary() if can_network else None,
         "charts": charts,
@@ -45,6 +49,30 @@ def panel_dashboard(request: Any) -> dict[str, Any]:
             "reports": reverse("panel:reports"),
         },
     }
+
+
+def panel_texts() -> dict[str, str]:
+    """The words panel.js writes into the live pages, in the request's language."""
+    return {
+        "updated": gettext("Live: updated"),
+        "stale": gettext("Not updating: the server does not answer (or your login expired)"),
+        "no_connectors": gettext("No connectors yet."),
+        "no_alerts": gettext("No alerts. The network is healthy."),
+        "no_sessions": gettext("No session is charging."),
+        # "%s" is the number of sessions not shown.
+        "more": gettext("and %s more"),
+    }
+
+
+@register.filter
+def panel_number(value: Any) -> str:
+    """A JSON-ready number string as the active language writes it."""
+    return display_number(value)
+
+
+@register.filter
+def panel_money(totals: Any) -> str:
+    return display_money(totals)
 
 
 @register.simple_tag

@@ -31,6 +31,25 @@
   };
   const colour = (status) => STATUS_COLOURS[status] || "#9e9e9e";
 
+  /* The page's language: its words come from the page (json_script "panel-texts", translated
+   * on the server), its numbers are written the language's way (a decimal comma in nl, de). */
+  const LANGUAGE = document.documentElement.lang || "en";
+  let texts = null;
+  function text(key, fallback) {
+    if (texts === null) texts = readJSON("panel-texts") || {};
+    return texts[key] || fallback;
+  }
+  const NUMERIC = /^-?\d+(\.\d+)?$/;
+  function num(value) {
+    if (value === null || value === undefined) return value;
+    const raw = String(value);
+    if (!NUMERIC.test(raw)) return raw;
+    const places = raw.includes(".") ? raw.split(".")[1].length : 0;
+    return new Intl.NumberFormat(LANGUAGE, {
+      minimumFractionDigits: places, maximumFractionDigits: places, useGrouping: false,
+    }).format(Number(raw));
+  }
+
   function h(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs || {})) {
@@ -77,8 +96,8 @@
   }
 
   function money(list) {
-    if (!list || !list.length) return "0.00";
-    return list.map((m) => `${m.amount} ${m.currency}`).join(" · ");
+    if (!list || !list.length) return num("0.00");
+    return list.map((m) => `${num(m.amount)} ${m.currency}`).join(" · ");
   }
 
   async function getJSON(url) {
@@ -124,8 +143,8 @@
     document.body.classList.toggle("panel-stale", !ok);
     if (label) {
       label.textContent = ok
-        ? `Live: updated ${new Date().toLocaleTimeString()}`
-        : "Not updating: the server does not answer (or your login expired)";
+        ? `${text("updated", "Live: updated")} ${new Date().toLocaleTimeString(LANGUAGE)}`
+        : text("stale", "Not updating: the server does not answer (or your login expired)");
     }
   }
 
@@ -266,7 +285,9 @@
   function renderDashboard(root, data) {
     root.querySelectorAll("[data-field]").forEach((node) => {
       const value = pick(data, node.dataset.field);
-      if (value !== undefined && value !== null) node.textContent = value;
+      if (value !== undefined && value !== null) {
+        node.textContent = "number" in node.dataset ? num(value) : value;
+      }
     });
     root.querySelectorAll("[data-money]").forEach((node) => {
       node.textContent = money(pick(data, node.dataset.money));
@@ -278,7 +299,7 @@
       chips.replaceChildren(
         ...(entries.length
           ? entries.map(([status, count]) => h("li", {}, badge(status), " ", count))
-          : [h("li", { class: "quiet" }, "No connectors yet.")])
+          : [h("li", { class: "quiet" }, text("no_connectors", "No connectors yet."))])
       );
       connectorsChart(data.connectors);
     }
@@ -291,7 +312,7 @@
               h("li", { class: `alert alert-${alert.severity}`, dataset: { kind: alert.kind } },
                 alert.url ? h("a", { href: alert.url }, alert.title) : alert.title,
                 h("span", { class: "quiet" }, ` — ${alert.detail}`)))
-          : [h("li", { class: "quiet" }, "No alerts. The network is healthy.")])
+          : [h("li", { class: "quiet" }, text("no_alerts", "No alerts. The network is healthy."))])
       );
     }
 
@@ -304,14 +325,14 @@
           h("td", {}, s.connector),
           h("td", {}, s.id_tag),
           h("td", {}, duration(s.duration_s)),
-          h("td", {}, s.power_kw === null ? "—" : `${s.power_kw} kW`),
-          h("td", {}, `${s.energy_kwh} kWh`),
-          h("td", {}, s.soc === null ? "—" : `${s.soc} %`),
-          h("td", {}, s.cost === null ? "—" : `${s.cost} ${s.currency}`),
+          h("td", {}, s.power_kw === null ? "—" : `${num(s.power_kw)} kW`),
+          h("td", {}, `${num(s.energy_kwh)} kWh`),
+          h("td", {}, s.soc === null ? "—" : `${num(s.soc)} %`),
+          h("td", {}, s.cost === null ? "—" : `${num(s.cost)} ${s.currency}`),
         ));
       const more = data.live_sessions.total - data.live_sessions.items.length;
-      if (more > 0) rows.push(h("tr", {}, h("td", { colspan: 9, class: "quiet" }, `and ${more} more`)));
-      if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 9, class: "quiet" }, "No session is charging.")));
+      if (more > 0) rows.push(h("tr", {}, h("td", { colspan: 9, class: "quiet" }, text("more", "and %s more").replace("%s", more))));
+      if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 9, class: "quiet" }, text("no_sessions", "No session is charging."))));
       table.replaceChildren(...rows);
       table.querySelectorAll("tr[data-session]").forEach((row) => {
         row.addEventListener("click", (event) => {
