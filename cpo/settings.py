@@ -250,11 +250,11 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # --- Internationalisation and time --------------------------------------------------------------
-# The panel's languages (templates, menus, alerts, invoice PDFs): locale/<code>/LC_MESSAGES.
+# The panel's languages (templates, menus, alerts, invoice PDFs): cpo/locale/<code>/LC_MESSAGES.
 # Numbers and dates follow the active language (Django's own formats per language).
 LANGUAGE_CODE = envstr("LANGUAGE_CODE", "en")
 LANGUAGES = [("en", "English"), ("nl", "Nederlands"), ("de", "Deutsch")]
-LOCALE_PATHS = [BASE_DIR / "locale"]
+LOCALE_PATHS = [BASE_DIR / "cpo" / "locale"]
 # English dates as operators read them (cpo/formats/en); Dutch and German are Django's own.
 FORMAT_MODULE_PATH = ["cpo.formats"]
 if LANGUAGE_CODE not in dict(LANGUAGES):

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-LOCALE = Path(settings.BASE_DIR) / "locale"
+LOCALE = Path(settings.BASE_DIR) / "cpo" / "locale"
 TRANSLATED = [code for code, _name in settings.LANGUAGES if code != "en"]
 PLACEHOLDER = re.compile(r"%\(\w+\)[sd]|%[sd]|\{\{ *\w+ *\}\}")
 
