@@ -101,6 +101,7 @@ class LocationAdmin(admin.ModelAdmin):
 class ConnectorInline(admin.TabularInline):
     model = Connector
     extra = 0
+    classes = ("collapse",)
     fields = (
         "evse",
         "connector_id",
@@ -129,6 +130,7 @@ class ConnectorInline(admin.TabularInline):
 class EvseInline(admin.TabularInline):
     model = Evse
     extra = 0
+    classes = ("collapse",)
     fields = ("evse_id", "uid", "emi3_id", "status", "status_at")
     readonly_fields = ("status", "status_at")
 
@@ -222,8 +224,9 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
     fieldsets = (
         (None, {"fields": ("identity", "location", "registration_status", "new_password")}),
         ("Behaviour", {"fields": ("heartbeat_interval", "cost_display_enabled", "trace_enabled")}),
-        ("Reported by the station", {"fields": reported_fields}),
-        ("Connection", {"fields": connection_fields}),
+        # Shown above, in words and in the site's time zone: the raw fields stay folded.
+        ("Reported by the station", {"fields": reported_fields, "classes": ("collapse",)}),
+        ("Connection", {"fields": connection_fields, "classes": ("collapse",)}),
     )
     # A new station: the operator names its protocol and its connectors (nothing is reported
     # yet); once it connects, the protocol is the one it negotiated.
