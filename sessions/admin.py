@@ -672,6 +672,7 @@ INTEGRITY_FIELDS = (
 
 class TransactionEventInline(ReadOnlyInline):
     model = TransactionEventRecord
+    classes = ("collapse",)
     fields = ("seq_no", "event_type", "trigger_reason", "timestamp", "charging_state", "offline")
     readonly_fields = fields
     show_change_link = True
@@ -719,7 +720,11 @@ class ChargingSessionAdmin(SendCommandPermissionMixin, ReadOnlyAdmin):
             for name in self.get_fields(request, obj)
             if name not in INTEGRITY_FIELDS and name != "anomalies"
         ]
-        return [("Integrity", {"fields": INTEGRITY_FIELDS}), (None, {"fields": rest})]
+        # The page above shows both in words (cpo/panel/session_page.py): folded here.
+        return [
+            ("Integrity", {"fields": INTEGRITY_FIELDS, "classes": ("collapse",)}),
+            ("All fields", {"fields": rest, "classes": ("collapse",)}),
+        ]
 
     @admin.display(description="Integrity")
     def integrity(self, obj: ChargingSession) -> str:

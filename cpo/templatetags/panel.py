@@ -21,7 +21,7 @@ from cpo.lib.formatting import (
     zone_label,
     zone_or_panel,
 )
-from cpo.panel import dashboard, menus
+from cpo.panel import dashboard, menus, session_page
 from cpo.panel.views import QUICK_COMMANDS
 from sessions.selectors import station_recent_sessions
 from stations.commands import permissions as command_permissions
@@ -157,3 +157,9 @@ def money(amount: Any, currency: str) -> str:
     if amount is None or amount == "":
         return "—"
     return money_text(Decimal(str(amount)), currency)
+
+
+@register.simple_tag
+def session_panel(session: Any, request: Any) -> dict[str, Any]:
+    """Everything the session page shows above the recorded fields."""
+    return session_page.session_page(session=session, user=request.user)
