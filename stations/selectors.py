@@ -18,7 +18,7 @@ from django.db import models
 from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from cpo.lib.formatting import KWH, admin_url, epoch_ms, iso
+from cpo.lib.formatting import KWH, admin_url, epoch_ms, iso, local_text, panel_tz
 from stations.models import (
     ChargingStation,
     Connector,
@@ -96,7 +96,8 @@ def network_alerts(*, limit: int = 25) -> dict[str, Any]:
                 "kind": "station_offline",
                 "severity": "error",
                 "title": f"{station.identity} offline",
-                "detail": f"last seen {since:%Y-%m-%d %H:%M} UTC" if since else "never seen",
+                # The dashboard's zone (PANEL_TIME_ZONE), named as everywhere on the panel.
+                "detail": f"last seen {local_text(since, panel_tz())}" if since else "never seen",
                 "since": iso(since),
                 "url": admin_url("stations_chargingstation_change", station.pk),
             }
