@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 from billing.models import Cdr, SessionReview
 from cpo.lib.formatting import (
@@ -173,12 +174,12 @@ def review_alerts() -> dict[str, Any]:
 # --- one session: what it became ----------------------------------------------------------------
 
 DIMENSION_LABELS = {
-    "FLAT": "Fixed fee",
-    "ENERGY": "Energy",
-    "TIME": "Charging time",
-    "PARKING_TIME": "Parking time",
-    "RESERVATION_TIME": "Reservation time",
-    "RESERVATION_FLAT": "Reservation fee",
+    "FLAT": gettext_lazy("Fixed fee"),
+    "ENERGY": gettext_lazy("Energy"),
+    "TIME": gettext_lazy("Charging time"),
+    "PARKING_TIME": gettext_lazy("Parking time"),
+    "RESERVATION_TIME": gettext_lazy("Reservation time"),
+    "RESERVATION_FLAT": gettext_lazy("Reservation fee"),
 }
 DIMENSION_UNITS = {"ENERGY": "kWh", "TIME": "h", "PARKING_TIME": "h", "RESERVATION_TIME": "h"}
 # The CDR's rounded total of each dimension (reservation time and fee are one total).
@@ -277,7 +278,8 @@ def cdr_cost_breakdown(*, cdr: Cdr, tz: zoneinfo.ZoneInfo) -> dict[str, Any]:
         "total_excl_vat": money_text(cdr.total_cost_excl_vat, currency),
         "total_vat": money_text(cdr.total_vat, currency),
         "total_incl_vat": money_text(cdr.total_cost_incl_vat, currency),
-        "clamp": {"MIN": "the tariff's minimum price", "MAX": "the tariff's maximum price"}.get(
-            clamp or "", ""
-        ),
+        "clamp": {
+            "MIN": gettext("the tariff's minimum price"),
+            "MAX": gettext("the tariff's maximum price"),
+        }.get(clamp or "", ""),
     }

@@ -22,6 +22,7 @@ from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext, gettext_lazy
 
 from cpo.lib.formatting import price_text
 from sessions.energy import energy_curve, register_readings
@@ -534,11 +535,11 @@ def tariff_preview(
 # --- A tariff version as people read it -----------------------------------------------------
 
 # Unit of each OCPI price component's price, as the panel writes it after the currency.
-PRICE_UNITS = {
+PRICE_UNITS: dict[str, Any] = {
     rating.ENERGY: "/kWh",
-    rating.TIME: "/h charging",
-    rating.PARKING_TIME: "/h parking",
-    rating.FLAT: " per session",
+    rating.TIME: gettext_lazy("/h charging"),
+    rating.PARKING_TIME: gettext_lazy("/h parking"),
+    rating.FLAT: gettext_lazy(" per session"),
 }
 STEP_UNITS = {rating.ENERGY: "Wh", rating.TIME: "s", rating.PARKING_TIME: "s"}
 _DAY_ABBREVIATIONS = {
@@ -591,21 +592,24 @@ def tariff_version_text(*, version: TariffVersion) -> dict[str, Any]:
         for component in element.get("price_components") or []:
             kind = component.get("type", "")
             text = price_text(Decimal(str(component.get("price", 0))), currency)
-            text += PRICE_UNITS.get(kind, f" ({kind.lower()})")
+            text += str(PRICE_UNITS.get(kind, f" ({kind.lower()})"))
             step = component.get("step_size") or 1
             if step > 1 and kind in STEP_UNITS:
-                text += f" (per {step} {STEP_UNITS[kind]})"
+                text += gettext(" (per %(step)s %(unit)s)") % {
+                    "step": step,
+                    "unit": STEP_UNITS[kind],
+                }
             if component.get("vat") is not None:
-                text += f", VAT {component['vat']} %"
+                text += gettext(", VAT %(rate)s %%") % {"rate": component["vat"]}
             prices.append(text)
         elements.append(
             {
-                "prices": ", ".join(prices) or "free",
+                "prices": ", ".join(prices) or gettext("free"),
                 "restrictions": _ocpi_restrictions_text(element.get("restrictions") or {}),
             }
         )
     bounds = []
-    for key, label in (("min_price", "at least"), ("max_price", "at most")):
+    for key, label in (("min_price", gettext("at least")), ("max_price", gettext("at most"))):
         if data.get(key):
             amount = data[key].get("incl_vat", data[key].get("excl_vat"))
             bounds.append(f"{label} {price_text(Decimal(str(amount)), currency)}")
