@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing import selectors as billing
-from cpo.lib.formatting import iso, local_midnight, panel_tz, zone_label, zone_or_panel
+from cpo.lib.formatting import iso, local_midnight, panel_tz, zone_or_panel
 from sessions import selectors as charging
 from stations import selectors as network
 from stations.commands import selectors as command_queue
@@ -39,7 +39,6 @@ def dashboard_summary(*, now: datetime | None = None, limit: int = 25) -> dict[s
     return {
         "generated_at": iso(now),
         "time_zone": settings.PANEL_TIME_ZONE,
-        "time_zone_label": zone_label(tz, at=now),
         "stations": network.station_counts(),
         "connectors": network.connectors_by_status(),
         "live_sessions": charging.live_sessions(now=now, limit=limit),

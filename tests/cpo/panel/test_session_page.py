@@ -169,3 +169,17 @@ def test_the_session_curve_is_one_query_whatever_the_number_of_samples(
     assert len(bigger["energy"]) + len(bigger["power"]) == 10 * (
         len(curve["energy"]) + len(curve["power"])
     )
+
+
+def test_the_dashboards_today_is_the_operators_configured_zone(roles: None, settings) -> None:  # noqa: ARG001
+    """PANEL_TIME_ZONE: the day the dashboard counts, and the zone it names."""
+    from cpo.panel import dashboard
+
+    settings.PANEL_TIME_ZONE = "America/New_York"
+    now = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)  # still 30 November in New York
+    summary = dashboard.dashboard_summary(now=now)
+    assert summary["today"]["since"] == "2026-11-30T00:00:00-05:00"
+    assert summary["time_zone"] == "America/New_York"
+    html = page_as("Operators", reverse("admin:index"))
+    assert 'data-time-zone="America/New_York"' in html
+    assert re.search(r"Times and “today” in E[SD]T \(America/New_York\)", html)
