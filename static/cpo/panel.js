@@ -83,9 +83,19 @@
       minute: "2-digit", hourCycle: "h23", timeZoneName: "short",
     };
     if (withSeconds) options.second = "2-digit";
-    const parts = {};
-    for (const part of new Intl.DateTimeFormat("en-GB", options).formatToParts(date)) {
-      parts[part.type] = part.value;
+    const read = (locale) => {
+      const parts = {};
+      for (const part of new Intl.DateTimeFormat(locale, options).formatToParts(date)) {
+        parts[part.type] = part.value;
+      }
+      return parts;
+    };
+    // The zone's abbreviation as the server's tz database writes it: British English knows
+    // Europe's ("CET"), American English America's ("EST"); elsewhere an offset ("GMT+3").
+    const parts = read("en-GB");
+    if (/^GMT[+-]/.test(parts.timeZoneName)) {
+      const american = read("en-US").timeZoneName;
+      if (!/^GMT/.test(american)) parts.timeZoneName = american;
     }
     return parts;
   }
