@@ -183,3 +183,18 @@ def test_the_dashboards_today_is_the_operators_configured_zone(roles: None, sett
     html = page_as("Operators", reverse("admin:index"))
     assert 'data-time-zone="America/New_York"' in html
     assert re.search(r"Times and “today” in E[SD]T \(America/New_York\)", html)
+
+
+def test_a_stations_commands_page_lists_them_in_the_sites_zone(history: dict[str, Any]) -> None:
+    from stations.commands import services as commands
+    from stations.models import ChargingStation
+
+    station = ChargingStation.objects.get(identity="DEMO-16")
+    command = commands.command_create(station=station, verb="clear_cache", params={})
+    html = page_as(
+        "Operators", reverse("admin:stations_chargingstation_commands", args=[station.pk])
+    )
+    created = command.created_at.astimezone(ZoneInfo("Europe/Amsterdam"))
+    assert created.strftime("%Y-%m-%d %H:%M:%S ") + created.tzname() in html
+    assert re.search(r"times in CES?T \(Europe/Amsterdam\)", html)
+    assert_one_date_format(html)
