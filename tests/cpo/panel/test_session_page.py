@@ -195,6 +195,6 @@ def test_a_stations_commands_page_lists_them_in_the_sites_zone(history: dict[str
         "Operators", reverse("admin:stations_chargingstation_commands", args=[station.pk])
     )
     created = command.created_at.astimezone(ZoneInfo("Europe/Amsterdam"))
-    assert created.strftime("%Y-%m-%d %H:%M:%S ") + created.tzname() in html
+    assert f"{created:%Y-%m-%d %H:%M:%S} {created.tzname()}" in html
     assert re.search(r"times in CES?T \(Europe/Amsterdam\)", html)
     assert_one_date_format(html)
