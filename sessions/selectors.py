@@ -309,6 +309,9 @@ def station_recent_sessions(*, station: ChargingStation, limit: int = 15) -> lis
     return rows
 
 
+CURVE_BATCH = 2000
+
+
 def session_curve(*, session: ChargingSession) -> dict[str, Any]:
     """Power (kW) and energy delivered (kWh since start) over time, from the meter samples.
 
@@ -329,7 +332,8 @@ def session_curve(*, session: ChargingSession) -> dict[str, Any]:
     power: list[dict[str, Any]] = []
     energy: list[dict[str, Any]] = []
     base = session.meter_start_wh
-    for moment, measurand, unit, value in samples:
+    # One query, read in batches: a day-long session at 10 s intervals is ~17,000 rows.
+    for moment, measurand, unit, value in samples.iterator(chunk_size=CURVE_BATCH):
         value = cast(Decimal, value)  # value__isnull=False
         t = epoch_ms(moment)
         if measurand == "Power.Active.Import":
@@ -340,6 +344,13 @@ def session_curve(*, session: ChargingSession) -> dict[str, Any]:
             if base is None:
                 base = wh
             energy.append({"x": t, "y": float(((wh - base) / KWH).quantize(Decimal("0.001")))})
+    if (
+        energy
+        and session.meter_start_wh is not None
+        and energy[0]["x"] > epoch_ms(session.started_at)
+    ):
+        # The start reading is the curve's origin: nothing delivered at the start.
+        energy.insert(0, {"x": epoch_ms(session.started_at), "y": 0.0})
     return {
         "session": session.pk,
         "station": session.station.identity,
@@ -350,6 +361,31 @@ def session_curve(*, session: ChargingSession) -> dict[str, Any]:
         "energy_kwh": kwh(session.energy_wh),
         "power": power,
         "energy": energy,
+    }
+
+
+def session_decisions(
+    *, session: ChargingSession, before: timedelta = timedelta(minutes=15), limit: int = 20
+) -> list[AuthorizationDecision]:
+    """The authorization answers given for the session's token at its station around it: from
+    `before` its start (Authorize, remote start) to its end, oldest first."""
+    end = session.ended_at or timezone.now()
+    return list(
+        AuthorizationDecision.objects.filter(
+            station_id=session.station_id,
+            uid__iexact=session.id_tag,
+            created_at__gte=session.started_at - before,
+            created_at__lte=end + timedelta(minutes=1),
+        ).order_by("created_at", "pk")[:limit]
+    )
+
+
+def session_samples(*, session: ChargingSession, limit: int = 50) -> dict[str, Any]:
+    """The session's first `limit` meter samples in time order, and how many it has."""
+    samples = MeterSample.objects.filter(session=session)
+    return {
+        "total": samples.count(),
+        "items": list(samples.order_by("timestamp", "pk")[:limit]),
     }
 
 

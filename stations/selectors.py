@@ -16,15 +16,16 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.db.models import Count, Max, OuterRef, Q, Subquery
-from django.utils import formats, timezone
+from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
 
-from cpo.lib.formatting import KWH, admin_url, epoch_ms, iso
+from cpo.lib.formatting import KWH, admin_url, epoch_ms, iso, local_text, panel_tz
 from stations.models import (
     ChargingStation,
     Connector,
     ConnectorStatusEvent,
     Location,
+    OcppMessage,
     StationConnection,
 )
 
@@ -96,9 +97,9 @@ def network_alerts(*, limit: int = 25) -> dict[str, Any]:
                 "kind": "station_offline",
                 "severity": "error",
                 "title": gettext("%(station)s offline") % {"station": station.identity},
+                # The dashboard's zone (PANEL_TIME_ZONE), named as everywhere on the panel.
                 "detail": (
-                    gettext("last seen %(when)s")
-                    % {"when": f"{formats.date_format(since, 'SHORT_DATETIME_FORMAT')} UTC"}
+                    gettext("last seen %(when)s") % {"when": local_text(since, panel_tz())}
                     if since
                     else gettext("never seen")
                 ),
@@ -251,7 +252,21 @@ def station_state(*, station: ChargingStation) -> dict[str, Any]:
     while the station is, whatever the connector last reported.
     """
     station.refresh_from_db()
-    connectors = station.connectors.select_related("evse").order_by("evse__evse_id", "connector_id")
+    # The vendor's error code is only on the report (the connector row keeps code and info):
+    # the latest report of each connector, in the same query.
+    latest_report = ConnectorStatusEvent.objects.filter(
+        station_id=station.pk,
+        evse_id=OuterRef("evse__evse_id"),
+        connector_id=OuterRef("connector_id"),
+    ).order_by("-timestamp", "-pk")
+    connectors = (
+        station.connectors.select_related("evse")
+        .annotate(
+            vendor_error_code=Subquery(latest_report.values("vendor_error_code")[:1]),
+            vendor_id=Subquery(latest_report.values("vendor_id")[:1]),
+        )
+        .order_by("evse__evse_id", "connector_id")
+    )
     return {
         "identity": station.identity,
         "is_online": station.is_online,
@@ -265,7 +280,10 @@ def station_state(*, station: ChargingStation) -> dict[str, Any]:
                 "connector_id": c.connector_id,
                 "status": (c.status or "Unknown") if station.is_online else "Offline",
                 "reported_status": c.status,
-                "error_code": c.error_code,
+                "error_code": "" if c.error_code == "NoError" else c.error_code,
+                "info": c.info,
+                "vendor_error_code": c.vendor_error_code or "",
+                "vendor_id": c.vendor_id or "",
                 "status_at": iso(c.status_at),
                 "max_power_kw": str(Decimal(c.max_power_w) / KWH),
                 "standard": c.get_standard_display(),
@@ -546,3 +564,22 @@ def uptime_report(
         result.append(total.as_dict())
         result.extend(rows[key].as_dict() for key in rows)
     return result
+
+
+def station_recent_messages(*, station: ChargingStation, limit: int = 20) -> list[dict[str, Any]]:
+    """A station's latest OCPP messages (kind, action, id; never the frame, which may carry
+    secrets), newest first."""
+    kinds = {2: "CALL", 3: "CALLRESULT", 4: "CALLERROR"}
+    return [
+        {
+            "created_at": iso(m.created_at),
+            "direction": m.get_direction_display(),
+            "kind": kinds.get(m.message_type or 0, "?"),
+            "action": m.action,
+            "message_id": m.message_id,
+            "is_error": m.is_error,
+        }
+        for m in OcppMessage.objects.filter(station=station)
+        .only("created_at", "direction", "message_type", "action", "message_id", "is_error")
+        .order_by("-created_at", "-pk")[:limit]
+    ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -26,9 +26,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
+from billing import selectors as billing_selectors
+from billing import services as billing_services
 from billing.selectors import revenue_source
+from cpo.lib.api import ApplicationError
 from cpo.lib.formatting import add_months, local_midnight, month_start, panel_tz
 from cpo.lib.spreadsheets import csv_rows
+from cpo.models import User
 from cpo.panel import dashboard, reports
 from cpo.services import user_language_set
 from sessions import selectors as charging
@@ -165,6 +169,34 @@ def _command_answer(
             % {"action": command.action, "station": station.identity},
         )
     return redirect("admin:stations_chargingstation_change", station.pk)
+
+
+# --- the session page's credit --------------------------------------------------------------------
+
+
+@require_POST
+def session_credit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Credit the CDR a session became (billing's cdr_credit, with the reason typed on the
+    session page): Finance only. An invoiced CDR's credit is billed with the next period."""
+    _need(request, "billing.credit_cdr")
+    session = get_object_or_404(ChargingSession, pk=pk)
+    cdr = billing_selectors.session_live_cdr(cdrs=billing_selectors.session_cdrs(session=session))
+    if cdr is None:
+        messages.error(request, _("This session has no CDR to credit."))
+    else:
+        try:
+            credit = billing_services.cdr_credit(
+                cdr_id=cdr.pk,
+                reason=request.POST.get("reason", ""),
+                user=cast(User, request.user),  # an admin view: logged in
+            )
+        except ApplicationError as exc:
+            messages.error(request, _("Not credited: %(error)s") % {"error": exc.message})
+        else:
+            messages.success(
+                request, _("CDR %(cdr)s credited by %(credit)s.") % {"cdr": cdr, "credit": credit}
+            )
+    return redirect("admin:charging_chargingsession_change", session.pk)
 
 
 # --- reports ------------------------------------------------------------------------------------
@@ -475,6 +507,7 @@ urlpatterns = [
     path("sessions/<int:pk>/curve.json", _staff(session_curve_json), name="session-curve"),
     path("language", _staff(language_set), name="language"),
     path("map/", _staff(sites_map), name="map"),
+    path("sessions/<int:pk>/credit", _staff(session_credit), name="session-credit"),
     path("reports/", _staff(reports_index), name="reports"),
     path("reports/uptime/", _staff(report_uptime), name="report-uptime"),
     path("reports/energy-revenue/", _staff(report_energy_revenue), name="report-energy-revenue"),
