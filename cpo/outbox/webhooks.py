@@ -87,6 +87,12 @@ def subscriptions() -> dict[str, list[int]]:
     return fresh
 
 
+def subscriptions_changed_now() -> None:
+    """Forget the cached subscriptions (what every endpoint write does, at once and after
+    its commit)."""
+    _new_generation()
+
+
 def _new_generation() -> None:
     try:
         cache.set(_GENERATION_KEY, uuid.uuid4().hex, None)
