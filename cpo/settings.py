@@ -208,6 +208,9 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "cpo",
+        # An unreachable Redis must fail a cache call fast: the webhook subscriptions are read
+        # from it on the OCPP path and fall back to the database (cpo.outbox.webhooks).
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
 }
 
