@@ -13,6 +13,7 @@ class OutboxConfig(AppConfig):
     verbose_name = "Outbox and webhooks"
 
     def ready(self) -> None:
-        from cpo.outbox import webhooks
+        from cpo.outbox import services, tasks, webhooks
 
+        services.wake_register(tasks.outbox_deliver.delay)
         webhooks.register()

@@ -56,13 +56,23 @@ def _body_bytes(body: bytes | dict[str, Any] | list[Any], headers: dict[str, str
     return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
 
 
+# Wakes a worker for one destination: the delivery task's `delay`, registered by the app's
+# ready() (this module does not import the tasks, which import it).
+_wake: Callable[[str, str], object] | None = None
+
+
+def wake_register(wake: Callable[[str, str], object]) -> None:
+    global _wake
+    _wake = wake
+
+
 def _kick(kind: str, ref: str) -> None:
     # After commit, and never the caller's failure: a lost kick (Redis away) only delays the
     # message until the next sweep.
-    from cpo.outbox.tasks import outbox_deliver
-
+    if _wake is None:
+        return
     try:
-        outbox_deliver.delay(kind, ref)
+        _wake(kind, ref)
     except Exception:  # noqa: BLE001 - the broker's errors vary by transport
         logger.warning("outbox: could not wake a worker for %s:%s; the sweep will", kind, ref)
 
