@@ -16,6 +16,7 @@ costs one timeout per retry, not one per message.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -27,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
@@ -93,8 +94,7 @@ def outbox_enqueue(
     and the change it announces commit together). After the commit a worker is woken; the
     sweep delivers it anyway if that wake-up is lost. Enqueueing the same idempotency key for
     the same destination again returns the first message and adds nothing."""
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
+    if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("outbox_enqueue must be called inside the transaction of the change")
     now = timezone.now()
     all_headers = dict(headers or {})
@@ -125,12 +125,25 @@ def outbox_enqueue(
     return message
 
 
+def _destination_lock(kind: str, ref: str) -> None:
+    """Serialise the claims of one destination until the end of the transaction: on
+    PostgreSQL a transaction-level advisory lock on its name; SQLite's IMMEDIATE transactions
+    already serialise every writer."""
+    if connection.vendor != "postgresql":
+        return
+    digest = hashlib.sha256(f"cpo.outbox:{kind}:{ref}".encode()).digest()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)]
+        )
+
+
 def _claim(*, kind: str, ref: str, now: datetime, limit: int) -> list[OutboxMessage]:
     """Take up to `limit` due messages of one destination for delivery: each the head of its
-    ordering key (no earlier message of the key still open) and not held by another worker.
-    PostgreSQL skips rows another claim has locked; SQLite takes the write lock at BEGIN
-    (IMMEDIATE transactions), so claims run one at a time there. The conditional update is
-    what makes the claim safe on both: a row that is no longer pending is not taken."""
+    ordering key (no earlier message of the key still open), none while another claim of the
+    destination is out. Claims of one destination run one at a time (`_destination_lock`);
+    rows locked elsewhere are skipped, and the conditional update takes only rows that are
+    still pending."""
     earlier_open = OutboxMessage.objects.filter(
         destination_kind=kind,
         destination_ref=ref,
@@ -139,6 +152,17 @@ def _claim(*, kind: str, ref: str, now: datetime, limit: int) -> list[OutboxMess
         status__in=OutboxMessage.OPEN,
     ).exclude(ordering_key="")
     with transaction.atomic():
+        _destination_lock(kind, ref)
+        busy = OutboxMessage.objects.filter(
+            destination_kind=kind,
+            destination_ref=ref,
+            status=Status.DELIVERING,
+            lease_expires_at__gt=now,
+        )
+        if busy.exists():
+            # Another task is sending to this destination: one at a time, so a slow endpoint
+            # takes one worker, not all of them; that task goes on while messages are due.
+            return []
         ids = list(
             OutboxMessage.objects.select_for_update(skip_locked=True)
             .filter(

@@ -215,6 +215,20 @@ def test_a_later_message_of_a_key_is_not_claimed_while_an_earlier_one_is_out(rec
     assert [m.pk for m in again] == [second]
 
 
+def test_one_claim_per_destination_at_a_time(receiver) -> None:
+    """A second task for a destination whose batch is out takes nothing (one slow endpoint
+    holds one worker); another destination is claimed meanwhile."""
+    enqueue(receiver, 2)
+    (other,) = enqueue(receiver, 1, ref="other")
+    claimed = services._claim(kind="test-http", ref="r1", now=timezone.now(), limit=1)
+    assert len(claimed) == 1
+    assert services._claim(kind="test-http", ref="r1", now=timezone.now(), limit=10) == []
+    again = services._claim(kind="test-http", ref="other", now=timezone.now(), limit=10)
+    assert [m.pk for m in again] == [other]
+    OutboxMessage.objects.filter(pk=claimed[0].pk).update(status=Status.DELIVERED)
+    assert len(services._claim(kind="test-http", ref="r1", now=timezone.now(), limit=10)) == 1
+
+
 def test_a_worker_that_died_mid_delivery_leaves_its_message_to_the_sweep(receiver) -> None:
     (pk,) = enqueue(receiver)
     services._claim(kind="test-http", ref="r1", now=timezone.now(), limit=10)
