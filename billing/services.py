@@ -41,6 +41,7 @@ from billing.models import (
 from billing.vat import VatPart, vat_per_rate
 from cpo.lib.api import ApplicationError
 from cpo.lib.formatting import add_months
+from cpo.outbox import webhooks
 from sessions.models import ChargingSession, CustomerAccount, MeterSample
 from stations.models import Connector, Evse
 from tariffs.models import Tariff, TariffVersion
@@ -298,7 +299,57 @@ def _cdr_from_rating(
         setattr(cdr, f"total_{name}_cost_incl_vat", amount.incl_vat)
     cdr.full_clean(exclude=["session", "account", "id_token", "location"])
     cdr.save()
+    _cdr_announce(cdr)
     return cdr
+
+
+def _cdr_announce(cdr: Cdr) -> None:
+    """cdr.created to the webhook endpoints that want it, in the CDR's transaction; after the
+    session's own events (same subject)."""
+
+    def payload() -> dict[str, Any]:
+        session_uid = ChargingSession.objects.values_list("uid", flat=True).get(pk=cdr.session_id)
+        credit_of = cdr.credit_of.uid if cdr.credit_of is not None else None
+        return {
+            "cdr": cdr.uid,
+            "session": str(session_uid),
+            "revision": cdr.revision,
+            "credit": cdr.credit,
+            "credit_of": credit_of,
+            "station": cdr.station_identity,
+            "evse_uid": cdr.evse_uid,
+            "connector_id": cdr.connector_id,
+            "start": webhooks.iso(cdr.start),
+            "end": webhooks.iso(cdr.end),
+            "currency": cdr.currency,
+            "total_energy_kwh": _str(cdr.total_energy_kwh),
+            "total_cost_excl_vat": _str(cdr.total_cost_excl_vat),
+            "total_vat": _str(cdr.total_vat),
+            "total_cost_incl_vat": _str(cdr.total_cost_incl_vat),
+        }
+
+    webhooks.event_publish(
+        type="cdr.created", payload=payload, subject=f"session:{cdr.session_id}", dedupe_key=cdr.uid
+    )
+
+
+def _invoice_announce(invoice: Invoice) -> None:
+    def payload() -> dict[str, Any]:
+        credit_of = invoice.credit_of.number if invoice.credit_of is not None else None
+        return {
+            "invoice": invoice.number,
+            "kind": invoice.kind,
+            "account": invoice.account.name,
+            "currency": invoice.currency,
+            "issue_date": invoice.issue_date.isoformat() if invoice.issue_date else None,
+            "due_date": invoice.due_date.isoformat() if invoice.due_date else None,
+            "total_excl_vat": _str(invoice.total_excl_vat),
+            "total_vat": _str(invoice.total_vat),
+            "total_incl_vat": _str(invoice.total_incl_vat),
+            "credit_of": credit_of,
+        }
+
+    webhooks.event_publish(type="invoice.issued", payload=payload, dedupe_key=str(invoice.number))
 
 
 def _live_cdr(session: ChargingSession, *, lock: bool = False) -> Cdr | None:
@@ -493,6 +544,7 @@ def _credit_row(cdr: Cdr, *, reason: str) -> Cdr:
         if field.name.startswith("total_") and field.name.endswith(("_vat",)):
             setattr(credit, field.name, -getattr(cdr, field.name))
     credit.save()
+    _cdr_announce(credit)
     _audit(
         "cdr_credited",
         credit,
@@ -979,6 +1031,7 @@ def _invoice_issue(*, invoice_id: int, user: User | None, now: dt.datetime) -> I
     invoice.buyer = _buyer(invoice.account)
     invoice.full_clean(exclude=["account", "period", "series", "credit_of", "issued_by"])
     invoice.save()
+    _invoice_announce(invoice)
     _audit(
         "invoice_issued",
         invoice,

@@ -23,7 +23,9 @@ FINANCE = "Finance"
 SUPPORT = "Support"
 ROLES = (OPERATORS, FINANCE, SUPPORT)
 
-NETWORK_APPS = ("stations", "commands", "charging", "tariffs", "roaming")
+# "outbox": webhook endpoints and the outbox's messages, which Operators manage (redeliver
+# dead letters) and the others read.
+NETWORK_APPS = ("stations", "commands", "charging", "tariffs", "roaming", "outbox")
 FINANCE_APPS = ("billing",)
 # The billing models Finance edits as rows; every other billing record is written by services
 # (issue, credit, close, review), through permissions of their own.

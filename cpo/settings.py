@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from cpo.lib.env import (
     envbool,
+    envfloat,
     envint,
     envlist,
     envsecret,
@@ -101,6 +102,8 @@ INSTALLED_APPS = [
     "import_export",
     "channels",
     "cpo.apps.CpoConfig",
+    # The one outbox (roaming pushes, integrator webhooks, alerts) and the webhooks on it.
+    "cpo.outbox.apps.OutboxConfig",
     "stations.apps.StationsConfig",
     # Rooms of the network: the command queue and the OCPP edge (which registers its codec).
     "stations.commands.apps.CommandsConfig",
@@ -232,6 +235,9 @@ CACHES = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "cpo",
+        # An unreachable Redis must fail a cache call fast: the webhook subscriptions are read
+        # from it on the OCPP path and fall back to the database (cpo.outbox.webhooks).
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
     }
 }
 
@@ -396,7 +402,27 @@ PANEL_REFRESH_SECONDS = envint("PANEL_REFRESH_SECONDS", 5)
 PANEL_LONG_SESSION_HOURS = envint("PANEL_LONG_SESSION_HOURS", 12)
 PANEL_NO_ENERGY_MINUTES = envint("PANEL_NO_ENERGY_MINUTES", 15)
 
+# --- Outbox and webhooks ------------------------------------------------------------------------
+# Back-off after the n-th failed attempt: min(max, base x 2^(n-1)), half of it random.
+OUTBOX_RETRY_BASE_SECONDS = envfloat("OUTBOX_RETRY_BASE_SECONDS", 30.0)
+OUTBOX_RETRY_MAX_SECONDS = envfloat("OUTBOX_RETRY_MAX_SECONDS", 3600.0)
+# A message still failing after this many attempts, or this old, is a dead letter.
+OUTBOX_MAX_ATTEMPTS = envint("OUTBOX_MAX_ATTEMPTS", 20)
+OUTBOX_MAX_AGE_SECONDS = envint("OUTBOX_MAX_AGE_SECONDS", 3 * 24 * 3600)
+# Seconds to connect, and to wait for each read of the answer.
+OUTBOX_HTTP_TIMEOUT_SECONDS = envfloat("OUTBOX_HTTP_TIMEOUT_SECONDS", 10.0)
+# Messages of one destination claimed at a time, and how long a claim lasts: a worker that
+# dies mid-delivery leaves its messages to the sweep after this.
+OUTBOX_BATCH_SIZE = envint("OUTBOX_BATCH_SIZE", 10)
+OUTBOX_LEASE_SECONDS = envint("OUTBOX_LEASE_SECONDS", 300)
+# One delivery task sends for at most this long, then hands over to a fresh task.
+OUTBOX_TASK_BUDGET_SECONDS = envfloat("OUTBOX_TASK_BUDGET_SECONDS", 60.0)
+OUTBOX_SWEEP_SECONDS = envfloat("OUTBOX_SWEEP_SECONDS", 15.0)
+
 CELERY_BEAT_SCHEDULE = {
+    # Every OUTBOX_SWEEP_SECONDS: deliver outbox messages whose wake-up or retry was lost, and
+    # those of a worker that died mid-delivery.
+    "outbox-sweep": {"task": "cpo.outbox.tasks.outbox_sweep", "schedule": OUTBOX_SWEEP_SECONDS},
     # Every minute: mark stations offline that missed their heartbeats.
     "stations-mark-offline": {"task": "stations.tasks.stations_mark_offline", "schedule": 60.0},
     # Every hour: prune the OCPP message log past its retention.

@@ -28,4 +28,5 @@ urlpatterns = [
         name="diagnostics-upload-file",
     ),
     path("api/", include("sessions.urls")),
+    path("api/v1/webhooks/", include("cpo.outbox.urls")),
 ]

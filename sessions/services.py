@@ -24,6 +24,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, Max, OuterRef, Q, Sum, prefetch_related_objects
 from django.utils import timezone
 
+from cpo.outbox import webhooks
 from sessions.energy import RegisterWalk, energy_curve, register_readings
 from sessions.models import (
     AuthorizationDecision,
@@ -621,7 +622,46 @@ def _charged_despite_refusal(session: ChargingSession) -> None:
             )
 
 
-def _announce(signal: Any, session_id: int) -> None:
+# The webhook event each announcement is to integrators (session_estimated is not one: the
+# session's end is announced when the estimate is rated or the station's own stop comes).
+_WEBHOOK_EVENTS = {session_started: "session.started", session_ended: "session.ended"}
+
+
+def _webhook_payload(session: ChargingSession) -> dict[str, Any]:
+    def text(value: Decimal | None) -> str | None:
+        return None if value is None else f"{value.normalize():f}"
+
+    return {
+        "session": str(session.uid),
+        "transaction_id": session.transaction_id,
+        "station": ChargingStation.objects.values_list("identity", flat=True).get(
+            pk=session.station_id
+        ),
+        "evse_id": session.evse_id,
+        "connector_id": session.connector_id,
+        "id_tag": session.id_tag,
+        "status": session.status,
+        "started_at": webhooks.iso(session.started_at),
+        "ended_at": webhooks.iso(session.ended_at),
+        "meter_start_wh": text(session.meter_start_wh),
+        "meter_stop_wh": text(session.meter_stop_wh),
+        "energy_wh": text(session.energy_wh),
+        "stop_reason": session.stop_reason,
+        "is_estimated": session.is_estimated,
+    }
+
+
+def _announce(signal: Any, session: ChargingSession) -> None:
+    session_id = session.pk
+    event = _WEBHOOK_EVENTS.get(signal)
+    if event is not None:
+        # In this transaction: the event is sent if and only if the session's change commits.
+        webhooks.event_publish(
+            type=event,
+            payload=lambda: _webhook_payload(session),
+            subject=f"session:{session.pk}",
+            dedupe_key=str(session.uid),
+        )
     transaction.on_commit(lambda: signal.send(sender=ChargingSession, session_id=session_id))
 
 
@@ -769,7 +809,7 @@ def session_start(
         _hold_for_review(session, auth.status)
     session.save(force_insert=True)
     session_price_fix(session)
-    _announce(session_started, session.pk)
+    _announce(session_started, session)
     return StartResult(transaction_id, auth, session.pk)
 
 
@@ -884,7 +924,7 @@ def session_stop(
     session.stop_received_at = timezone.now()
     _finish(session, ended_at=timestamp, meter_stop_wh=meter_stop_wh, reason=reason or "Local")
     session.save()
-    _announce(session_ended, session.pk)
+    _announce(session_ended, session)
     return auth
 
 
@@ -952,10 +992,10 @@ def _close_estimated(session: ChargingSession, *, forgotten: Forgotten, confirme
     if confirmed or delay <= 0:
         _session_flag(session, ESTIMATE_RATED)
         session.save()
-        _announce(session_ended, session.pk)
+        _announce(session_ended, session)
     else:
         session.save()
-        _announce(session_estimated, session.pk)
+        _announce(session_estimated, session)
 
 
 def _estimate_superseded(session: ChargingSession) -> None:
@@ -1000,7 +1040,7 @@ def session_estimate_rate(*, session_id: int) -> bool:
         return False
     _session_flag(session, ESTIMATE_RATED)
     session.save(update_fields=["anomalies", "updated_at"])
-    _announce(session_ended, session.pk)
+    _announce(session_ended, session)
     return True
 
 
@@ -1383,9 +1423,9 @@ def session_transaction_event(
         session_cost_advance(session, until=max(sample.timestamp for sample in event.samples))
     session.save()
     if event.event_type == "Started" or created:
-        _announce(session_started, session.pk)
+        _announce(session_started, session)
     if ended:
-        _announce(session_ended, session.pk)
+        _announce(session_ended, session)
     return TransactionEventResult(session.pk, False, authorization, session.live_cost)
 
 

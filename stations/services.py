@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from cpo.outbox import webhooks
 from stations import secret_keys
 from stations.models import (
     CertificateSigningRequest,
@@ -110,6 +111,22 @@ def station_admit(
     )
 
 
+def _station_event(
+    type: str, station_id: int, identity: str | None, *, at: datetime, reason: str
+) -> None:
+    """station.online / station.offline to the webhook endpoints that want it (the identity
+    is looked up only when one does)."""
+
+    def payload() -> dict[str, Any]:
+        name = identity
+        if name is None:
+            name = ChargingStation.objects.values_list("identity", flat=True).get(pk=station_id)
+        return {"station": name, "at": webhooks.iso(at), "reason": reason[:100]}
+
+    # One station's online and offline reach an endpoint in the order they happened.
+    webhooks.event_publish(type=type, payload=payload, subject=f"station:{station_id}")
+
+
 @transaction.atomic
 def station_connected(
     *,
@@ -148,6 +165,8 @@ def station_connected(
         security_profile=security_profile,
         connected_at=now,
     )
+    if not current.is_online:
+        _station_event("station.online", station_id, current.identity, at=now, reason="connected")
     return connection.pk, replaced
 
 
@@ -161,12 +180,14 @@ def station_disconnected(
     # in the order station_connected locks the two: the other order deadlocks a reconnect
     # with the old connection's close on PostgreSQL (an HTTP 500 at the reconnect's handshake,
     # seen in tests/faults/test_reconnect_storm.py).
-    ChargingStation.objects.filter(pk=station_id, channel_name=channel_name).update(
+    went_offline = ChargingStation.objects.filter(pk=station_id, channel_name=channel_name).update(
         is_online=False, channel_name="", last_seen_at=now
     )
     StationConnection.objects.filter(pk=connection_id, disconnected_at=None).update(
         disconnected_at=now, close_reason=reason[:100]
     )
+    if went_offline:
+        _station_event("station.offline", station_id, None, at=now, reason=reason)
 
 
 @transaction.atomic
@@ -179,11 +200,12 @@ def stations_node_down(*, node: str, reason: str) -> int:
     reconnected to another node holds that node's name and is left alone.
     """
     now = timezone.now()
-    station_ids = list(
-        ChargingStation.objects.filter(is_online=True, node=node).values_list("pk", flat=True)
+    stations = dict(
+        ChargingStation.objects.filter(is_online=True, node=node).values_list("pk", "identity")
     )
-    if not station_ids:
+    if not stations:
         return 0
+    station_ids = list(stations)
     # Station rows before connection rows, the order station_connected locks them in.
     marked = ChargingStation.objects.filter(pk__in=station_ids, is_online=True, node=node).update(
         is_online=False, channel_name=""
@@ -191,6 +213,8 @@ def stations_node_down(*, node: str, reason: str) -> int:
     StationConnection.objects.filter(
         station_id__in=station_ids, node=node, disconnected_at=None
     ).update(disconnected_at=now, close_reason=reason[:100])
+    for pk, identity in stations.items():
+        _station_event("station.offline", pk, identity, at=now, reason=reason)
     return marked
 
 
@@ -506,5 +530,11 @@ def stations_mark_offline(*, now: datetime | None = None) -> int:
             )
         )
         if last_seen is None or now - last_seen > limit:
-            count += ChargingStation.objects.filter(pk=pk, is_online=True).update(is_online=False)
+            with transaction.atomic():
+                marked = ChargingStation.objects.filter(pk=pk, is_online=True).update(
+                    is_online=False
+                )
+                if marked:
+                    _station_event("station.offline", pk, None, at=now, reason="missed heartbeats")
+            count += marked
     return count

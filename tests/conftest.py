@@ -70,6 +70,18 @@ def _fresh_tariff_engines() -> Iterator[None]:
     _ENGINES.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_webhook_subscriptions() -> Iterator[None]:
+    """Tests roll their endpoints back, and a rollback runs no after-commit hook: the cached
+    subscriptions (shared through Redis) would outlive them. In production every committed
+    change to an endpoint moves the cache to a new generation."""
+    from cpo.outbox.webhooks import subscriptions_changed_now
+
+    subscriptions_changed_now()
+    yield
+    subscriptions_changed_now()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from billing import selectors as billing
 from cpo.lib.formatting import iso, local_midnight, panel_tz, zone_or_panel
+from cpo.outbox import selectors as outbox
 from sessions import selectors as charging
 from stations import selectors as network
 from stations.commands import selectors as command_queue
@@ -35,7 +36,13 @@ def dashboard_summary(*, now: datetime | None = None, limit: int = 25) -> dict[s
     alerts_network = network.network_alerts(limit=limit)
     alerts_sessions = charging.session_alerts(now=now, limit=limit)
     alerts_review = billing.review_alerts()
-    counts = {**alerts_network["counts"], **alerts_sessions["counts"], **alerts_review["counts"]}
+    alerts_outbox = outbox.dead_letter_alerts()
+    counts = {
+        **alerts_network["counts"],
+        **alerts_sessions["counts"],
+        **alerts_review["counts"],
+        **alerts_outbox["counts"],
+    }
     return {
         "generated_at": iso(now),
         "time_zone": settings.PANEL_TIME_ZONE,
@@ -50,7 +57,10 @@ def dashboard_summary(*, now: datetime | None = None, limit: int = 25) -> dict[s
             **{f"revenue_{k}": v for k, v in source.items()},
         },
         "alerts": {
-            "items": alerts_network["items"] + alerts_sessions["items"] + alerts_review["items"],
+            "items": alerts_network["items"]
+            + alerts_sessions["items"]
+            + alerts_review["items"]
+            + alerts_outbox["items"],
             "counts": counts,
             "total": sum(counts.values()),
         },

@@ -313,6 +313,7 @@ def probe_url(name: str, world: dict[str, Any]) -> str:
         "station_id": world["station"].pk,
         "command_id": world["command"].pk,
         "job_id": 999_999,
+        "endpoint_id": 999_999,
         "token_id": world["token"].pk if name != "token-delete" else world["spare_token"].pk,
         "driver_id": world["driver"].pk,
         "session_id": world["session"].pk,

@@ -55,10 +55,33 @@ def test_dashboard_summary_counts_and_alerts(settings) -> None:
         "session_long": 1,
         "session_no_energy": 1,
         "sessions_to_review": 0,
+        "outbox_dead_letters": 0,
     }
     assert set(kinds) == {kind for kind, n in data["alerts"]["counts"].items() if n}
     faulted = next(a for a in data["alerts"]["items"] if a["kind"] == "connector_faulted")
     assert faulted["detail"] == "GroundFailure"
+
+
+def test_dead_letters_are_an_alert() -> None:
+    from cpo.outbox.models import OutboxMessage
+
+    now = timezone.now()
+    for status in ("dead", "dead", "pending"):
+        OutboxMessage.objects.create(
+            destination_kind="webhook",
+            destination_ref="1",
+            url="https://example.com/h",
+            idempotency_key=f"k-{OutboxMessage.objects.count()}",
+            status=status,
+            expires_at=now + H,
+            dead_at=now if status == "dead" else None,
+        )
+    data = dashboard.dashboard_summary(now=now)
+    assert data["alerts"]["counts"]["outbox_dead_letters"] == 2
+    (alert,) = [a for a in data["alerts"]["items"] if a["kind"] == "outbox_dead_letters"]
+    assert alert["title"] == "2 message(s) could not be delivered"
+    assert alert["detail"] == "2 webhook"
+    assert alert["url"] == "/admin/outbox/outboxmessage/?status__exact=dead"
 
 
 def test_dashboard_query_count_is_constant_in_the_number_of_stations(

@@ -82,6 +82,17 @@ def _services_on_the_counted_connection(monkeypatch, settings):
     settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
+@pytest.fixture(autouse=True)
+def _webhook_subscriptions_known(transactional_db):  # noqa: ARG001
+    """Which webhook endpoints want which event is cached for every process (cpo.outbox.
+    webhooks): a process reads it once after each change of the endpoints, then a publish
+    nobody subscribed to costs no query. The counts below are that warm path; the cold read
+    is one query per process per change, not per message."""
+    from cpo.outbox.webhooks import subscriptions
+
+    subscriptions()
+
+
 class FakeConsumer:
     """What the handlers read of their consumer."""
 
