@@ -27,4 +27,6 @@ urlpatterns = [
         name="diagnostics-upload-file",
     ),
     path("api/", include("sessions.urls")),
+    # OCPI for roaming partners: their tokens, not staff logins (roaming/ocpi/transport.py).
+    path("ocpi/", include("roaming.urls")),
 ]

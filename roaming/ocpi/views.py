@@ -1,0 +1,146 @@
+"""The OCPI endpoints we serve as a CPO: versions, credentials, locations (sender)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from cpo.lib.sealing import unseal
+from roaming import selectors, services
+from roaming.locations import SERIALIZERS, location_model
+from roaming.models import OurParty
+from roaming.ocpi import status
+from roaming.ocpi.status import OcpiError, parse_ocpi_datetime
+from roaming.ocpi.transport import OcpiContext, OcpiResult, json_body, ocpi_endpoint
+
+VERSIONS = ("2.2.1", "2.1.1")
+# The modules of each version and our role in them (2.1.1 endpoints carry no role).
+MODULES = (("credentials", "SENDER"), ("locations", "SENDER"))
+
+
+def _base() -> str:
+    return f"{settings.ROAMING_OCPI_BASE_URL}/ocpi"
+
+
+@ocpi_endpoint(module="versions", methods=("GET",))
+def versions(request: HttpRequest, context: OcpiContext) -> list[dict[str, str]]:
+    return [{"version": version, "url": f"{_base()}/{version}"} for version in VERSIONS]
+
+
+@ocpi_endpoint(module="versions", methods=("GET",))
+def version_details(request: HttpRequest, context: OcpiContext, version: str) -> dict[str, Any]:
+    endpoints: list[dict[str, str]] = []
+    for module, role in MODULES:
+        endpoint = {"identifier": module, "url": f"{_base()}/{version}/{module}"}
+        if version != "2.1.1":
+            endpoint["role"] = role
+        endpoints.append(endpoint)
+    return {"version": version, "endpoints": endpoints}
+
+
+@ocpi_endpoint(module="credentials", methods=("GET", "POST", "PUT", "DELETE"))
+def credentials(request: HttpRequest, context: OcpiContext, version: str) -> Any:
+    token = context.token
+    if request.method == "GET":
+        # The answer carries the token the partner calls us with.
+        return services.our_credentials(
+            partner=context.partner, token=unseal(token.token_sealed), version=version
+        )
+    if request.method == "DELETE":
+        services.credentials_delete(token_id=token.pk)
+        return None
+    body = json_body(request)
+    if request.method == "POST":
+        return services.credentials_post(
+            token_id=token.pk, was_b64=context.token_was_b64, body=body, version=version
+        )
+    return services.credentials_put(
+        token_id=token.pk, was_b64=context.token_was_b64, body=body, version=version
+    )
+
+
+def _int_param(request: HttpRequest, name: str, default: int) -> int:
+    text = request.GET.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise OcpiError(status.INVALID_PARAMETERS, f"{name} must be an integer") from exc
+    if value < 0 or (name == "limit" and value == 0):
+        raise OcpiError(status.INVALID_PARAMETERS, f"{name} must be positive")
+    return value
+
+
+def _date_param(request: HttpRequest, name: str) -> dt.datetime | None:
+    text = request.GET.get(name)
+    if not text:
+        return None
+    try:
+        return parse_ocpi_datetime(text)
+    except ValueError as exc:
+        raise OcpiError(status.INVALID_PARAMETERS, f"{name}: not an OCPI DateTime ({exc})") from exc
+
+
+def _default_party(parties: list[OurParty]) -> OurParty | None:
+    return next((party for party in parties if party.is_default), None)
+
+
+@ocpi_endpoint(module="locations", methods=("GET",))
+def locations_list(request: HttpRequest, context: OcpiContext, version: str) -> OcpiResult:
+    maximum = settings.ROAMING_PAGE_MAX
+    offset = _int_param(request, "offset", 0)
+    limit = min(_int_param(request, "limit", maximum), maximum)
+    date_from, date_to = _date_param(request, "date_from"), _date_param(request, "date_to")
+    queryset = selectors.locations_filter_dates(
+        selectors.locations_visible(parties=context.parties), date_from=date_from, date_to=date_to
+    )
+    total = queryset.count()
+    page = list(queryset[offset : offset + limit])
+    default = _default_party(context.parties)
+    serialize = SERIALIZERS[version]["location"]
+    data = [serialize(location_model(location, default_party=default)) for location in page]
+    headers = {"X-Total-Count": str(total), "X-Limit": str(maximum)}
+    if offset + len(page) < total:
+        params = request.GET.copy()
+        params["offset"] = str(offset + len(page))
+        params["limit"] = str(limit)
+        query = urlencode(sorted(params.items()))
+        headers["Link"] = f'<{settings.ROAMING_OCPI_BASE_URL}{request.path}?{query}>; rel="next"'
+    return OcpiResult(data=data, headers=headers)
+
+
+@ocpi_endpoint(module="locations", methods=("GET",))
+def location_object(
+    request: HttpRequest,
+    context: OcpiContext,
+    version: str,
+    location_id: str,
+    evse_uid: str | None = None,
+    connector_id: str | None = None,
+) -> dict[str, Any]:
+    unknown = OcpiError(status.UNKNOWN_LOCATION, "unknown location", http_status=404)
+    if not location_id.isdigit():
+        raise unknown
+    location = (
+        selectors.locations_visible(parties=context.parties).filter(pk=int(location_id)).first()
+    )
+    if location is None:
+        raise unknown
+    model = location_model(location, default_party=_default_party(context.parties))
+    serializers = SERIALIZERS[version]
+    if evse_uid is None:
+        return serializers["location"](model)
+    evse = next((evse for evse in model.evses if evse.uid == evse_uid), None)
+    if evse is None:
+        raise OcpiError(status.UNKNOWN_LOCATION, "unknown EVSE", http_status=404)
+    if connector_id is None:
+        return serializers["evse"](evse)
+    connector = next((c for c in evse.connectors if c.id == connector_id), None)
+    if connector is None:
+        raise OcpiError(status.UNKNOWN_LOCATION, "unknown connector", http_status=404)
+    return serializers["connector"](connector)
