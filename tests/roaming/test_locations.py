@@ -195,7 +195,10 @@ def test_routing_headers_are_required_from_hubs_and_checked_peer_to_peer(party: 
     client = Client()
     missing = client.get(LOCATIONS, **auth(hub_token))
     assert (missing.status_code, envelope_of(missing)["status_code"]) == (200, 2001)
-    from_msp: dict[str, Any] = {"HTTP_OCPI_FROM_COUNTRY_CODE": "DE", "HTTP_OCPI_FROM_PARTY_ID": "ANY"}
+    from_msp: dict[str, Any] = {
+        "HTTP_OCPI_FROM_COUNTRY_CODE": "DE",
+        "HTTP_OCPI_FROM_PARTY_ID": "ANY",
+    }
     answer = client.get(LOCATIONS, **auth(hub_token), **from_msp)
     assert envelope_of(answer)["status_code"] == 1000
     assert answer["OCPI-to-country-code"] == "DE"
@@ -206,7 +209,10 @@ def test_routing_headers_are_required_from_hubs_and_checked_peer_to_peer(party: 
     assert envelope_of(client.get(LOCATIONS, **auth(peer_token)))["status_code"] == 1000
     wrong_from = client.get(LOCATIONS, **auth(peer_token), **from_msp)
     assert envelope_of(wrong_from)["status_code"] == 2001
-    right_from: dict[str, Any] = {"HTTP_OCPI_FROM_COUNTRY_CODE": "DE", "HTTP_OCPI_FROM_PARTY_ID": "MSP"}
+    right_from: dict[str, Any] = {
+        "HTTP_OCPI_FROM_COUNTRY_CODE": "DE",
+        "HTTP_OCPI_FROM_PARTY_ID": "MSP",
+    }
     assert (
         envelope_of(client.get(LOCATIONS, **auth(peer_token), **right_from))["status_code"] == 1000
     )
