@@ -32,10 +32,13 @@ class PartnerCallFailed(Exception):
         *,
         status_code: int = status.UNABLE_TO_USE_CLIENT_API,
         http_status: int | None = None,
+        answered: bool = False,
     ):
         super().__init__(message)
         self.status_code = status_code
         self.http_status = http_status
+        # The platform answered (an HTTP error or an OCPI error), as opposed to no answer.
+        self.answered = answered or http_status is not None
 
 
 @dataclass(frozen=True)
@@ -79,16 +82,20 @@ def ocpi_call(
         raise PartnerCallFailed(f"{method} {url}: the answer is not an OCPI envelope")
     if not 1000 <= answer["status_code"] < 2000:
         message = answer.get("status_message", "")
-        raise PartnerCallFailed(f"{method} {url}: OCPI {answer['status_code']} {message}".strip())
+        raise PartnerCallFailed(
+            f"{method} {url}: OCPI {answer['status_code']} {message}".strip(), answered=True
+        )
     return answer
 
 
 def _get_either_encoding(url: str, *, token: str, b64_first: bool) -> tuple[dict[str, Any], bool]:
-    """GET with the token encoded one way, and the other way after a 401."""
+    """GET with the token encoded one way, and the other way when the platform refuses it:
+    OCPI leaves the encoding to trial and error, and platforms refuse a token they cannot
+    decode differently (HTTP 401, or an OCPI error such as 3000)."""
     try:
         return ocpi_call("GET", url, token=token, b64=b64_first), b64_first
     except PartnerCallFailed as error:
-        if error.http_status != 401:
+        if not error.answered:
             raise
     return ocpi_call("GET", url, token=token, b64=not b64_first), not b64_first
 

@@ -85,6 +85,9 @@ class LoopbackPlatform:
         self.answer_token = "their-token-C"
         self.requests: list[dict[str, Any]] = []
         self.down = False
+        # How a token in the wrong encoding is refused: HTTP 401, or (as some platforms do)
+        # an OCPI 3000 inside HTTP 200.
+        self.refuse_with_3000 = False
         platform = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -117,6 +120,11 @@ class LoopbackPlatform:
                 if platform.b64:
                     expected = base64.b64encode(expected.encode()).decode()
                 if self.headers.get("Authorization") != f"Token {expected}":
+                    if platform.refuse_with_3000:
+                        self._answer(
+                            200, {"status_code": 3000, "timestamp": "2026-01-01T00:00:00Z"}
+                        )
+                        return
                     self._answer(401, {"status_code": 2000, "timestamp": "2026-01-01T00:00:00Z"})
                     return
                 self._answer(200, platform.route(self.command, self.path, body))

@@ -349,3 +349,23 @@ def test_initiator_registration_that_fails_revokes_our_token(
         services.partner_register(
             partner_id=partner.pk, versions_url_theirs=platform.versions_url, their_token_a="wrong"
         )
+
+
+@pytest.mark.parametrize("refuse_with_3000", [False, True])
+def test_the_callback_tries_the_other_token_encoding_when_refused(
+    partner: Partner, platform: LoopbackPlatform, refuse_with_3000: bool
+) -> None:
+    """The partner sent our token raw but wants its own base64: refused one way (401, or a
+    3000 from platforms that fail to decode), the callback tries the other."""
+    token = services.registration_token_issue(partner_id=partner.pk)
+    platform.refuse_with_3000 = refuse_with_3000
+    response = post(Client(), CREDENTIALS, credentials_body(platform), **auth(token, b64=False))
+    assert envelope_of(response)["status_code"] == 1000
+    sent = [r["headers"]["Authorization"] for r in platform.requests]
+    assert sent == [
+        "Token their-token-B",
+        "Token dGhlaXItdG9rZW4tQg==",
+        "Token dGhlaXItdG9rZW4tQg==",
+    ]
+    partner.refresh_from_db()
+    assert partner.encode_token_b64 is True
