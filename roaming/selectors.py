@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from django.db.models import DateTimeField, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce, Greatest
@@ -11,6 +12,7 @@ from django.utils import timezone
 from roaming.models import IssuedToken, OurParty, Partner
 from roaming.tokens import token_hash
 from stations.models import ChargingStation, Connector, Evse, Location
+from tariffs.models import TariffVersion
 
 # A partner's last contact is written at most this often (every request would be a write).
 CONTACT_WRITE_INTERVAL = dt.timedelta(seconds=60)
@@ -110,9 +112,9 @@ def locations_visible(*, parties: list[OurParty]) -> QuerySet[Location]:
     )
 
 
-def locations_filter_dates(
-    queryset: QuerySet[Location], *, date_from: dt.datetime | None, date_to: dt.datetime | None
-) -> QuerySet[Location]:
+def filter_dates(
+    queryset: QuerySet[Any], *, date_from: dt.datetime | None, date_to: dt.datetime | None
+) -> QuerySet[Any]:
     """OCPI's window on last_updated: date_from inclusive, date_to exclusive (the field is
     the annotation of locations_visible, hence the keyword dicts)."""
     if date_from is not None:
@@ -120,3 +122,22 @@ def locations_filter_dates(
     if date_to is not None:
         queryset = queryset.filter(**{"last_updated__lt": date_to})
     return queryset
+
+
+def tariff_versions_current(*, now: dt.datetime) -> QuerySet[TariffVersion]:
+    """The version in force now of every tariff, with `last_updated`: when it was published,
+    or when it came into force if that was later; ordered by it, then by id."""
+    in_force = Subquery(
+        TariffVersion.objects.filter(tariff=OuterRef("tariff"), effective_from__lte=now)
+        .order_by("-effective_from", "-number")
+        .values("pk")[:1]
+    )
+    return (
+        TariffVersion.objects.filter(effective_from__lte=now)
+        .annotate(current=in_force)
+        .filter(pk=F("current"))
+        .annotate(
+            last_updated=Greatest("created_at", "effective_from", output_field=DateTimeField())
+        )
+        .order_by("last_updated", "pk")
+    )

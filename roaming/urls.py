@@ -14,6 +14,7 @@ urlpatterns = [
     re_path(rf"^{VERSION}/?$", views.version_details, name="ocpi-version-details"),
     re_path(rf"^{VERSION}/credentials/?$", views.credentials, name="ocpi-credentials"),
     re_path(rf"^{VERSION}/locations/?$", views.locations_list, name="ocpi-locations"),
+    re_path(rf"^{VERSION}/tariffs/?$", views.tariffs_list, name="ocpi-tariffs"),
     re_path(
         rf"^{VERSION}/locations/(?P<location_id>{ID})/?$",
         views.location_object,

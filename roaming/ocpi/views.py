@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
 from cpo.lib.sealing import unseal
 from roaming import selectors, services
@@ -16,10 +19,12 @@ from roaming.models import OurParty
 from roaming.ocpi import status
 from roaming.ocpi.status import OcpiError, parse_ocpi_datetime
 from roaming.ocpi.transport import OcpiContext, OcpiResult, json_body, ocpi_endpoint
+from roaming.tariffs import TARIFF_SERIALIZERS
+from tariffs.models import TariffVersion
 
 VERSIONS = ("2.2.1", "2.1.1")
 # The modules of each version and our role in them (2.1.1 endpoints carry no role).
-MODULES = (("credentials", "SENDER"), ("locations", "SENDER"))
+MODULES = (("credentials", "SENDER"), ("locations", "SENDER"), ("tariffs", "SENDER"))
 
 
 def _base() -> str:
@@ -90,20 +95,19 @@ def _default_party(parties: list[OurParty]) -> OurParty | None:
     return next((party for party in parties if party.is_default), None)
 
 
-@ocpi_endpoint(module="locations", methods=("GET",))
-def locations_list(request: HttpRequest, context: OcpiContext, version: str) -> OcpiResult:
+def _paged(
+    request: HttpRequest, queryset: QuerySet[Any], serialize: Callable[[Any], Any]
+) -> OcpiResult:
+    """One page of a list GET: offset/limit (capped at our maximum), the date window on
+    last_updated, X-Total-Count, X-Limit, and a Link to the next page (omitted on the last)
+    that repeats the request's filters."""
     maximum = settings.ROAMING_PAGE_MAX
     offset = _int_param(request, "offset", 0)
     limit = min(_int_param(request, "limit", maximum), maximum)
     date_from, date_to = _date_param(request, "date_from"), _date_param(request, "date_to")
-    queryset = selectors.locations_filter_dates(
-        selectors.locations_visible(parties=context.parties), date_from=date_from, date_to=date_to
-    )
+    queryset = selectors.filter_dates(queryset, date_from=date_from, date_to=date_to)
     total = queryset.count()
     page = list(queryset[offset : offset + limit])
-    default = _default_party(context.parties)
-    serialize = SERIALIZERS[version]["location"]
-    data = [serialize(location_model(location, default_party=default)) for location in page]
     headers = {"X-Total-Count": str(total), "X-Limit": str(maximum)}
     if offset + len(page) < total:
         params = request.GET.copy()
@@ -111,7 +115,30 @@ def locations_list(request: HttpRequest, context: OcpiContext, version: str) -> 
         params["limit"] = str(limit)
         query = urlencode(sorted(params.items()))
         headers["Link"] = f'<{settings.ROAMING_OCPI_BASE_URL}{request.path}?{query}>; rel="next"'
-    return OcpiResult(data=data, headers=headers)
+    return OcpiResult(data=[serialize(item) for item in page], headers=headers)
+
+
+@ocpi_endpoint(module="locations", methods=("GET",))
+def locations_list(request: HttpRequest, context: OcpiContext, version: str) -> OcpiResult:
+    default = _default_party(context.parties)
+    serialize = SERIALIZERS[version]["location"]
+    return _paged(
+        request,
+        selectors.locations_visible(parties=context.parties),
+        lambda location: serialize(location_model(location, default_party=default)),
+    )
+
+
+@ocpi_endpoint(module="tariffs", methods=("GET",))
+def tariffs_list(request: HttpRequest, context: OcpiContext, version: str) -> OcpiResult:
+    """Every tariff's version in force, published under our default party when the partner
+    sees it (tariffs are network-wide), else under the first party it sees."""
+    party = _default_party(context.parties) or next(iter(context.parties), None)
+    if party is None:
+        return _paged(request, TariffVersion.objects.none(), lambda tariff: tariff)
+    serialize = TARIFF_SERIALIZERS[version]
+    queryset = selectors.tariff_versions_current(now=timezone.now())
+    return _paged(request, queryset, lambda tariff: serialize(tariff, party))
 
 
 @ocpi_endpoint(module="locations", methods=("GET",))

@@ -47,6 +47,7 @@ def test_versions_and_details_need_a_token_and_list_both_versions(token_a: str) 
     assert {(e["identifier"], e["role"]) for e in details["endpoints"]} == {
         ("credentials", "SENDER"),
         ("locations", "SENDER"),
+        ("tariffs", "SENDER"),
     }
     old = envelope_of(client.get("/ocpi/2.1.1/", **auth(token_a, b64=False)))["data"]
     assert old["version"] == "2.1.1"

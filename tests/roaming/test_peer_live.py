@@ -21,6 +21,7 @@ from django.test import override_settings
 
 from roaming import services
 from roaming.models import OurParty, Partner
+from tests.billing.conftest import make_tariff
 from tests.conftest import BIN, ROOT, DaphneServer, free_port, server_env, wait_for_port
 from tests.roaming.conftest import make_site
 
@@ -173,6 +174,10 @@ def test_the_peer_registers_with_our_token_a_and_crawls_our_locations(
     assert crawl["pages"][-1]["link"] is None
     assert sorted(crawl["ids"]) == sorted(str(site.pk) for site in sites)
     assert sum(page["evses"] for page in crawl["pages"]) == 10
+    make_tariff(tariff_id="LIVE-AC")
+    tariffs = peer.control("crawl", {"versions_url": ours, "module": "tariffs", "limit": 10})
+    # The package keeps CiString values (case-insensitive ids) in lower case.
+    assert [tariff_id.upper() for tariff_id in tariffs["ids"]] == ["LIVE-AC"]
     # Token A is spent: another registration with it is refused at our versions already.
     with pytest.raises(AssertionError, match="HTTP 401"):
         peer.control("register", {"versions_url": ours, "token_a": token_a, "version": "2.2.1"})
@@ -196,6 +201,7 @@ def test_we_register_with_the_peer_and_it_crawls_with_the_token_we_gave(
     assert {e["identifier"] for e in state["exchanges"][-1]["endpoints"]["endpoints"]} == {
         "credentials",
         "locations",
+        "tariffs",
     }
     assert services.unseal(registered.their_token_sealed) == state["issued"][-1]
     crawl = peer.control(

@@ -48,7 +48,10 @@ def main() -> None:
     from py_ocpi.modules.credentials.v_2_2_1.schemas import Credentials as Credentials221
     from py_ocpi.modules.locations.v_2_1_1.schemas import Location as Location211
     from py_ocpi.modules.locations.v_2_2_1.schemas import Location as Location221
+    from py_ocpi.modules.tariffs.v_2_1_1.schemas import Tariff as Tariff211
+    from py_ocpi.modules.tariffs.v_2_2_1.schemas import Tariff as Tariff221
     from py_ocpi.modules.versions.enums import VersionNumber
+    from pydantic import ValidationError
 
     base = f"http://127.0.0.1:{args.port}"
     versions_url = f"{base}/ocpi/versions"
@@ -175,7 +178,10 @@ def main() -> None:
         if envelope.get("status_code") != 1000:
             raise HTTPException(502, f"registration refused: {answer.status_code} {envelope}")
         model = Credentials211 if version == "2.1.1" else Credentials221
-        parsed = model(**envelope["data"])
+        try:
+            parsed = model(**envelope["data"])
+        except ValidationError as error:
+            raise HTTPException(502, f"{model.__name__} refused: {error}") from error
         state["ours"] = parsed.token
         state["exchanges"].append({"as": "initiator", "version": version})
         return {
@@ -187,24 +193,28 @@ def main() -> None:
 
     @app.post("/control/crawl")
     async def crawl(body: dict = Body(...)) -> dict:  # noqa: B008
-        """Fetch every location page by page, following the Link headers."""
+        """Fetch every object of a module (locations, tariffs) page by page, following the
+        Link headers, each parsed with the package's model of that version."""
         version = body.get("version", "2.2.1")
+        module = body.get("module", "locations")
         token = body.get("token") or state["ours"]
-        model = Location211 if version == "2.1.1" else Location221
+        models = {"locations": (Location221, Location211), "tariffs": (Tariff221, Tariff211)}
+        model = models[module][1 if version == "2.1.1" else 0]
         pages: list[dict[str, Any]] = []
         ids: list[str] = []
         async with httpx.AsyncClient(timeout=20) as client:
-            url: str | None = await endpoint(
-                client, body["versions_url"], token, version, "locations"
-            )
+            url: str | None = await endpoint(client, body["versions_url"], token, version, module)
             url = f"{url}?limit={body.get('limit', 10)}"
             while url:
                 response = await client.get(url, headers=header(token, version))
                 envelope = response.json()
                 if envelope.get("status_code") != 1000:
                     raise HTTPException(502, f"GET {url}: {envelope}")
-                parsed = [model(**item) for item in envelope["data"]]
-                ids += [str(location.id) for location in parsed]
+                try:
+                    parsed = [model(**item) for item in envelope["data"]]
+                except ValidationError as error:
+                    raise HTTPException(502, f"{model.__name__} refused: {error}") from error
+                ids += [str(item.id) for item in parsed]
                 pages.append(
                     {
                         "url": url,
@@ -212,7 +222,7 @@ def main() -> None:
                         "total": response.headers.get("X-Total-Count"),
                         "limit": response.headers.get("X-Limit"),
                         "link": response.headers.get("Link"),
-                        "evses": sum(len(location.evses) for location in parsed),
+                        "evses": sum(len(getattr(item, "evses", [])) for item in parsed),
                     }
                 )
                 link = response.headers.get("Link")
