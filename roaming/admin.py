@@ -19,7 +19,14 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from roaming import services
-from roaming.models import CredentialsEvent, IssuedToken, LocationParty, OurParty, Partner
+from roaming.models import (
+    CredentialsEvent,
+    EmspToken,
+    IssuedToken,
+    LocationParty,
+    OurParty,
+    Partner,
+)
 
 
 @admin.register(OurParty)
@@ -173,3 +180,22 @@ class PartnerAdmin(admin.ModelAdmin):
             "title": f"Register with {partner}",
         }
         return TemplateResponse(request, "admin/roaming/partner/register.html", context)
+
+
+@admin.register(EmspToken)
+class EmspTokenAdmin(admin.ModelAdmin):
+    """Tokens the eMSPs pushed: read only here, the eMSP owns them."""
+
+    list_display = ("uid", "type", "country_code", "party_id", "valid", "whitelist", "last_updated")
+    list_filter = ("type", "valid", "whitelist", "partner")
+    search_fields = ("uid", "contract_id", "visual_number")
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -183,3 +183,50 @@ class CredentialsEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.partner} {self.action} {self.at:%Y-%m-%d %H:%M}"
+
+
+class EmspToken(models.Model):
+    """A token an eMSP pushed to us (Tokens module, we are the receiver), keyed as OCPI says:
+    country code, party id, uid and type (a uid is unique per type only). Never deleted: the
+    eMSP sets `valid` false instead."""
+
+    class Type(models.TextChoices):
+        AD_HOC_USER = "AD_HOC_USER"
+        APP_USER = "APP_USER"
+        OTHER = "OTHER"
+        RFID = "RFID"
+
+    class Whitelist(models.TextChoices):
+        ALWAYS = "ALWAYS"
+        ALLOWED = "ALLOWED"
+        ALLOWED_OFFLINE = "ALLOWED_OFFLINE"
+        NEVER = "NEVER"
+
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="tokens")
+    country_code = models.CharField(max_length=2)
+    party_id = models.CharField(max_length=3)
+    uid = models.CharField(max_length=36)
+    type = models.CharField(max_length=16, choices=Type.choices)
+    contract_id = models.CharField(max_length=36)
+    visual_number = models.CharField(max_length=64, blank=True)
+    issuer = models.CharField(max_length=64)
+    group_id = models.CharField(max_length=36, blank=True)
+    valid = models.BooleanField()
+    whitelist = models.CharField(max_length=16, choices=Whitelist.choices)
+    language = models.CharField(max_length=2, blank=True)
+    # The object as the eMSP last sent it (GET answers with it), and its own last_updated.
+    data = models.JSONField()
+    last_updated = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "eMSP token"
+        ordering = ["country_code", "party_id", "uid", "type"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["country_code", "party_id", "uid", "type"], name="emsp_token_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.country_code}*{self.party_id} {self.type} {self.uid}"

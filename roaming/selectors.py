@@ -9,7 +9,7 @@ from django.db.models import DateTimeField, F, Max, OuterRef, Prefetch, Q, Query
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from roaming.models import IssuedToken, OurParty, Partner
+from roaming.models import EmspToken, IssuedToken, OurParty, Partner
 from roaming.tokens import token_hash
 from stations.models import ChargingStation, Connector, Evse, Location
 from tariffs.models import TariffVersion
@@ -141,3 +141,11 @@ def tariff_versions_current(*, now: dt.datetime) -> QuerySet[TariffVersion]:
         )
         .order_by("last_updated", "pk")
     )
+
+
+def emsp_token_find(
+    *, country_code: str, party_id: str, uid: str, token_type: str
+) -> EmspToken | None:
+    return EmspToken.objects.filter(
+        country_code=country_code.upper(), party_id=party_id.upper(), uid=uid, type=token_type
+    ).first()

@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from cpo.lib.sealing import seal, unseal
 from roaming.client import Negotiated, PartnerCallFailed, negotiate, ocpi_call
-from roaming.models import CredentialsEvent, IssuedToken, OurParty, Partner
+from roaming.emsp_tokens import token_check, token_columns
+from roaming.models import CredentialsEvent, EmspToken, IssuedToken, Partner
 from roaming.ocpi import status
 from roaming.ocpi.status import OcpiError
 from roaming.tokens import TOKEN_PATTERN, token_hash, token_new
@@ -395,5 +396,95 @@ def partner_register(*, partner_id: int, versions_url_theirs: str, their_token_a
     return partner
 
 
-def our_party_default() -> OurParty | None:
-    return OurParty.objects.filter(is_default=True).first()
+# --- tokens the eMSP pushes (we are the receiver) -------------------------------------------------
+
+
+def _token_owner_check(
+    partner: Partner, country_code: str, party_id: str, routing_from: tuple[str, str]
+) -> None:
+    """The token's party must be the caller's: one of its parties, or behind a hub, the
+    party its routing headers name."""
+    key = (country_code.upper(), party_id.upper())
+    allowed = {routing_from} if partner.is_hub else partner.party_keys()
+    if key not in allowed:
+        raise OcpiError(
+            status.INVALID_PARAMETERS, f"{key[0]}*{key[1]} is not a party of this platform"
+        )
+
+
+@transaction.atomic
+def emsp_token_put(
+    *,
+    partner_id: int,
+    country_code: str,
+    party_id: str,
+    uid: str,
+    token_type: str,
+    body: dict[str, Any],
+    version: str,
+    routing_from: tuple[str, str] = ("", ""),
+) -> tuple[EmspToken, bool]:
+    """Create or replace a token; the URL's keys must be the body's (2001 otherwise)."""
+    partner = Partner.objects.get(pk=partner_id)
+    _token_owner_check(partner, country_code, party_id, routing_from)
+    data = token_check(body, version=version)
+    keys = {"uid": uid, "type": token_type}
+    if version != "2.1.1":
+        keys |= {"country_code": country_code, "party_id": party_id}
+    for name, value in keys.items():
+        if str(data[name]).upper() != value.upper():
+            raise OcpiError(status.INVALID_PARAMETERS, f"{name} in the body is not the URL's")
+    token, created = EmspToken.objects.select_for_update().update_or_create(
+        country_code=country_code.upper(),
+        party_id=party_id.upper(),
+        uid=uid,
+        type=token_type,
+        defaults={
+            **token_columns(data, version=version),
+            "partner": partner,
+            "data": data,
+            "received_at": timezone.now(),
+        },
+    )
+    return token, created
+
+
+@transaction.atomic
+def emsp_token_patch(
+    *,
+    partner_id: int,
+    country_code: str,
+    party_id: str,
+    uid: str,
+    token_type: str,
+    body: dict[str, Any],
+    version: str,
+    routing_from: tuple[str, str] = ("", ""),
+) -> EmspToken:
+    """Change some fields of a known token (2004 for an unknown one); the result must still
+    be a whole token, and the keys cannot change."""
+    partner = Partner.objects.get(pk=partner_id)
+    _token_owner_check(partner, country_code, party_id, routing_from)
+    changes = token_check(body, version=version, partial=True)
+    token = (
+        EmspToken.objects.select_for_update()
+        .filter(
+            country_code=country_code.upper(), party_id=party_id.upper(), uid=uid, type=token_type
+        )
+        .first()
+    )
+    if token is None:
+        raise OcpiError(status.UNKNOWN_TOKEN, "unknown token", http_status=404)
+    keys = ("uid", "type", "country_code", "party_id")
+    if any(
+        name in changes and str(changes[name]).upper() != str(token.data.get(name, "")).upper()
+        for name in keys
+    ):
+        raise OcpiError(status.INVALID_PARAMETERS, "a PATCH cannot change the token's keys")
+    data = token_check({**token.data, **changes}, version=version)
+    for name, value in token_columns(data, version=version).items():
+        setattr(token, name, value)
+    token.data = data
+    token.received_at = timezone.now()
+    token.save()
+    return token

@@ -30,5 +30,10 @@ urlpatterns = [
         views.location_object,
         name="ocpi-connector",
     ),
+    re_path(
+        rf"^{VERSION}/tokens/(?P<country_code>[A-Za-z]{{2}})/(?P<party_id>[A-Za-z0-9]{{3}})/(?P<uid>{ID})/?$",
+        views.token_object,
+        name="ocpi-token",
+    ),
     re_path(r"^.*$", transport.not_found, name="ocpi-not-found"),
 ]

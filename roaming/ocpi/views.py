@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from cpo.lib.sealing import unseal
 from roaming import selectors, services
+from roaming.emsp_tokens import TOKEN_SERIALIZERS
 from roaming.locations import SERIALIZERS, location_model
 from roaming.models import OurParty
 from roaming.ocpi import status
@@ -24,7 +25,12 @@ from tariffs.models import TariffVersion
 
 VERSIONS = ("2.2.1", "2.1.1")
 # The modules of each version and our role in them (2.1.1 endpoints carry no role).
-MODULES = (("credentials", "SENDER"), ("locations", "SENDER"), ("tariffs", "SENDER"))
+MODULES = (
+    ("credentials", "SENDER"),
+    ("locations", "SENDER"),
+    ("tariffs", "SENDER"),
+    ("tokens", "RECEIVER"),
+)
 
 
 def _base() -> str:
@@ -171,3 +177,41 @@ def location_object(
     if connector is None:
         raise OcpiError(status.UNKNOWN_LOCATION, "unknown connector", http_status=404)
     return serializers["connector"](connector)
+
+
+@ocpi_endpoint(module="tokens", methods=("GET", "PUT", "PATCH"))
+def token_object(
+    request: HttpRequest,
+    context: OcpiContext,
+    version: str,
+    country_code: str,
+    party_id: str,
+    uid: str,
+) -> Any:
+    """The eMSP's token, keyed by country, party, uid and `?type=` (RFID when absent)."""
+    token_type = request.GET.get("type") or "RFID"
+    routing_from = (
+        context.routing.get("OCPI-from-country-code", ""),
+        context.routing.get("OCPI-from-party-id", ""),
+    )
+    keys: dict[str, Any] = {
+        "country_code": country_code,
+        "party_id": party_id,
+        "uid": uid,
+        "token_type": token_type,
+        "version": version,
+        "routing_from": routing_from,
+    }
+    if request.method == "GET":
+        token = selectors.emsp_token_find(
+            country_code=country_code, party_id=party_id, uid=uid, token_type=token_type
+        )
+        if token is None or token.partner_id != context.partner.pk:
+            raise OcpiError(status.UNKNOWN_TOKEN, "unknown token", http_status=404)
+        return TOKEN_SERIALIZERS[version](token)
+    body = json_body(request)
+    if request.method == "PUT":
+        _token, created = services.emsp_token_put(partner_id=context.partner.pk, body=body, **keys)
+        return OcpiResult(http_status=201 if created else 200)
+    services.emsp_token_patch(partner_id=context.partner.pk, body=body, **keys)
+    return None

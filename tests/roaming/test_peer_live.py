@@ -202,6 +202,7 @@ def test_we_register_with_the_peer_and_it_crawls_with_the_token_we_gave(
         "credentials",
         "locations",
         "tariffs",
+        "tokens",
     }
     assert services.unseal(registered.their_token_sealed) == state["issued"][-1]
     crawl = peer.control(
