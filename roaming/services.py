@@ -75,6 +75,9 @@ def _event(
 def our_credentials(*, partner: Partner, token: str, version: str) -> dict[str, Any]:
     """Our credentials object for this partner: its parties are the ones it may see."""
     parties = list(partner.allowed_parties.order_by("country_code", "party_id"))
+    if not parties:
+        # An operator took the parties away after the token was given: our side is missing.
+        raise OcpiError(status.SERVER_ERROR, "this platform may see none of our parties yet")
     if version == "2.1.1":
         first = parties[0]
         return {
@@ -231,7 +234,9 @@ def credentials_post(
         _revoke_live(partner=partner, kind=IssuedToken.Kind.CREDENTIALS, at=now)
         ours = _issue(partner=partner, kind=IssuedToken.Kind.CREDENTIALS, now=now)
         _event(partner, CredentialsEvent.Action.REGISTERED, now=now)
-    return our_credentials(partner=partner, token=ours, version=version)
+        # Inside the transaction: an answer we cannot give undoes the registration.
+        answer = our_credentials(partner=partner, token=ours, version=version)
+    return answer
 
 
 def _replay(*, issued: IssuedToken, their_token: str, version: str) -> dict[str, Any]:
@@ -292,7 +297,8 @@ def credentials_put(
             now=now,
             detail=f"old token valid until {grace_end:%H:%M:%S}Z",
         )
-    return our_credentials(partner=partner, token=ours, version=version)
+        answer = our_credentials(partner=partner, token=ours, version=version)
+    return answer
 
 
 @transaction.atomic
@@ -362,7 +368,7 @@ def partner_register(*, partner_id: int, versions_url_theirs: str, their_token_a
         partner.save()
         _revoke_live(partner=partner, kind=IssuedToken.Kind.CREDENTIALS, at=now)
         ours = _issue(partner=partner, kind=IssuedToken.Kind.CREDENTIALS, now=now)
-    body = our_credentials(partner=partner, token=ours, version=negotiated.version)
+        body = our_credentials(partner=partner, token=ours, version=negotiated.version)
     try:
         answer = ocpi_call(
             "POST", credentials_url, token=their_token_a, b64=negotiated.encode_token_b64, body=body

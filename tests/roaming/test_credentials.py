@@ -371,3 +371,14 @@ def test_the_callback_tries_the_other_token_encoding_when_refused(
     ]
     partner.refresh_from_db()
     assert partner.encode_token_b64 is True
+
+
+def test_a_partner_whose_parties_were_taken_away_gets_3000_and_keeps_token_a(
+    partner: Partner, token_a: str, platform: LoopbackPlatform
+) -> None:
+    partner.allowed_parties.clear()
+    response = post(Client(), CREDENTIALS, credentials_body(platform), **auth(token_a))
+    assert envelope_of(response)["status_code"] == 3000
+    assert IssuedToken.objects.get(token_hash=token_hash(token_a)).consumed_at is None
+    partner.refresh_from_db()
+    assert partner.status == Partner.Status.PENDING
