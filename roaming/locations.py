@@ -108,7 +108,17 @@ def emi3_evse_id(party: OurParty, station: ChargingStation, evse: Evse) -> str:
     return f"{party.country_code}*{party.party_id}*E{station_part[: 30 - len(suffix)]}{suffix}"
 
 
-def connector_model(station: ChargingStation, connector: Connector) -> OcpiConnector:
+# The tariff ids that apply to a connector (station, EVSE number, connector number).
+TariffIds = Callable[[ChargingStation, Evse, Connector], list[str]]
+
+
+def no_tariffs(station: ChargingStation, evse: Evse, connector: Connector) -> list[str]:
+    return []
+
+
+def connector_model(
+    station: ChargingStation, connector: Connector, tariff_ids: list[str] | None = None
+) -> OcpiConnector:
     power = connector.max_power_w
     if connector.power_type == Connector.PowerType.DC:
         voltage, amperage = DC_VOLTAGE, round(power / DC_VOLTAGE)
@@ -124,14 +134,19 @@ def connector_model(station: ChargingStation, connector: Connector) -> OcpiConne
         max_voltage=voltage,
         max_amperage=amperage,
         max_electric_power=power,
-        tariff_ids=[],
+        tariff_ids=tariff_ids or [],
         last_updated=_latest(station.updated_at, connector.status_at),
     )
 
 
-def evse_model(party: OurParty, station: ChargingStation, evse: Evse) -> OcpiEvse:
+def evse_model(
+    party: OurParty, station: ChargingStation, evse: Evse, tariffs: TariffIds = no_tariffs
+) -> OcpiEvse:
     connectors = list(evse.connectors.all())
-    models = [connector_model(station, connector) for connector in connectors]
+    models = [
+        connector_model(station, connector, tariffs(station, evse, connector))
+        for connector in connectors
+    ]
     return OcpiEvse(
         uid=evse.uid,
         evse_id=emi3_evse_id(party, station, evse),
@@ -157,10 +172,12 @@ def location_party(location: Location, default: OurParty | None) -> OurParty:
     return default
 
 
-def location_model(location: Location, *, default_party: OurParty | None) -> OcpiLocation:
+def location_model(
+    location: Location, *, default_party: OurParty | None, tariffs: TariffIds = no_tariffs
+) -> OcpiLocation:
     party = location_party(location, default_party)
     evses = [
-        evse_model(party, station, evse)
+        evse_model(party, station, evse, tariffs)
         for station in location.stations.all()
         for evse in station.evses.all()
         if evse.connectors.all()

@@ -13,6 +13,7 @@ from roaming.models import EmspToken, IssuedToken, OurParty, Partner
 from roaming.tokens import token_hash
 from stations.models import ChargingStation, Connector, Evse, Location
 from tariffs.models import TariffVersion
+from tariffs.selectors import tariff_version_select
 
 # A partner's last contact is written at most this often (every request would be a write).
 CONTACT_WRITE_INTERVAL = dt.timedelta(seconds=60)
@@ -149,3 +150,29 @@ def emsp_token_find(
     return EmspToken.objects.filter(
         country_code=country_code.upper(), party_id=party_id.upper(), uid=uid, type=token_type
     ).first()
+
+
+class ConnectorTariffs:
+    """The tariff that applies to a connector now, as `tariffs.selectors.tariff_version_select`
+    picks it for a charge without an account of ours (a roaming driver, REGULAR type): the
+    assignment rules of the rating, one query per connector, the tariff ids read once."""
+
+    def __init__(self, *, now: dt.datetime) -> None:
+        self.now = now
+        self.ids: dict[int, str] = {}
+
+    def __call__(self, station: ChargingStation, evse: Evse, connector: Connector) -> list[str]:
+        chosen = tariff_version_select(
+            station_id=station.pk,
+            evse_id=evse.evse_id,
+            connector_id=connector.connector_id,
+            at=self.now,
+        )
+        if chosen is None:
+            return []
+        version_id = chosen[0]
+        if version_id not in self.ids:
+            self.ids[version_id] = TariffVersion.objects.values_list(
+                "tariff__tariff_id", flat=True
+            ).get(pk=version_id)
+        return [self.ids[version_id]]

@@ -128,10 +128,13 @@ def _paged(
 def locations_list(request: HttpRequest, context: OcpiContext, version: str) -> OcpiResult:
     default = _default_party(context.parties)
     serialize = SERIALIZERS[version]["location"]
+    tariffs = selectors.ConnectorTariffs(now=timezone.now())
     return _paged(
         request,
         selectors.locations_visible(parties=context.parties),
-        lambda location: serialize(location_model(location, default_party=default)),
+        lambda location: serialize(
+            location_model(location, default_party=default, tariffs=tariffs)
+        ),
     )
 
 
@@ -164,7 +167,11 @@ def location_object(
     )
     if location is None:
         raise unknown
-    model = location_model(location, default_party=_default_party(context.parties))
+    model = location_model(
+        location,
+        default_party=_default_party(context.parties),
+        tariffs=selectors.ConnectorTariffs(now=timezone.now()),
+    )
     serializers = SERIALIZERS[version]
     if evse_uid is None:
         return serializers["location"](model)

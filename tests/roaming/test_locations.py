@@ -337,3 +337,28 @@ def test_an_unregistered_partner_token_is_401(partner: Partner, token: str) -> N
     services.partner_unregister(partner=partner, now=timezone.now(), detail="test")
     response = Client().get(LOCATIONS, **auth(token))
     assert response.status_code == 401
+
+
+def test_connector_tariff_ids_follow_tariff_assignment(token: str) -> None:
+    from tariffs.models import TariffAssignment
+    from tests.billing.conftest import make_tariff
+
+    site = make_site("PRICED", evses=2)
+    station = ChargingStation.objects.get(location=site)
+    client = Client()
+    bare = envelope_of(client.get(f"{LOCATIONS}/{site.pk}", **auth(token)))["data"]
+    assert all("tariff_ids" not in c for e in bare["evses"] for c in e["connectors"])
+    everywhere = make_tariff(tariff_id="NETWORK")
+    TariffAssignment.objects.create(tariff=everywhere)
+    fast = make_tariff(tariff_id="SECOND-CONNECTOR")
+    TariffAssignment.objects.create(tariff=fast, station=station, evse_id=2, connector_id=2)
+    got = envelope_of(client.get(f"{LOCATIONS}/{site.pk}", **auth(token)))["data"]
+    assert [c["tariff_ids"] for e in got["evses"] for c in e["connectors"]] == [
+        ["NETWORK"],
+        ["SECOND-CONNECTOR"],
+    ]
+    old = envelope_of(client.get(f"/ocpi/2.1.1/locations/{site.pk}", **auth(token, b64=False)))
+    assert [c["tariff_id"] for e in old["data"]["evses"] for c in e["connectors"]] == [
+        "NETWORK",
+        "SECOND-CONNECTOR",
+    ]

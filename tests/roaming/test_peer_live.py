@@ -21,6 +21,7 @@ from django.test import override_settings
 
 from roaming import services
 from roaming.models import OurParty, Partner
+from tariffs.models import TariffAssignment
 from tests.billing.conftest import make_tariff
 from tests.conftest import BIN, ROOT, DaphneServer, free_port, server_env, wait_for_port
 from tests.roaming.conftest import make_site
@@ -216,7 +217,7 @@ def test_we_register_with_the_peer_and_it_crawls_with_the_token_we_gave(
 def test_211_both_ways_with_raw_tokens(
     ocpi_daphne: DaphneServer, peer_211: Peer, network: tuple[OurParty, list[Any]]
 ) -> None:
-    party, _sites = network
+    party, sites = network
     ours = f"{ocpi_daphne.http_url}/ocpi/versions"
     # The peer registers with us on 2.1.1: flat credentials, raw tokens.
     receiver = Partner.objects.create(name="Stand-in eMSP 2.1.1")
@@ -247,3 +248,13 @@ def test_211_both_ways_with_raw_tokens(
     assert done.party_keys() == {("DE", "MSP")}
     state = peer_211.control("state")
     assert services.unseal(done.their_token_sealed) == state["issued"][-1]
+    # It crawls our locations (every connector priced: its 2.1.1 model requires tariff_id)
+    # and tariffs on 2.1.1 with the token we gave it.
+    TariffAssignment.objects.create(tariff=make_tariff(tariff_id="LIVE-211"))
+    crawl = peer_211.control("crawl", {"versions_url": ours, "version": "2.1.1", "limit": 2})
+    assert [page["count"] for page in crawl["pages"]] == [2, 2, 1]
+    assert sorted(crawl["ids"]) == sorted(str(site.pk) for site in sites)
+    tariffs = peer_211.control(
+        "crawl", {"versions_url": ours, "version": "2.1.1", "module": "tariffs"}
+    )
+    assert [tariff_id.upper() for tariff_id in tariffs["ids"]] == ["LIVE-211"]
