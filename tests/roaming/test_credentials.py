@@ -382,3 +382,24 @@ def test_a_partner_whose_parties_were_taken_away_gets_3000_and_keeps_token_a(
     assert IssuedToken.objects.get(token_hash=token_hash(token_a)).consumed_at is None
     partner.refresh_from_db()
     assert partner.status == Partner.Status.PENDING
+
+
+def test_the_correlation_id_is_carried_onto_our_callback(
+    token_a: str, platform: LoopbackPlatform
+) -> None:
+    response = post(
+        Client(),
+        CREDENTIALS,
+        credentials_body(platform),
+        **auth(token_a),
+        HTTP_X_CORRELATION_ID="corr-42",
+        HTTP_X_REQUEST_ID="req-42",
+    )
+    assert response["X-Correlation-ID"] == "corr-42"
+    assert response["X-Request-ID"] == "req-42"
+    # Header names are case-insensitive (urllib sends them capitalized).
+    sent = [{k.lower(): v for k, v in r["headers"].items()} for r in platform.requests]
+    assert {h["x-correlation-id"] for h in sent} == {"corr-42"}
+    # Each call of ours is a request of its own.
+    assert len({h["x-request-id"] for h in sent}) == len(sent) == 2
+    assert "req-42" not in {h["x-request-id"] for h in sent}
