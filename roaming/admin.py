@@ -38,7 +38,6 @@ class OurPartyAdmin(admin.ModelAdmin):
 class LocationPartyAdmin(admin.ModelAdmin):
     list_display = ("location", "party")
     list_select_related = ("location", "party")
-    autocomplete_fields = ()
 
 
 class CredentialsEventInline(admin.TabularInline):

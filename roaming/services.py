@@ -48,13 +48,9 @@ def _issue(
     return token
 
 
-def _revoke_live(
-    *, partner: Partner, kind: str, at: dt.datetime, keep: IssuedToken | None = None
-) -> None:
+def _revoke_live(*, partner: Partner, kind: str, at: dt.datetime) -> None:
     """End the partner's live tokens of a kind at `at` (never later than they already end)."""
     live = IssuedToken.objects.filter(partner=partner, kind=kind, consumed_at__isnull=True)
-    if keep is not None:
-        live = live.exclude(pk=keep.pk)
     live.filter(expires_at__isnull=True).update(expires_at=at)
     live.filter(expires_at__gt=at).update(expires_at=at)
 
