@@ -393,6 +393,19 @@ BILLING_CLOSE_BATCH_SIZE = envint("BILLING_CLOSE_BATCH_SIZE", 500)
 BILLING_CDR_SWEEP_BATCH_SIZE = envint("BILLING_CDR_SWEEP_BATCH_SIZE", 200)
 BILLING_RATING_MAX_ATTEMPTS = envint("BILLING_RATING_MAX_ATTEMPTS", 5)
 
+# --- Roaming (OCPI) ------------------------------------------------------------------------------
+# The base URL partners reach our OCPI endpoints on (versions, module URLs, Link headers).
+ROAMING_OCPI_BASE_URL = envstr("ROAMING_OCPI_BASE_URL", "http://localhost:8000").rstrip("/")
+# The largest page a list GET returns (X-Limit), and the page when the partner asks none.
+ROAMING_PAGE_MAX = envint("ROAMING_PAGE_MAX", 100)
+# Hours a registration token (token A) given to a pending partner stays usable.
+ROAMING_TOKEN_A_HOURS = envint("ROAMING_TOKEN_A_HOURS", 72)
+# After a credentials PUT the partner's previous token keeps working this long, so calls
+# already on their way when the new token committed are not refused.
+ROAMING_REROLL_GRACE_SECONDS = envint("ROAMING_REROLL_GRACE_SECONDS", 300)
+# Seconds one outbound call to a partner (versions, credentials) may take.
+ROAMING_HTTP_TIMEOUT = envint("ROAMING_HTTP_TIMEOUT", 10)
+
 # --- Operator panel -----------------------------------------------------------------------------
 # "Today" on the dashboard and the days/months of its charts; per-site reports use each site's zone.
 PANEL_TIME_ZONE = envstr("PANEL_TIME_ZONE", "UTC")

@@ -29,4 +29,6 @@ urlpatterns = [
     ),
     path("api/", include("sessions.urls")),
     path("api/v1/webhooks/", include("cpo.outbox.urls")),
+    # OCPI for roaming partners: their tokens, not staff logins (roaming/ocpi/transport.py).
+    path("ocpi/", include("roaming.urls")),
 ]

@@ -1,3 +1,232 @@
-"""roaming models."""
+"""Roaming over OCPI: our CPO parties, the partners we exchange credentials with, and the
+credentials tokens on both sides.
+
+Tokens we issue (a partner calls us with them) are kept as a SHA-256 hash for lookup and a
+sealed copy (cpo.lib.sealing) for the credentials GET; tokens a partner issued (we call them
+with it) are kept sealed only. No token is ever stored in the clear. Rows are never deleted:
+an unregistered partner keeps its tokens (expired) and its credentials history.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from stations.models import Location
+
+country_code_validator = RegexValidator(r"^[A-Z]{2}$", "two capital letters (ISO 3166-1 alpha-2)")
+party_id_validator = RegexValidator(r"^[A-Z0-9]{3}$", "three capital letters or digits")
+
+
+class OurParty(models.Model):
+    """A CPO party we operate as (a sub-operator may be another one)."""
+
+    country_code = models.CharField(max_length=2, validators=[country_code_validator])
+    party_id = models.CharField(max_length=3, validators=[party_id_validator])
+    name = models.CharField(max_length=100, help_text="Business name shown to partners.")
+    website = models.URLField(blank=True)
+    is_default = models.BooleanField(
+        default=False, help_text="Owns the sites that no other party was given."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "our party"
+        verbose_name_plural = "our parties"
+        ordering = ["country_code", "party_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["country_code", "party_id"], name="our_party_unique"),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_party"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.country_code}*{self.party_id} {self.name}"
+
+    def business_details(self) -> dict[str, str]:
+        details = {"name": self.name}
+        if self.website:
+            details["website"] = self.website
+        return details
+
+
+class LocationParty(models.Model):
+    """Which of our parties a site belongs to (sites without a row belong to the default)."""
+
+    location = models.OneToOneField(Location, on_delete=models.CASCADE, related_name="ocpi_party")
+    party = models.ForeignKey(OurParty, on_delete=models.PROTECT, related_name="locations")
+
+    class Meta:
+        verbose_name = "site party"
+        verbose_name_plural = "site parties"
+
+    def __str__(self) -> str:
+        return f"{self.location} -> {self.party}"
+
+
+class Partner(models.Model):
+    """An eMSP or hub platform we exchange OCPI credentials with."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending (no credentials exchanged yet)"
+        REGISTERING = "REGISTERING", "Registering (we started the exchange)"
+        REGISTERED = "REGISTERED", "Registered"
+        UNREGISTERED = "UNREGISTERED", "Unregistered"
+
+    class Version(models.TextChoices):
+        V221 = "2.2.1"
+        V211 = "2.1.1"
+
+    name = models.CharField(max_length=100)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    is_hub = models.BooleanField(
+        default=False,
+        help_text="A hub: its requests must carry the OCPI-from routing headers.",
+    )
+    allowed_parties = models.ManyToManyField(
+        OurParty, blank=True, related_name="partners", help_text="Our parties it may see."
+    )
+    # What the exchange told us.
+    version = models.CharField(max_length=8, choices=Version.choices, blank=True)
+    versions_url = models.URLField(max_length=500, blank=True, help_text="Their versions URL.")
+    endpoints = models.JSONField(default=list, blank=True, editable=False)
+    roles = models.JSONField(
+        default=list, blank=True, editable=False, help_text="Their parties (CredentialsRole)."
+    )
+    # Their token (we call them with it), sealed; and whether they want it base64-encoded.
+    their_token_sealed = models.TextField(blank=True, editable=False)
+    encode_token_b64 = models.BooleanField(default=True, editable=False)
+    registered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    unregistered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_contact_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        permissions = [
+            ("give_registration_token", "Can give a partner a registration token (token A)"),
+            ("register_with_partner", "Can register with a partner's versions URL"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def endpoint_url(self, module: str, role: str = "") -> str | None:
+        for endpoint in self.endpoints:
+            if endpoint.get("identifier") != module:
+                continue
+            if role and endpoint.get("role") not in (None, role):
+                continue
+            return str(endpoint.get("url"))
+        return None
+
+    def party_keys(self) -> set[tuple[str, str]]:
+        return {
+            (str(r.get("country_code", "")).upper(), str(r.get("party_id", "")).upper())
+            for r in self.roles
+        }
+
+
+class IssuedToken(models.Model):
+    """A credentials token we issued to one partner: the token it calls us with."""
+
+    class Kind(models.TextChoices):
+        REGISTRATION = "REGISTRATION", "Registration (token A)"
+        CREDENTIALS = "CREDENTIALS", "Credentials (token B or C)"
+
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="issued_tokens")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    token_hash = models.CharField(max_length=64, unique=True)
+    token_sealed = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    # Usable while now < expires_at (None: until revoked, which sets it).
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # Token A: the exchange it opened committed (a replay of the same POST still answers).
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    # Token A: the partner's token B of the exchange that consumed it (hash), for replays.
+    consumed_by_hash = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.partner} {self.kind} {self.created_at:%Y-%m-%d %H:%M}"
+
+    def is_live(self, now: dt.datetime) -> bool:
+        return self.consumed_at is None and (self.expires_at is None or now < self.expires_at)
+
+
+class CredentialsEvent(models.Model):
+    """The history of a partner's credentials: what was exchanged when (never deleted)."""
+
+    class Action(models.TextChoices):
+        TOKEN_A_ISSUED = "TOKEN_A_ISSUED"  # noqa: S105 (an event name, not a secret)
+        REGISTERED = "REGISTERED"
+        UPDATED = "UPDATED"
+        UNREGISTERED = "UNREGISTERED"
+        FAILED = "FAILED"
+
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="events")
+    at = models.DateTimeField(default=timezone.now)
+    action = models.CharField(max_length=16, choices=Action.choices)
+    initiated_by_us = models.BooleanField(default=False)
+    version = models.CharField(max_length=8, blank=True)
+    detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.partner} {self.action} {self.at:%Y-%m-%d %H:%M}"
+
+
+class EmspToken(models.Model):
+    """A token an eMSP pushed to us (Tokens module, we are the receiver), keyed as OCPI says:
+    country code, party id, uid and type (a uid is unique per type only). Never deleted: the
+    eMSP sets `valid` false instead."""
+
+    class Type(models.TextChoices):
+        AD_HOC_USER = "AD_HOC_USER"
+        APP_USER = "APP_USER"
+        OTHER = "OTHER"
+        RFID = "RFID"
+
+    class Whitelist(models.TextChoices):
+        ALWAYS = "ALWAYS"
+        ALLOWED = "ALLOWED"
+        ALLOWED_OFFLINE = "ALLOWED_OFFLINE"
+        NEVER = "NEVER"
+
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="tokens")
+    country_code = models.CharField(max_length=2)
+    party_id = models.CharField(max_length=3)
+    uid = models.CharField(max_length=36)
+    type = models.CharField(max_length=16, choices=Type.choices)
+    contract_id = models.CharField(max_length=36)
+    visual_number = models.CharField(max_length=64, blank=True)
+    issuer = models.CharField(max_length=64)
+    group_id = models.CharField(max_length=36, blank=True)
+    valid = models.BooleanField()
+    whitelist = models.CharField(max_length=16, choices=Whitelist.choices)
+    language = models.CharField(max_length=2, blank=True)
+    # The object as the eMSP last sent it (GET answers with it), and its own last_updated.
+    data = models.JSONField()
+    last_updated = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "eMSP token"
+        ordering = ["country_code", "party_id", "uid", "type"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["country_code", "party_id", "uid", "type"], name="emsp_token_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.country_code}*{self.party_id} {self.type} {self.uid}"

@@ -1,0 +1,200 @@
+"""The roaming panel: our parties, partners with their credentials history, site parties.
+
+Operators give a pending partner a registration token (an action; the token is shown once),
+or register with a partner from its versions URL and token (the partner's Register page).
+Partners are never deleted: unregistering keeps their history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+
+from roaming import services
+from roaming.models import (
+    CredentialsEvent,
+    EmspToken,
+    IssuedToken,
+    LocationParty,
+    OurParty,
+    Partner,
+)
+
+
+@admin.register(OurParty)
+class OurPartyAdmin(admin.ModelAdmin):
+    list_display = ("country_code", "party_id", "name", "is_default")
+
+
+@admin.register(LocationParty)
+class LocationPartyAdmin(admin.ModelAdmin):
+    list_display = ("location", "party")
+    list_select_related = ("location", "party")
+
+
+class CredentialsEventInline(admin.TabularInline):
+    model = CredentialsEvent
+    extra = 0
+    can_delete = False
+    fields = ("at", "action", "initiated_by_us", "version", "detail")
+    readonly_fields = fields
+    ordering = ("-at", "-pk")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class IssuedTokenInline(admin.TabularInline):
+    """The tokens we issued, without their values (hash and sealed copy stay hidden)."""
+
+    model = IssuedToken
+    extra = 0
+    can_delete = False
+    fields = ("kind", "created_at", "expires_at", "consumed_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RegisterForm(forms.Form):
+    versions_url = forms.URLField(max_length=500, label="Their versions URL", assume_scheme="https")
+    token = forms.CharField(
+        max_length=64, label="Their token A", widget=forms.PasswordInput(render_value=False)
+    )
+
+
+@admin.register(Partner)
+class PartnerAdmin(admin.ModelAdmin):
+    list_display = ("name", "status", "version", "is_hub", "registered_at", "last_contact_at")
+    list_filter = ("status", "version", "is_hub")
+    search_fields = ("name",)
+    filter_horizontal = ("allowed_parties",)
+    actions = ["give_registration_token"]
+    fields = (
+        "name",
+        "is_hub",
+        "allowed_parties",
+        "status",
+        "version",
+        "versions_url",
+        "encode_token_b64",
+        "roles",
+        "endpoints",
+        "registered_at",
+        "unregistered_at",
+        "last_contact_at",
+    )
+    readonly_fields = (
+        "status",
+        "version",
+        "versions_url",
+        "encode_token_b64",
+        "roles",
+        "endpoints",
+        "registered_at",
+        "unregistered_at",
+        "last_contact_at",
+    )
+    inlines = [CredentialsEventInline, IssuedTokenInline]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_give_registration_token_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("roaming.give_registration_token")
+
+    def has_register_with_partner_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("roaming.register_with_partner")
+
+    @admin.action(
+        description="Give a registration token (token A) to the selected partner",
+        permissions=["give_registration_token"],
+    )
+    def give_registration_token(self, request: HttpRequest, queryset: QuerySet[Partner]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one partner.", messages.ERROR)
+            return
+        partner = queryset.get()
+        try:
+            token = services.registration_token_issue(partner_id=partner.pk)
+        except services.RegistrationError as refused:
+            self.message_user(request, f"No token: {refused}", messages.ERROR)
+            return
+        self.message_user(
+            request,
+            f"Token A for {partner} (shown once, single use): {token} — with our versions URL "
+            f"{services.versions_url()}",
+            messages.SUCCESS,
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}_register"
+        register = path(
+            "<path:object_id>/register/", self.admin_site.admin_view(self.register_view), name=name
+        )
+        return [register, *super().get_urls()]
+
+    def register_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        if not self.has_register_with_partner_permission(request):
+            raise PermissionDenied
+        partner = get_object_or_404(Partner, pk=object_id)
+        form = RegisterForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.partner_register(
+                    partner_id=partner.pk,
+                    versions_url_theirs=form.cleaned_data["versions_url"],
+                    their_token_a=form.cleaned_data["token"],
+                )
+            except services.RegistrationError as refused:
+                form.add_error(None, str(refused))
+            else:
+                self.message_user(request, f"Registered with {partner}.", messages.SUCCESS)
+                return HttpResponseRedirect(
+                    reverse(
+                        f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
+                        args=[partner.pk],
+                    )
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "partner": partner,
+            "form": form,
+            "title": f"Register with {partner}",
+        }
+        return TemplateResponse(request, "admin/roaming/partner/register.html", context)
+
+
+@admin.register(EmspToken)
+class EmspTokenAdmin(admin.ModelAdmin):
+    """Tokens the eMSPs pushed: read only here, the eMSP owns them."""
+
+    list_display = ("uid", "type", "country_code", "party_id", "valid", "whitelist", "last_updated")
+    list_filter = ("type", "valid", "whitelist", "partner")
+    search_fields = ("uid", "contract_id", "visual_number")
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,1 @@
+"""The OCPI edge: transport rules (envelope, tokens, headers, paging) and the module views."""

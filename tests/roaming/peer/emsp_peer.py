@@ -1,0 +1,240 @@
+"""A stand-in eMSP for the OCPI tests, built on a third-party OCPI implementation.
+
+It runs in its own virtualenv (extrawest-ocpi pins an old FastAPI and pydantic 1), started
+by tests/roaming/test_peer_live.py as a separate process on loopback:
+
+    python emsp_peer.py --port 8123 --token-a <the token A it hands out> [--versions 2.1.1]
+
+The package serves the eMSP side: versions, version details and the credentials module
+(its own POST/PUT handlers call our versions back). Around it, /control/ routes let the test
+drive the peer as the initiator of a registration and as a client crawling our locations;
+everything we answer is parsed with the package's pydantic models of that version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import secrets
+import sys
+from typing import Any
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token-a", required=True)
+    parser.add_argument("--versions", default="2.2.1,2.1.1", help="the versions it offers")
+    args = parser.parse_args()
+    # The package reads its settings from the environment when it is imported.
+    os.environ.update(
+        {
+            "OCPI_HOST": f"127.0.0.1:{args.port}",
+            "PROTOCOL": "http",
+            "COUNTRY_CODE": "DE",
+            "PARTY_ID": "MSP",
+        }
+    )
+
+    import httpx
+    import uvicorn
+    from fastapi import Body, HTTPException
+    from py_ocpi.core.authentication.authenticator import Authenticator
+    from py_ocpi.core.crud import Crud
+    from py_ocpi.core.enums import ModuleID, RoleEnum
+    from py_ocpi.main import get_application
+    from py_ocpi.modules.credentials.v_2_1_1.schemas import Credentials as Credentials211
+    from py_ocpi.modules.credentials.v_2_2_1.schemas import Credentials as Credentials221
+    from py_ocpi.modules.locations.v_2_1_1.schemas import Location as Location211
+    from py_ocpi.modules.locations.v_2_2_1.schemas import Location as Location221
+    from py_ocpi.modules.tariffs.v_2_1_1.schemas import Tariff as Tariff211
+    from py_ocpi.modules.tariffs.v_2_2_1.schemas import Tariff as Tariff221
+    from py_ocpi.modules.versions.enums import VersionNumber
+    from pydantic import ValidationError
+
+    base = f"http://127.0.0.1:{args.port}"
+    versions_url = f"{base}/ocpi/versions"
+    # Tokens the peer issued (we call it with them) and the ones we gave it.
+    state: dict[str, Any] = {"token_a": args.token_a, "issued": [], "ours": None, "exchanges": []}
+
+    def b64(token: str) -> str:
+        return base64.b64encode(token.encode()).decode()
+
+    def with_encodings(tokens: list[str]) -> list[str]:
+        # The package compares versions-endpoint headers undecoded and module headers decoded.
+        return [form for token in tokens for form in (token, b64(token))]
+
+    def our_roles(version: str) -> dict[str, Any]:
+        details = {"name": "Stand-in eMSP"}
+        if version == "2.1.1":
+            return {"business_details": details, "party_id": "MSP", "country_code": "DE"}
+        return {
+            "roles": [
+                {
+                    "role": "EMSP",
+                    "business_details": details,
+                    "party_id": "MSP",
+                    "country_code": "DE",
+                }
+            ]
+        }
+
+    def version_text(version: Any) -> str:
+        # The package passes its VersionNumber enum (whose str() is the member's name).
+        return str(getattr(version, "value", version))
+
+    class PeerAuthenticator(Authenticator):
+        @classmethod
+        async def get_valid_token_c(cls) -> list[str]:
+            return with_encodings(state["issued"])
+
+        @classmethod
+        async def get_valid_token_a(cls) -> list[str]:
+            return with_encodings([state["token_a"]] if state["token_a"] else [])
+
+    class PeerCrud(Crud):
+        @classmethod
+        async def get(cls, module: Any, role: Any, id: Any, *args: Any, **kwargs: Any) -> Any:
+            version = version_text(kwargs.get("version", "2.2.1"))
+            return {"token": state["issued"][-1], "url": versions_url, **our_roles(version)}
+
+        @classmethod
+        async def list(
+            cls, module: Any, role: Any, filters: dict, *args: Any, **kwargs: Any
+        ) -> Any:
+            return [], 0, True
+
+        @classmethod
+        async def create(cls, module: Any, role: Any, data: dict, *args: Any, **kwargs: Any) -> Any:
+            # We (the CPO) registered with the peer: keep our token, answer with a new one.
+            version = version_text(kwargs.get("version", "2.2.1"))
+            state["ours"] = data["credentials"]["token"]
+            state["exchanges"].append(
+                {"as": "receiver", "version": version, "endpoints": data["endpoints"]}
+            )
+            state["token_a"] = None
+            token = secrets.token_urlsafe(24)
+            state["issued"].append(token)
+            return {"token": token, "url": versions_url, **our_roles(version)}
+
+        @classmethod
+        async def update(
+            cls, module: Any, role: Any, data: dict, id: Any, *args: Any, **kwargs: Any
+        ) -> Any:
+            return await cls.create(module, role, data, *args, **kwargs)
+
+        @classmethod
+        async def delete(cls, module: Any, role: Any, id: Any, *args: Any, **kwargs: Any) -> Any:
+            state["ours"] = None
+
+        @classmethod
+        async def do(cls, *args: Any, **kwargs: Any) -> Any:
+            return None
+
+    app = get_application(
+        version_numbers=[VersionNumber(v) for v in args.versions.split(",")],
+        roles=[RoleEnum.emsp],
+        crud=PeerCrud,
+        modules=[ModuleID.credentials_and_registration, ModuleID.locations],
+        authenticator=PeerAuthenticator,
+    )
+
+    def header(token: str, version: str) -> dict[str, str]:
+        return {"Authorization": f"Token {token if version == '2.1.1' else b64(token)}"}
+
+    async def endpoint(
+        client: httpx.AsyncClient, cpo_versions: str, token: str, version: str, module: str
+    ) -> str:
+        versions = await checked(client.get(cpo_versions, headers=header(token, version)))
+        url = next(v["url"] for v in versions["data"] if v["version"] == version)
+        details = (await checked(client.get(url, headers=header(token, version))))["data"]
+        return next(e["url"] for e in details["endpoints"] if e["identifier"] == module)
+
+    async def checked(call: Any) -> dict:
+        response = await call
+        envelope = response.json()
+        if response.status_code != 200 or envelope.get("status_code") != 1000:
+            raise HTTPException(
+                502, f"{response.request.url}: HTTP {response.status_code} {envelope}"
+            )
+        return envelope
+
+    @app.post("/control/register")
+    async def register(body: dict = Body(...)) -> dict:  # noqa: B008
+        """The peer registers with the CPO from its versions URL and the CPO's token A."""
+        version = body.get("version", "2.2.1")
+        token_b = secrets.token_urlsafe(24)
+        state["issued"].append(token_b)  # the CPO calls our versions with it before answering
+        async with httpx.AsyncClient(timeout=20) as client:
+            url = await endpoint(
+                client, body["versions_url"], body["token_a"], version, "credentials"
+            )
+            credentials = {"token": token_b, "url": versions_url, **our_roles(version)}
+            answer = await client.post(
+                url, json=credentials, headers=header(body["token_a"], version)
+            )
+        envelope = answer.json()
+        if envelope.get("status_code") != 1000:
+            raise HTTPException(502, f"registration refused: {answer.status_code} {envelope}")
+        model = Credentials211 if version == "2.1.1" else Credentials221
+        try:
+            parsed = model(**envelope["data"])
+        except ValidationError as error:
+            raise HTTPException(502, f"{model.__name__} refused: {error}") from error
+        state["ours"] = parsed.token
+        state["exchanges"].append({"as": "initiator", "version": version})
+        return {
+            "token_b": token_b,
+            "their_token": parsed.token,
+            "answer": envelope["data"],
+            "http": answer.status_code,
+        }
+
+    @app.post("/control/crawl")
+    async def crawl(body: dict = Body(...)) -> dict:  # noqa: B008
+        """Fetch every object of a module (locations, tariffs) page by page, following the
+        Link headers, each parsed with the package's model of that version."""
+        version = body.get("version", "2.2.1")
+        module = body.get("module", "locations")
+        token = body.get("token") or state["ours"]
+        models = {"locations": (Location221, Location211), "tariffs": (Tariff221, Tariff211)}
+        model = models[module][1 if version == "2.1.1" else 0]
+        pages: list[dict[str, Any]] = []
+        ids: list[str] = []
+        async with httpx.AsyncClient(timeout=20) as client:
+            url: str | None = await endpoint(client, body["versions_url"], token, version, module)
+            url = f"{url}?limit={body.get('limit', 10)}"
+            while url:
+                response = await client.get(url, headers=header(token, version))
+                envelope = response.json()
+                if envelope.get("status_code") != 1000:
+                    raise HTTPException(502, f"GET {url}: {envelope}")
+                try:
+                    parsed = [model(**item) for item in envelope["data"]]
+                except ValidationError as error:
+                    raise HTTPException(502, f"{model.__name__} refused: {error}") from error
+                ids += [str(item.id) for item in parsed]
+                pages.append(
+                    {
+                        "url": url,
+                        "count": len(parsed),
+                        "total": response.headers.get("X-Total-Count"),
+                        "limit": response.headers.get("X-Limit"),
+                        "link": response.headers.get("Link"),
+                        "evses": sum(len(getattr(item, "evses", [])) for item in parsed),
+                    }
+                )
+                link = response.headers.get("Link")
+                url = link[link.index("<") + 1 : link.index(">")] if link else None
+        return {"pages": pages, "ids": ids}
+
+    @app.get("/control/state")
+    async def get_state() -> dict:
+        return state
+
+    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
