@@ -3,7 +3,8 @@
 The groups are created by a data migration; their permissions are re-synced after every
 `migrate`, so that models added by later migrations join the roles without a manual step.
 
-- Operators run the network: stations, sessions, tokens, drivers, tariffs, commands, jobs.
+- Operators run the network: stations, sessions, tokens, drivers, tariffs, commands, jobs,
+  incidents (they acknowledge them) and remediation playbooks.
   They can read CDRs and invoices, but never issue, credit or export them.
 - Finance closes periods, issues invoices and credit notes, reviews sessions, exports, edits
   billing profiles; reads the network.
@@ -23,7 +24,7 @@ FINANCE = "Finance"
 SUPPORT = "Support"
 ROLES = (OPERATORS, FINANCE, SUPPORT)
 
-NETWORK_APPS = ("stations", "commands", "charging", "tariffs", "roaming")
+NETWORK_APPS = ("stations", "commands", "monitoring", "charging", "tariffs", "roaming")
 FINANCE_APPS = ("billing",)
 # The billing models Finance edits as rows; every other billing record is written by services
 # (issue, credit, close, review), through permissions of their own.

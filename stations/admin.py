@@ -221,7 +221,17 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
     readonly_fields = reported_fields + connection_fields
     fieldsets = (
         (None, {"fields": ("identity", "location", "registration_status", "new_password")}),
-        ("Behaviour", {"fields": ("heartbeat_interval", "cost_display_enabled", "trace_enabled")}),
+        (
+            "Behaviour",
+            {
+                "fields": (
+                    "heartbeat_interval",
+                    "cost_display_enabled",
+                    "trace_enabled",
+                    "manual_only",
+                )
+            },
+        ),
         ("Reported by the station", {"fields": reported_fields}),
         ("Connection", {"fields": connection_fields}),
     )
@@ -241,7 +251,17 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
                 )
             },
         ),
-        ("Behaviour", {"fields": ("heartbeat_interval", "cost_display_enabled", "trace_enabled")}),
+        (
+            "Behaviour",
+            {
+                "fields": (
+                    "heartbeat_interval",
+                    "cost_display_enabled",
+                    "trace_enabled",
+                    "manual_only",
+                )
+            },
+        ),
     )
 
     def get_fieldsets(self, request: HttpRequest, obj: ChargingStation | None = None) -> Any:

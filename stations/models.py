@@ -121,6 +121,11 @@ class ChargingStation(models.Model):
     trace_enabled = models.BooleanField(
         default=False, help_text="Keep every OCPP frame of this station in the message log."
     )
+    manual_only = models.BooleanField(
+        default=False,
+        help_text="No automatic remediation: monitoring opens incidents for this station but "
+        "never sends it a playbook's commands.",
+    )
     # Boot data, as last reported by the station.
     vendor = models.CharField(max_length=50, blank=True)
     model = models.CharField(max_length=50, blank=True)

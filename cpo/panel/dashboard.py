@@ -24,6 +24,7 @@ from sessions import selectors as charging
 from stations import selectors as network
 from stations.commands import selectors as command_queue
 from stations.models import ChargingStation
+from stations.monitoring import selectors as monitoring
 
 
 def dashboard_summary(*, now: datetime | None = None, limit: int = 25) -> dict[str, Any]:
@@ -54,6 +55,7 @@ def dashboard_summary(*, now: datetime | None = None, limit: int = 25) -> dict[s
             "counts": counts,
             "total": sum(counts.values()),
         },
+        "incidents": monitoring.incident_counts(),
     }
 
 
