@@ -219,13 +219,17 @@ def no_energy(now: datetime) -> list[Finding]:
 
 
 def ghost_session(now: datetime) -> list[Finding]:
-    """Sessions still open on a connector that reported Available after they started, more
-    than MONITORING_GHOST_SESSION_MINUTES ago."""
+    """Sessions open on a connector that says Available, both for more than
+    MONITORING_GHOST_SESSION_MINUTES: the station charges nothing there (it forgot the session,
+    or never reported the start's status), yet the session runs on."""
     grace = now - timedelta(minutes=settings.MONITORING_GHOST_SESSION_MINUTES)
-    available = _session_connector("Available").filter(
-        status_at__gt=OuterRef("started_at"), status_at__lte=grace
+    available = _session_connector("Available").filter(status_at__lte=grace)
+    rows = (
+        _active_sessions()
+        .filter(started_at__lte=grace)
+        .filter(Exists(available))
+        .values(*_SESSION_FIELDS)
     )
-    rows = _active_sessions().filter(Exists(available)).values(*_SESSION_FIELDS)
     return [
         Finding(
             fingerprint=f"{IncidentType.GHOST_SESSION}:{row['pk']}",
