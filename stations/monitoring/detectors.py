@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -316,6 +317,11 @@ def station_offline(now: datetime) -> list[Finding]:
     """
     minimum = now - timedelta(seconds=settings.MONITORING_OFFLINE_MIN_SECONDS)
     probe = StationProbe.objects.filter(station_id=OuterRef("pk"))
+    flagged = Incident.objects.filter(
+        station_id=OuterRef("pk"),
+        type=IncidentType.STATION_OFFLINE,
+        state__in=Incident.ACTIVE_STATES,
+    )
     candidates = (
         ChargingStation.objects.filter(
             registration_status=ChargingStation.RegistrationStatus.ACCEPTED,
@@ -325,6 +331,7 @@ def station_offline(now: datetime) -> list[Finding]:
         .annotate(
             probe_sent_at=Subquery(probe.values("sent_at")[:1]),
             probe_status=Subquery(probe.values("command__status")[:1]),
+            flagged=Exists(flagged),
         )
         .order_by()
         .values(
@@ -336,6 +343,7 @@ def station_offline(now: datetime) -> list[Finding]:
             "is_online",
             "probe_sent_at",
             "probe_status",
+            "flagged",
         )
     )
     findings = []
@@ -346,11 +354,15 @@ def station_offline(now: datetime) -> list[Finding]:
             continue
         sent = row["probe_sent_at"]
         fresh_probe = sent is not None and sent > silent_since and now - sent < repeat
+        status = row["probe_status"]
         if not fresh_probe:
-            _probe(row["pk"], now)
+            sent = _probe(row["pk"], now)
+            status = Command.Status.QUEUED if sent else status
+        waiting = status in (Command.Status.QUEUED, Command.Status.SENT)
+        # Offline: the probe failed; or the station is flagged already and its new probe has
+        # no answer yet (a probe again is no reason to resolve). An answer means alive.
+        if sent is None or not (status in PROBE_FAILED or (row["flagged"] and waiting)):
             continue
-        if row["probe_status"] not in PROBE_FAILED:
-            continue  # waiting for its answer, or answered: alive
         minutes = int((now - silent_since).total_seconds() // 60)
         findings.append(
             Finding(
@@ -370,7 +382,8 @@ def station_offline(now: datetime) -> list[Finding]:
     return findings
 
 
-def _probe(station_id: int, now: datetime) -> None:
+def _probe(station_id: int, now: datetime) -> datetime | None:
+    """Queue a probe; when it was queued, or None if the station's protocol has no trigger."""
     station = ChargingStation.objects.get(pk=station_id)
     try:
         command = command_create(
@@ -382,7 +395,7 @@ def _probe(station_id: int, now: datetime) -> None:
         )
     except CommandError as error:  # a protocol without the trigger: nothing to probe with
         logger.warning("cannot probe %s: %s", station.identity, error.message)
-        return
+        return None
     StationProbe.objects.update_or_create(
         station_id=station_id, defaults={"command": command, "sent_at": now}
     )
@@ -399,6 +412,7 @@ def _probe(station_id: int, now: datetime) -> None:
             command=command,
             at=now,
         )
+    return now
 
 
 # --- the pass ----------------------------------------------------------------------------------
@@ -468,7 +482,10 @@ def detectors_run(*, now: datetime | None = None) -> dict[str, dict[str, int]]:
     report: dict[str, dict[str, int]] = {}
     for type_, detector in DETECTORS.items():
         try:
-            report[type_] = reconcile(type=type_, findings=detector(now), now=now)
+            # One transaction per detector: a mass event (a site's power cut) opens its
+            # hundreds of incidents in one commit, and a failure leaves that type untouched.
+            with transaction.atomic():
+                report[type_] = reconcile(type=type_, findings=detector(now), now=now)
         except Exception:
             logger.exception("monitoring detector %s failed", type_)
     return report

@@ -19,7 +19,7 @@ from stations.monitoring.models import Incident, IncidentType, StationProbe
 from tests.conftest import DaphneServer, start_daphne
 from tests.ocpp_client import station
 from tests.stations.conftest import until, until_final
-from tests.stations.monitoring.conftest import boot16, detect, incidents, make_station
+from tests.stations.monitoring.conftest import boot16, detect, incidents, make_station, timeline
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 
@@ -122,3 +122,19 @@ async def test_a_disconnected_station_is_flagged_once_its_probe_expires(quick_da
     [offline] = await incidents("MON-GONE")
     assert offline.details["probe"] == Command.Status.EXPIRED
     assert offline.details["socket_open"] is False
+
+    # Probed again after MONITORING_PROBE_REPEAT_SECONDS: while the new probe waits, the
+    # station stays offline (the timeline says a probe went out).
+    await sync_to_async(StationProbe.objects.filter(station__identity="MON-GONE").update)(
+        sent_at=timezone.now() - timedelta(hours=1)
+    )
+    await detect()
+    [offline] = await incidents("MON-GONE")
+    assert offline.state == Incident.State.OPEN
+    assert "probe_sent" in [kind for kind, _, _ in await timeline(offline.pk)]
+    assert (
+        await sync_to_async(
+            Command.objects.filter(station__identity="MON-GONE", status="queued").count
+        )()
+        == 1
+    )
