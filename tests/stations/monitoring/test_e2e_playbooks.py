@@ -114,3 +114,81 @@ async def test_one_automatic_reset_per_station_per_period(daphne_server, setting
     third = (await incidents("MON-PB-2"))[-1]
     assert third.pk not in (first.pk, second.pk)
     assert [e[0] for e in await timeline(third.pk)] == ["detected", "action_skipped"]
+
+
+@sync_to_async
+def _stuck_session(identity: str) -> int:
+    """The station's session, as if its last meter value was two hours ago."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sessions.models import ChargingSession
+
+    earlier = timezone.now() - timedelta(hours=2)
+    session = ChargingSession.objects.get(station__identity=identity)
+    ChargingSession.objects.filter(pk=session.pk).update(
+        started_at=earlier, meter_last_at=earlier, updated_at=earlier
+    )
+    return session.pk
+
+
+@sync_to_async
+def _session(pk: int) -> Any:
+    from sessions.models import ChargingSession
+
+    return ChargingSession.objects.get(pk=pk)
+
+
+async def test_stuck_transaction_is_asked_stopped_then_closed_on_an_estimate(
+    daphne_server, settings
+):
+    from django.utils import timezone
+    from ocpp.v16 import call
+
+    from sessions.models import IdToken
+
+    settings.MONITORING_STUCK_TRANSACTION_MINUTES = 30
+    settings.MONITORING_BACKOFF_MIN_SECONDS = 1
+    await sync_to_async(Playbook.objects.create)(
+        incident_type=IncidentType.STUCK_TRANSACTION,
+        enabled=True,
+        steps=["transaction_status", "remote_stop", "close_estimated"],
+        backoff_seconds=1,
+    )
+    await make_station("MON-PB-TX")
+    await sync_to_async(IdToken.objects.create)(uid="MON-TX-TAG")
+    async with station(daphne_server.ws_url, "MON-PB-TX") as cp:
+        # A station that accepts the remote stop but never sends its StopTransaction.
+        await boot16(cp)
+        await status16(cp, "Charging")
+        started = await cp.cp.call(
+            call.StartTransaction(
+                connector_id=1,
+                id_tag="MON-TX-TAG",
+                meter_start=1000,
+                timestamp=timezone.now().isoformat(),
+            )
+        )
+        session_id = await _stuck_session("MON-PB-TX")
+        await detect()
+        [incident] = await incidents("MON-PB-TX")
+        assert incident.type == IncidentType.STUCK_TRANSACTION
+        for _ in range(3):
+            await _due_now("MON-PB-TX")
+            await remediate()
+            for command in await _commands("MON-PB-TX"):
+                await until_final(command.pk)
+        assert _calls(cp, "TriggerMessage") == [
+            {"requested_message": "MeterValues", "connector_id": 1}
+        ]
+        assert _calls(cp, "RemoteStopTransaction") == [{"transaction_id": started.transaction_id}]
+        session = await _session(session_id)
+        assert session.status == "completed"
+        assert session.is_estimated
+        assert session.stop_reason == "EstimatedStuck"
+        await detect()
+    [incident] = await incidents("MON-PB-TX")
+    assert incident.state == Incident.State.RESOLVED
+    steps = [step for kind, step, _ in await timeline(incident.pk) if kind == "action_taken"]
+    assert steps == ["transaction_status", "remote_stop", "close_estimated"]
