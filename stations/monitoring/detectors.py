@@ -438,23 +438,25 @@ def reconcile(*, type: str, findings: list[Finding], now: datetime) -> dict[str,
         )
     )
     found = {finding.fingerprint: finding for finding in findings}
-    opened = 0
-    for fingerprint, finding in found.items():
-        if fingerprint in active:
-            continue
-        services.incident_open_or_touch(
-            type=type,
-            fingerprint=fingerprint,
-            station_id=finding.station_id,
-            severity=finding.severity,
-            title=finding.title,
-            details=finding.details,
-            evse_id=finding.evse_id,
-            connector_id=finding.connector_id,
-            session_id=finding.session_id,
-            now=now,
-        )
-        opened += 1
+    new = [finding for fingerprint, finding in found.items() if fingerprint not in active]
+    services.incidents_open(
+        type=type,
+        findings=[
+            {
+                "fingerprint": f.fingerprint,
+                "station_id": f.station_id,
+                "severity": f.severity,
+                "title": f.title,
+                "details": f.details,
+                "evse_id": f.evse_id,
+                "connector_id": f.connector_id,
+                "session_id": f.session_id,
+            }
+            for f in new
+        ],
+        now=now,
+    )
+    opened = len(new)
     still = [pk for fingerprint, pk in active.items() if fingerprint in found]
     # Still present: one UPDATE for all, and a timeline note for those not noted lately.
     Incident.objects.filter(pk__in=still).update(last_seen_at=now)
@@ -468,10 +470,8 @@ def reconcile(*, type: str, findings: list[Finding], now: datetime) -> dict[str,
             for pk in to_note
         )
         Incident.objects.filter(pk__in=to_note).update(noted_at=now)
-    resolved = 0
-    for fingerprint, pk in active.items():
-        if fingerprint not in found and services.incident_resolve(incident_id=pk, now=now):
-            resolved += 1
+    gone = [pk for fingerprint, pk in active.items() if fingerprint not in found]
+    resolved = len(services.incidents_resolve(incident_ids=gone, now=now)) if gone else 0
     return {"opened": opened, "present": len(still), "resolved": resolved}
 
 

@@ -30,7 +30,7 @@ class Command(BaseCommand):
         parser.add_argument("--stations", type=int, default=10_000)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from stations.models import ChargingStation
+        from stations.models import ChargingStation, Connector
         from stations.monitoring.detectors import detectors_run
 
         count = options["stations"]
@@ -40,14 +40,26 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{connection.vendor}: created {created} in {time.monotonic() - started:.1f} s"
             )
-            for label in ("first pass (opens incidents)", "second pass (steady state)"):
+            passes = (
+                "first pass (opens incidents)",
+                "second pass (steady state)",
+                "third pass (the connectors cleared: resolves)",
+            )
+            for label in passes:
+                if label.startswith("third"):
+                    Connector.objects.filter(
+                        station__identity__startswith=PREFIX,
+                        status__in=["Faulted", "Preparing", "Finishing"],
+                    ).update(status="Available", error_code="")
                 started = time.monotonic()
                 report = detectors_run()
                 elapsed = time.monotonic() - started
                 opened = sum(r["opened"] for r in report.values())
                 present = sum(r["present"] for r in report.values())
+                resolved = sum(r["resolved"] for r in report.values())
                 self.stdout.write(
-                    f"{label}: {elapsed:.2f} s; opened {opened}, still present {present}; "
+                    f"{label}: {elapsed:.2f} s; opened {opened}, still present {present}, "
+                    f"resolved {resolved}; "
                     + ", ".join(f"{t} {r['opened'] + r['present']}" for t, r in report.items())
                 )
         finally:
