@@ -70,7 +70,7 @@ async def test_an_operator_acknowledges_an_incident(daphne_server, roles, browse
     incident = await _incident(incident_id)
     assert incident.state == "acknowledged"
     assert incident.acknowledged_by.username == "op-mon"
-    assert page.errors == []  # type: ignore[attr-defined]
+    assert page.errors == []
 
 
 async def test_support_sees_incidents_but_cannot_acknowledge(daphne_server, roles, browser_page):  # noqa: F811
