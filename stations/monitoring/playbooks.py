@@ -81,7 +81,8 @@ def playbooks_run(*, now: datetime | None = None) -> int:
 def playbook_advance(*, incident_id: int, playbook: Playbook, now: datetime) -> bool:
     """Take the next step of `playbook` on the incident if it is due; True if one was taken."""
     incident = (
-        Incident.objects.select_for_update()
+        # Only the incident's row is locked (PostgreSQL locks no nullable side of a join).
+        Incident.objects.select_for_update(of=("self",))
         .select_related("station", "connector__evse", "session", "playbook_command")
         .filter(pk=incident_id, state__in=Incident.ACTIVE_STATES)
         .first()

@@ -85,8 +85,10 @@ def test_resets_a_whole_period_apart_are_accepted() -> None:
 def test_a_manual_only_station_gets_no_step() -> None:
     playbook(["status"])
     station = faulted("MON-LIM-MANUAL", manual_only=True)
+    control = faulted("MON-LIM-AUTO")
     detectors_run()
-    assert playbooks_run() == 0
+    assert playbooks_run() == 1  # the other station's step only
+    assert Command.objects.filter(station=control).count() == 1
     assert not Command.objects.filter(station=station).exists()
     assert entries(station) == [("detected", "")]
 
