@@ -289,6 +289,21 @@ class StationConnection(models.Model):
         return f"{self.station_id} connected {self.connected_at:%Y-%m-%d %H:%M:%S}"
 
 
+class StationBoot(models.Model):
+    """One accepted-or-not BootNotification of a station: the boot history (reboot loops)."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="boots")
+    booted_at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=32, blank=True, help_text="2.0.1 boot reason.")
+
+    class Meta:
+        ordering = ["-booted_at"]
+        indexes = [models.Index(fields=["booted_at", "station"], name="station_boot_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.station_id} booted {self.booted_at:%Y-%m-%d %H:%M:%S}"
+
+
 class StationEvent(models.Model):
     """OCPP 2.0.1 NotifyEvent data: faults, alerts and monitored values."""
 

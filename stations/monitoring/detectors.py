@@ -25,7 +25,13 @@ from sessions.models import AuthorizationDecision, ChargingSession
 from stations.commands.models import Command
 from stations.commands.services import command_create
 from stations.commands.verbs import CommandError
-from stations.models import ChargingStation, Connector, ConnectorStatusEvent, StationConnection
+from stations.models import (
+    ChargingStation,
+    Connector,
+    ConnectorStatusEvent,
+    StationBoot,
+    StationConnection,
+)
 from stations.monitoring import services
 from stations.monitoring.models import Incident, IncidentEntry, IncidentType, StationProbe
 
@@ -298,6 +304,40 @@ def station_flapping(now: datetime) -> list[Finding]:
     ]
 
 
+def reboot_loop(now: datetime) -> list[Finding]:
+    """Stations that booted more than MONITORING_REBOOTS_PER_DAY times in 24 hours, not
+    counting the boots that followed one of our accepted Resets within
+    MONITORING_REBOOT_AFTER_RESET_MINUTES (the boot history)."""
+    limit = settings.MONITORING_REBOOTS_PER_DAY
+    after = timedelta(minutes=settings.MONITORING_REBOOT_AFTER_RESET_MINUTES)
+    ours = Command.objects.filter(
+        station_id=OuterRef("station_id"),
+        action="Reset",
+        status=Command.Status.ACCEPTED,
+        completed_at__lte=OuterRef("booted_at"),
+        completed_at__gte=OuterRef("booted_at") - after,
+    )
+    rows = (
+        StationBoot.objects.filter(booted_at__gte=now - timedelta(days=1))
+        .filter(~Exists(ours))
+        .order_by()
+        .values("station_id", "station__identity")
+        .annotate(boots=Count("pk"))
+        .filter(boots__gt=limit)
+    )
+    return [
+        Finding(
+            fingerprint=f"{IncidentType.REBOOT_LOOP}:{row['station_id']}",
+            station_id=row["station_id"],
+            severity=Severity.ERROR,
+            title=f"{row['station__identity']} booted {row['boots']} times in 24 h "
+            "(not after our resets)",
+            details={"boots": row["boots"], "limit": limit},
+        )
+        for row in rows
+    ]
+
+
 PROBE_FAILED = (Command.Status.FAILED, Command.Status.TIMED_OUT, Command.Status.EXPIRED)
 
 
@@ -420,6 +460,7 @@ def _probe(station_id: int, now: datetime) -> datetime | None:
 DETECTORS: dict[str, Callable[[datetime], list[Finding]]] = {
     IncidentType.STATION_OFFLINE: station_offline,
     IncidentType.STATION_FLAPPING: station_flapping,
+    IncidentType.REBOOT_LOOP: reboot_loop,
     IncidentType.CONNECTOR_FAULTED: connector_faulted,
     IncidentType.STUCK_PREPARING: stuck_preparing,
     IncidentType.STUCK_FINISHING: stuck_finishing,

@@ -22,6 +22,7 @@ from stations.models import ChargingStation, Connector, Evse
 class IncidentType(models.TextChoices):
     STATION_OFFLINE = "station_offline", "Station offline"
     STATION_FLAPPING = "station_flapping", "Station reconnecting repeatedly"
+    REBOOT_LOOP = "reboot_loop", "Station rebooting repeatedly"
     CONNECTOR_FAULTED = "connector_faulted", "Connector faulted"
     STUCK_PREPARING = "stuck_preparing", "Connector stuck in Preparing"
     STUCK_FINISHING = "stuck_finishing", "Connector stuck in Finishing"

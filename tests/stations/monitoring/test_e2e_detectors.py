@@ -221,3 +221,28 @@ async def test_stuck_transaction_charging_without_energy_and_ghost_session(daphn
         await detect()
     [ghost] = await incidents("MON-GHOST-1", IncidentType.GHOST_SESSION)
     assert ghost.state == Incident.State.RESOLVED
+
+
+async def test_reboot_loop_counts_the_boots_we_did_not_cause(daphne_server, settings):
+    from stations.commands.models import Command
+    from tests.stations.conftest import acreate, until_final
+
+    settings.MONITORING_REBOOTS_PER_DAY = 2
+    looping = await make_station("MON-BOOT-1")
+    reset = await make_station("MON-BOOT-2")
+    async with station(daphne_server.ws_url, "MON-BOOT-1") as cp:
+        for _ in range(3):
+            await boot16(cp)
+    async with station(daphne_server.ws_url, "MON-BOOT-2") as cp:
+        await boot16(cp)
+        # Our Reset, accepted: the boots right after it are ours.
+        command = await acreate(reset, verb="reset", params={"type": "soft"})
+        assert (await until_final(command.pk)).status == Command.Status.ACCEPTED
+        for _ in range(2):
+            await boot16(cp)
+    await detect()
+    [incident] = await incidents("MON-BOOT-1")
+    assert incident.type == IncidentType.REBOOT_LOOP
+    assert incident.details["boots"] == 3
+    assert incident.station_id == looping.pk
+    assert await incidents("MON-BOOT-2") == []  # three boots, two of them after our reset
