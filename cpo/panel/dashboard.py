@@ -86,4 +86,6 @@ def station_live(*, station: ChargingStation, commands: int = 15) -> dict[str, A
         "generated_at": iso(now),
         **state,
         "commands": command_queue.station_recent_commands(station=station, limit=commands),
+        # The station page's incidents section (templates/monitoring/station_incidents.html).
+        "incidents": monitoring.station_incidents(station_id=station.pk),
     }

@@ -50,3 +50,19 @@ def test_a_station_without_incidents_says_so() -> None:
         {"incidents": selectors.station_incidents(station_id=station.pk)},
     )
     assert "No open incidents." in html
+
+
+def test_the_station_page_data_carries_the_section() -> None:
+    from cpo.panel.dashboard import station_live
+
+    station = ChargingStation.objects.create(identity="MON-PAGE-4", protocol="ocpp1.6")
+    services.incident_open_or_touch(
+        type=IncidentType.STATION_FLAPPING,
+        fingerprint=f"flap:{station.pk}",
+        station_id=station.pk,
+        severity=Incident.Severity.WARNING,
+        title="flapping here",
+    )
+    live = station_live(station=station)
+    assert live["incidents"]["count"] == 1
+    assert live["incidents"]["items"][0]["title"] == "flapping here"
