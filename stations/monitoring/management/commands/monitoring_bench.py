@@ -1,11 +1,12 @@
 """`python manage.py monitoring_bench`: one detector pass over a large generated network.
 
-Bulk-creates (default) 10,000 stations with 2 connectors each, a connection row per station,
-2,000 active sessions and 5,000 recent authorization decisions, with a few percent of them in
-each malfunction; times the first pass (which opens the incidents) and a second one (the
-steady state: everything touched, nothing new), then deletes every row it created (identities
-start with MONBENCH-). Run it on a database that may carry that load for a minute (it writes
-to the configured DATABASE_URL); not a test.
+Bulk-creates (default) 10,000 stations with 2 connectors each, a connection and a boot row
+per station, 2,000 active sessions and 5,000 recent authorization decisions, a few percent of
+them in each malfunction; times the first pass (which opens the incidents), a second one (the
+steady state: everything touched, nothing new) and a third after the connector faults clear
+(resolves), then deletes every row it created (identities start with MONBENCH-). It writes to
+the configured DATABASE_URL: run it on a database that may carry that load for a minute.
+Not a test.
 """
 
 from __future__ import annotations
@@ -71,7 +72,13 @@ class Command(BaseCommand):
     def _network(self, count: int) -> str:
         from sessions.models import AuthorizationDecision, ChargingSession
         from stations.commands.models import Command as QueuedCommand
-        from stations.models import ChargingStation, Connector, Evse, StationConnection
+        from stations.models import (
+            ChargingStation,
+            Connector,
+            Evse,
+            StationBoot,
+            StationConnection,
+        )
         from stations.monitoring.models import StationProbe
 
         now = timezone.now()
@@ -113,6 +120,11 @@ class Command(BaseCommand):
             )
             for s in stations
             for n in range(10 if s.pk % 500 == 0 else 1)  # 0.2 % flapping
+        )
+        StationBoot.objects.bulk_create(
+            StationBoot(station=s, booted_at=now - timedelta(minutes=n))
+            for s in stations
+            for n in range(8 if s.pk % 500 == 1 else 1)  # 0.2 % in a reboot loop
         )
         gone = [s for n, s in enumerate(stations) if n % 100 == 0]
         probes = QueuedCommand.objects.bulk_create(
