@@ -3,7 +3,8 @@
 The groups are created by a data migration; their permissions are re-synced after every
 `migrate`, so that models added by later migrations join the roles without a manual step.
 
-- Operators run the network: stations, sessions, tokens, drivers, tariffs, commands, jobs.
+- Operators run the network: stations, sessions, tokens, drivers, tariffs, commands, jobs,
+  incidents (they acknowledge them) and remediation playbooks.
   They can read CDRs and invoices, but never issue, credit or export them.
 - Finance closes periods, issues invoices and credit notes, reviews sessions, exports, edits
   billing profiles; reads the network.
@@ -25,7 +26,7 @@ ROLES = (OPERATORS, FINANCE, SUPPORT)
 
 # "outbox": webhook endpoints and the outbox's messages, which Operators manage (redeliver
 # dead letters) and the others read.
-NETWORK_APPS = ("stations", "commands", "charging", "tariffs", "roaming", "outbox")
+NETWORK_APPS = ("stations", "commands", "monitoring", "charging", "tariffs", "roaming", "outbox")
 FINANCE_APPS = ("billing",)
 # The billing models Finance edits as rows; every other billing record is written by services
 # (issue, credit, close, review), through permissions of their own.

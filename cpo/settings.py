@@ -108,6 +108,8 @@ INSTALLED_APPS = [
     # Rooms of the network: the command queue and the OCPP edge (which registers its codec).
     "stations.commands.apps.CommandsConfig",
     "stations.ocpp.apps.OcppConfig",
+    # Incidents, detectors and playbooks; a room of the network that reads charging sessions.
+    "stations.monitoring.apps.MonitoringConfig",
     # Label "charging": django.contrib.sessions already owns the label "sessions".
     "sessions.apps.SessionsConfig",
     "tariffs.apps.TariffsConfig",
@@ -355,6 +357,42 @@ OCPP_UPLOAD_BASE_URL = envstr("OCPP_UPLOAD_BASE_URL", "http://localhost:8000")
 OCPP_DIAGNOSTICS_MAX_BYTES = envint("OCPP_DIAGNOSTICS_MAX_BYTES", 50 * 1024 * 1024)
 OCPP_DIAGNOSTICS_UPLOAD_TTL = envint("OCPP_DIAGNOSTICS_UPLOAD_TTL", 2 * 24 * 3600)
 
+# --- Monitoring (stations.monitoring; README "Monitoring and incidents") ------------------------
+# A station is probed (TriggerMessage Heartbeat) once it has sent no frame for
+# max(2 x its heartbeat interval, this many seconds); it is offline when the probe fails too.
+MONITORING_OFFLINE_MIN_SECONDS = envint("MONITORING_OFFLINE_MIN_SECONDS", 600)
+# A probe not sent within this many seconds (the station's socket is not there) expires: failed.
+MONITORING_PROBE_EXPIRY_SECONDS = envint("MONITORING_PROBE_EXPIRY_SECONDS", 120)
+# A silent station is probed again after this many seconds.
+MONITORING_PROBE_REPEAT_SECONDS = envint("MONITORING_PROBE_REPEAT_SECONDS", 900)
+MONITORING_FLAPPING_CONNECTS_PER_HOUR = envint("MONITORING_FLAPPING_CONNECTS_PER_HOUR", 6)
+# More boots than this in 24 hours is a reboot loop; a boot within this many minutes after a
+# Reset we sent (accepted) is ours and not counted.
+MONITORING_REBOOTS_PER_DAY = envint("MONITORING_REBOOTS_PER_DAY", 5)
+MONITORING_REBOOT_AFTER_RESET_MINUTES = envint("MONITORING_REBOOT_AFTER_RESET_MINUTES", 10)
+MONITORING_FAULTED_MINUTES = envint("MONITORING_FAULTED_MINUTES", 5)
+MONITORING_PREPARING_MINUTES = envint("MONITORING_PREPARING_MINUTES", 15)
+MONITORING_FINISHING_MINUTES = envint("MONITORING_FINISHING_MINUTES", 30)
+# An active session with no meter values or events for this long, or running this long.
+MONITORING_STUCK_TRANSACTION_MINUTES = envint("MONITORING_STUCK_TRANSACTION_MINUTES", 60)
+MONITORING_MAX_SESSION_HOURS = envint("MONITORING_MAX_SESSION_HOURS", 48)
+# Charging (the connector says so) this long with less energy than this.
+MONITORING_NO_ENERGY_MINUTES = envint("MONITORING_NO_ENERGY_MINUTES", 15)
+MONITORING_NO_ENERGY_WH = envint("MONITORING_NO_ENERGY_WH", 10)
+# The connector reported Available after the session started, this many minutes ago.
+MONITORING_GHOST_SESSION_MINUTES = envint("MONITORING_GHOST_SESSION_MINUTES", 5)
+# More than this many refused authorizations at one station within the window.
+MONITORING_AUTH_REJECTED_COUNT = envint("MONITORING_AUTH_REJECTED_COUNT", 10)
+MONITORING_AUTH_REJECTED_WINDOW_MINUTES = envint("MONITORING_AUTH_REJECTED_WINDOW_MINUTES", 10)
+# An open incident's timeline notes "still present" at most once per this many minutes.
+MONITORING_STILL_PRESENT_NOTE_MINUTES = envint("MONITORING_STILL_PRESENT_NOTE_MINUTES", 60)
+# The hard limits every playbook is checked against when saved: the shortest period in which
+# a station may get one automatic reset, the shortest back-off between steps, the largest
+# number of stations of one site a playbook may work on at once.
+MONITORING_RESET_PERIOD_MIN_MINUTES = envint("MONITORING_RESET_PERIOD_MIN_MINUTES", 60)
+MONITORING_BACKOFF_MIN_SECONDS = envint("MONITORING_BACKOFF_MIN_SECONDS", 30)
+MONITORING_SITE_CONCURRENCY_MAX = envint("MONITORING_SITE_CONCURRENCY_MAX", 10)
+
 # --- Charging and rating -------------------------------------------------------------------------
 # A register reading lower than the one before by more than this is a meter reset (a station
 # rebooted mid-session); smaller drops are rounding jitter (sessions.energy).
@@ -436,6 +474,11 @@ CELERY_BEAT_SCHEDULE = {
     # Every OUTBOX_SWEEP_SECONDS: deliver outbox messages whose wake-up or retry was lost, and
     # those of a worker that died mid-delivery.
     "outbox-sweep": {"task": "cpo.outbox.tasks.outbox_sweep", "schedule": OUTBOX_SWEEP_SECONDS},
+    # Every minute: the monitoring detectors, then the next steps of the remediation playbooks.
+    "stations-monitoring-pass": {
+        "task": "stations.monitoring.tasks.monitoring_pass",
+        "schedule": 60.0,
+    },
     # Every minute: mark stations offline that missed their heartbeats.
     "stations-mark-offline": {"task": "stations.tasks.stations_mark_offline", "schedule": 60.0},
     # Every hour: prune the OCPP message log past its retention.

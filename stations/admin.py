@@ -227,7 +227,17 @@ class ChargingStationAdmin(
     readonly_fields = reported_fields + connection_fields
     fieldsets = (
         (None, {"fields": ("identity", "location", "registration_status", "new_password")}),
-        ("Behaviour", {"fields": ("heartbeat_interval", "cost_display_enabled", "trace_enabled")}),
+        (
+            "Behaviour",
+            {
+                "fields": (
+                    "heartbeat_interval",
+                    "cost_display_enabled",
+                    "trace_enabled",
+                    "manual_only",
+                )
+            },
+        ),
         # Shown above, in words and in the site's time zone: the raw fields stay folded.
         ("Reported by the station", {"fields": reported_fields, "classes": ("collapse",)}),
         ("Connection", {"fields": connection_fields, "classes": ("collapse",)}),
@@ -248,7 +258,17 @@ class ChargingStationAdmin(
                 )
             },
         ),
-        ("Behaviour", {"fields": ("heartbeat_interval", "cost_display_enabled", "trace_enabled")}),
+        (
+            "Behaviour",
+            {
+                "fields": (
+                    "heartbeat_interval",
+                    "cost_display_enabled",
+                    "trace_enabled",
+                    "manual_only",
+                )
+            },
+        ),
     )
 
     def get_fieldsets(self, request: HttpRequest, obj: ChargingStation | None = None) -> Any:

@@ -121,6 +121,11 @@ class ChargingStation(models.Model):
     trace_enabled = models.BooleanField(
         default=False, help_text="Keep every OCPP frame of this station in the message log."
     )
+    manual_only = models.BooleanField(
+        default=False,
+        help_text="No automatic remediation: monitoring opens incidents for this station but "
+        "never sends it a playbook's commands.",
+    )
     # Boot data, as last reported by the station.
     vendor = models.CharField(max_length=50, blank=True)
     model = models.CharField(max_length=50, blank=True)
@@ -282,6 +287,21 @@ class StationConnection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.station_id} connected {self.connected_at:%Y-%m-%d %H:%M:%S}"
+
+
+class StationBoot(models.Model):
+    """One accepted-or-not BootNotification of a station: the boot history (reboot loops)."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="boots")
+    booted_at = models.DateTimeField(default=timezone.now)
+    reason = models.CharField(max_length=32, blank=True, help_text="2.0.1 boot reason.")
+
+    class Meta:
+        ordering = ["-booted_at"]
+        indexes = [models.Index(fields=["booted_at", "station"], name="station_boot_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.station_id} booted {self.booted_at:%Y-%m-%d %H:%M:%S}"
 
 
 class StationEvent(models.Model):

@@ -28,6 +28,7 @@ from stations.models import (
     Evse,
     OcppMessage,
     SecurityEvent,
+    StationBoot,
     StationConnection,
     StationEvent,
     StationNotification,
@@ -255,6 +256,7 @@ def station_booted(
     station.last_boot_at = timezone.now()
     station.last_seen_at = station.last_boot_at
     station.save()
+    StationBoot.objects.create(station=station, booted_at=station.last_boot_at, reason=reason[:32])
     interval = station.heartbeat_interval or settings.OCPP_HEARTBEAT_INTERVAL
     if station.registration_status != ChargingStation.RegistrationStatus.ACCEPTED:
         # Not accepted: the interval is the wait before the next BootNotification.

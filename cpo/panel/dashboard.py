@@ -25,6 +25,7 @@ from sessions import selectors as charging
 from stations import selectors as network
 from stations.commands import selectors as command_queue
 from stations.models import ChargingStation
+from stations.monitoring import selectors as monitoring
 
 
 def dashboard_summary(*, now: datetime | None = None, limit: int = 25) -> dict[str, Any]:
@@ -64,6 +65,7 @@ def dashboard_summary(*, now: datetime | None = None, limit: int = 25) -> dict[s
             "counts": counts,
             "total": sum(counts.values()),
         },
+        "incidents": monitoring.incident_counts(),
     }
 
 
@@ -97,4 +99,6 @@ def station_live(*, station: ChargingStation, commands: int = 15) -> dict[str, A
         "time_zone": tz.key,
         **state,
         "commands": command_queue.station_recent_commands(station=station, limit=commands),
+        # The station page's incidents section (templates/monitoring/station_incidents.html).
+        "incidents": monitoring.station_incidents(station_id=station.pk),
     }

@@ -1,0 +1,175 @@
+"""The panel's incidents: a list with filters, a detail page with the timeline, the
+acknowledge action; and the playbooks operators edit (checked against the limits at save)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+
+from stations.monitoring import services
+from stations.monitoring.models import STEPS, Incident, IncidentEntry, Playbook
+
+SEVERITY_COLOURS = {"critical": "#b71c1c", "error": "#c62828", "warning": "#ef6c00"}
+
+
+class IncidentEntryInline(admin.TabularInline):
+    model = IncidentEntry
+    fields = ("at", "kind", "message", "step", "command", "user")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Timeline"
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "severity_badge",
+        "type",
+        "state",
+        "station",
+        "site",
+        "title",
+        "first_seen_at",
+        "last_seen_at",
+        "playbook_state",
+    )
+    list_display_links = ("id", "title")
+    list_filter = ("state", "type", "severity", "station__location", "playbook_state")
+    search_fields = ("station__identity", "title", "fingerprint")
+    list_select_related = ("station__location",)
+    date_hierarchy = "first_seen_at"
+    inlines = [IncidentEntryInline]
+    actions = ["acknowledge_selected"]
+    fields = (
+        "title",
+        "type",
+        "severity",
+        "state",
+        "station",
+        "evse",
+        "connector",
+        "session",
+        "details_table",
+        "first_seen_at",
+        "last_seen_at",
+        "acknowledged_at",
+        "acknowledged_by",
+        "resolved_at",
+        "playbook_state",
+        "playbook_step",
+        "playbook_next_at",
+        "playbook_command",
+        "fingerprint",
+    )
+    readonly_fields = fields
+
+    # Incidents are written by the detectors and the services only.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_acknowledge_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("monitoring.acknowledge_incident")
+
+    @admin.display(description="Severity", ordering="severity")
+    def severity_badge(self, obj: Incident) -> str:
+        return format_html(
+            '<span class="incident-severity" style="background:{};color:#fff;padding:1px 6px;'
+            'border-radius:8px;font-size:11px">{}</span>',
+            SEVERITY_COLOURS.get(obj.severity, "#757575"),
+            obj.get_severity_display(),
+        )
+
+    @admin.display(description="Site", ordering="station__location__name")
+    def site(self, obj: Incident) -> str:
+        return str(obj.station.location or "")
+
+    @admin.display(description="Details")
+    def details_table(self, obj: Incident) -> str:
+        if not obj.details:
+            return "—"
+        return format_html(
+            "<table>{}</table>",
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", sorted(obj.details.items())),
+        )
+
+    @admin.action(description="Acknowledge the selected incidents", permissions=["acknowledge"])
+    def acknowledge_selected(self, request: HttpRequest, queryset: QuerySet[Incident]) -> None:
+        done = 0
+        for incident in queryset.filter(state=Incident.State.OPEN).order_by("pk"):
+            try:
+                services.incident_acknowledge(incident_id=incident.pk, user=request.user)
+            except services.IncidentError as error:
+                self.message_user(request, error.message, messages.WARNING)
+                continue
+            done += 1
+        skipped = queryset.count() - done
+        note = f"; {skipped} not open (acknowledged or resolved already)" if skipped else ""
+        self.message_user(request, f"{done} incident(s) acknowledged{note}.", messages.SUCCESS)
+
+
+class PlaybookForm(forms.ModelForm):
+    class Meta:
+        model = Playbook
+        fields = (
+            "incident_type",
+            "enabled",
+            "steps",
+            "backoff_seconds",
+            "reset_period_minutes",
+            "site_concurrency",
+        )
+
+
+@admin.register(Playbook)
+class PlaybookAdmin(admin.ModelAdmin):
+    form = PlaybookForm
+    list_display = (
+        "incident_type",
+        "enabled",
+        "step_list",
+        "backoff_seconds",
+        "reset_period_minutes",
+        "site_concurrency",
+        "updated_at",
+    )
+    readonly_fields = ("available_steps",)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return (*PlaybookForm.Meta.fields, "available_steps")
+
+    @admin.display(description="Steps")
+    def step_list(self, obj: Playbook) -> str:
+        return " → ".join(obj.steps) or "—"
+
+    @admin.display(description="Steps each incident type may use")
+    def available_steps(self, obj: Playbook | None) -> str:
+        return format_html(
+            "<dl>{}</dl>",
+            format_html_join(
+                "",
+                "<dt>{}</dt><dd>{}</dd>",
+                (
+                    (kind, "; ".join(f"{name}: {label}" for name, label in steps.items()))
+                    for kind, steps in STEPS.items()
+                ),
+            ),
+        )

@@ -1,0 +1,282 @@
+"""Incidents, their timelines, probes of silent stations and remediation playbooks.
+
+An incident is one malfunction, found by a detector (`detectors.py`) and identified by its
+fingerprint (type and what it is about): while it is open or acknowledged, the same finding
+touches it instead of opening another; once the condition clears, it is resolved, and a later
+finding opens a new one.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from stations.commands.models import Command
+from stations.models import ChargingStation, Connector, Evse
+
+
+class IncidentType(models.TextChoices):
+    STATION_OFFLINE = "station_offline", "Station offline"
+    STATION_FLAPPING = "station_flapping", "Station reconnecting repeatedly"
+    REBOOT_LOOP = "reboot_loop", "Station rebooting repeatedly"
+    CONNECTOR_FAULTED = "connector_faulted", "Connector faulted"
+    STUCK_PREPARING = "stuck_preparing", "Connector stuck in Preparing"
+    STUCK_FINISHING = "stuck_finishing", "Connector stuck in Finishing"
+    STUCK_TRANSACTION = "stuck_transaction", "Transaction stuck"
+    NO_ENERGY = "no_energy", "Charging without energy"
+    GHOST_SESSION = "ghost_session", "Session open on an Available connector"
+    AUTH_REJECTED_BURST = "auth_rejected_burst", "Burst of refused authorizations"
+
+
+class Incident(models.Model):
+    class Severity(models.TextChoices):
+        CRITICAL = "critical", "Critical"
+        ERROR = "error", "Error"
+        WARNING = "warning", "Warning"
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+
+    class PlaybookState(models.TextChoices):
+        NONE = "", "No playbook"
+        RUNNING = "running", "Running"
+        DONE = "done", "Steps done"
+        ESCALATED = "escalated", "Escalated to an operator"
+
+    ACTIVE_STATES = (State.OPEN, State.ACKNOWLEDGED)
+
+    type = models.CharField(max_length=32, choices=IncidentType.choices)
+    fingerprint = models.CharField(max_length=200)
+    severity = models.CharField(max_length=10, choices=Severity.choices)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.OPEN)
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="incidents")
+    evse = models.ForeignKey(
+        Evse, on_delete=models.SET_NULL, null=True, blank=True, related_name="incidents"
+    )
+    connector = models.ForeignKey(
+        Connector, on_delete=models.SET_NULL, null=True, blank=True, related_name="incidents"
+    )
+    session = models.ForeignKey(
+        "charging.ChargingSession",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="incidents",
+    )
+    title = models.CharField(max_length=255)
+    # What the detector saw, e.g. the connector's errorCode, info and vendorErrorCode.
+    details = models.JSONField(default=dict, blank=True)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    # When the timeline last said "still present" (MONITORING_STILL_PRESENT_NOTE_MINUTES).
+    noted_at = models.DateTimeField(default=timezone.now, editable=False)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.ForeignKey(
+        "cpo.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    # The playbook's progress on this incident: the next step, when it may run, the command
+    # of the step in flight.
+    playbook_state = models.CharField(
+        max_length=10, choices=PlaybookState.choices, default=PlaybookState.NONE, blank=True
+    )
+    playbook_step = models.PositiveSmallIntegerField(default=0)
+    playbook_next_at = models.DateTimeField(null=True, blank=True)
+    playbook_command = models.ForeignKey(
+        Command, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            # Deduplication: one open (or acknowledged) incident per fingerprint.
+            models.UniqueConstraint(
+                fields=["fingerprint"],
+                condition=models.Q(state__in=["open", "acknowledged"]),
+                name="incident_one_active_per_fingerprint",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(state="resolved") | models.Q(resolved_at__isnull=False),
+                name="incident_resolved_has_time",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["type", "state"], name="incident_type_state_idx"),
+            models.Index(fields=["station", "state"], name="incident_station_state_idx"),
+        ]
+        permissions = [("acknowledge_incident", "Can acknowledge incidents")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.title}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in self.ACTIVE_STATES
+
+
+class IncidentEntry(models.Model):
+    """One line of an incident's timeline."""
+
+    class Kind(models.TextChoices):
+        DETECTED = "detected", "Detected"
+        STILL_PRESENT = "still_present", "Still present"
+        PROBE_SENT = "probe_sent", "Probe sent"
+        PROBE_FAILED = "probe_failed", "Probe failed"
+        ACTION_TAKEN = "action_taken", "Action taken"
+        ACTION_SKIPPED = "action_skipped", "Action skipped"
+        ACTION_RESULT = "action_result", "Action result"
+        ESCALATED = "escalated", "Escalated"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="entries")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    at = models.DateTimeField(default=timezone.now)
+    message = models.CharField(max_length=500, blank=True)
+    # The playbook step of an action (soft_reset, ...); resets are counted by it.
+    step = models.CharField(max_length=32, blank=True)
+    command = models.ForeignKey(
+        Command, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    user = models.ForeignKey(
+        "cpo.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["at", "pk"]
+        verbose_name_plural = "incident entries"
+        indexes = [models.Index(fields=["step", "at"], name="incident_entry_step_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.message}"
+
+
+class StationProbe(models.Model):
+    """The latest probe of a silent station: a TriggerMessage Heartbeat through the queue."""
+
+    station = models.OneToOneField(ChargingStation, on_delete=models.CASCADE, related_name="+")
+    command = models.ForeignKey(Command, on_delete=models.SET_NULL, null=True, related_name="+")
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"probe of {self.station_id} at {self.sent_at:%Y-%m-%d %H:%M:%S}"
+
+
+# The steps a playbook may list, per incident type, in the order an operator would try them.
+STEPS: dict[str, dict[str, str]] = {
+    IncidentType.CONNECTOR_FAULTED: {
+        "status": "Ask for the connector's status (TriggerMessage StatusNotification)",
+        "availability_cycle": "Availability cycle: Inoperative, then Operative",
+        "unlock": "Unlock the connector (only with no session on it)",
+        "soft_reset": "Soft reset (only when the station is idle)",
+        "hard_reset": "Hard reset (only when the station is idle)",
+    },
+    IncidentType.STUCK_TRANSACTION: {
+        "transaction_status": "GetTransactionStatus (2.0.1) / TriggerMessage MeterValues (1.6)",
+        "remote_stop": "Remote stop",
+        "close_estimated": "Close the session on its last meter value, flagged estimated",
+    },
+    IncidentType.STUCK_PREPARING: {
+        "status": "Ask for the connector's status (TriggerMessage StatusNotification)",
+        "availability_cycle": "Availability cycle: Inoperative, then Operative",
+    },
+    IncidentType.STUCK_FINISHING: {
+        "status": "Ask for the connector's status (TriggerMessage StatusNotification)",
+        "unlock": "Unlock the connector (only with no session on it)",
+    },
+}
+RESET_STEPS = frozenset({"soft_reset", "hard_reset"})
+
+
+class Playbook(models.Model):
+    """What monitoring tries, step by step, to clear an incident of one type.
+
+    Steps run one per pass of the detectors, each after the back-off of the one before
+    (`backoff_seconds` x 2^step); after the last one the incident is escalated to an operator.
+    Saved only within the hard limits of the settings (MONITORING_RESET_PERIOD_MIN_MINUTES,
+    MONITORING_BACKOFF_MIN_SECONDS, MONITORING_SITE_CONCURRENCY_MAX).
+    """
+
+    incident_type = models.CharField(
+        max_length=32,
+        unique=True,
+        choices=[(t, label) for t, label in IncidentType.choices if t in STEPS],
+    )
+    enabled = models.BooleanField(default=False)
+    steps = models.JSONField(
+        default=list, help_text='Step names in order, e.g. ["status", "availability_cycle"].'
+    )
+    backoff_seconds = models.PositiveIntegerField(
+        default=120, help_text="Wait after the first step; doubled after each further one."
+    )
+    reset_period_minutes = models.PositiveIntegerField(
+        default=24 * 60, help_text="At most one automatic reset per station in this period."
+    )
+    site_concurrency = models.PositiveSmallIntegerField(
+        default=2, help_text="At most this many stations of one site worked on at once."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["incident_type"]
+
+    def __str__(self) -> str:
+        return f"Playbook for {self.get_incident_type_display()}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        # The limits hold whoever writes the row: the admin, a shell, a data migration.
+        self.full_clean()
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def backoff_after(self, step_index: int) -> timedelta:
+        return timedelta(seconds=self.backoff_seconds * 2**step_index)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        allowed = STEPS.get(self.incident_type, {})
+        steps = self.steps
+        if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps):
+            raise ValidationError({"steps": "a list of step names"})
+        unknown = [s for s in steps if s not in allowed]
+        if unknown:
+            errors["steps"] = (
+                f"unknown step {unknown[0]!r} for this incident type (it has: {', '.join(allowed)})"
+            )
+        elif len(set(steps)) != len(steps):
+            errors["steps"] = "each step at most once"
+        if self.backoff_seconds < settings.MONITORING_BACKOFF_MIN_SECONDS:
+            errors["backoff_seconds"] = (
+                f"at least {settings.MONITORING_BACKOFF_MIN_SECONDS} s "
+                "(MONITORING_BACKOFF_MIN_SECONDS)"
+            )
+        floor = settings.MONITORING_RESET_PERIOD_MIN_MINUTES
+        if self.reset_period_minutes < floor:
+            errors["reset_period_minutes"] = (
+                f"at least {floor} minutes (MONITORING_RESET_PERIOD_MIN_MINUTES)"
+            )
+        if not 1 <= self.site_concurrency <= settings.MONITORING_SITE_CONCURRENCY_MAX:
+            errors["site_concurrency"] = (
+                f"1 to {settings.MONITORING_SITE_CONCURRENCY_MAX} (MONITORING_SITE_CONCURRENCY_MAX)"
+            )
+        if "steps" not in errors and "reset_period_minutes" not in errors:
+            # Two resets of one incident must lie a whole reset period apart, or the playbook
+            # would reset more often than its own limit allows.
+            resets = [i for i, s in enumerate(steps) if s in RESET_STEPS]
+            period = timedelta(minutes=self.reset_period_minutes)
+            for first, second in zip(resets, resets[1:], strict=False):
+                wait = sum((self.backoff_after(i) for i in range(first, second)), timedelta())
+                if wait < period:
+                    errors["steps"] = (
+                        f"{steps[first]} and {steps[second]} would reset within "
+                        f"{int(wait.total_seconds() // 60)} minutes, less than the reset period "
+                        f"of {self.reset_period_minutes}: one automatic reset per period"
+                    )
+                    break
+        if errors:
+            raise ValidationError(errors)
