@@ -43,6 +43,8 @@ EVENT_TYPES = {
     "invoice.issued": "an invoice or a credit note was issued",
     "station.online": "a station connected",
     "station.offline": "a station disconnected or missed its heartbeats",
+    "incident.opened": "monitoring opened an incident (a fault, a station offline, ...)",
+    "incident.resolved": "an incident's condition cleared, or an operator resolved it",
 }
 # Sent by "send test event" only, to one endpoint whatever it subscribed to.
 TEST_EVENT = "webhook.test"

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from cpo.outbox import webhooks
 from stations.monitoring import signals
 from stations.monitoring.models import Incident, IncidentEntry
 
@@ -29,6 +30,32 @@ def _announce(signal: Any, incident: Incident) -> None:
         severity=incident.severity,
         station_id=incident.station_id,
     )
+    # Integrators' webhooks, in this transaction: the event exists exactly when the change does.
+    opened = signal is signals.incident_opened
+    event = "incident.opened" if opened else "incident.resolved"
+    webhooks.event_publish(
+        type=event,
+        payload=lambda: _incident_payload(incident),
+        subject=f"incident:{incident.pk}",
+        dedupe_key=f"{event}:{incident.pk}",
+    )
+
+
+def _incident_payload(incident: Incident) -> dict[str, Any]:
+    station = incident.station
+    return {
+        "id": incident.pk,
+        "type": incident.type,
+        "severity": incident.severity,
+        "state": incident.state,
+        "title": incident.title,
+        "station": station.identity if station is not None else None,
+        "evse_id": incident.evse.evse_id if incident.evse is not None else None,
+        "connector_id": incident.connector.connector_id if incident.connector is not None else None,
+        "first_seen_at": webhooks.iso(incident.first_seen_at),
+        "last_seen_at": webhooks.iso(incident.last_seen_at),
+        "resolved_at": webhooks.iso(incident.resolved_at),
+    }
 
 
 @transaction.atomic

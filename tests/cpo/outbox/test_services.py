@@ -433,3 +433,60 @@ def test_a_cdr_and_an_invoice_publish_their_events(receiver) -> None:
     assert events[1]["data"]["invoice"] == "INV-2025-000001"
     assert Decimal(events[1]["data"]["total_incl_vat"]) == Decimal("1.21")
     assert events[1]["data"]["currency"] == "EUR"
+
+
+def test_incidents_opened_and_resolved_are_webhook_events_in_their_transaction(receiver) -> None:
+    from stations.models import ChargingStation, Connector
+    from stations.monitoring import services as monitoring
+
+    endpoint(receiver, "incident.opened", "incident.resolved")
+    station = ChargingStation.objects.create(identity="WH-INC", protocol="ocpp1.6")
+    evse = station.evses.create(evse_id=1, uid="wh-inc-1")
+    connector = Connector.objects.create(station=station, evse=evse, connector_id=1)
+
+    def open_incident() -> Any:
+        return monitoring.incident_open_or_touch(
+            type="connector_faulted",
+            fingerprint=f"connector_faulted:{connector.pk}",
+            station_id=station.pk,
+            evse_id=evse.pk,
+            connector_id=connector.pk,
+            severity="error",
+            title="WH-INC 1 Faulted",
+        )
+
+    def open_then_fail() -> None:
+        with transaction.atomic():
+            open_incident()
+            raise RuntimeError("the detector's transaction rolls back")
+
+    with pytest.raises(RuntimeError):
+        open_then_fail()
+    assert not OutboxMessage.objects.exists()
+
+    incident, opened = open_incident()
+    assert opened
+    open_incident()  # still present: no second event
+    monitoring.incident_resolve(incident_id=incident.pk)
+
+    opened_msg, resolved_msg = OutboxMessage.objects.order_by("pk")
+    assert [opened_msg.topic, resolved_msg.topic] == ["incident.opened", "incident.resolved"]
+    assert opened_msg.ordering_key == resolved_msg.ordering_key  # one incident, in order
+    services.outbox_deliver_destination(kind="webhook", ref=opened_msg.destination_ref)
+    first, second = receiver.requests
+    assert first.event["data"] | {"first_seen_at": None, "last_seen_at": None} == {
+        "id": incident.pk,
+        "type": "connector_faulted",
+        "severity": "error",
+        "state": "open",
+        "title": "WH-INC 1 Faulted",
+        "station": "WH-INC",
+        "evse_id": 1,
+        "connector_id": 1,
+        "first_seen_at": None,
+        "last_seen_at": None,
+        "resolved_at": None,
+    }
+    assert second.event["type"] == "incident.resolved"
+    assert second.event["data"]["state"] == "resolved"
+    assert second.event["data"]["resolved_at"]
