@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from django.template.loader import render_to_string
 
+from cpo.lib.formatting import panel_tz
 from stations.models import ChargingStation
 from stations.monitoring import selectors, services
 from stations.monitoring.models import Incident, IncidentType
@@ -34,7 +35,9 @@ def test_the_section_lists_active_incidents_only() -> None:
     services.incident_resolve(incident_id=gone.pk)
 
     incidents = selectors.station_incidents(station_id=station.pk)
-    html = render_to_string("monitoring/station_incidents.html", {"incidents": incidents})
+    html = render_to_string(
+        "monitoring/station_incidents.html", {"incidents": incidents, "tz": panel_tz()}
+    )
     assert incidents["count"] == 1
     assert "E-1 on MON-PAGE-1" in html
     assert "elsewhere" not in html
@@ -47,7 +50,7 @@ def test_a_station_without_incidents_says_so() -> None:
     station = ChargingStation.objects.create(identity="MON-PAGE-3")
     html = render_to_string(
         "monitoring/station_incidents.html",
-        {"incidents": selectors.station_incidents(station_id=station.pk)},
+        {"incidents": selectors.station_incidents(station_id=station.pk), "tz": panel_tz()},
     )
     assert "No open incidents." in html
 
@@ -66,3 +69,23 @@ def test_the_station_page_data_carries_the_section() -> None:
     live = station_live(station=station)
     assert live["incidents"]["count"] == 1
     assert live["incidents"]["items"][0]["title"] == "flapping here"
+
+
+def test_the_station_page_shows_the_section(admin_client) -> None:
+    station = ChargingStation.objects.create(identity="MON-PAGE-5", protocol="ocpp1.6")
+    services.incident_open_or_touch(
+        type=IncidentType.STATION_FLAPPING,
+        fingerprint=f"flap:{station.pk}",
+        station_id=station.pk,
+        severity=Incident.Severity.WARNING,
+        title="flapping on the page",
+    )
+    page = admin_client.get(f"/admin/stations/chargingstation/{station.pk}/change/")
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert 'id="section-incidents"' in html
+    assert "flapping on the page" in html
+    assert f"?station__exact={station.pk}" in html
+    listed = admin_client.get(f"/admin/monitoring/incident/?station__exact={station.pk}")
+    assert listed.status_code == 200
+    assert "flapping on the page" in listed.content.decode()
