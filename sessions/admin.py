@@ -534,7 +534,7 @@ class IdTokenAdmin(AllOrNothingImportAdmin):
             if getattr(url, "name", None) != "charging_idtoken_process_import"
         ]
 
-    def import_action(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
+    def import_action(self, request: HttpRequest, **kwargs: Any) -> Any:
         if not self.has_import_permission(request):
             raise PermissionDenied
         form = TokenFileForm(request.POST or None, request.FILES or None)

@@ -128,9 +128,6 @@ class _RowCleaner:
             widget = import_field.widget
             if isinstance(widget, ReferenceWidget | GroupTokenWidget):
                 widget.clean = self._cached(widget.clean)  # type: ignore[method-assign]
-        self.check_constraints = [
-            c for c in IdToken._meta.constraints if isinstance(c, models.CheckConstraint)
-        ]
 
     @staticmethod
     def _cached(clean: Any) -> Any:
@@ -143,7 +140,10 @@ class _RowCleaner:
 
         return cached
 
-    def clean(self, number: int, row: dict[str, Any]) -> CleanRow:
+    def clean(self, number: int, row: dict[str, Any], *, full: bool = True) -> CleanRow:
+        """`full`: every field's validation too (the validation pass); otherwise only the
+        model's rules across fields and rows (the writing pass, which the database's own
+        constraints back)."""
         result = CleanRow(number=number)
         token = self._instance(row, result)
         if token is None:
@@ -160,17 +160,16 @@ class _RowCleaner:
         except models.ObjectDoesNotExist:
             pass
         try:
-            token.full_clean(
-                exclude=list(result.errors), validate_unique=False, validate_constraints=False
-            )
+            if full:
+                # The check constraints' rules are in IdToken.clean (a query each otherwise);
+                # uniqueness is checked per batch (_batch_duplicates).
+                token.full_clean(
+                    exclude=list(result.errors), validate_unique=False, validate_constraints=False
+                )
+            elif not result.errors:
+                token.clean()
         except ValidationError as exc:
             self._add(result, exc)
-        if not result.errors:
-            for constraint in self.check_constraints:
-                try:
-                    constraint.validate(IdToken, token)
-                except ValidationError as exc:
-                    self._add(result, exc)
         if not result.errors:
             result.token = token
         return result
@@ -227,7 +226,12 @@ def _batch_duplicates(batch: list[CleanRow]) -> None:
 
 
 def cleaned_rows(
-    *, content: bytes, file_format: str, start: int = 0, batch_rows: int = CHUNK_ROWS
+    *,
+    content: bytes,
+    file_format: str,
+    start: int = 0,
+    full: bool = True,
+    batch_rows: int = CHUNK_ROWS,
 ) -> Iterator[list[CleanRow]]:
     """The file's rows from row `start` + 1 on, checked, in batches (the validation pass
     reports its progress and the writing pass writes a chunk per batch); the database lookups
@@ -237,7 +241,7 @@ def cleaned_rows(
     for number, row in enumerate(file_rows(content=content, file_format=file_format), start=1):
         if number <= start:
             continue
-        batch.append(cleaner.clean(number, row))
+        batch.append(cleaner.clean(number, row, full=full))
         if len(batch) >= batch_rows:
             _batch_duplicates(batch)
             yield batch
@@ -419,7 +423,10 @@ def _write(token_import: TokenImport) -> None:
     content = bytes(token_import.content)
     start = TokenImport.objects.get(pk=pk).rows_written
     _set(pk, status=TokenImport.Status.WRITING)
-    for batch in cleaned_rows(content=content, file_format=token_import.file_format, start=start):
+    rows = cleaned_rows(
+        content=content, file_format=token_import.file_format, start=start, full=False
+    )
+    for batch in rows:
         bad = [row for row in batch if row.errors]
         if bad:
             first = bad[0]
