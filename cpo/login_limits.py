@@ -1,7 +1,7 @@
 """Limits on failed panel logins, per username and per source address.
 
-Every failed login (Django's `user_login_failed`, whoever called `authenticate`: the admin's
-login page, the browsable API's) counts against the username tried and the address it came
+Every failed login (Django's `user_login_failed`, whoever called `authenticate` with a request:
+the panel's login page) counts against the username tried and the address it came
 from. At `LOGIN_FAILURE_LIMIT` failures that username, and that address, are locked for
 `LOGIN_LOCKOUT_SECONDS`; while locked, `LimitedModelBackend` refuses every login of them, the
 right password included, and the login page says why and until when. A failure after a
