@@ -9,10 +9,13 @@ import io
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 from playwright.async_api import expect
 
 from tests.cpo.panel.conftest import browser_page, login, make_staff  # noqa: F401 - fixture
+
+# Database calls on a pool thread that closes its connection (PostgreSQL drops the test
+# database at the end only when none is left open).
+from tests.faults.conftest import in_thread
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -31,7 +34,7 @@ def cards_csv(count: int, bad_row: int | None = None) -> bytes:
     return out.getvalue().encode()
 
 
-@sync_to_async
+@in_thread
 def setup() -> None:
     from sessions import services
 
@@ -39,7 +42,7 @@ def setup() -> None:
     services.account_create(name="Acme Fleet", reference="ACME", kind="company")
 
 
-@sync_to_async
+@in_thread
 def token_count() -> int:
     from sessions.models import IdToken
 

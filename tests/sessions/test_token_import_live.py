@@ -1,6 +1,6 @@
 """Finding 9 of issue 20: a big token import must not stop the chargers' writes.
 
-A real Celery worker imports a file of 3,000 cards while a real OCPP 1.6 station on a real
+A real Celery worker imports a file of 5,000 cards while a real OCPP 1.6 station on a real
 daphne sends a Heartbeat and a StatusNotification every 0.2 s, each of which writes (last seen,
 connector status). On SQLite one writer holds the database at a time: the import used to be one
 transaction (plus a dry run that wrote and rolled back), and every frame of the station waited
@@ -25,7 +25,7 @@ from tests.ocpp_client import station
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
-ROWS = 3000
+ROWS = 5000
 # The longest a charger's frame may wait for an answer while the import runs. A chunk of 500
 # rows is written in well under a second on this machine; the one-transaction import made the
 # same frames wait 8 s and more.

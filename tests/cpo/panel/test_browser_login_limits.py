@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from asgiref.sync import sync_to_async
 from playwright.async_api import expect
 
 from tests.conftest import DaphneServer, start_daphne
@@ -21,6 +20,10 @@ from tests.cpo.panel.conftest import (  # noqa: F401 - fixture
     login,
     make_staff,
 )
+
+# Database calls on a pool thread that closes its connection (PostgreSQL drops the test
+# database at the end only when none is left open).
+from tests.faults.conftest import in_thread
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -55,9 +58,9 @@ async def test_wrong_logins_lock_out_until_the_cooldown_or_a_superuser_lifts_it(
     browser_page: Any,  # noqa: F811
 ) -> None:
     base = limited_daphne.http_url
-    await sync_to_async(make_staff)("olivia-op", "Operators")
-    await sync_to_async(make_staff)("sam-sup", "Support")
-    await sync_to_async(make_staff)("root", None, superuser=True)
+    await in_thread(make_staff)("olivia-op", "Operators")
+    await in_thread(make_staff)("sam-sup", "Support")
+    await in_thread(make_staff)("root", None, superuser=True)
     page = browser_page
     # The superuser's own session, opened before the address is locked.
     admin_context = await page.context.browser.new_context()
