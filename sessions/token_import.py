@@ -34,6 +34,7 @@ from cpo.lib.spreadsheets import formula_unescape
 from sessions.models import IdToken, TokenImport, normalize_uid
 from sessions.resources import GroupTokenWidget, IdTokenResource, ReferenceWidget
 from sessions.services import id_token_default_account, id_tokens_imported
+from sessions.signals import token_import_queued
 
 logger = logging.getLogger(__name__)
 
@@ -284,12 +285,10 @@ def token_import_create(
 
 
 def _enqueue(token_import_id: int) -> None:
-    def send() -> None:
-        from sessions.tasks import token_import_run
-
-        token_import_run.delay(token_import_id)
-
-    transaction.on_commit(send)
+    """Announced after commit; the receiver queues the Celery task (sessions.receivers)."""
+    transaction.on_commit(
+        lambda: token_import_queued.send(sender=TokenImport, token_import_id=token_import_id)
+    )
 
 
 @transaction.atomic
