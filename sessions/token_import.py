@@ -315,9 +315,11 @@ def _set(token_import_id: int, **values: Any) -> None:
 
 def token_import_process(*, token_import_id: int) -> TokenImport:
     """Run an import: validate (unless validation is done), then write the rows not yet
-    written. Idempotent: a finished import is left as it is."""
+    written. Idempotent: a finished or stopped import is left as it is."""
     token_import = TokenImport.objects.get(pk=token_import_id)
-    if token_import.is_finished:
+    if token_import.is_finished or token_import.status == TokenImport.Status.FAILED:
+        # A stopped import runs again only when resumed (token_import_resume), which says
+        # whether it still needs its validation: a stray run must not skip it.
         return token_import
     try:
         if token_import.status in (TokenImport.Status.QUEUED, TokenImport.Status.VALIDATING):

@@ -43,6 +43,8 @@ def test_a_crash_mid_write_is_reported_and_resumed_without_writing_a_row_twice(
         "Rows 1-1000 are imported; resuming continues at row 1001."
     )
     assert IdToken.objects.count() == 1000
+    # A stray run of the task (a redelivery) leaves a stopped import alone.
+    assert importer.token_import_process(token_import_id=stopped.pk).rows_written == 1000
 
     # The operator resumes it on the imports' list.
     monkeypatch.setattr(importer, "_write_chunk", real_chunk)
@@ -64,6 +66,32 @@ def test_a_crash_mid_write_is_reported_and_resumed_without_writing_a_row_twice(
     assert (done.rows_written, done.created_count, done.failure) == (1800, 1800, "")
     assert IdToken.objects.count() == 1800
     assert calls == [1, 501, 1001]  # the crashed run; the resumed one is not patched
+
+
+def test_an_import_stopped_while_validating_is_validated_again_when_resumed(
+    account: Any, monkeypatch: Any
+) -> None:
+    rows = card_rows(800)
+    rows[650][1] = "ISO1443"
+    token_import = TokenImport.objects.create(
+        content=as_csv(rows), file_name="c.csv", file_format="csv"
+    )
+    monkeypatch.setattr(importer, "_batch_duplicates", lambda batch: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        importer.token_import_process(token_import_id=token_import.pk)
+    token_import.refresh_from_db()
+    assert token_import.status == TokenImport.Status.FAILED
+    assert "Stopped before any row was written" in token_import.failure
+
+    monkeypatch.undo()
+    monkeypatch.setattr("sessions.tasks.token_import_run.delay", lambda pk: None)
+    assert importer.token_import_resume(token_import=token_import)
+    token_import.refresh_from_db()
+    assert token_import.status == TokenImport.Status.QUEUED
+    refused = importer.token_import_process(token_import_id=token_import.pk)
+    assert refused.status == TokenImport.Status.INVALID
+    assert [e["row"] for e in refused.errors] == [651]
+    assert IdToken.objects.count() == 0
 
 
 def test_a_worker_killed_while_writing_is_resumed_where_it_stopped(account: Any) -> None:
