@@ -14,11 +14,15 @@ class CpoConfig(AppConfig):
     verbose_name = _("Back office")
 
     def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in, user_login_failed
         from django.db.models.signals import post_migrate
 
+        from cpo.login_limits import logged_in_receiver, login_failed_receiver
         from cpo.roles import roles_sync_on_migrate
 
         post_migrate.connect(roles_sync_on_migrate, dispatch_uid="cpo.roles_sync")
+        user_login_failed.connect(login_failed_receiver, dispatch_uid="cpo.login_limits.failed")
+        user_logged_in.connect(logged_in_receiver, dispatch_uid="cpo.login_limits.success")
 
 
 @register()

@@ -24,3 +24,29 @@ class User(AbstractUser):
 
     def has_role(self, role: str) -> bool:
         return self.is_superuser or self.groups.filter(name=role).exists()
+
+
+class LoginThrottle(models.Model):
+    """Failed panel logins of one username or one source address (`cpo.login_limits`)."""
+
+    class Scope(models.TextChoices):
+        USERNAME = "username", "Username"
+        ADDRESS = "address", "Source address"
+
+    scope = models.CharField(max_length=8, choices=Scope.choices)
+    key = models.CharField(max_length=255)
+    failures = models.PositiveIntegerField(default=0)
+    # How many times this key was locked since its last success or lift: each lockout lasts
+    # twice as long as the one before.
+    lockouts = models.PositiveIntegerField(default=0)
+    locked_until = models.DateTimeField(null=True, blank=True)
+    last_failure_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["scope", "key"], name="loginthrottle_unique_key")
+        ]
+        ordering = ["-last_failure_at"]
+
+    def __str__(self) -> str:
+        return f"{self.get_scope_display()} {self.key}"

@@ -298,6 +298,14 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LOGIN_URL = "admin:login"
 
+# Failed panel logins (cpo/login_limits.py): after LOGIN_FAILURE_LIMIT failures of one username
+# or from one address, logins of that username / from that address are refused, even with the
+# right password, for LOGIN_LOCKOUT_SECONDS, twice as long for each lockout after that (at most
+# a day) until a successful login or a superuser lifts it. API tokens are not logins.
+LOGIN_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_SECONDS = envint("LOGIN_LOCKOUT_SECONDS", 15 * 60)
+AUTHENTICATION_BACKENDS = ["cpo.login_limits.LimitedModelBackend"]
+
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -347,6 +355,9 @@ OCPP_COMMAND_POLL_INTERVAL = envint("OCPP_COMMAND_POLL_INTERVAL", 30)
 # proxy. The header is trusted only from these proxy addresses.
 OCPP_CLIENT_CERT_HEADER = envstr("OCPP_CLIENT_CERT_HEADER", "X-SSL-Client-S-DN")
 OCPP_TRUSTED_PROXIES = envlist("OCPP_TRUSTED_PROXIES", [])
+# A panel login's source address is the peer's, or the X-Forwarded-For entry the last of
+# these proxies added (the OCPP edge's proxies unless set).
+LOGIN_TRUSTED_PROXIES = envlist("LOGIN_TRUSTED_PROXIES", OCPP_TRUSTED_PROXIES)
 # Last-seen writes are throttled: at most one per station per this many seconds.
 OCPP_LAST_SEEN_WRITE_INTERVAL = envint("OCPP_LAST_SEEN_WRITE_INTERVAL", 30)
 OCPP_MESSAGE_LOG_RETENTION_DAYS = envint("OCPP_MESSAGE_LOG_RETENTION_DAYS", 14)

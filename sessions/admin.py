@@ -11,11 +11,13 @@ from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Model, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
@@ -32,10 +34,17 @@ from sessions.models import (
     Driver,
     IdToken,
     MeterSample,
+    TokenImport,
     TransactionEventRecord,
     normalize_uid,
 )
 from sessions.resources import CustomerAccountResource, DriverResource, IdTokenResource
+from sessions.token_import import (
+    CHUNK_ROWS,
+    TokenFileError,
+    token_import_create,
+    token_import_resume,
+)
 from stations.commands.admin import SESSION_ACTIONS, SendCommandPermissionMixin
 
 BADGE_COLOURS = {
@@ -59,6 +68,16 @@ def badge(label: str) -> str:
         '<span style="background:{};color:#fff;padding:1px 6px;border-radius:8px;'
         'font-size:11px;white-space:nowrap">{}</span>',
         BADGE_COLOURS.get(label, "#9e9e9e"),
+        label,
+    )
+
+
+def badge_coloured(label: str, colour_of: str) -> str:
+    """A badge with `label`, in the colour of another label."""
+    return format_html(
+        '<span style="background:{};color:#fff;padding:1px 6px;border-radius:8px;'
+        'font-size:11px;white-space:nowrap">{}</span>',
+        BADGE_COLOURS.get(colour_of, "#9e9e9e"),
         label,
     )
 
@@ -400,6 +419,12 @@ class IdTokenForm(forms.ModelForm):
         return data
 
 
+class TokenFileForm(forms.Form):
+    import_file = forms.FileField(
+        label="Token file", help_text="CSV (UTF-8, comma-separated) or XLSX, with a header row."
+    )
+
+
 @admin.register(IdToken)
 class IdTokenAdmin(AllOrNothingImportAdmin):
     resource_classes = [IdTokenResource]
@@ -501,6 +526,47 @@ class IdTokenAdmin(AllOrNothingImportAdmin):
     def has_block_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("charging.block_idtoken")
 
+    # --- import: the file is stored and imported by a Celery task (sessions.token_import) ---
+
+    def get_urls(self) -> list[URLPattern]:
+        # import-export's confirm step (process_import) belongs to its in-request import.
+        return [
+            url
+            for url in super().get_urls()
+            if getattr(url, "name", None) != "charging_idtoken_process_import"
+        ]
+
+    def import_action(self, request: HttpRequest, **kwargs: Any) -> Any:
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        form = TokenFileForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["import_file"]
+            try:
+                token_import = token_import_create(
+                    content=upload.read(), file_name=upload.name, created_by=request.user
+                )
+            except TokenFileError as exc:
+                form.add_error("import_file", str(exc))
+            else:
+                self.message_user(
+                    request,
+                    f"{token_import.file_name} is queued: it is checked whole, then imported.",
+                    messages.SUCCESS,
+                )
+                url = reverse("admin:charging_tokenimport_change", args=[token_import.pk])
+                return HttpResponseRedirect(url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Import tokens",
+            "opts": self.opts,
+            "form": form,
+            "columns": IdTokenResource.Meta.fields,
+            "chunk_rows": CHUNK_ROWS,
+            "recent": TokenImport.objects.defer("content")[:5],
+        }
+        return TemplateResponse(request, "admin/charging/idtoken/import_file.html", context)
+
     @admin.action(description="Block selected tokens", permissions=["block"])
     def block_tokens(self, request: HttpRequest, queryset: QuerySet[IdToken]) -> None:
         blocked = sum(
@@ -552,6 +618,127 @@ class IdTokenAdmin(AllOrNothingImportAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[IdToken]) -> None:
         for token in queryset:
             services.id_token_delete(token=token)
+
+
+@admin.register(TokenImport)
+class TokenImportAdmin(admin.ModelAdmin):
+    """The uploaded token files and what became of them; view only (imports are made on the
+    tokens' Import page), with an action to resume an import that stopped."""
+
+    change_form_template = "admin/charging/tokenimport/change_form.html"
+    list_display = (
+        "file_name",
+        "status_badge",
+        "progress",
+        "rows_total",
+        "created_count",
+        "updated_count",
+        "error_count",
+        "created_by",
+        "created_at",
+    )
+    list_filter = ("status",)
+    actions = ["resume_imports"]
+    fields = (
+        "file_name",
+        "file_format",
+        "status_badge",
+        "progress",
+        "rows_total",
+        "rows_validated",
+        "rows_written",
+        "created_count",
+        "updated_count",
+        "error_count",
+        "failure",
+        "row_errors",
+        "created_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TokenImport]:
+        return super().get_queryset(request).defer("content").select_related("created_by")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_resume_permission(self, request: HttpRequest) -> bool:
+        # Who may import tokens may finish an import.
+        return request.user.has_perms(["charging.add_idtoken", "charging.change_idtoken"])
+
+    @admin.display(description="Status")
+    def status_badge(self, obj: TokenImport) -> str:
+        colours = {"done": "Accepted", "invalid": "blocked", "failed": "expired"}
+        return format_html(
+            '<span class="token-import-status" data-status="{}">{}</span>',
+            obj.status,
+            badge_coloured(obj.get_status_display(), colours.get(obj.status, "active")),
+        )
+
+    @admin.display(description="Progress")
+    def progress(self, obj: TokenImport) -> str:
+        total = obj.rows_total
+        if obj.status == TokenImport.Status.QUEUED:
+            text = "waiting for a worker"
+        elif obj.status == TokenImport.Status.VALIDATING:
+            text = f"checking: {obj.rows_validated:,} of {total or 0:,} rows"
+        elif obj.status == TokenImport.Status.INVALID:
+            text = f"refused: {obj.error_count:,} invalid row(s) of {obj.rows_validated:,}"
+        elif obj.status == TokenImport.Status.WRITING:
+            text = f"writing: {obj.rows_written:,} of {total or 0:,} rows"
+        elif obj.status == TokenImport.Status.FAILED:
+            text = f"stopped at {obj.rows_written:,} of {total or 0:,} rows written"
+        else:
+            text = (
+                f"done: {obj.rows_written:,} rows, {obj.created_count:,} created, "
+                f"{obj.updated_count:,} updated"
+            )
+        return format_html(
+            '<span class="token-import-progress" data-percent="{}">{} % &middot; {}</span>',
+            obj.progress_percent,
+            obj.progress_percent,
+            text,
+        )
+
+    @admin.display(description="Invalid rows")
+    def row_errors(self, obj: TokenImport) -> str:
+        if not obj.errors:
+            return "-"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((e["row"] or "-", e["field"], e["message"]) for e in obj.errors),
+        )
+        more = ""
+        if obj.error_count > len({e["row"] for e in obj.errors}):
+            more = f"(the first {len(obj.errors)} errors of {obj.error_count:,} invalid rows)"
+        return format_html(
+            '<table class="token-import-errors"><tr><th>Row</th><th>Column</th><th>Error</th>'
+            "</tr>{}</table>{}",
+            rows,
+            more,
+        )
+
+    @admin.action(
+        description="Resume the selected imports (stopped or stuck)", permissions=["resume"]
+    )
+    def resume_imports(self, request: HttpRequest, queryset: QuerySet[TokenImport]) -> None:
+        resumed = sum(token_import_resume(token_import=item) for item in queryset)
+        self.message_user(
+            request,
+            f"Queued {resumed} import(s) again; {queryset.count() - resumed} had finished.",
+            messages.SUCCESS,
+        )
 
 
 # --- Authorization decisions ----------------------------------------------------------------

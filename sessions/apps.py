@@ -13,8 +13,12 @@ class SessionsConfig(AppConfig):
 
     def ready(self) -> None:
         from sessions.local_lists import local_list_entries
-        from sessions.receivers import id_token_changed_receiver, session_estimated_receiver
-        from sessions.signals import id_token_changed, session_estimated
+        from sessions.receivers import (
+            id_token_changed_receiver,
+            session_estimated_receiver,
+            token_import_queued_receiver,
+        )
+        from sessions.signals import id_token_changed, session_estimated, token_import_queued
         from stations.commands.local_lists import local_list_source_register
 
         # The command queue sends local lists; which tokens they hold is decided here.
@@ -24,4 +28,7 @@ class SessionsConfig(AppConfig):
         )
         session_estimated.connect(
             session_estimated_receiver, dispatch_uid="charging.session_estimated.rate_later"
+        )
+        token_import_queued.connect(
+            token_import_queued_receiver, dispatch_uid="charging.token_import_queued.run"
         )

@@ -36,3 +36,14 @@ def session_estimated_receiver(sender: Any, session_id: int, **kwargs: Any) -> N
         )
 
     transaction.on_commit(enqueue)
+
+
+def token_import_queued_receiver(sender: Any, token_import_id: int, **kwargs: Any) -> None:
+    """A token file to import: the worker validates and writes it."""
+
+    def enqueue() -> None:
+        from sessions.tasks import token_import_run
+
+        token_import_run.delay(token_import_id)
+
+    transaction.on_commit(enqueue)

@@ -1,9 +1,13 @@
 """Import and export of tokens, drivers and accounts (CSV and XLSX, django-import-export).
 
-An import is all or nothing: every row is validated (model `full_clean`, uniqueness included,
-so a uid twice in one file is caught on its second row), and one invalid row rolls the whole
-file back. Accounts and drivers are referred to by their reference (customer / driver number),
-or by `#<id>` when they have none; group tokens by uid.
+Drivers and accounts: an import is all or nothing: every row is validated (model `full_clean`,
+uniqueness included, so a reference twice in one file is caught on its second row), and one
+invalid row rolls the whole file back. Accounts and drivers are referred to by their reference
+(customer / driver number), or by `#<id>` when they have none; group tokens by uid.
+
+Tokens: `IdTokenResource` defines the columns of the export and how each column of an imported
+file is read; files of tokens (tens of thousands of cards) are imported by a Celery task in
+chunks (`sessions.token_import`), not in one transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from import_export import fields, resources, widgets
 from import_export.results import RowResult
 
 from sessions.models import CustomerAccount, Driver, IdToken, normalize_uid
-from sessions.services import ACCOUNT_FIELDS, id_token_default_account, id_tokens_imported
+from sessions.services import ACCOUNT_FIELDS, id_tokens_imported
 
 
 class ReferenceWidget(widgets.Widget):
@@ -158,7 +162,7 @@ class AllOrNothingResource(resources.ModelResource):
         return not dry_run and not result.has_errors() and not result.has_validation_errors()
 
 
-class IdTokenResource(AllOrNothingResource):
+class IdTokenResource(resources.ModelResource):
     account = fields.Field(
         attribute="account",
         column_name="account",
@@ -206,21 +210,6 @@ class IdTokenResource(AllOrNothingResource):
         )
         export_order = fields
         import_id_fields = ["id"]
-        clean_model_instances = True
-        # Row values kept for the preview and the error table of the admin.
-        store_row_values = True
-
-    def import_instance(self, instance: IdToken, row: Any, **kwargs: Any) -> None:
-        super().import_instance(instance, row, **kwargs)
-        # An empty type column means the common case of a batch file: RFID cards.
-        if not instance.type:
-            instance.type = IdToken.Type.ISO14443
-        id_token_default_account(instance)
-
-    def after_import(self, dataset: Any, result: Any, **kwargs: Any) -> None:
-        super().after_import(dataset, result, **kwargs)
-        if self.committed(result, kwargs.get("dry_run", False)):
-            id_tokens_imported(token_ids=self.written_ids(result))
 
 
 class DriverResource(AllOrNothingResource):

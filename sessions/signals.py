@@ -17,3 +17,6 @@ session_ended = Signal()
 session_estimated = Signal()
 # id_token_changed(sender=IdToken, token_ids=list[int]): local authorization lists may differ.
 id_token_changed = Signal()
+# token_import_queued(sender=TokenImport, token_import_id=int): an uploaded token file to
+# validate and write, or a stopped import to resume (sessions.token_import).
+token_import_queued = Signal()

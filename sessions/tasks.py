@@ -15,3 +15,12 @@ def session_estimate_rate(self, session_id: int) -> bool:
         return rate(session_id=session_id)
     except OperationalError as exc:  # a locked or restarting database: try again shortly
         raise self.retry(exc=exc, countdown=5 * (self.request.retries + 1)) from exc
+
+
+# A 50,000-row file takes minutes; the default 5-minute limit is for short tasks.
+@shared_task(acks_late=True, time_limit=2 * 60 * 60, soft_time_limit=2 * 60 * 60 - 60)
+def token_import_run(token_import_id: int) -> str:
+    """Validate and write an uploaded token file (sessions.token_import)."""
+    from sessions.token_import import token_import_process
+
+    return token_import_process(token_import_id=token_import_id).status

@@ -1,5 +1,6 @@
-"""Batch import of RFID cards: previewed, refused as a whole with each bad row named, and
-imported in full once fixed; export and re-import in CSV and XLSX."""
+"""Batch import of RFID cards: refused as a whole with each bad row named, and imported in full
+once fixed (the Celery task's work, `sessions.token_import`, run here in the test process);
+export and re-import in CSV and XLSX."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from sessions import services
-from sessions.models import IdToken
+from sessions.models import IdToken, TokenImport
 from sessions.resources import CustomerAccountResource, DriverResource, IdTokenResource
+from sessions.token_import import token_import_process
 
 pytestmark = pytest.mark.django_db
 
@@ -39,13 +41,16 @@ def as_csv(rows: list[list[str]]) -> bytes:
 def upload(client: Any, data: bytes, name: str = "cards.csv") -> Any:
     url = reverse("admin:charging_idtoken_import")
     return client.post(
-        url,
-        {
-            "resource": "0",
-            "format": "0",  # CSV is the first of the admin's formats
-            "import_file": SimpleUploadedFile(name, data, content_type="text/csv"),
-        },
+        url, {"import_file": SimpleUploadedFile(name, data, content_type="text/csv")}
     )
+
+
+def run_import(data: bytes, name: str = "cards.csv", *, user: Any = None) -> TokenImport:
+    """What the Celery task does with an uploaded file, run here."""
+    token_import = TokenImport.objects.create(
+        content=data, file_name=name, file_format=name.rsplit(".", 1)[-1], created_by=user
+    )
+    return token_import_process(token_import_id=token_import.pk)
 
 
 def test_thousand_cards_with_two_bad_rows_refused_then_imported(
@@ -54,39 +59,48 @@ def test_thousand_cards_with_two_bad_rows_refused_then_imported(
     account: Any,
     token_changes: Any,
     django_capture_on_commit_callbacks: Any,
+    monkeypatch: Any,
 ) -> None:
     client.force_login(operator)
+    queued: list[int] = []
+    monkeypatch.setattr("sessions.tasks.token_import_run.delay", queued.append)
     rows = card_rows(1000)
     rows[136][1] = "ISO1443"  # row 137: a type that does not exist
     rows[841][3] = "ACNE"  # row 842: an account that does not exist
 
-    preview = upload(client, as_csv(rows))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = upload(client, as_csv(rows))
 
-    assert preview.status_code == 200
-    result = preview.context["result"]
-    assert [row.number for row in result.invalid_rows] == [137, 842]
-    errors = {row.number: row.field_specific_errors for row in result.invalid_rows}
-    assert "type" in errors[137]
-    assert errors[842]["account"] == ["no account 'ACNE'"]
-    html = preview.content.decode()
-    assert "Some rows failed to validate" in html
-    assert "<td>137 </td>" in html
-    assert "<td>842 </td>" in html
-    assert "confirm_form" not in preview.context or preview.context["confirm_form"] is None
+    token_import = TokenImport.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse(
+        "admin:charging_tokenimport_change", args=[token_import.pk]
+    )
+    assert queued == [token_import.pk]  # the worker's task, queued after commit
+    assert token_import.created_by == operator
+    assert token_import.status == TokenImport.Status.QUEUED
+
+    refused = token_import_process(token_import_id=token_import.pk)
+    assert refused.status == TokenImport.Status.INVALID
+    assert refused.error_count == 2
+    errors = {(e["row"], e["field"]): e["message"] for e in refused.errors}
+    assert set(errors) == {(137, "type"), (842, "account")}
+    assert errors[(842, "account")] == "no account 'ACNE'"
+    page = client.get(reverse("admin:charging_tokenimport_change", args=[refused.pk]))
+    html = page.content.decode()
+    assert "<td>137</td><td>type</td>" in html
+    assert "<td>842</td><td>account</td><td>no account &#x27;ACNE&#x27;</td>" in html
+    assert "refused: 2 invalid row(s) of 1,000" in html
     assert IdToken.objects.count() == 0
 
     rows[136][1] = "ISO14443"
     rows[841][3] = "ACME"
-    preview = upload(client, as_csv(rows))
-    assert not preview.context["result"].has_validation_errors()
-    assert preview.context["result"].totals["new"] == 1000
-    assert IdToken.objects.count() == 0  # a preview writes nothing
-
-    confirm = preview.context["confirm_form"]
     with django_capture_on_commit_callbacks(execute=True):
-        done = client.post(reverse("admin:charging_idtoken_process_import"), confirm.initial)
+        done = run_import(as_csv(rows), user=operator)
 
-    assert done.status_code == 302
+    assert done.status == TokenImport.Status.DONE
+    assert (done.rows_total, done.rows_written, done.created_count) == (1000, 1000, 1000)
+    assert done.updated_count == 0
     assert IdToken.objects.count() == 1000
     assert IdToken.objects.filter(account=account, blocked=False).count() == 1000
     card = IdToken.objects.get(visual_number="NL-ACM-000137")
@@ -94,14 +108,27 @@ def test_thousand_cards_with_two_bad_rows_refused_then_imported(
     assert card.uid_normalized == "04000089"
     assert card.valid_until is not None
     assert card.valid_until.isoformat() == "2031-12-31T00:00:00+00:00"
+    assert card.created_at is not None
     # The local-list sync hears about every imported card, once.
     assert token_changes.token_ids == set(IdToken.objects.values_list("pk", flat=True))
+    assert len(token_changes.calls) == 2  # one announcement per chunk of 500
+    page = client.get(reverse("admin:charging_tokenimport_change", args=[done.pk]))
+    assert "100 % &middot; done: 1,000 rows, 1,000 created, 0 updated" in page.content.decode()
 
 
 def test_import_needs_add_and_change_permissions(client: Any, support: Any) -> None:
     client.force_login(support)
     assert client.get(reverse("admin:charging_idtoken_changelist")).status_code == 200
     assert upload(client, as_csv(card_rows(1))).status_code == 403
+    assert TokenImport.objects.count() == 0
+
+
+def test_a_file_that_is_no_table_is_refused_at_upload(client: Any, operator: Any) -> None:
+    client.force_login(operator)
+    response = upload(client, b"uid,type\n", name="cards.pdf")
+    assert response.status_code == 200
+    assert "a token file is CSV (.csv) or XLSX (.xlsx)" in response.content.decode()
+    assert TokenImport.objects.count() == 0
 
 
 @pytest.mark.parametrize(
@@ -114,7 +141,7 @@ def test_import_needs_add_and_change_permissions(client: Any, support: Any) -> N
         ("blocked", "perhaps", "blocked", "is not yes/no"),
         ("uid", "04XYZ123", "uid", "UID in hex"),
         # The same card twice, once in lower case: 2.0.1 compares uids case-insensitively.
-        ("uid", "04000001".lower(), "__all__", "already exists"),
+        ("uid", "04000001".lower(), "__all__", "the same card (uid and type) as row 1"),
     ],
 )
 def test_a_bad_row_is_named_and_nothing_is_imported(
@@ -128,25 +155,40 @@ def test_a_bad_row_is_named_and_nothing_is_imported(
 ) -> None:
     rows = card_rows(5)
     rows[3][HEADERS.index(column)] = value
-    dataset = tablib.Dataset(*rows, headers=HEADERS)
 
     with django_capture_on_commit_callbacks(execute=True):
-        result = IdTokenResource().import_data(dataset, dry_run=False)
+        result = run_import(as_csv(rows))
 
-    assert [row.number for row in result.invalid_rows] == [4]
-    errors = result.invalid_rows[0].error_dict
-    assert any(message in str(error) for error in errors[field]), errors
+    assert result.status == TokenImport.Status.INVALID
+    assert {e["row"] for e in result.errors} == {4}
+    assert any(message in e["message"] for e in result.errors if e["field"] == field), result.errors
+    assert result.rows_written == 0
     assert IdToken.objects.count() == 0
     assert token_changes.calls == []
 
 
+def test_duplicates_inside_the_file_are_named_with_both_rows(account: Any) -> None:
+    rows = card_rows(1200)
+    rows[700][0] = rows[2][0]  # row 701 is row 3's card, in another chunk
+    rows[1100][0] = rows[1099][0].lower()  # row 1101 is row 1100's card, in lower case
+
+    result = run_import(as_csv(rows))
+
+    assert result.status == TokenImport.Status.INVALID
+    assert [(e["row"], e["message"]) for e in result.errors] == [
+        (701, "the same card (uid and type) as row 3 of this file"),
+        (1101, "the same card (uid and type) as row 1100 of this file"),
+    ]
+    assert IdToken.objects.count() == 0
+
+
 def test_a_card_already_in_the_database_is_refused(account: Any) -> None:
     services.id_token_create(uid="04000003", account=account)
-    dataset = tablib.Dataset(*card_rows(4), headers=HEADERS)
 
-    result = IdTokenResource().import_data(dataset, dry_run=False)
+    result = run_import(as_csv(card_rows(4)))
 
-    assert [row.number for row in result.invalid_rows] == [3]
+    assert [(e["row"], e["field"]) for e in result.errors] == [(3, "__all__")]
+    assert "already exists" in result.errors[0]["message"]
     assert IdToken.objects.count() == 1
 
 
@@ -170,11 +212,10 @@ def test_export_then_reimport_in_xlsx_updates_in_place(
     del dataset["blocked"]
     dataset.append_col(blocked, header="blocked")
     with django_capture_on_commit_callbacks(execute=True):
-        result = IdTokenResource().import_data(dataset, dry_run=False)
+        result = run_import(dataset.export("xlsx"), name="cards.xlsx")
 
-    assert not result.has_validation_errors()
-    assert not result.has_errors()
-    assert result.totals["update"] == 2
+    assert result.status == TokenImport.Status.DONE, result.errors
+    assert (result.created_count, result.updated_count) == (0, 2)
     assert IdToken.objects.count() == 2
     assert IdToken.objects.get(uid="04A1B2C3").blocked is True
     assert token_changes.calls, "an import that blocks a card reaches the local lists"
@@ -251,11 +292,9 @@ def test_token_export_escapes_formulas_and_imports_back_unchanged(
     assert rows[str(plain.pk)]["visual_number"] == "-42"
 
     # The exported file, imported again: the same cards, nothing new, the uid unescaped.
-    preview = upload(client, response.content)
-    assert preview.status_code == 200
-    confirm = preview.context["confirm_form"]
-    done = client.post(reverse("admin:charging_idtoken_process_import"), confirm.initial)
-    assert done.status_code == 302
+    done = run_import(response.content)
+    assert done.status == TokenImport.Status.DONE, done.errors
+    assert (done.created_count, done.updated_count) == (0, 2)
     assert IdToken.objects.count() == 2
     token.refresh_from_db()
     assert token.uid == FORMULA_UID
