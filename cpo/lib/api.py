@@ -1,29 +1,163 @@
-"""Shared pieces of the REST API: the domain error and its mapping to responses."""
+"""Shared pieces of the REST API: the domain error, the one error shape, pagination, the
+permission rule of every view, and the throttles.
+
+Every error of the API, old routes and /api/v1/ alike, has one shape:
+
+    {"errors": [{"field": "elements.0.price_components.1.price", "code": "invalid",
+                 "message": "A valid number is required."}]}
+
+`field` is the dotted path of the input that was refused (list items by index), or null when
+the error is about the request as a whole (authentication, permission, throttling, not found,
+a domain rule).
+
+The throttles are in cpo.lib.throttles.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from rest_framework import exceptions
+from django.http import Http404
+from rest_framework import exceptions, serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 
 class ApplicationError(Exception):
     """A domain rule refused the request; `message` is safe to show to the caller."""
 
-    def __init__(self, message: str, extra: dict[str, Any] | None = None, status: int = 400):
+    def __init__(
+        self,
+        message: str,
+        extra: dict[str, Any] | None = None,
+        status: int = 400,
+        code: str = "refused",
+    ):
         super().__init__(message)
         self.message = message
         self.extra = extra or {}
         self.status = status
+        self.code = code
+
+
+# --- the one error shape ------------------------------------------------------------------------
+
+
+def _is_leaf(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"message", "code"}
+
+
+def error_items(details: Any, path: str | None = None) -> Iterator[dict[str, Any]]:
+    """DRF's full error details (nested dicts and lists of {message, code}) as flat items."""
+    if _is_leaf(details):
+        yield {"field": path, "code": str(details["code"]), "message": str(details["message"])}
+    elif isinstance(details, dict):
+        for key, value in details.items():
+            if key in (api_settings.NON_FIELD_ERRORS_KEY, "detail"):
+                yield from error_items(value, path)
+            else:
+                yield from error_items(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(details, list):
+        for index, item in enumerate(details):
+            if isinstance(item, dict) and not _is_leaf(item):
+                # One item of a list of objects (many=True): its errors, under its index.
+                yield from error_items(item, f"{path}.{index}" if path else str(index))
+            else:
+                yield from error_items(item, path)
+    else:
+        yield {"field": path, "code": "invalid", "message": str(details)}
+
+
+def _django_validation_error(exc: DjangoValidationError) -> exceptions.ValidationError:
+    if hasattr(exc, "error_dict"):
+        detail: Any = {
+            field: [
+                serializers.ErrorDetail(str(m), code=error.code or "invalid")
+                for error in errors
+                for m in error.messages
+            ]
+            for field, errors in exc.error_dict.items()
+        }
+    else:
+        detail = [
+            serializers.ErrorDetail(str(m), code=error.code or "invalid")
+            for error in exc.error_list
+            for m in error.messages
+        ]
+    return exceptions.ValidationError(detail)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else {"detail": exc.messages}
-        exc = exceptions.ValidationError(detail)
+        exc = _django_validation_error(exc)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
     if isinstance(exc, ApplicationError):
-        return Response({"detail": exc.message, **exc.extra}, status=exc.status)
-    return drf_exception_handler(exc, context)
+        item = {"field": exc.extra.get("field"), "code": exc.code, "message": exc.message}
+        return Response({"errors": [item]}, status=exc.status)
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    response.data = {"errors": list(error_items(exc.get_full_details()))}
+    return response
+
+
+class ErrorItemSerializer(serializers.Serializer):
+    field = serializers.CharField(
+        allow_null=True, help_text="Dotted path of the refused input; null for the whole request"
+    )
+    code = serializers.CharField(help_text="Machine-readable: required, invalid, not_found, ...")
+    message = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The body of every error response."""
+
+    errors = ErrorItemSerializer(many=True)
+
+
+# --- permissions --------------------------------------------------------------------------------
+
+
+class HasModelPermissions(BasePermission):
+    """The user holds every permission the view requires for the request's method.
+
+    `required_permissions` is a tuple of permissions, or a {METHOD: tuple} mapping for views
+    that read and write on one URL. A method without an entry is refused.
+    """
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        required = getattr(view, "required_permissions", None)
+        if isinstance(required, dict):
+            method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
+            required = required.get(method or "")
+        if not user or not user.is_authenticated or required is None:
+            return False
+        return bool(user.has_perms(required))
+
+
+# --- pagination ---------------------------------------------------------------------------------
+
+
+class StableCursorPagination(CursorPagination):
+    """Cursor pagination: a page boundary is a position in the ordering, not an offset, so rows
+    inserted while a client walks the pages neither repeat nor vanish from its walk.
+
+    The view's `ordering` (and `ordering_fields` for `?ordering=`) must end on a unique field
+    for the position to be exact."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 500
+    ordering = "-id"
