@@ -2,8 +2,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerSplitView,
+)
 
+from cpo.apis import urlpatterns_v1
 from cpo.health import healthz
 from stations.commands.views import diagnostics_upload
 
@@ -18,6 +23,14 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "api/redoc/",
+        # Our page: drf-spectacular's links Google Fonts and starts ReDoc from an inline script.
+        SpectacularRedocView.as_view(url_name="api-schema", template_name="cpo/api/redoc.html"),
+        name="api-redoc",
+    ),
+    path("api/v1/", include((urlpatterns_v1, "v1"))),
+    # The first API (by database id, offset pages): kept as it was for existing scripts.
     path("api/", include("stations.commands.urls")),
     # One-time upload URLs given to stations for diagnostics and log files.
     path("uploads/diagnostics/<str:token>/", diagnostics_upload, name="diagnostics-upload"),

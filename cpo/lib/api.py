@@ -112,18 +112,54 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     return response
 
 
-class ErrorItemSerializer(serializers.Serializer):
-    field = serializers.CharField(
-        allow_null=True, help_text="Dotted path of the refused input; null for the whole request"
-    )
-    code = serializers.CharField(help_text="Machine-readable: required, invalid, not_found, ...")
-    message = serializers.CharField()
+ERROR_SCHEMA = {
+    "type": "object",
+    "description": "Every error of the API has this shape.",
+    "required": ["errors"],
+    "properties": {
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "code", "message"],
+                "properties": {
+                    "field": {
+                        "type": "string",
+                        "nullable": True,
+                        "description": "Dotted path of the refused input (list items by "
+                        "index); null when the error is about the request as a whole",
+                    },
+                    "code": {
+                        "type": "string",
+                        "description": "Machine-readable: required, invalid, not_found, "
+                        "not_authenticated, authentication_failed, permission_denied, "
+                        "throttled, ...",
+                    },
+                    "message": {"type": "string"},
+                },
+            },
+        }
+    },
+}
+ERROR_STATUSES = {
+    "400": "Invalid input, or a domain rule refused it",
+    "401": "No credentials, or a token that is invalid, expired or revoked",
+    "403": "The user lacks the permission",
+    "404": "Not found",
+    "429": "Too many requests (or failed token uses); see the Retry-After header",
+}
 
 
-class ErrorSerializer(serializers.Serializer):
-    """The body of every error response."""
-
-    errors = ErrorItemSerializer(many=True)
+def error_responses_hook(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """drf-spectacular postprocessing: the one error shape, on every operation."""
+    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for code, description in ERROR_STATUSES.items():
+                responses.setdefault(code, {"description": description, "content": ref})
+    return result
 
 
 # --- permissions --------------------------------------------------------------------------------

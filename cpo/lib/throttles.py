@@ -37,6 +37,9 @@ class FailedTokenThrottle(SimpleRateThrottle):
 
     scope = "token_failure"
     cache = caches[THROTTLE_CACHE]
+    # Set by SimpleRateThrottle.__init__ from the scope's rate (not in the stubs).
+    num_requests: int
+    duration: int
 
     def __init__(self) -> None:
         super().__init__()

@@ -23,8 +23,10 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.selectors import revenue_source
+from cpo import api_tokens
 from cpo.lib.formatting import add_months, local_midnight, month_start, panel_tz
 from cpo.lib.spreadsheets import csv_rows
+from cpo.models import ApiToken
 from cpo.panel import dashboard, reports
 from sessions import selectors as charging
 from sessions.models import ChargingSession
@@ -378,6 +380,55 @@ def reports_index(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "cpo/panel/reports.html", context)
 
 
+# --- The user's own API tokens -------------------------------------------------------------------
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. 'exports'.")
+    expires_in_days = forms.IntegerField(
+        label="Expires in (days)",
+        min_value=1,
+        max_value=api_tokens.MAX_LIFETIME.days,
+        initial=api_tokens.DEFAULT_LIFETIME.days,
+    )
+
+
+def _api_tokens_page(request: HttpRequest, form: ApiTokenForm, **extra: Any) -> HttpResponse:
+    context = {
+        **admin.site.each_context(request),
+        "title": "Your API tokens",
+        "form": form,
+        "tokens": ApiToken.objects.filter(user_id=request.user.pk or 0),
+        "now": timezone.now(),
+        **extra,
+    }
+    return TemplateResponse(request, "cpo/panel/api_tokens.html", context)
+
+
+def api_tokens_page(request: HttpRequest) -> HttpResponse:
+    """Any user's own API tokens: make one (its secret is shown on this answer only), see
+    when each was last used, revoke one. A token acts with exactly its user's permissions."""
+    if request.method == "POST":
+        form = ApiTokenForm(request.POST)
+        if form.is_valid():
+            token, secret = api_tokens.api_token_create(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                expires_at=timezone.now() + timedelta(days=form.cleaned_data["expires_in_days"]),
+            )
+            return _api_tokens_page(request, ApiTokenForm(), new_token=token, new_secret=secret)
+        return _api_tokens_page(request, form)
+    return _api_tokens_page(request, ApiTokenForm())
+
+
+@require_POST
+def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=pk, user_id=request.user.pk or 0)
+    api_tokens.api_token_revoke(token=token)
+    messages.success(request, f"Token {token.name} ({token.prefix}) is revoked.")
+    return redirect("panel:api-tokens")
+
+
 def _staff(view: View) -> View:
     return admin.site.admin_view(view)
 
@@ -390,6 +441,8 @@ urlpatterns = [
     path("stations/<int:pk>/command", _staff(station_command), name="station-command"),
     path("sessions/<int:pk>/curve.json", _staff(session_curve_json), name="session-curve"),
     path("reports/", _staff(reports_index), name="reports"),
+    path("api-tokens/", _staff(api_tokens_page), name="api-tokens"),
+    path("api-tokens/<int:pk>/revoke", _staff(api_token_revoke), name="api-token-revoke"),
     path("reports/uptime/", _staff(report_uptime), name="report-uptime"),
     path("reports/energy-revenue/", _staff(report_energy_revenue), name="report-energy-revenue"),
     path(
