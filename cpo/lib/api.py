@@ -174,11 +174,15 @@ class HasModelPermissions(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         user = request.user
+        if not user or not user.is_authenticated:
+            return False
+        method = (request.method or "").lower()
+        if method not in ("head", "options") and not hasattr(view, method):
+            return True  # the view answers 405 Method Not Allowed
         required = getattr(view, "required_permissions", None)
         if isinstance(required, dict):
-            method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
-            required = required.get(method or "")
-        if not user or not user.is_authenticated or required is None:
+            required = required.get("GET" if method in ("head", "options") else method.upper())
+        if required is None:
             return False
         return bool(user.has_perms(required))
 
