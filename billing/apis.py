@@ -15,6 +15,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import filters, generics, renderers, serializers
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from billing.models import Cdr, Invoice, InvoiceLine
 from billing.pdf import invoice_pdf
@@ -220,6 +221,16 @@ class InvoicePdfApi(generics.GenericAPIView[Invoice]):
 
     def get_queryset(self) -> QuerySet[Invoice]:
         return Invoice.objects.select_related("credit_of").filter(status=Invoice.Status.ISSUED)
+
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        # The stubs say Response; the PDF itself is a plain HttpResponse.
+        if isinstance(response, Response):
+            # An error: JSON in the one error shape, whatever the client asked for.
+            request.accepted_renderer = renderers.JSONRenderer()
+            request.accepted_media_type = "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
 
     @extend_schema(
         responses={

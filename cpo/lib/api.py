@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -78,8 +79,9 @@ def error_items(details: Any, path: str | None = None) -> Iterator[dict[str, Any
 
 def _django_validation_error(exc: DjangoValidationError) -> exceptions.ValidationError:
     if hasattr(exc, "error_dict"):
+        # A model's rule over several fields (NON_FIELD_ERRORS) is about no one field.
         detail: Any = {
-            field: [
+            (api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field): [
                 serializers.ErrorDetail(str(m), code=error.code or "invalid")
                 for error in errors
                 for m in error.messages
