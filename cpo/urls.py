@@ -4,11 +4,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import (
     SpectacularAPIView,
-    SpectacularRedocView,
     SpectacularSwaggerSplitView,
 )
 
-from cpo.apis import urlpatterns_v1
+from cpo.apis import RedocView, urlpatterns_v1
 from cpo.health import healthz
 from stations.commands.views import diagnostics_upload
 
@@ -25,8 +24,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path(
         "api/redoc/",
-        # Our page: drf-spectacular's links Google Fonts and starts ReDoc from an inline script.
-        SpectacularRedocView.as_view(url_name="api-schema", template_name="cpo/api/redoc.html"),
+        RedocView.as_view(url_name="api-schema"),
         name="api-redoc",
     ),
     path("api/v1/", include((urlpatterns_v1, "v1"))),

@@ -393,6 +393,9 @@ class ApiTokenForm(forms.Form):
     )
 
 
+NEW_TOKEN_KEY = "cpo.new_api_token"  # noqa: S105 - a session key, not a secret
+
+
 def _api_tokens_page(request: HttpRequest, form: ApiTokenForm, **extra: Any) -> HttpResponse:
     context = {
         **admin.site.each_context(request),
@@ -416,9 +419,16 @@ def api_tokens_page(request: HttpRequest) -> HttpResponse:
                 name=form.cleaned_data["name"],
                 expires_at=timezone.now() + timedelta(days=form.cleaned_data["expires_in_days"]),
             )
-            return _api_tokens_page(request, ApiTokenForm(), new_token=token, new_secret=secret)
+            # Shown on the next page only (a reload must not make another token): the session
+            # holds the secret until that page pops it.
+            request.session[NEW_TOKEN_KEY] = [token.pk, secret]
+            return redirect("panel:api-tokens")
         return _api_tokens_page(request, form)
-    return _api_tokens_page(request, ApiTokenForm())
+    new_id, new_secret = request.session.pop(NEW_TOKEN_KEY, [None, None])
+    new_token = ApiToken.objects.filter(pk=new_id or 0, user_id=request.user.pk or 0).first()
+    return _api_tokens_page(
+        request, ApiTokenForm(), new_token=new_token, new_secret=new_secret if new_token else None
+    )
 
 
 @require_POST
