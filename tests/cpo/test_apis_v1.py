@@ -197,7 +197,7 @@ def _limit() -> int:
 def test_failed_tokens_are_throttled_per_source_address(roles: None) -> None:  # noqa: ARG001
     user = staff("sam", "Support")
     _token, good = api_tokens.api_token_create(user=user, name="good")
-    here = {"REMOTE_ADDR": "198.51.100.1"}
+    here: dict[str, Any] = {"REMOTE_ADDR": "198.51.100.1"}
     for attempt in range(_limit()):
         guess = bearer(None, raw=f"cpo_{attempt:08x}_wrong")
         assert guess.get("/api/v1/stations/", **here).status_code == 401
@@ -211,7 +211,7 @@ def test_failed_tokens_are_throttled_per_source_address(roles: None) -> None:  #
     legacy.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
     assert legacy.get("/api/tokens/", **here).status_code == 429
     # Another address is not affected.
-    elsewhere = {"REMOTE_ADDR": "198.51.100.2"}
+    elsewhere: dict[str, Any] = {"REMOTE_ADDR": "198.51.100.2"}
     assert bearer(None, raw=good).get("/api/v1/stations/", **elsewhere).status_code == 200
 
 
@@ -222,7 +222,7 @@ def test_failed_tokens_are_throttled_per_token_prefix(roles: None) -> None:  # n
     for n in range(_limit()):
         wrong = bearer(None, raw=f"cpo_{token.prefix}_wrong{n}")
         assert wrong.get("/api/v1/stations/", REMOTE_ADDR=f"203.0.113.{n}").status_code == 401
-    fresh = {"REMOTE_ADDR": "203.0.113.200"}
+    fresh: dict[str, Any] = {"REMOTE_ADDR": "203.0.113.200"}
     assert bearer(None, raw=good).get("/api/v1/stations/", **fresh).status_code == 429
     # Other tokens from that fresh address pass.
     _other, raw = api_tokens.api_token_create(user=user, name="other")
@@ -231,7 +231,7 @@ def test_failed_tokens_are_throttled_per_token_prefix(roles: None) -> None:  # n
 
 def test_legacy_drf_keys_are_throttled_too(roles: None) -> None:  # noqa: ARG001
     client = APIClient()
-    here = {"REMOTE_ADDR": "198.51.100.9"}
+    here: dict[str, Any] = {"REMOTE_ADDR": "198.51.100.9"}
     for n in range(_limit()):
         client.credentials(HTTP_AUTHORIZATION=f"Token {n:040d}")
         assert client.get("/api/tokens/", **here).status_code == 401
