@@ -119,6 +119,7 @@ class RedocView(SpectacularRedocView):
 
     template_name = "cpo/api/redoc.html"
 
+    @extend_schema(exclude=True)
     def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         response = super().get(request, *args, **kwargs)
         if settings.CONTENT_SECURITY_POLICY:

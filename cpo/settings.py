@@ -276,6 +276,9 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_THROTTLE_CLASSES": ["cpo.lib.throttles.UserRateThrottle"],
+    # The throttles' source address: REMOTE_ADDR, never a client's own X-Forwarded-For (DRF
+    # trusts that header when this is None). Behind N proxies that append to it, set N.
+    "NUM_PROXIES": envint("API_NUM_PROXIES", 0),
     "DEFAULT_THROTTLE_RATES": {
         # Requests per user (per address before login), every API route.
         "user": envstr("API_RATE_PER_USER", "1200/min"),

@@ -13,15 +13,14 @@ from typing import Any
 
 import django_filters
 from django.shortcuts import get_object_or_404
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import filters, generics, serializers, status
+from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cpo.lib.api import HasModelPermissions, StableCursorPagination
+from cpo.lib.api import HasModelPermissions, V1DetailApi, V1ListApi
 from cpo.lib.countries import validate_country_alpha2
 from sessions import selectors, services
 from sessions.models import ChargingSession, CustomerAccount, Driver, IdToken, MeterSample
@@ -510,18 +509,6 @@ class AccountUpdateApi(ChargingApi):
 
 
 # --- /api/v1/: lists with filters, ordering and cursor pages; tokens written by services ------
-
-
-class V1ListApi(generics.ListAPIView):
-    permission_classes = [HasModelPermissions]
-    required_permissions: Any = ()
-    pagination_class = StableCursorPagination
-    filter_backends = [DjangoFilterBackend, filters.OrderingFilter]
-
-
-class V1DetailApi(generics.RetrieveAPIView):
-    permission_classes = [HasModelPermissions]
-    required_permissions: Any = ()
 
 
 class TokenFilter(django_filters.FilterSet):

@@ -11,14 +11,13 @@ from typing import Any
 
 import django_filters
 from django.shortcuts import get_object_or_404
-from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import filters, generics, serializers, status
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cpo.lib.api import HasModelPermissions, StableCursorPagination
+from cpo.lib.api import HasModelPermissions, V1DetailApi, V1ListApi
 from cpo.lib.countries import validate_country_alpha3
 from stations import services
 from stations.models import ChargingStation, Connector, Evse, Location
@@ -26,20 +25,6 @@ from stations.models import ChargingStation, Connector, Evse, Location
 # Characters of an OCPP identity as it appears in the station's URL (unreserved URL characters
 # and the few OCPP 1.6 allows besides), at most 48.
 IDENTITY_PATTERN = r"^[A-Za-z0-9\-._~:*+|@]{1,48}$"
-
-
-class V1ListApi(generics.ListAPIView):
-    """A list with django-filter filters, ?ordering= and cursor pages."""
-
-    permission_classes = [HasModelPermissions]
-    required_permissions: Any = ()
-    pagination_class = StableCursorPagination
-    filter_backends = [DjangoFilterBackend, filters.OrderingFilter]
-
-
-class V1DetailApi(generics.RetrieveAPIView):
-    permission_classes = [HasModelPermissions]
-    required_permissions: Any = ()
 
 
 # --- Locations -----------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, serializers
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import exceptions, filters, generics, serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -196,10 +197,29 @@ class StableCursorPagination(CursorPagination):
     """Cursor pagination: a page boundary is a position in the ordering, not an offset, so rows
     inserted while a client walks the pages neither repeat nor vanish from its walk.
 
-    The view's `ordering` (and `ordering_fields` for `?ordering=`) must end on a unique field
-    for the position to be exact."""
+    The position is exact when the first ordering field is unique (every list's default: id,
+    or identity for stations); on a non-unique one (`?ordering=name`) DRF keeps an offset among
+    rows of equal value."""
 
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 500
     ordering = "-id"
+
+
+# --- the bases of the v1 views -------------------------------------------------------------------
+
+
+class V1ListApi(generics.ListAPIView):
+    """A list with django-filter filters (`filterset_class`), `?ordering=` (`ordering_fields`,
+    default `ordering`) and cursor pages; `required_permissions` per method."""
+
+    permission_classes = [HasModelPermissions]
+    required_permissions: Any = ()
+    pagination_class = StableCursorPagination
+    filter_backends = [DjangoFilterBackend, filters.OrderingFilter]
+
+
+class V1DetailApi(generics.RetrieveAPIView):
+    permission_classes = [HasModelPermissions]
+    required_permissions: Any = ()

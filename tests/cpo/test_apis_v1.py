@@ -215,6 +215,17 @@ def test_failed_tokens_are_throttled_per_source_address(roles: None) -> None:  #
     assert bearer(None, raw=good).get("/api/v1/stations/", **elsewhere).status_code == 200
 
 
+def test_a_forged_forwarded_for_does_not_escape_the_address_throttle(roles: None) -> None:  # noqa: ARG001
+    here: dict[str, Any] = {"REMOTE_ADDR": "198.51.100.5"}
+    for n in range(_limit()):
+        forged = {**here, "HTTP_X_FORWARDED_FOR": f"10.0.0.{n}"}
+        assert (
+            bearer(None, raw=f"cpo_{n:08x}_x").get("/api/v1/stations/", **forged).status_code == 401
+        )
+    forged = {**here, "HTTP_X_FORWARDED_FOR": "10.0.0.250"}
+    assert bearer(None, raw="cpo_00000000_x").get("/api/v1/stations/", **forged).status_code == 429
+
+
 def test_failed_tokens_are_throttled_per_token_prefix(roles: None) -> None:  # noqa: ARG001
     """Guessing one token's secret from many addresses: its prefix is throttled."""
     user = staff("sam", "Support")
