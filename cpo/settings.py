@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # The Swagger UI's files, served from static/ (no CDN: the CSP allows only 'self').
     "drf_spectacular_sidecar",
+    "django_filters",
     "import_export",
     "channels",
     "cpo.apps.CpoConfig",
@@ -240,7 +241,14 @@ CACHES = {
         # An unreachable Redis must fail a cache call fast: the webhook subscriptions are read
         # from it on the OCPP path and fall back to the database (cpo.outbox.webhooks).
         "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
-    }
+    },
+    # The API's throttle counters (cpo.lib.api): shared by every process through Redis.
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "cpo-throttle",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    },
 }
 
 # --- Celery -------------------------------------------------------------------------------------
@@ -309,7 +317,11 @@ AUTHENTICATION_BACKENDS = ["cpo.login_limits.LimitedModelBackend"]
 # --- REST API -----------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        # Per-user API tokens (cpo.api_tokens): "Authorization: Bearer cpo_...".
+        "cpo.api_tokens.ApiTokenAuthentication",
+        # DRF's own keys ("Authorization: Token <40 hex>"), made by the superuser in the admin
+        # before per-user tokens existed: still accepted, with the same failure throttle.
+        "cpo.api_tokens.LegacyTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.DjangoModelPermissions"],
@@ -317,6 +329,16 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "cpo.lib.api.exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
+    "DEFAULT_THROTTLE_CLASSES": ["cpo.lib.throttles.UserRateThrottle"],
+    # The throttles' source address: REMOTE_ADDR, never a client's own X-Forwarded-For (DRF
+    # trusts that header when this is None). Behind N proxies that append to it, set N.
+    "NUM_PROXIES": envint("API_NUM_PROXIES", 0),
+    "DEFAULT_THROTTLE_RATES": {
+        # Requests per user (per address before login), every API route.
+        "user": envstr("API_RATE_PER_USER", "1200/min"),
+        # Failed token authentications per source address and per token prefix.
+        "token_failure": envstr("API_TOKEN_FAILURES", "10/min"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "CPO back office API",
@@ -327,9 +349,19 @@ SPECTACULAR_SETTINGS = {
         "CustomerAccountKindEnum": "sessions.models.CustomerAccount.Kind",
         "JobKindEnum": "stations.commands.models.Job.Kind",
         "JobStatusEnum": "stations.commands.models.Job.Status",
+        "InvoiceKindEnum": "billing.models.Invoice.Kind",
+        "InvoiceStatusEnum": "billing.models.Invoice.Status",
+        "IdTokenTypeEnum": "sessions.models.IdToken.Type",
+        "TariffTypeEnum": "tariffs.models.Tariff.Type",
+        "PriceComponentTypeEnum": "tariffs.models.PriceComponent.Type",
     },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "cpo.lib.api.error_responses_hook",
+    ],
 }
 
 # --- OCPP ---------------------------------------------------------------------------------------

@@ -16,3 +16,5 @@ from cpo.settings import *  # noqa: E402,F403
 # Hashing is not what tests measure.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "cpotest"  # noqa: F405
+# Throttle counters in process memory, emptied before every test (tests/conftest.py).
+CACHES["throttle"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}  # noqa: F405

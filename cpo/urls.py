@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from cpo.apis import RedocView, urlpatterns_v1
 from cpo.health import healthz
 from stations.commands.views import diagnostics_upload
 
@@ -19,6 +20,13 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    path(
+        "api/redoc/",
+        RedocView.as_view(url_name="api-schema"),
+        name="api-redoc",
+    ),
+    path("api/v1/", include((urlpatterns_v1, "v1"))),
+    # The first API (by database id, offset pages): kept as it was for existing scripts.
     path("api/", include("stations.commands.urls")),
     # One-time upload URLs given to stations for diagnostics and log files.
     path("uploads/diagnostics/<str:token>/", diagnostics_upload, name="diagnostics-upload"),

@@ -11,30 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import django_filters
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from cpo.lib.api import HasModelPermissions, V1DetailApi, V1ListApi
 from cpo.lib.countries import validate_country_alpha2
 from sessions import selectors, services
-from sessions.models import ChargingSession, CustomerAccount, Driver, IdToken
+from sessions.models import ChargingSession, CustomerAccount, Driver, IdToken, MeterSample
 from stations.models import ChargingStation, Location
-
-
-class HasModelPermissions(BasePermission):
-    """The user holds every permission in the view's `required_permissions`."""
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        user = request.user
-        required = getattr(view, "required_permissions", None)
-        if not user or not user.is_authenticated or required is None:
-            return False
-        return user.has_perms(required)
 
 
 class ChargingApi(APIView):
@@ -516,3 +506,216 @@ class AccountUpdateApi(ChargingApi):
         serializer.is_valid(raise_exception=True)
         account = services.account_update(account=account, data=dict(serializer.validated_data))
         return Response(AccountOutputSerializer(account).data)
+
+
+# --- /api/v1/: lists with filters, ordering and cursor pages; tokens written by services ------
+
+
+class TokenFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", help_text="uid or visual number")
+    valid_at = django_filters.IsoDateTimeFilter(method="valid", help_text="Valid at this time")
+
+    class Meta:
+        model = IdToken
+        fields = ("q", "type", "blocked", "account", "driver", "group", "in_local_list")
+
+    def search(self, queryset: Any, name: str, value: str) -> Any:
+        return queryset.filter(selectors.token_search_q(value)) if value else queryset
+
+    def valid(self, queryset: Any, name: str, value: Any) -> Any:
+        from django.db.models import Q
+
+        return queryset.filter(
+            Q(valid_from__isnull=True) | Q(valid_from__lte=value),
+            Q(valid_until__isnull=True) | Q(valid_until__gt=value),
+        )
+
+
+class TokenListV1Api(V1ListApi):
+    """RFID cards and other tokens; POST creates one (Operators)."""
+
+    required_permissions = {"GET": ("charging.view_idtoken",), "POST": ("charging.add_idtoken",)}
+    queryset = IdToken.objects.select_related("group").prefetch_related(
+        "allowed_locations", "allowed_stations"
+    )
+    serializer_class = TokenOutputSerializer
+    filterset_class = TokenFilter
+    ordering_fields = ("id", "uid", "created_at", "updated_at")
+    ordering = "id"
+
+    @extend_schema(request=TokenInputSerializer, responses={201: TokenOutputSerializer})
+    def post(self, request: Request) -> Response:
+        serializer = TokenInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token = services.id_token_create(**serializer.validated_data)
+        return Response(TokenOutputSerializer(token).data, status=status.HTTP_201_CREATED)
+
+
+class TokenDetailV1Api(V1DetailApi):
+    """One token; PATCH changes it (Operators; uid and type never change)."""
+
+    required_permissions = {
+        "GET": ("charging.view_idtoken",),
+        "PATCH": ("charging.change_idtoken",),
+    }
+    queryset = TokenListV1Api.queryset
+    serializer_class = TokenOutputSerializer
+    lookup_url_kwarg = "token_id"
+
+    @extend_schema(request=TokenUpdateInputSerializer, responses=TokenOutputSerializer)
+    def patch(self, request: Request, token_id: int) -> Response:
+        token = self.get_object()
+        serializer = TokenUpdateInputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        token = services.id_token_change(token=token, data=dict(serializer.validated_data))
+        return Response(TokenOutputSerializer(token).data)
+
+
+class DriverFilter(django_filters.FilterSet):
+    name = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = Driver
+        fields = ("name", "account", "is_active", "reference")
+
+
+class DriverListV1Api(V1ListApi):
+    required_permissions = ("charging.view_driver",)
+    queryset = selectors.driver_list()
+    serializer_class = DriverOutputSerializer
+    filterset_class = DriverFilter
+    ordering_fields = ("id", "name", "created_at")
+    ordering = "id"
+
+
+class DriverDetailV1Api(V1DetailApi):
+    required_permissions = ("charging.view_driver",)
+    queryset = selectors.driver_list()
+    serializer_class = DriverOutputSerializer
+    lookup_url_kwarg = "driver_id"
+
+
+class AccountFilter(django_filters.FilterSet):
+    name = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = CustomerAccount
+        fields = ("name", "kind", "is_active", "currency", "billing_period", "reference")
+
+
+class AccountListV1Api(V1ListApi):
+    required_permissions = ("charging.view_customeraccount",)
+    queryset = CustomerAccount.objects.all()
+    serializer_class = AccountOutputSerializer
+    filterset_class = AccountFilter
+    ordering_fields = ("id", "name", "created_at")
+    ordering = "id"
+
+
+class AccountDetailV1Api(V1DetailApi):
+    required_permissions = ("charging.view_customeraccount",)
+    queryset = CustomerAccount.objects.all()
+    serializer_class = AccountOutputSerializer
+    lookup_url_kwarg = "account_id"
+
+
+class SessionFilter(django_filters.FilterSet):
+    station = django_filters.CharFilter(field_name="station__identity", help_text="OCPP identity")
+    location = django_filters.NumberFilter(field_name="station__location_id")
+    started_after = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="gte")
+    started_before = django_filters.IsoDateTimeFilter(field_name="started_at", lookup_expr="lt")
+    needs_review = django_filters.BooleanFilter(method="review")
+    flagged = django_filters.BooleanFilter(method="anomalous", help_text="Has any anomaly")
+
+    class Meta:
+        model = ChargingSession
+        fields = (
+            "station",
+            "location",
+            "status",
+            "id_token",
+            "account",
+            "rating_status",
+            "is_estimated",
+            "started_after",
+            "started_before",
+            "needs_review",
+            "flagged",
+        )
+
+    def review(self, queryset: Any, name: str, value: bool) -> Any:
+        return (
+            queryset.filter(**{"rating_status": ChargingSession.RatingStatus.NEEDS_REVIEW})
+            if value
+            else queryset.exclude(rating_status=ChargingSession.RatingStatus.NEEDS_REVIEW)
+        )
+
+    def anomalous(self, queryset: Any, name: str, value: bool) -> Any:
+        return queryset.exclude(anomalies=[]) if value else queryset.filter(anomalies=[])
+
+
+class SessionListV1Api(V1ListApi):
+    """Charging sessions, newest first by default."""
+
+    required_permissions = ("charging.view_chargingsession",)
+    queryset = selectors.session_list()
+    serializer_class = SessionDetailOutputSerializer
+    filterset_class = SessionFilter
+    ordering_fields = ("id", "started_at")
+    ordering = "-id"
+
+
+class SessionDetailV1Api(V1DetailApi):
+    required_permissions = ("charging.view_chargingsession",)
+    queryset = selectors.session_list()
+    serializer_class = SessionDetailOutputSerializer
+    lookup_url_kwarg = "session_id"
+
+
+class MeterSampleOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = MeterSample
+        fields = (
+            "id",
+            "evse_id",
+            "connector_id",
+            "timestamp",
+            "measurand",
+            "phase",
+            "location",
+            "context",
+            "unit",
+            "value",
+            "raw_value",
+            "format",
+            "signed_data",
+            "signing_method",
+            "encoding_method",
+            "public_key",
+            "after_stop",
+        )
+
+
+class MeterSampleFilter(django_filters.FilterSet):
+    after = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    before = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+
+    class Meta:
+        model = MeterSample
+        fields = ("measurand", "phase", "context", "after_stop", "after", "before")
+
+
+class SessionSamplesV1Api(V1ListApi):
+    """The meter samples of one session, in the order they were taken by default."""
+
+    required_permissions = ("charging.view_chargingsession", "charging.view_metersample")
+    serializer_class = MeterSampleOutputSerializer
+    filterset_class = MeterSampleFilter
+    ordering_fields = ("id", "timestamp")
+    ordering = "id"
+
+    def get_queryset(self) -> Any:
+        if getattr(self, "swagger_fake_view", False):  # drf-spectacular reads the model
+            return MeterSample.objects.none()
+        session = get_object_or_404(ChargingSession, pk=self.kwargs["session_id"])
+        return MeterSample.objects.filter(session=session)

@@ -1676,3 +1676,22 @@ def id_token_delete(*, token: IdToken) -> None:
 def id_tokens_imported(*, token_ids: list[int]) -> None:
     """Announce tokens written by a batch import (the import's own transaction commits them)."""
     _tokens_changed(set(token_ids))
+
+
+@transaction.atomic
+def id_token_change(*, token: IdToken, data: dict[str, Any]) -> IdToken:
+    """Change a token's fields and, when given, its allowed sites and stations, in one
+    transaction (the API's PATCH)."""
+    data = dict(data)
+    restrictions = {
+        key: data.pop(key) for key in ("allowed_locations", "allowed_stations") if key in data
+    }
+    id_token_update(token=token, data=data)
+    if restrictions:
+        id_token_set_restrictions(
+            token=token,
+            locations=list(restrictions.get("allowed_locations", token.allowed_locations.all())),
+            stations=list(restrictions.get("allowed_stations", token.allowed_stations.all())),
+        )
+    token.refresh_from_db()
+    return token

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -26,6 +28,7 @@ from stations.models import (
     ConnectorStatusEvent,
     DeviceModelVariable,
     Evse,
+    Location,
     OcppMessage,
     SecurityEvent,
     StationBoot,
@@ -540,3 +543,136 @@ def stations_mark_offline(*, now: datetime | None = None) -> int:
                     _station_event("station.offline", pk, None, at=now, reason="missed heartbeats")
             count += marked
     return count
+
+
+# --- Writes of the operator's edges (admin, API): sites and stations ---------------------------
+
+LOCATION_FIELDS = (
+    "name",
+    "address",
+    "postal_code",
+    "city",
+    "country",
+    "latitude",
+    "longitude",
+    "time_zone",
+    "publish",
+)
+STATION_FIELDS = (
+    "identity",
+    "location",
+    "protocol",
+    "registration_status",
+    "heartbeat_interval",
+    "cost_display_enabled",
+    "trace_enabled",
+)
+# A rotated password: OCPP's BasicAuthPassword allows 16-40 characters of its "passwordString".
+ROTATED_PASSWORD_LENGTH = 32
+
+
+def _apply(obj: Any, data: dict[str, Any], fields: tuple[str, ...]) -> None:
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown fields: {sorted(unknown)}")
+    for name, value in data.items():
+        setattr(obj, name, value)
+    obj.full_clean()
+    obj.save()
+
+
+@transaction.atomic
+def location_create(*, data: dict[str, Any]) -> Location:
+    location = Location()
+    _apply(location, data, LOCATION_FIELDS)
+    return location
+
+
+@transaction.atomic
+def location_update(*, location: Location, data: dict[str, Any]) -> Location:
+    location = Location.objects.select_for_update().get(pk=location.pk)
+    _apply(location, data, LOCATION_FIELDS)
+    return location
+
+
+def station_password_validate(password: str) -> None:
+    """The station password rule of the panel and the API (OCPP_STATION_PASSWORD_MIN_LENGTH)."""
+    minimum = settings.OCPP_STATION_PASSWORD_MIN_LENGTH
+    if len(password) < minimum:
+        raise ValidationError(
+            {
+                "password": ValidationError(
+                    f"The password has {len(password)} characters; stations need at least "
+                    f"{minimum} here. The minimum is the setting "
+                    "OCPP_STATION_PASSWORD_MIN_LENGTH (16 by default, as OCPP 2.0.1 and the 1.6 "
+                    "security extension require); lower it for legacy OCPP 1.6 chargers that "
+                    "ship with a shorter password.",
+                    code="min_length",
+                )
+            }
+        )
+    if len(password) > 40:
+        raise ValidationError(
+            {"password": ValidationError("At most 40 characters (OCPP).", code="max_length")}
+        )
+
+
+@transaction.atomic
+def station_create(
+    *, data: dict[str, Any], password: str = "", connector_count: int = 0
+) -> ChargingStation:
+    """A station the operator expects: its protocol, site and HTTP Basic password (optional),
+    with EVSEs 1..connector_count, connector 1 each."""
+    station = ChargingStation()
+    if password:
+        station_password_validate(password)
+        station.set_password(password)
+    _apply(station, data, STATION_FIELDS)
+    if connector_count:
+        station_evses_create(station=station, count=connector_count)
+    return station
+
+
+@transaction.atomic
+def station_update(*, station: ChargingStation, data: dict[str, Any]) -> ChargingStation:
+    """The operator's fields of a station; its identity never changes (the charger dials it)."""
+    station = ChargingStation.objects.select_for_update().get(pk=station.pk)
+    if "identity" in data and data["identity"] != station.identity:
+        raise ValidationError(
+            {"identity": ValidationError("A station's identity never changes.", code="immutable")}
+        )
+    _apply(station, data, STATION_FIELDS)
+    return station
+
+
+@transaction.atomic
+def station_password_set(*, station: ChargingStation, password: str | None) -> str:
+    """Set the station's HTTP Basic password, or rotate it (password None: a random one).
+
+    Returns the password, which is stored only as a salted hash: the caller shows it once.
+    The station learns a rotated password from the operator (or a SetVariables /
+    ChangeConfiguration command); until then it is refused at its next connection.
+    """
+    if password is None:
+        password = secrets.token_urlsafe(ROTATED_PASSWORD_LENGTH)[:ROTATED_PASSWORD_LENGTH]
+    station_password_validate(password)
+    locked = ChargingStation.objects.select_for_update().get(pk=station.pk)
+    locked.set_password(password)
+    locked.save(update_fields=["password_hash", "updated_at"])
+    station.password_hash = locked.password_hash
+    return password
+
+
+@transaction.atomic
+def station_registration_set(*, station: ChargingStation, status: str) -> ChargingStation:
+    """Accept a station, or set it back to Pending (or Rejected): the station is told at its
+    next BootNotification."""
+    if status not in ChargingStation.RegistrationStatus.values:
+        raise ValidationError(
+            {"registration_status": ValidationError(f"Unknown status {status!r}.", code="invalid")}
+        )
+    ChargingStation.objects.filter(pk=station.pk).update(
+        registration_status=status, updated_at=timezone.now()
+    )
+    station.refresh_from_db()
+    return station

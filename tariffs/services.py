@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 import zoneinfo
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -325,3 +327,136 @@ def tariff_element_components_set(
         pc.price, pc.vat, pc.step_size = spec.price, spec.vat, step
         pc.full_clean()
         pc.save()
+
+
+# --- Tariffs written whole (the API): the working copy and its published version -----------------
+
+TARIFF_FIELDS = (
+    "tariff_id",
+    "name",
+    "currency",
+    "type",
+    "display_text",
+    "min_price_excl_vat",
+    "min_price_incl_vat",
+    "max_price_excl_vat",
+    "max_price_incl_vat",
+    "start_date_time",
+    "end_date_time",
+)
+ELEMENT_FIELDS = (
+    "start_time",
+    "end_time",
+    "start_date",
+    "end_date",
+    "min_kwh",
+    "max_kwh",
+    "min_current",
+    "max_current",
+    "min_power",
+    "max_power",
+    "min_duration",
+    "max_duration",
+    "day_of_week",
+    "reservation",
+)
+
+
+def _elements_replace(*, tariff: Tariff, elements: list[dict[str, Any]]) -> None:
+    """Make the tariff's elements exactly `elements`, in order (position = index)."""
+    tariff.elements.all().delete()
+    for position, spec in enumerate(elements):
+        spec = dict(spec)
+        components = [ComponentInput(**c) for c in spec.pop("price_components", [])]
+        unknown = set(spec) - set(ELEMENT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown element fields: {sorted(unknown)}")
+        element = TariffElement(tariff=tariff, position=position, **spec)
+        try:
+            element.full_clean()
+        except ValidationError as exc:
+            raise ValidationError(
+                {f"elements.{position}.{k}": v for k, v in exc.message_dict.items()}
+            ) from None
+        element.save()
+        try:
+            tariff_element_components_set(element=element, components=components)
+        except ValidationError as exc:
+            raise ValidationError(
+                {
+                    f"elements.{position}.price_components.{k}": v
+                    for k, v in exc.message_dict.items()
+                }
+            ) from None
+        except ValueError as exc:
+            raise ValidationError({f"elements.{position}.price_components": str(exc)}) from None
+
+
+def _tariff_write(
+    *,
+    tariff: Tariff,
+    data: dict[str, Any],
+    elements: list[dict[str, Any]] | None,
+    created_by: Any,
+    effective_from: dt.datetime | None,
+) -> tuple[Tariff, TariffVersion | None]:
+    unknown = set(data) - set(TARIFF_FIELDS)
+    if unknown:
+        raise ValueError(f"unknown tariff fields: {sorted(unknown)}")
+    for name, value in data.items():
+        setattr(tariff, name, value)
+    tariff.full_clean()
+    tariff.save()
+    if elements is not None:
+        _elements_replace(tariff=tariff, elements=elements)
+    if not tariff.elements.exists():
+        raise TariffNotPublishable("a tariff needs at least one element with a price")
+    version = tariff_version_publish(
+        tariff=tariff, created_by=created_by, effective_from=effective_from
+    )
+    return tariff, version
+
+
+@transaction.atomic
+def tariff_create(
+    *,
+    data: dict[str, Any],
+    elements: list[dict[str, Any]],
+    created_by: Any = None,
+    effective_from: dt.datetime | None = None,
+) -> tuple[Tariff, TariffVersion | None]:
+    """A new tariff with its elements, published as version 1 (all or nothing)."""
+    data = {"tariff_id": str(uuid.uuid4()), **data}
+    return _tariff_write(
+        tariff=Tariff(),
+        data=data,
+        elements=elements,
+        created_by=created_by,
+        effective_from=effective_from,
+    )
+
+
+@transaction.atomic
+def tariff_update(
+    *,
+    tariff: Tariff,
+    data: dict[str, Any],
+    elements: list[dict[str, Any]] | None = None,
+    created_by: Any = None,
+    effective_from: dt.datetime | None = None,
+) -> tuple[Tariff, TariffVersion | None]:
+    """Change a tariff (its elements replaced when given) and publish the result as a new
+    version; the version is None when nothing changed. A change that cannot be published
+    (tariff_version_publish's rules) leaves the tariff as it was."""
+    locked = Tariff.objects.select_for_update().get(pk=tariff.pk)
+    if "tariff_id" in data and data["tariff_id"] != locked.tariff_id:
+        raise ValidationError(
+            {"tariff_id": ValidationError("A tariff's OCPI id never changes.", code="immutable")}
+        )
+    return _tariff_write(
+        tariff=locked,
+        data=data,
+        elements=elements,
+        created_by=created_by,
+        effective_from=effective_from,
+    )

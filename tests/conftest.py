@@ -59,6 +59,17 @@ def _flush_retries_on_lock_conflicts():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_throttles() -> Iterator[None]:
+    """The API's throttle counters (process memory in tests) start empty in every test: user
+    ids come again after a rollback, and one test's failed logins are not the next one's."""
+    from django.core.cache import caches
+
+    caches["throttle"].clear()
+    yield
+    caches["throttle"].clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_tariff_engines() -> Iterator[None]:
     """Tests roll their rows back, so a version id can come again with another tariff; in
     production versions are immutable and ids never come back, which the per-process cache of

@@ -129,6 +129,7 @@ def quick_links(user: Any) -> list[Link]:
         FINANCE: finance,
     }[role]
     links = [link for link in chosen if link is not None]
+    own = [Link("Your API tokens", reverse("panel:api-tokens"), "for scripts and integrations")]
     if role == FINANCE:
-        return links + [reports[1], reports[2], reports[0]]
-    return links + reports
+        return links + [reports[1], reports[2], reports[0]] + own
+    return links + reports + own

@@ -29,10 +29,11 @@ from django.views.decorators.http import require_GET, require_POST
 from billing import selectors as billing_selectors
 from billing import services as billing_services
 from billing.selectors import revenue_source
+from cpo import api_tokens
 from cpo.lib.api import ApplicationError
 from cpo.lib.formatting import add_months, local_midnight, month_start, panel_tz
 from cpo.lib.spreadsheets import csv_rows
-from cpo.models import User
+from cpo.models import ApiToken, User
 from cpo.panel import dashboard, reports
 from cpo.services import user_language_set
 from sessions import selectors as charging
@@ -494,6 +495,65 @@ def sites_map(request: HttpRequest) -> HttpResponse:
     return TemplateResponse(request, "cpo/panel/map.html", context)
 
 
+# --- The user's own API tokens -------------------------------------------------------------------
+
+
+class ApiTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. 'exports'.")
+    expires_in_days = forms.IntegerField(
+        label="Expires in (days)",
+        min_value=1,
+        max_value=api_tokens.MAX_LIFETIME.days,
+        initial=api_tokens.DEFAULT_LIFETIME.days,
+    )
+
+
+NEW_TOKEN_KEY = "cpo.new_api_token"  # noqa: S105 - a session key, not a secret
+
+
+def _api_tokens_page(request: HttpRequest, form: ApiTokenForm, **extra: Any) -> HttpResponse:
+    context = {
+        **admin.site.each_context(request),
+        "title": "Your API tokens",
+        "form": form,
+        "tokens": ApiToken.objects.filter(user_id=request.user.pk or 0),
+        "now": timezone.now(),
+        **extra,
+    }
+    return TemplateResponse(request, "cpo/panel/api_tokens.html", context)
+
+
+def api_tokens_page(request: HttpRequest) -> HttpResponse:
+    """Any user's own API tokens: make one (its secret is shown on this answer only), see
+    when each was last used, revoke one. A token acts with exactly its user's permissions."""
+    if request.method == "POST":
+        form = ApiTokenForm(request.POST)
+        if form.is_valid():
+            token, secret = api_tokens.api_token_create(
+                user=request.user,
+                name=form.cleaned_data["name"],
+                expires_at=timezone.now() + timedelta(days=form.cleaned_data["expires_in_days"]),
+            )
+            # Shown on the next page only (a reload must not make another token): the session
+            # holds the secret until that page pops it.
+            request.session[NEW_TOKEN_KEY] = [token.pk, secret]
+            return redirect("panel:api-tokens")
+        return _api_tokens_page(request, form)
+    new_id, new_secret = request.session.pop(NEW_TOKEN_KEY, [None, None])
+    new_token = ApiToken.objects.filter(pk=new_id or 0, user_id=request.user.pk or 0).first()
+    return _api_tokens_page(
+        request, ApiTokenForm(), new_token=new_token, new_secret=new_secret if new_token else None
+    )
+
+
+@require_POST
+def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken, pk=pk, user_id=request.user.pk or 0)
+    api_tokens.api_token_revoke(token=token)
+    messages.success(request, f"Token {token.name} ({token.prefix}) is revoked.")
+    return redirect("panel:api-tokens")
+
+
 def _staff(view: View) -> View:
     return admin.site.admin_view(view)
 
@@ -509,6 +569,8 @@ urlpatterns = [
     path("map/", _staff(sites_map), name="map"),
     path("sessions/<int:pk>/credit", _staff(session_credit), name="session-credit"),
     path("reports/", _staff(reports_index), name="reports"),
+    path("api-tokens/", _staff(api_tokens_page), name="api-tokens"),
+    path("api-tokens/<int:pk>/revoke", _staff(api_token_revoke), name="api-token-revoke"),
     path("reports/uptime/", _staff(report_uptime), name="report-uptime"),
     path("reports/energy-revenue/", _staff(report_energy_revenue), name="report-energy-revenue"),
     path(

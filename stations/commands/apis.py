@@ -12,19 +12,21 @@ import asyncio
 import time
 from typing import Any
 
+import django_filters
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.views.decorators.csrf import csrf_exempt
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, filters, generics, serializers, status
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from cpo.lib.api import ApplicationError
+from cpo.lib.api import ApplicationError, HasModelPermissions, StableCursorPagination
 from stations.commands import jobs, local_lists, services
 from stations.commands import permissions as command_permissions
 from stations.commands.models import Command, Job, JobTarget
@@ -32,17 +34,6 @@ from stations.commands.verbs import VERBS, CommandError
 from stations.models import ChargingStation, Location
 
 MAX_WAIT = 60.0
-
-
-class HasModelPermissions(BasePermission):
-    """The user holds every permission in the view's `required_permissions`."""
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        user = request.user
-        required = getattr(view, "required_permissions", None)
-        if not user or not user.is_authenticated or required is None:
-            return False
-        return user.has_perms(required)
 
 
 class MaySendSomeCommand(BasePermission):
@@ -56,6 +47,13 @@ class MaySendSomeCommand(BasePermission):
 class StationsApi(APIView):
     permission_classes = [HasModelPermissions]
     required_permissions: tuple[str, ...] = ()
+
+
+def _station(station_id: int | None = None, identity: str | None = None) -> ChargingStation:
+    """The station of a URL: by database id (/api/) or by OCPP identity (/api/v1/)."""
+    if identity is not None:
+        return get_object_or_404(ChargingStation, identity=identity)
+    return get_object_or_404(ChargingStation, pk=station_id)
 
 
 def _application_error(error: CommandError) -> ApplicationError:
@@ -133,10 +131,12 @@ class StationCommandSendApi(StationsApi):
         request=InputSerializer,
         responses={200: CommandOutputSerializer, 202: CommandOutputSerializer},
     )
-    def post(self, request: Request, station_id: int) -> Response:
+    def post(
+        self, request: Request, station_id: int | None = None, identity: str | None = None
+    ) -> Response:
         from datetime import timedelta
 
-        station = get_object_or_404(ChargingStation, pk=station_id)
+        station = _station(station_id, identity)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         attrs = data.validated_data
@@ -177,8 +177,9 @@ def _command_if_final(command_id: int) -> Command | None:
 
 
 @csrf_exempt
-async def station_command_send(request: HttpRequest, station_id: int) -> HttpResponse:
-    response = await sync_to_async(_send_view)(request, station_id=station_id)
+async def station_command_send(request: HttpRequest, **station: Any) -> HttpResponse:
+    """`station`: station_id (/api/) or identity (/api/v1/)."""
+    response = await sync_to_async(_send_view)(request, **station)
     command_id, wait = getattr(response, "command_wait", (None, 0))
     if command_id and wait:
         deadline = time.monotonic() + wait
@@ -338,7 +339,28 @@ class JobCreateApi(StationsApi):
         )
         station_model = serializers.CharField(required=False, allow_blank=True, default="")
         station_filter = serializers.CharField(required=False, allow_blank=True, default="")
-        stations = serializers.ListField(child=serializers.IntegerField(), required=False)
+        stations = serializers.ListField(
+            child=serializers.IntegerField(), required=False, help_text="Station ids"
+        )
+        station_identities = serializers.ListField(
+            child=serializers.CharField(max_length=48),
+            required=False,
+            help_text="Stations by OCPP identity (instead of ids)",
+        )
+
+        def validate_station_identities(self, identities: list[str]) -> list[int]:
+            found = dict(
+                ChargingStation.objects.filter(identity__in=identities).values_list(
+                    "identity", "pk"
+                )
+            )
+            unknown = sorted(set(identities) - set(found))
+            if unknown:
+                raise serializers.ValidationError(
+                    f"unknown stations: {', '.join(unknown)}", code="not_found"
+                )
+            return [found[identity] for identity in identities]
+
         concurrency = serializers.IntegerField(min_value=1, default=10)
         max_attempts = serializers.IntegerField(min_value=1, max_value=20, default=3)
         target_timeout = serializers.IntegerField(min_value=10, default=3600)
@@ -360,7 +382,7 @@ class JobCreateApi(StationsApi):
                 location=attrs.get("location"),
                 station_model=attrs["station_model"],
                 station_filter=attrs["station_filter"],
-                station_ids=attrs.get("stations"),
+                station_ids=attrs.get("station_identities") or attrs.get("stations"),
                 concurrency=attrs["concurrency"],
                 max_attempts=attrs["max_attempts"],
                 target_timeout=attrs["target_timeout"],
@@ -416,16 +438,76 @@ class StationLocalListSyncApi(StationsApi):
         full = serializers.BooleanField(default=False)
 
     @extend_schema(request=InputSerializer, responses={200: CommandOutputSerializer, 204: None})
-    def post(self, request: Request, station_id: int) -> Response:
-        get_object_or_404(ChargingStation, pk=station_id)
+    def post(
+        self, request: Request, station_id: int | None = None, identity: str | None = None
+    ) -> Response:
+        station = _station(station_id, identity)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
             command_id = local_lists.local_list_sync(
-                station_id=station_id, full=data.validated_data["full"]
+                station_id=station.pk, full=data.validated_data["full"]
             )
         except CommandError as error:
             raise _application_error(error) from None
         if command_id is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(CommandOutputSerializer(Command.objects.get(pk=command_id)).data)
+
+
+# --- /api/v1/: lists with filters, ordering and cursor pages --------------------------------------
+
+
+class CommandFilter(django_filters.FilterSet):
+    station = django_filters.CharFilter(field_name="station__identity", help_text="OCPP identity")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Command
+        fields = ("station", "status", "action", "verb", "origin", "protocol")
+
+
+class CommandListV1Api(generics.ListAPIView):
+    """Commands to stations, newest first by default."""
+
+    permission_classes = [HasModelPermissions]
+    required_permissions = ("commands.view_command",)
+    queryset = Command.objects.select_related("station")
+    serializer_class = CommandOutputSerializer
+    pagination_class = StableCursorPagination
+    filter_backends = [DjangoFilterBackend, filters.OrderingFilter]
+    filterset_class = CommandFilter
+    ordering_fields = ("id", "created_at")
+    ordering = "-id"
+
+
+class JobFilter(django_filters.FilterSet):
+    station = django_filters.CharFilter(
+        field_name="targets__station__identity",
+        distinct=True,
+        help_text="OCPP identity of a target",
+    )
+
+    class Meta:
+        model = Job
+        fields = ("station", "kind", "status")
+
+
+class JobListV1Api(generics.ListAPIView):
+    """Firmware and diagnostics jobs, newest first by default; POST starts one (Operators)."""
+
+    permission_classes = [HasModelPermissions]
+    required_permissions = {
+        "GET": ("commands.view_job",),
+        "POST": JobCreateApi.required_permissions,
+    }
+    InputSerializer = JobCreateApi.InputSerializer
+    post = JobCreateApi.post
+    queryset = Job.objects.prefetch_related("targets")
+    serializer_class = JobOutputSerializer
+    pagination_class = StableCursorPagination
+    filter_backends = [DjangoFilterBackend, filters.OrderingFilter]
+    filterset_class = JobFilter
+    ordering_fields = ("id", "created_at")
+    ordering = "-id"

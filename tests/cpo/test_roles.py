@@ -117,6 +117,7 @@ def world(roles: None) -> dict[str, Any]:  # noqa: ARG001
         "session": ChargingSession.objects.filter(station=station).first(),
         "tariff": Tariff.objects.first(),
         "invoice": invoice,
+        "cdr": invoice.lines.first().cdr,
         "command": command,
         "token": IdToken.objects.first(),
         "spare_token": IdToken.objects.create(uid="ROLES-SPARE", type="Central"),
@@ -267,7 +268,7 @@ def url_rows() -> dict[str, list[str]]:
     """{url name: [methods]} from the table's `METHOD name` rows."""
     rows: dict[str, list[str]] = {}
     for key in TABLE:
-        if m := re.fullmatch(r"((?:GET|POST)(?:/(?:GET|POST))?) (\S+)", key):
+        if m := re.fullmatch(r"((?:GET|POST|PATCH)(?:/(?:GET|POST))?) (\S+)", key):
             rows.setdefault(m.group(2), []).extend(m.group(1).split("/"))
     return rows
 
@@ -321,6 +322,15 @@ def probe_url(name: str, world: dict[str, Any]) -> str:
         "id": world["user"].pk,
         "pk": world["station"].pk,
         "object_id": world["station"].pk,
+        "identity": world["station"].identity,
+        "location_id": world["station"].location_id,
+        "evse_pk": world["station"].evses.first().pk,
+        "connector_pk": world["station"].connectors.first().pk,
+        "tariff_pk": world["tariff"].pk,
+        "number": 1,
+        "cdr_id": world["cdr"].pk,
+        "invoice_id": world["invoice"].pk,
+        "api_token_id": 999_999,
     }
     by_name = {
         "admin:tariffs_tariff_preview": {"object_id": world["tariff"].pk},

@@ -56,7 +56,7 @@ def test_operator_manages_tokens(
     assert "already exists" in str(duplicate.json())
     bad = client.post("/api/tokens/create/", {"uid": "not-hex!"}, format="json")
     assert bad.status_code == 400
-    assert "uid" in bad.json()
+    assert [e["field"] for e in bad.json()["errors"]] == ["uid"]
 
     found = client.get("/api/tokens/", {"q": "04a1"}).json()
     assert [t["uid"] for t in found["results"]] == ["04A1B2C3"]
@@ -248,7 +248,9 @@ def test_country_codes_are_checked_against_iso_3166(
     """Issue 20, finding 15: the API took country "ZZ"."""
     response = api(operator).post(path, body, format="json")
     assert response.status_code == 400, response.json()
-    assert "ISO 3166-1 alpha-2" in str(response.json()[field])
+    [error] = response.json()["errors"]
+    assert (error["field"], error["code"]) == (field, "country")
+    assert "ISO 3166-1 alpha-2" in error["message"]
 
 
 def test_a_real_country_is_taken_and_an_update_to_a_fake_one_refused(

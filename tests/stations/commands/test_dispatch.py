@@ -217,19 +217,20 @@ async def test_schema_invalid_raw_payload_is_refused_before_sending(
             "POST", url, token=api_token, body={"action": "Reset", "payload": {"type": "Sideways"}}
         )
         assert status == 400
-        assert "schema" in body["detail"]
-        assert "Sideways" in body["detail"]
-        assert body["field"] == "payload"
+        [error] = body["errors"]
+        assert "schema" in error["message"]
+        assert "Sideways" in error["message"]
+        assert error["field"] == "payload"
         status, body = await http(
             "POST", url, token=api_token, body={"action": "BootNotification", "payload": {}}
         )
         assert status == 400
-        assert "sent by stations" in body["detail"]
+        assert "sent by stations" in body["errors"][0]["message"]
         status, body = await http(
             "POST", url, token=api_token, body={"action": "RemoteStartTransaction", "payload": {}}
         )
         assert status == 400
-        assert "not an OCPP 2.0.1 action" in body["detail"]
+        assert "not an OCPP 2.0.1 action" in body["errors"][0]["message"]
         assert await sync_to_async(Command.objects.count)() == 0
         # A valid raw call goes out and the caller may wait for the answer.
         status, body = await http(
