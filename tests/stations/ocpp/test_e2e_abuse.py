@@ -207,6 +207,11 @@ async def test_absurd_values_are_refused_outside_transactions_and_dropped_and_fl
     assert values == [Decimal("1500")]
     assert statuses == 0  # the refused status report stored nothing
     assert sessions == 1  # the stop with an absurd transaction id made no orphan
+    # The CDR step takes the session as stored (no decimal.InvalidOperation): flagged, it waits
+    # for Finance's review instead of being billed.
+    from billing.services import cdr_create_for_session
+
+    await sync_to_async(cdr_create_for_session)(session_id=session.pk)
 
 
 async def test_absurd_transaction_events_are_stored_without_the_absurd_part(daphne_server):
@@ -252,6 +257,46 @@ async def test_absurd_transaction_events_are_stored_without_the_absurd_part(daph
     assert values == [Decimal("12.5")]
     assert events == 1
     assert any(a.startswith("absurd values from the station") for a in session.anomalies)
+
+
+# --- side writes under SQLite's write lock -----------------------------------------------------
+
+
+@pytest.fixture
+def touching_server(transactional_db) -> Any:  # noqa: ARG001
+    # Every frame writes last-seen: every heartbeat meets the lock.
+    server = start_daphne("edge-locked", OCPP_LAST_SEEN_WRITE_INTERVAL="0")
+    yield server
+    server.stop()
+
+
+async def test_a_held_sqlite_write_lock_never_drops_a_heartbeating_station(touching_server):
+    """Issue 20: "database is locked" escaped from the last-seen write and closed the socket
+    (1011). Another connection holds SQLite's write lock longer than the busy timeout (20 s)
+    while a real client keeps heartbeating."""
+    import sqlite3
+
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's database-wide write lock; PostgreSQL locks rows")
+    await make_station("EDGE-LOCKED")
+    async with station(touching_server.ws_url, "EDGE-LOCKED", password=PASSWORD) as cp:
+        assert (await cp.raw([2, "h0", "Heartbeat", {}]))[0] == 3
+        holder = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            # Answered at once; its last-seen write then waits out the busy timeout and fails.
+            assert (await cp.raw([2, "h1", "Heartbeat", {}]))[0] == 3
+            await asyncio.sleep(21)
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        for n in range(2, 5):
+            assert (await cp.raw([2, f"h{n}", "Heartbeat", {}], timeout=30))[0] == 3
+        assert cp.ws.state is websockets.State.OPEN
+    text = touching_server.log.read_text(errors="replace")
+    assert "station_seen failed (database error); the connection goes on" in text
 
 
 # --- finding 7: frame size, rate, log budget ----------------------------------------------------
