@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: run demo test lint format bench simulate clean
+.PHONY: run demo test lint format bench simulate backup clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ bench: $(STAMP)
 # stations of `make run`; SIMULATE_ARGS="--count 500 --create" adds generated ones.
 simulate: $(STAMP)
 	$(BIN)/python manage.py simulate --demo $(SIMULATE_ARGS)
+
+# A consistent backup of the database, the secret key and media, taken while the back office
+# runs (README "Backups"). BACKUP_DIR is where the dated folders go.
+BACKUP_DIR ?= var/backups
+backup: $(STAMP)
+	$(BIN)/python manage.py backup $(BACKUP_DIR)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

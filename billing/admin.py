@@ -11,15 +11,17 @@ import zoneinfo
 from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q, QuerySet
+from django.db.models import Field, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
 from import_export.admin import ExportMixin
 from import_export.forms import ExportForm
 
@@ -716,10 +718,18 @@ class BillingAuditEntryAdmin(ReadOnlyMixin, admin.ModelAdmin):
 class BillingProfileAdmin(admin.ModelAdmin):
     """The buyer's registration number and payment terms, per account (Finance edits)."""
 
-    list_display = ("account", "registration_number", "payment_terms_days")
+    list_display = ("account", "registration_number", "payment_terms_days", "language")
     list_select_related = ("account",)
     search_fields = ("account__name", "registration_number")
     raw_id_fields = ("account",)
+
+    def formfield_for_dbfield(
+        self, db_field: Field[Any, Any], request: HttpRequest, **kwargs: Any
+    ) -> forms.Field | None:
+        if db_field.name == "language":
+            default = _("Default (%(language)s)") % {"language": settings.LANGUAGE_CODE}
+            kwargs["widget"] = forms.Select(choices=[("", default), *settings.LANGUAGES])
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
 
 # --- Finance's review queue ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.core.checks import Error, register
+from django.utils.translation import gettext_lazy as _
 
 
 def _enqueue_cdr(sender: Any, session_id: int, **kwargs: Any) -> None:
@@ -36,7 +37,7 @@ def check_billing_time_zone(app_configs: Any, **kwargs: Any) -> list[Error]:
 
 class BillingConfig(AppConfig):
     name = "billing"
-    verbose_name = "Billing"
+    verbose_name = _("Billing")
 
     def ready(self) -> None:
         from sessions.signals import session_ended

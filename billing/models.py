@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
+from cpo.lib.i18n import validate_language
 from sessions.models import ChargingSession, CustomerAccount, IdToken
 from stations.models import Location
 
@@ -234,6 +235,13 @@ class BillingProfile(models.Model):
     )
     payment_terms_days = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Days to pay; empty: BILLING_PAYMENT_TERMS_DAYS."
+    )
+    # A validator, not choices: adding a language to LANGUAGES needs no migration.
+    language = models.CharField(
+        max_length=8,
+        blank=True,
+        validators=[validate_language],
+        help_text="The invoices' language (en, nl, de); empty: LANGUAGE_CODE.",
     )
 
     class Meta:

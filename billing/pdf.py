@@ -1,7 +1,9 @@
 """The PDF of an issued invoice or credit note (reportlab): seller and buyer with their
 registration numbers, VAT ids and bank details, dates, payment terms and period, a line per
 session (site, station, local start and stop, kWh, duration, tariff), the VAT table, totals.
-Built from the frozen invoice only, so the same invoice always prints the same."""
+Built from the frozen invoice only, so the same invoice always prints the same: in the language
+frozen with the buyer when it was issued (the billing profile's, else LANGUAGE_CODE), with that
+language's labels, dates and decimal separator."""
 
 from __future__ import annotations
 
@@ -10,6 +12,10 @@ import io
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
+from django.utils import translation
+from django.utils.formats import date_format, number_format
+from django.utils.translation import gettext as _
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
@@ -20,8 +26,20 @@ from billing.models import Invoice, InvoiceLine
 from tariffs.rating import round_money
 
 
+def _number(value: Decimal) -> str:
+    """A Decimal with its own decimals, in the active language's way (1,5 in nl and de)."""
+    exponent = value.as_tuple().exponent
+    return number_format(
+        value, decimal_pos=-exponent if isinstance(exponent, int) and exponent < 0 else 0
+    )
+
+
 def _money(value: Decimal, currency: str) -> str:
-    return f"{round_money(value, currency):f}"
+    return _number(round_money(value, currency))
+
+
+def _date(day: dt.date | None) -> str:
+    return date_format(day, "SHORT_DATE_FORMAT") if day is not None else ""
 
 
 def _party(data: dict[str, Any], heading: str) -> str:
@@ -32,12 +50,12 @@ def _party(data: dict[str, Any], heading: str) -> str:
     )
     lines.append(_escape(data.get("country", "")))
     for key, label in (
-        ("registration_number", "Reg. no."),
-        ("vat_id", "VAT ID"),
-        ("iban", "IBAN"),
-        ("bic", "BIC"),
-        ("email", "E-mail"),
-        ("reference", "Customer no."),
+        ("registration_number", _("Reg. no.")),
+        ("vat_id", _("VAT ID")),
+        ("iban", _("IBAN")),
+        ("bic", _("BIC")),
+        ("email", _("E-mail")),
+        ("reference", _("Customer no.")),
     ):
         if data.get(key):
             lines.append(f"{label}: {_escape(data[key])}")
@@ -49,30 +67,35 @@ def _escape(text: Any) -> str:
 
 
 def _local(moment: dt.datetime | None) -> str:
-    return f"{moment:%Y-%m-%d %H:%M}" if moment is not None else ""
+    return date_format(moment, "SHORT_DATETIME_FORMAT") if moment is not None else ""
 
 
 def _rate(rate: Decimal | None) -> str:
-    return f"{rate.normalize():f} %" if rate is not None else "no VAT"
+    return f"{_number(rate.normalize())} %" if rate is not None else _("no VAT")
 
 
 def _line_rate(line: InvoiceLine) -> str:
     if line.vat_rate is not None:
-        return f"{line.vat_rate.normalize():f}"
-    return "mixed" if len(line.vat_breakdown) > 1 else "none"
+        return _number(line.vat_rate.normalize())
+    return _("mixed") if len(line.vat_breakdown) > 1 else _("none")
 
 
-RULE = (
-    "VAT is calculated once per rate on that rate's base (the sum of the line amounts excl. "
-    "VAT) and rounded half up to the minor unit; each line shows its share of that VAT. "
-    "Session times are local to the site, in the time zone shown on each line."
-)
+def invoice_language(invoice: Invoice) -> str:
+    """The language the invoice prints in: the buyer's, frozen at issue, if the back office
+    still has it; else LANGUAGE_CODE."""
+    language = str(invoice.buyer.get("language") or "")
+    return language if language in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
 
 
 def invoice_pdf(invoice: Invoice) -> bytes:
     """Render an issued invoice; drafts have no number and no PDF."""
     if not invoice.is_issued:
         raise ValueError("only issued invoices have a PDF")
+    with translation.override(invoice_language(invoice)):
+        return _render(invoice)
+
+
+def _render(invoice: Invoice) -> bytes:
     styles = getSampleStyleSheet()
     small = styles["BodyText"].clone("small", fontSize=7, leading=8.5)
     currency = invoice.currency
@@ -88,30 +111,35 @@ def invoice_pdf(invoice: Invoice) -> bytes:
         title=str(invoice.number),
         author=invoice.seller.get("name", ""),
     )
-    title = "Credit note" if credit_note else "Invoice"
+    title = _("Credit note") if credit_note else _("Invoice")
     story: list[Any] = [Paragraph(f"{title} {_escape(invoice.number or '')}", styles["Title"])]
     zone = invoice.time_zone or "UTC"
-    facts = [f"Issue date: {invoice.issue_date.isoformat() if invoice.issue_date else ''}"]
+    facts = [_("Issue date: %(date)s") % {"date": _date(invoice.issue_date)}]
     if invoice.due_date:
         facts.append(
-            f"Due date: {invoice.due_date.isoformat()} "
-            f"(payment terms: {invoice.payment_terms_days} days)"
+            _("Due date: %(date)s (payment terms: %(days)s days)")
+            % {"date": _date(invoice.due_date), "days": invoice.payment_terms_days}
         )
     dates = invoice.period_local_dates
     if dates is not None:
-        facts.append(f"Period: {dates[0]:%Y-%m-%d} to {dates[1]:%Y-%m-%d} ({_escape(zone)})")
+        facts.append(
+            _("Period: %(first)s to %(last)s (%(zone)s)")
+            % {"first": _date(dates[0]), "last": _date(dates[1]), "zone": _escape(zone)}
+        )
     if invoice.credit_of:
-        facts.append(f"Credits invoice {_escape(invoice.credit_of.number or '')}")
+        facts.append(
+            _("Credits invoice %(number)s") % {"number": _escape(invoice.credit_of.number or "")}
+        )
     if invoice.reason:
-        facts.append(f"Reason: {_escape(invoice.reason)}")
-    facts.append(f"Currency: {currency}")
+        facts.append(_("Reason: %(reason)s") % {"reason": _escape(invoice.reason)})
+    facts.append(_("Currency: %(currency)s") % {"currency": currency})
     story.append(Paragraph("<br/>".join(facts), styles["BodyText"]))
     story.append(Spacer(1, 6 * mm))
     parties = Table(
         [
             [
-                Paragraph(_party(invoice.seller, "Seller"), styles["BodyText"]),
-                Paragraph(_party(invoice.buyer, "Buyer"), styles["BodyText"]),
+                Paragraph(_party(invoice.seller, _("Seller")), styles["BodyText"]),
+                Paragraph(_party(invoice.buyer, _("Buyer")), styles["BodyText"]),
             ]
         ],
         colWidths=[93 * mm, 93 * mm],
@@ -121,16 +149,16 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     rows: list[list[Any]] = [
         [
             "#",
-            "Start / stop (site time)",
-            "Site / station",
-            "Token",
-            "Tariff",
+            _("Start / stop (site time)"),
+            _("Site / station"),
+            _("Token"),
+            _("Tariff"),
             "kWh",
             "h:mm",
-            "VAT %",
-            "Excl. VAT",
-            "VAT",
-            "Incl. VAT",
+            _("VAT %"),
+            _("Excl. VAT"),
+            _("VAT"),
+            _("Incl. VAT"),
         ]
     ]
     for line in invoice.lines.all():
@@ -149,7 +177,7 @@ def invoice_pdf(invoice: Invoice) -> bytes:
                 Paragraph(_escape(site), small),
                 Paragraph(_escape(line.token_visual_number), small),
                 Paragraph(_escape(line.tariff_label), small),
-                f"{line.energy_kwh:f}",
+                _number(line.energy_kwh),
                 line.duration_label,
                 _line_rate(line),
                 _money(line.amount_excl_vat, currency),
@@ -172,7 +200,7 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     )
     story += [table, Spacer(1, 6 * mm)]
 
-    vat_rows = [["VAT rate", "Base", "VAT", "Total"]]
+    vat_rows = [[_("VAT rate"), _("Base"), _("VAT"), _("Total")]]
     for vat in invoice.vat_lines.all():
         vat_rows.append(
             [
@@ -184,7 +212,7 @@ def invoice_pdf(invoice: Invoice) -> bytes:
         )
     vat_rows.append(
         [
-            "Total",
+            _("Total"),
             _money(invoice.total_excl_vat, currency),
             _money(invoice.total_vat, currency),
             _money(invoice.total_incl_vat, currency),
@@ -204,21 +232,36 @@ def invoice_pdf(invoice: Invoice) -> bytes:
     )
     story += [vat_table, Spacer(1, 4 * mm)]
     amount = f"{currency} {_money(abs(invoice.total_incl_vat), currency)}"
-    story.append(
-        Paragraph(
-            f"<b>Amount {'credited' if credit_note else 'due'}: {amount}</b>", styles["Heading3"]
-        )
-    )
+    summary = _("Amount credited: %(amount)s") if credit_note else _("Amount due: %(amount)s")
+    story.append(Paragraph(f"<b>{summary % {'amount': amount}}</b>", styles["Heading3"]))
     seller = invoice.seller
     if not credit_note and invoice.due_date:
-        payment = (
-            f"Please pay {amount} by {invoice.due_date.isoformat()} to IBAN "
-            f"{_escape(seller.get('iban', ''))}"
-        )
+        values = {
+            "amount": amount,
+            "date": _date(invoice.due_date),
+            "iban": _escape(seller.get("iban", "")),
+            "bic": _escape(seller.get("bic", "")),
+            "number": _escape(invoice.number or ""),
+        }
         if seller.get("bic"):
-            payment += f" (BIC {_escape(seller['bic'])})"
-        payment += f", quoting {_escape(invoice.number or '')}."
+            payment = (
+                _(
+                    "Please pay %(amount)s by %(date)s to IBAN %(iban)s (BIC %(bic)s), "
+                    "quoting %(number)s."
+                )
+                % values
+            )
+        else:
+            payment = (
+                _("Please pay %(amount)s by %(date)s to IBAN %(iban)s, quoting %(number)s.")
+                % values
+            )
         story.append(Paragraph(payment, styles["BodyText"]))
-    story += [Spacer(1, 3 * mm), Paragraph(RULE, small)]
+    rule = _(
+        "VAT is calculated once per rate on that rate's base (the sum of the line amounts excl. "
+        "VAT) and rounded half up to the minor unit; each line shows its share of that VAT. "
+        "Session times are local to the site, in the time zone shown on each line."
+    )
+    story += [Spacer(1, 3 * mm), Paragraph(rule, small)]
     doc.build(story)
     return buffer.getvalue()

@@ -16,6 +16,7 @@ from typing import Any
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Coalesce, TruncMonth
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy, gettext_noop, ngettext
 
 from billing.models import Cdr, SessionReview
 from cpo.lib.formatting import (
@@ -23,23 +24,26 @@ from cpo.lib.formatting import (
     add_months,
     admin_url,
     local_midnight,
+    local_text,
     money_list,
+    money_text,
     money_total,
     month_start,
     panel_tz,
+    price_text,
 )
 from cpo.lib.money import sum_by_currency
 from sessions.models import ChargingSession
 
 REVENUE_FROM_CDRS = "cdr"
-REVENUE_LABEL = "Rated CDRs, excl. VAT (credits deducted)"
+REVENUE_LABEL = gettext_noop("Rated CDRs, excl. VAT (credits deducted)")
 
 Money = dict[str, dict[str, Decimal]]
 
 
 def revenue_source() -> dict[str, str]:
     """What the revenue figures are, for the pages that show them."""
-    return {"source": REVENUE_FROM_CDRS, "label": REVENUE_LABEL}
+    return {"source": REVENUE_FROM_CDRS, "label": gettext(REVENUE_LABEL)}
 
 
 def _rounded(per_key: dict[Any, dict[str, Decimal]]) -> dict[Any, dict[str, str]]:
@@ -156,7 +160,12 @@ def review_alerts() -> dict[str, Any]:
             {
                 "kind": "sessions_to_review",
                 "severity": "warning",
-                "title": f"{total} session(s) wait for finance",
+                "title": ngettext(
+                    "%(count)s session waits for finance",
+                    "%(count)s sessions wait for finance",
+                    total,
+                )
+                % {"count": total},
                 "detail": ", ".join(
                     f"{n} {labels[status].lower()}" for status, n in sorted(per_status.items())
                 ),
@@ -165,3 +174,117 @@ def review_alerts() -> dict[str, Any]:
             }
         )
     return {"items": items, "counts": {"sessions_to_review": total}}
+
+
+# --- one session: what it became ----------------------------------------------------------------
+
+DIMENSION_LABELS = {
+    "FLAT": gettext_lazy("Fixed fee"),
+    "ENERGY": gettext_lazy("Energy"),
+    "TIME": gettext_lazy("Charging time"),
+    "PARKING_TIME": gettext_lazy("Parking time"),
+    "RESERVATION_TIME": gettext_lazy("Reservation time"),
+    "RESERVATION_FLAT": gettext_lazy("Reservation fee"),
+}
+DIMENSION_UNITS = {"ENERGY": "kWh", "TIME": "h", "PARKING_TIME": "h", "RESERVATION_TIME": "h"}
+# The CDR's rounded total of each dimension (reservation time and fee are one total).
+DIMENSION_TOTALS = (
+    ("FLAT", "fixed"),
+    ("ENERGY", "energy"),
+    ("TIME", "time"),
+    ("PARKING_TIME", "parking"),
+    ("RESERVATION_TIME", "reservation"),
+)
+
+
+def session_cdrs(*, session: ChargingSession) -> list[Cdr]:
+    """The session's CDRs (every revision and credit), newest first, with their invoice line
+    and invoice."""
+    return list(
+        Cdr.objects.filter(session=session)
+        .select_related("invoice_line__invoice", "credit_of", "tariff_version")
+        .order_by("-revision", "-credit", "-pk")
+    )
+
+
+def session_live_cdr(*, cdrs: list[Cdr]) -> Cdr | None:
+    """Of a session's CDRs, the one that counts: the latest regular CDR not credited."""
+    credited = {c.credit_of_id for c in cdrs if c.credit}
+    return next((c for c in cdrs if not c.credit and c.pk not in credited), None)
+
+
+def _volume_text(dimension: str, volume: Any) -> str:
+    unit = DIMENSION_UNITS.get(dimension)
+    if unit is None:
+        return "1"
+    value = Decimal(str(volume))
+    return f"{value.quantize(Decimal('0.001'))} {unit}"
+
+
+def cdr_cost_breakdown(*, cdr: Cdr, tz: zoneinfo.ZoneInfo) -> dict[str, Any]:
+    """What a CDR charged, per dimension (the CDR's rounded totals, as invoiced) and per
+    charging period and dimension (the rating's cost lines, each rounded for display), with
+    the currency on every amount; period starts in `tz`."""
+    currency = cdr.currency
+    audit = cdr.rating_audit or {}
+    lines = audit.get("lines") or []
+    volumes: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for line in lines:
+        volumes[line["dimension"]] += Decimal(str(line["billed_volume"]))
+    dimensions = []
+    for dimension, column in DIMENSION_TOTALS:
+        excl = getattr(cdr, f"total_{column}_cost_excl_vat")
+        incl = getattr(cdr, f"total_{column}_cost_incl_vat")
+        if not excl and not incl and dimension not in volumes:
+            continue
+        dimensions.append(
+            {
+                "dimension": dimension,
+                "label": DIMENSION_LABELS[dimension],
+                "volume": _volume_text(dimension, volumes.get(dimension, ZERO)),
+                "excl_vat": money_text(excl, currency),
+                "incl_vat": money_text(incl, currency),
+            }
+        )
+    starts = [p.get("start_date_time") for p in cdr.charging_periods or []]
+    periods = []
+    for line in lines:
+        index = line.get("period_index")
+        start = None
+        if index is not None and 0 <= index < len(starts) and starts[index]:
+            start = datetime.fromisoformat(starts[index].replace("Z", "+00:00"))
+        unit = DIMENSION_UNITS.get(line["dimension"])
+        periods.append(
+            {
+                "period": "—" if index is None else index + 1,
+                "start": local_text(start, tz) if start else "—",
+                "dimension": DIMENSION_LABELS.get(line["dimension"], line["dimension"]),
+                "volume": _volume_text(line["dimension"], line["billed_volume"]),
+                "price": price_text(Decimal(str(line["price"])), currency)
+                + (f"/{unit}" if unit else ""),
+                "vat_rate": line.get("vat"),
+                "excl_vat": money_text(Decimal(line["excl_vat"]), currency),
+                "incl_vat": money_text(Decimal(line["incl_vat"]), currency),
+            }
+        )
+    clamp = audit.get("clamp_incl_vat") or audit.get("clamp_excl_vat")
+    return {
+        "currency": currency,
+        "dimensions": dimensions,
+        "periods": periods,
+        "vat": [
+            {
+                "rate": row.get("rate"),
+                "excl_vat": money_text(Decimal(row["excl_vat"]), currency),
+                "vat": money_text(Decimal(row["vat"]), currency),
+            }
+            for row in cdr.vat_breakdown or []
+        ],
+        "total_excl_vat": money_text(cdr.total_cost_excl_vat, currency),
+        "total_vat": money_text(cdr.total_vat, currency),
+        "total_incl_vat": money_text(cdr.total_cost_incl_vat, currency),
+        "clamp": {
+            "MIN": gettext("the tariff's minimum price"),
+            "MAX": gettext("the tariff's maximum price"),
+        }.get(clamp or "", ""),
+    }

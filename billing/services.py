@@ -664,6 +664,8 @@ def _buyer(account: CustomerAccount) -> dict[str, Any]:
         "account_id": account.pk,
         "reference": account.reference,
         "registration_number": profile.registration_number if profile else "",
+        # The language its invoices print in (billing.pdf), frozen with the buyer.
+        "language": profile.language if profile else "",
         "name": account.legal_name or account.name,
         "address": account.address,
         "postal_code": account.postal_code,

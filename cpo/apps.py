@@ -6,11 +6,12 @@ from typing import Any
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.utils.translation import gettext_lazy as _
 
 
 class CpoConfig(AppConfig):
     name = "cpo"
-    verbose_name = "Back office"
+    verbose_name = _("Back office")
 
     def ready(self) -> None:
         from django.db.models.signals import post_migrate

@@ -6,9 +6,11 @@ directory. Production: DATABASE_URL=postgres://... and REDIS_URL=redis://... .
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -52,13 +54,34 @@ _proxy_ssl_header = envstr("SECURE_PROXY_SSL_HEADER", "")
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_" + _proxy_ssl_header.upper().replace("-", "_"), "https") if _proxy_ssl_header else None
 )
+# --- The map of sites (the panel's Map page, Leaflet served from static/) -----------------------
+# The tile server's URL template ({s} subdomain, {z}/{x}/{y}) and the attribution its licence
+# asks for. Empty: no tiles, the page shows the markers and the list of sites only.
+MAP_TILE_URL = envstr("MAP_TILE_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+MAP_TILE_ATTRIBUTION = envstr(
+    "MAP_TILE_ATTRIBUTION",
+    '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors',
+)
+
+
+def _tile_origin(url: str) -> str:
+    """The CSP source of the tile images: scheme and host, "{s}" subdomains as a wildcard."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return ""
+    host = re.sub(r"^\{s\}\.", "*.", parts.netloc)
+    return f"{parts.scheme}://{host}"
+
+
 # The Content-Security-Policy of every HTTP response (cpo.lib.security): scripts, fonts and
-# images from the back office itself only (Chart.js and the Swagger UI are served from
-# static/); inline style attributes are allowed, inline scripts are not. CSP="" turns it off.
+# images from the back office itself only (Chart.js, Leaflet and the Swagger UI are served
+# from static/), but for the map's tile server; inline style attributes are allowed, inline
+# scripts are not. CSP="" turns it off.
 CONTENT_SECURITY_POLICY = envstr(
     "CSP",
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; font-src 'self'; connect-src 'self'; object-src 'none'; "
+    f"img-src 'self' data: {_tile_origin(MAP_TILE_URL)}".rstrip()
+    + "; font-src 'self'; connect-src 'self'; object-src 'none'; "
     "base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
 )
 
@@ -94,9 +117,13 @@ MIDDLEWARE = [
     "cpo.lib.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language of a request: the language cookie, else the browser's Accept-Language...
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # ...unless the signed-in user chose one in the panel's header (User.language).
+    "cpo.lib.i18n.UserLanguageMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -223,7 +250,17 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # --- Internationalisation and time --------------------------------------------------------------
-LANGUAGE_CODE = "en-us"
+# The panel's languages (templates, menus, alerts, invoice PDFs): cpo/locale/<code>/LC_MESSAGES.
+# Numbers and dates follow the active language (Django's own formats per language).
+LANGUAGE_CODE = envstr("LANGUAGE_CODE", "en")
+LANGUAGES = [("en", "English"), ("nl", "Nederlands"), ("de", "Deutsch")]
+LOCALE_PATHS = [BASE_DIR / "cpo" / "locale"]
+# English dates as operators read them (cpo/formats/en); Dutch and German are Django's own.
+FORMAT_MODULE_PATH = ["cpo.formats"]
+if LANGUAGE_CODE not in dict(LANGUAGES):
+    raise ImproperlyConfigured(
+        f"LANGUAGE_CODE must be one of {', '.join(dict(LANGUAGES))}, got {LANGUAGE_CODE!r}"
+    )
 # UTC everywhere: billing and OCPP timestamps are UTC; tariffs use each site's own time zone.
 # A system check refuses any other value.
 TIME_ZONE = "UTC"

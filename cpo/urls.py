@@ -2,14 +2,15 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path
+from django.utils.translation import gettext_lazy as _
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from cpo.health import healthz
 from stations.commands.views import diagnostics_upload
 
-admin.site.site_header = "CPO back office"
-admin.site.site_title = "CPO back office"
-admin.site.index_title = "Operator panel"
+admin.site.site_header = _("CPO back office")
+admin.site.site_title = _("CPO back office")
+admin.site.index_title = _("Operator panel")
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),

@@ -21,6 +21,8 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportModelAdmin
 
+from cpo.lib.admin_times import LocalTimesMixin
+from cpo.lib.formatting import local_text, zone_or_panel
 from cpo.lib.spreadsheets import SafeCSV, SafeXLSX
 from sessions import selectors, services
 from sessions.models import (
@@ -672,13 +674,31 @@ INTEGRITY_FIELDS = (
 
 class TransactionEventInline(ReadOnlyInline):
     model = TransactionEventRecord
-    fields = ("seq_no", "event_type", "trigger_reason", "timestamp", "charging_state", "offline")
+    classes = ("collapse",)
+    fields = (
+        "seq_no",
+        "event_type",
+        "trigger_reason",
+        "local_timestamp",
+        "charging_state",
+        "offline",
+    )
     readonly_fields = fields
     show_change_link = True
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TransactionEventRecord]:
+        return super().get_queryset(request).select_related("station__location")
+
+    @admin.display(description="Timestamp", ordering="timestamp")
+    def local_timestamp(self, obj: TransactionEventRecord) -> str:
+        # In the site's zone, as the rest of the session page.
+        location = obj.station.location
+        tz = zone_or_panel(location.time_zone if location else None)
+        return local_text(obj.timestamp, tz, seconds=True)
+
 
 @admin.register(ChargingSession)
-class ChargingSessionAdmin(SendCommandPermissionMixin, ReadOnlyAdmin):
+class ChargingSessionAdmin(LocalTimesMixin, SendCommandPermissionMixin, ReadOnlyAdmin):
     actions = [*SESSION_ACTIONS]
     list_display = (
         "started_at",
@@ -719,7 +739,19 @@ class ChargingSessionAdmin(SendCommandPermissionMixin, ReadOnlyAdmin):
             for name in self.get_fields(request, obj)
             if name not in INTEGRITY_FIELDS and name != "anomalies"
         ]
-        return [("Integrity", {"fields": INTEGRITY_FIELDS}), (None, {"fields": rest})]
+        # The page above shows both in words (cpo/panel/session_page.py): folded here.
+        # Every field is read-only here: its date-times in the site's zone, as above.
+        return self._local_fieldsets(
+            [
+                ("Integrity", {"fields": INTEGRITY_FIELDS, "classes": ("collapse",)}),
+                ("All fields", {"fields": rest, "classes": ("collapse",)}),
+            ],
+            {name for name in rest if isinstance(name, str)},
+        )
+
+    def object_time_zone(self, obj: ChargingSession) -> Any:
+        location = obj.station.location if obj.station_id else None
+        return zone_or_panel(location.time_zone if location else None)
 
     @admin.display(description="Integrity")
     def integrity(self, obj: ChargingSession) -> str:

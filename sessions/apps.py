@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class SessionsConfig(AppConfig):
@@ -8,7 +9,7 @@ class SessionsConfig(AppConfig):
     # django.contrib.sessions owns the label "sessions"; this app's tables, permissions and
     # admin URLs use "charging". Fixed before the first migration: never change it.
     label = "charging"
-    verbose_name = "Charging"
+    verbose_name = _("Charging")
 
     def ready(self) -> None:
         from sessions.local_lists import local_list_entries

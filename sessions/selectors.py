@@ -19,6 +19,8 @@ from django.db import connection
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate, TruncMonth
 from django.utils import timezone
+from django.utils.formats import number_format
+from django.utils.translation import gettext
 
 from cpo.lib.formatting import (
     KWH,
@@ -235,9 +237,13 @@ def session_alerts(*, now: datetime | None = None, limit: int = 25) -> dict[str,
             {
                 "kind": "session_long",
                 "severity": "warning",
-                "title": f"Session on {session.station.identity} running {hours:.1f} h",
-                "detail": f"longer than {settings.PANEL_LONG_SESSION_HOURS} h; "
-                f"{kwh(session.energy_wh)} kWh so far",
+                "title": gettext("Session on %(station)s running %(hours)s h")
+                % {"station": session.station.identity, "hours": number_format(hours, 1)},
+                "detail": gettext("longer than %(limit)s h; %(energy)s kWh so far")
+                % {
+                    "limit": settings.PANEL_LONG_SESSION_HOURS,
+                    "energy": number_format(kwh(session.energy_wh)),
+                },
                 "since": iso(session.started_at),
                 "url": admin_url("charging_chargingsession_change", session.pk)
                 or admin_url("stations_chargingstation_change", session.station_id),
@@ -253,9 +259,13 @@ def session_alerts(*, now: datetime | None = None, limit: int = 25) -> dict[str,
             {
                 "kind": "session_no_energy",
                 "severity": "warning",
-                "title": f"No energy on {session.station.identity} "
-                f"{session.evse_id}/{session.connector_id}",
-                "detail": f"active {minutes} min without delivering energy",
+                "title": gettext("No energy on %(station)s %(connector)s")
+                % {
+                    "station": session.station.identity,
+                    "connector": f"{session.evse_id}/{session.connector_id}",
+                },
+                "detail": gettext("active %(minutes)s min without delivering energy")
+                % {"minutes": minutes},
                 "since": iso(session.started_at),
                 "url": admin_url("charging_chargingsession_change", session.pk)
                 or admin_url("stations_chargingstation_change", session.station_id),
@@ -299,6 +309,9 @@ def station_recent_sessions(*, station: ChargingStation, limit: int = 15) -> lis
     return rows
 
 
+CURVE_BATCH = 2000
+
+
 def session_curve(*, session: ChargingSession) -> dict[str, Any]:
     """Power (kW) and energy delivered (kWh since start) over time, from the meter samples.
 
@@ -319,7 +332,8 @@ def session_curve(*, session: ChargingSession) -> dict[str, Any]:
     power: list[dict[str, Any]] = []
     energy: list[dict[str, Any]] = []
     base = session.meter_start_wh
-    for moment, measurand, unit, value in samples:
+    # One query, read in batches: a day-long session at 10 s intervals is ~17,000 rows.
+    for moment, measurand, unit, value in samples.iterator(chunk_size=CURVE_BATCH):
         value = cast(Decimal, value)  # value__isnull=False
         t = epoch_ms(moment)
         if measurand == "Power.Active.Import":
@@ -330,6 +344,13 @@ def session_curve(*, session: ChargingSession) -> dict[str, Any]:
             if base is None:
                 base = wh
             energy.append({"x": t, "y": float(((wh - base) / KWH).quantize(Decimal("0.001")))})
+    if (
+        energy
+        and session.meter_start_wh is not None
+        and energy[0]["x"] > epoch_ms(session.started_at)
+    ):
+        # The start reading is the curve's origin: nothing delivered at the start.
+        energy.insert(0, {"x": epoch_ms(session.started_at), "y": 0.0})
     return {
         "session": session.pk,
         "station": session.station.identity,
@@ -340,6 +361,31 @@ def session_curve(*, session: ChargingSession) -> dict[str, Any]:
         "energy_kwh": kwh(session.energy_wh),
         "power": power,
         "energy": energy,
+    }
+
+
+def session_decisions(
+    *, session: ChargingSession, before: timedelta = timedelta(minutes=15), limit: int = 20
+) -> list[AuthorizationDecision]:
+    """The authorization answers given for the session's token at its station around it: from
+    `before` its start (Authorize, remote start) to its end, oldest first."""
+    end = session.ended_at or timezone.now()
+    return list(
+        AuthorizationDecision.objects.filter(
+            station_id=session.station_id,
+            uid__iexact=session.id_tag,
+            created_at__gte=session.started_at - before,
+            created_at__lte=end + timedelta(minutes=1),
+        ).order_by("created_at", "pk")[:limit]
+    )
+
+
+def session_samples(*, session: ChargingSession, limit: int = 50) -> dict[str, Any]:
+    """The session's first `limit` meter samples in time order, and how many it has."""
+    samples = MeterSample.objects.filter(session=session)
+    return {
+        "total": samples.count(),
+        "items": list(samples.order_by("timestamp", "pk")[:limit]),
     }
 
 

@@ -18,6 +18,8 @@ from django.http import HttpRequest
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 
+from cpo.lib.admin_times import LocalTimesMixin
+from cpo.lib.formatting import local_text, zone_or_panel
 from stations import admission, services
 from stations.commands.admin import (
     CONNECTOR_ACTIONS,
@@ -102,6 +104,7 @@ class LocationAdmin(admin.ModelAdmin):
 class ConnectorInline(admin.TabularInline):
     model = Connector
     extra = 0
+    classes = ("collapse",)
     fields = (
         "evse",
         "connector_id",
@@ -130,6 +133,7 @@ class ConnectorInline(admin.TabularInline):
 class EvseInline(admin.TabularInline):
     model = Evse
     extra = 0
+    classes = ("collapse",)
     fields = ("evse_id", "uid", "emi3_id", "status", "status_at")
     readonly_fields = ("status", "status_at")
 
@@ -183,7 +187,9 @@ def station_password_field(*, adding: bool) -> forms.CharField:
 
 
 @admin.register(ChargingStation)
-class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin, admin.ModelAdmin):
+class ChargingStationAdmin(
+    LocalTimesMixin, StationCommandsAdminMixin, SendCommandPermissionMixin, admin.ModelAdmin
+):
     list_display = (
         "identity",
         "location",
@@ -223,8 +229,9 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
     fieldsets = (
         (None, {"fields": ("identity", "location", "registration_status", "new_password")}),
         ("Behaviour", {"fields": ("heartbeat_interval", "cost_display_enabled", "trace_enabled")}),
-        ("Reported by the station", {"fields": reported_fields}),
-        ("Connection", {"fields": connection_fields}),
+        # Shown above, in words and in the site's time zone: the raw fields stay folded.
+        ("Reported by the station", {"fields": reported_fields, "classes": ("collapse",)}),
+        ("Connection", {"fields": connection_fields, "classes": ("collapse",)}),
     )
     # A new station: the operator names its protocol and its connectors (nothing is reported
     # yet); once it connects, the protocol is the one it negotiated.
@@ -246,10 +253,16 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
     )
 
     def get_fieldsets(self, request: HttpRequest, obj: ChargingStation | None = None) -> Any:
-        return self.add_fieldsets if obj is None else self.fieldsets
+        if obj is None:
+            return self.add_fieldsets
+        return self._local_fieldsets(self.fieldsets, set(self.readonly_fields))
 
     def get_readonly_fields(self, request: HttpRequest, obj: ChargingStation | None = None) -> Any:
-        return () if obj is None else self.readonly_fields
+        return () if obj is None else self.local_readonly(request, obj, self.readonly_fields)
+
+    def object_time_zone(self, obj: ChargingStation) -> Any:
+        # The station's times are its site's, as on the page above the fields.
+        return zone_or_panel(obj.location.time_zone if obj.location else None)
 
     def get_inlines(self, request: HttpRequest, obj: ChargingStation | None = None) -> Any:
         # Connectors need their EVSE saved first: a new station gets both from connector_count.
@@ -314,6 +327,7 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
     @admin.display(description="Recent connections")
     def recent_connections(self, obj: ChargingStation) -> str:
         rows = obj.connections.all()[:10]
+        tz = self.object_time_zone(obj)
         return format_html(
             "<table><tr><th>Connected</th><th>Disconnected</th><th>Protocol</th><th>From</th>"
             "<th>Node</th><th>Reason</th></tr>{}</table>",
@@ -322,8 +336,8 @@ class ChargingStationAdmin(StationCommandsAdminMixin, SendCommandPermissionMixin
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 (
                     (
-                        c.connected_at,
-                        c.disconnected_at or "—",
+                        local_text(c.connected_at, tz),
+                        local_text(c.disconnected_at, tz),
                         c.protocol,
                         c.remote_addr,
                         c.node,

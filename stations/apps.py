@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class StationsConfig(AppConfig):
@@ -8,4 +9,4 @@ class StationsConfig(AppConfig):
     model, and what stations report."""
 
     name = "stations"
-    verbose_name = "Network"
+    verbose_name = _("Network")

@@ -17,14 +17,16 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Count, Max, OuterRef, Q, Subquery
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
-from cpo.lib.formatting import KWH, admin_url, epoch_ms, iso
+from cpo.lib.formatting import KWH, admin_url, epoch_ms, iso, local_text, panel_tz
 from stations.models import (
     AuthLockout,
     ChargingStation,
     Connector,
     ConnectorStatusEvent,
     Location,
+    OcppMessage,
     StationConnection,
 )
 
@@ -95,8 +97,13 @@ def network_alerts(*, limit: int = 25) -> dict[str, Any]:
             {
                 "kind": "station_offline",
                 "severity": "error",
-                "title": f"{station.identity} offline",
-                "detail": f"last seen {since:%Y-%m-%d %H:%M} UTC" if since else "never seen",
+                "title": gettext("%(station)s offline") % {"station": station.identity},
+                # The dashboard's zone (PANEL_TIME_ZONE), named as everywhere on the panel.
+                "detail": (
+                    gettext("last seen %(when)s") % {"when": local_text(since, panel_tz())}
+                    if since
+                    else gettext("never seen")
+                ),
                 "since": iso(since),
                 "url": admin_url("stations_chargingstation_change", station.pk),
             }
@@ -113,9 +120,12 @@ def network_alerts(*, limit: int = 25) -> dict[str, Any]:
             {
                 "kind": "connector_faulted",
                 "severity": "error",
-                "title": f"{connector.station.identity} {connector.evse.evse_id}/"
-                f"{connector.connector_id} faulted",
-                "detail": connector.error_code or connector.info or "Faulted",
+                "title": gettext("%(station)s %(connector)s faulted")
+                % {
+                    "station": connector.station.identity,
+                    "connector": f"{connector.evse.evse_id}/{connector.connector_id}",
+                },
+                "detail": connector.error_code or connector.info or gettext("Faulted"),
                 "since": iso(connector.status_at),
                 "url": admin_url("stations_chargingstation_change", connector.station_id),
             }
@@ -151,6 +161,103 @@ def sites_by_time_zone() -> dict[str, Any]:
     return {"zones": dict(zones), "names": names}
 
 
+# --- the map of sites --------------------------------------------------------------------------
+
+# A station's state on the map, best first: a site shows the worst of its stations'. Offline is
+# the worst: nothing at an unreachable station can be used, seen or commanded.
+MAP_STATUSES: dict[str, Any] = {
+    "available": gettext_lazy("Available"),
+    "charging": gettext_lazy("Charging"),
+    "unavailable": gettext_lazy("Unavailable"),
+    "faulted": gettext_lazy("Faulted"),
+    "offline": gettext_lazy("Offline"),
+}
+# Connector states of a connector in use (a session, or a driver at it).
+IN_USE_STATUSES = USABLE_STATUSES - {"Available", "Reserved"}
+NO_STATIONS = "empty"
+
+
+def station_map_status(
+    *, is_online: bool, station_status: str, connector_statuses: list[str]
+) -> str:
+    """One station's state for the map: offline, faulted (the station or a connector),
+    unavailable (every connector), charging (a connector in use), else available."""
+    if not is_online:
+        return "offline"
+    if station_status == "Faulted" or "Faulted" in connector_statuses:
+        return "faulted"
+    if connector_statuses and all(s == "Unavailable" for s in connector_statuses):
+        return "unavailable"
+    if any(s in IN_USE_STATUSES for s in connector_statuses):
+        return "charging"
+    return "available"
+
+
+def sites_map() -> dict[str, Any]:
+    """Every site with its stations and their state, the site's state the worst of them.
+
+    Two queries whatever the size of the network. Sites without coordinates are listed too
+    (`has_position` false): the panel shows them beside the map, not on it."""
+    rank = {status: index for index, status in enumerate(MAP_STATUSES)}
+    connectors: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    for station_id, evse_id, connector_id, status in (
+        Connector.objects.filter(station__location__isnull=False)
+        .order_by("evse__evse_id", "connector_id")
+        .values_list("station_id", "evse__evse_id", "connector_id", "status")
+    ):
+        connectors[station_id].append((f"{evse_id}/{connector_id}", status or "Unknown"))
+    stations: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for station in ChargingStation.objects.filter(location__isnull=False).only(
+        "pk", "identity", "location_id", "is_online", "status"
+    ):
+        own = connectors[station.pk]
+        status = station_map_status(
+            is_online=station.is_online,
+            station_status=station.status,
+            connector_statuses=[s for _label, s in own],
+        )
+        stations[station.location_id or 0].append(  # filtered: never 0
+            {
+                "identity": station.identity,
+                "status": status,
+                "status_label": str(MAP_STATUSES[status]),
+                "connectors": [
+                    {"label": label, "status": s if station.is_online else "Offline"}
+                    for label, s in own
+                ],
+                "url": admin_url("stations_chargingstation_change", station.pk),
+            }
+        )
+    sites = []
+    for site in Location.objects.order_by("name", "pk"):
+        own_stations = stations[site.pk]
+        worst = max((s["status"] for s in own_stations), key=rank.__getitem__, default=None)
+        has_position = site.latitude is not None and site.longitude is not None
+        sites.append(
+            {
+                "id": site.pk,
+                "name": site.name,
+                "address": ", ".join(filter(None, [site.address, site.postal_code, site.city])),
+                "has_position": has_position,
+                "lat": float(site.latitude) if has_position else None,  # type: ignore[arg-type]
+                "lng": float(site.longitude) if has_position else None,  # type: ignore[arg-type]
+                "status": worst or NO_STATIONS,
+                "status_label": str(MAP_STATUSES[worst]) if worst else gettext("No stations"),
+                "counts": {
+                    status: sum(1 for s in own_stations if s["status"] == status)
+                    for status in MAP_STATUSES
+                },
+                "stations": own_stations,
+                "url": admin_url("stations_location_change", site.pk),
+            }
+        )
+    return {
+        "sites": sites,
+        "statuses": {key: str(label) for key, label in MAP_STATUSES.items()},
+        "on_map": sum(1 for site in sites if site["has_position"]),
+    }
+
+
 # --- one station --------------------------------------------------------------------------------
 
 
@@ -161,7 +268,21 @@ def station_state(*, station: ChargingStation) -> dict[str, Any]:
     while the station is, whatever the connector last reported.
     """
     station.refresh_from_db()
-    connectors = station.connectors.select_related("evse").order_by("evse__evse_id", "connector_id")
+    # The vendor's error code is only on the report (the connector row keeps code and info):
+    # the latest report of each connector, in the same query.
+    latest_report = ConnectorStatusEvent.objects.filter(
+        station_id=station.pk,
+        evse_id=OuterRef("evse__evse_id"),
+        connector_id=OuterRef("connector_id"),
+    ).order_by("-timestamp", "-pk")
+    connectors = (
+        station.connectors.select_related("evse")
+        .annotate(
+            vendor_error_code=Subquery(latest_report.values("vendor_error_code")[:1]),
+            vendor_id=Subquery(latest_report.values("vendor_id")[:1]),
+        )
+        .order_by("evse__evse_id", "connector_id")
+    )
     return {
         "identity": station.identity,
         "is_online": station.is_online,
@@ -175,7 +296,10 @@ def station_state(*, station: ChargingStation) -> dict[str, Any]:
                 "connector_id": c.connector_id,
                 "status": (c.status or "Unknown") if station.is_online else "Offline",
                 "reported_status": c.status,
-                "error_code": c.error_code,
+                "error_code": "" if c.error_code == "NoError" else c.error_code,
+                "info": c.info,
+                "vendor_error_code": c.vendor_error_code or "",
+                "vendor_id": c.vendor_id or "",
                 "status_at": iso(c.status_at),
                 "max_power_kw": str(Decimal(c.max_power_w) / KWH),
                 "standard": c.get_standard_display(),
@@ -456,3 +580,22 @@ def uptime_report(
         result.append(total.as_dict())
         result.extend(rows[key].as_dict() for key in rows)
     return result
+
+
+def station_recent_messages(*, station: ChargingStation, limit: int = 20) -> list[dict[str, Any]]:
+    """A station's latest OCPP messages (kind, action, id; never the frame, which may carry
+    secrets), newest first."""
+    kinds = {2: "CALL", 3: "CALLRESULT", 4: "CALLERROR"}
+    return [
+        {
+            "created_at": iso(m.created_at),
+            "direction": m.get_direction_display(),
+            "kind": kinds.get(m.message_type or 0, "?"),
+            "action": m.action,
+            "message_id": m.message_id,
+            "is_error": m.is_error,
+        }
+        for m in OcppMessage.objects.filter(station=station)
+        .only("created_at", "direction", "message_type", "action", "message_id", "is_error")
+        .order_by("-created_at", "-pk")[:limit]
+    ]

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class TariffsConfig(AppConfig):
     name = "tariffs"
-    verbose_name = "Tariffs"
+    verbose_name = _("Tariffs")
 
     def ready(self) -> None:
         from sessions.pricing import session_pricer_register

@@ -22,7 +22,9 @@ from django.db import connection
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext, gettext_lazy
 
+from cpo.lib.formatting import price_text
 from sessions.energy import energy_curve, register_readings
 from sessions.models import (
     ChargingSession,
@@ -528,3 +530,94 @@ def tariff_preview(
         start, duration_s, energy_wh, power_profile or None, parking_s=parking_s
     )
     return rating.rate_session(tariff_engine(tariff), usage, tz)
+
+
+# --- A tariff version as people read it -----------------------------------------------------
+
+# Unit of each OCPI price component's price, as the panel writes it after the currency.
+PRICE_UNITS: dict[str, Any] = {
+    rating.ENERGY: "/kWh",
+    rating.TIME: gettext_lazy("/h charging"),
+    rating.PARKING_TIME: gettext_lazy("/h parking"),
+    rating.FLAT: gettext_lazy(" per session"),
+}
+STEP_UNITS = {rating.ENERGY: "Wh", rating.TIME: "s", rating.PARKING_TIME: "s"}
+_DAY_ABBREVIATIONS = {
+    "MONDAY": "Mon",
+    "TUESDAY": "Tue",
+    "WEDNESDAY": "Wed",
+    "THURSDAY": "Thu",
+    "FRIDAY": "Fri",
+    "SATURDAY": "Sat",
+    "SUNDAY": "Sun",
+}
+
+
+def _ocpi_restrictions_text(r: dict[str, Any]) -> str:
+    parts = []
+    if r.get("start_time") or r.get("end_time"):
+        parts.append(f"{r.get('start_time') or '00:00'}–{r.get('end_time') or '24:00'}")
+    if r.get("start_date"):
+        parts.append(f"from {r['start_date']}")
+    if r.get("end_date"):
+        parts.append(f"before {r['end_date']}")
+    if r.get("day_of_week"):
+        parts.append(", ".join(_DAY_ABBREVIATIONS.get(d, d) for d in r["day_of_week"]))
+    for low, high, unit in (
+        ("min_kwh", "max_kwh", "kWh"),
+        ("min_power", "max_power", "kW"),
+        ("min_current", "max_current", "A"),
+    ):
+        if r.get(low) is not None:
+            parts.append(f"≥ {r[low]} {unit}")
+        if r.get(high) is not None:
+            parts.append(f"< {r[high]} {unit}")
+    if r.get("min_duration") is not None:
+        parts.append(f"after {r['min_duration']} s")
+    if r.get("max_duration") is not None:
+        parts.append(f"first {r['max_duration']} s")
+    if r.get("reservation"):
+        parts.append(str(r["reservation"]).replace("_", " ").lower())
+    return ", ".join(parts)
+
+
+def tariff_version_text(*, version: TariffVersion) -> dict[str, Any]:
+    """A published version in words, from its OCPI JSON: its name, and one line per element
+    ("0.30 EUR/kWh, 2.00 EUR/h charging (per 60 s) — 07:00–19:00, Mon, Tue")."""
+    data = version.ocpi or {}
+    currency = data.get("currency") or version.currency
+    elements = []
+    for element in data.get("elements") or []:
+        prices = []
+        for component in element.get("price_components") or []:
+            kind = component.get("type", "")
+            text = price_text(Decimal(str(component.get("price", 0))), currency)
+            text += str(PRICE_UNITS.get(kind, f" ({kind.lower()})"))
+            step = component.get("step_size") or 1
+            if step > 1 and kind in STEP_UNITS:
+                text += gettext(" (per %(step)s %(unit)s)") % {
+                    "step": step,
+                    "unit": STEP_UNITS[kind],
+                }
+            if component.get("vat") is not None:
+                text += gettext(", VAT %(rate)s %%") % {"rate": component["vat"]}
+            prices.append(text)
+        elements.append(
+            {
+                "prices": ", ".join(prices) or gettext("free"),
+                "restrictions": _ocpi_restrictions_text(element.get("restrictions") or {}),
+            }
+        )
+    bounds = []
+    for key, label in (("min_price", gettext("at least")), ("max_price", gettext("at most"))):
+        if data.get(key):
+            amount = data[key].get("incl_vat", data[key].get("excl_vat"))
+            bounds.append(f"{label} {price_text(Decimal(str(amount)), currency)}")
+    return {
+        "tariff_id": data.get("id") or version.tariff.tariff_id,
+        "number": version.number,
+        "currency": currency,
+        "effective_from": version.effective_from,
+        "elements": elements,
+        "bounds": ", ".join(bounds),
+    }

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing import selectors as billing
-from cpo.lib.formatting import iso, local_midnight, panel_tz
+from cpo.lib.formatting import iso, local_midnight, panel_tz, zone_or_panel
 from sessions import selectors as charging
 from stations import selectors as network
 from stations.commands import selectors as command_queue
@@ -75,6 +75,8 @@ def station_live(*, station: ChargingStation, commands: int = 15) -> dict[str, A
     and the latest commands."""
     now = timezone.now()
     state = network.station_state(station=station)
+    # The station's times are read in its site's zone (the panel's without a site).
+    tz = zone_or_panel(station.location.time_zone if station.location else None)
     active = charging.station_active_sessions(station=station, now=now)
     for connector in state["connectors"]:
         address = (connector["evse_id"], connector["connector_id"])
@@ -82,6 +84,7 @@ def station_live(*, station: ChargingStation, commands: int = 15) -> dict[str, A
         connector["session"] = active.get(address) or active.get((address[0], 0))
     return {
         "generated_at": iso(now),
+        "time_zone": tz.key,
         **state,
         "commands": command_queue.station_recent_commands(station=station, limit=commands),
     }

@@ -11,11 +11,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from cpo.lib.formatting import admin_url
 from cpo.roles import FINANCE, OPERATORS, SUPPORT
 
 ADMIN = "Admin"
+# The roles' names as the panel shows them (the groups keep their English names).
+ROLE_LABELS = {
+    ADMIN: gettext_lazy("Admin"),
+    OPERATORS: gettext_lazy("Operators"),
+    FINANCE: gettext_lazy("Finance"),
+    SUPPORT: gettext_lazy("Support"),
+}
 
 # Widgets of the home page, in display order.
 WIDGETS = {
@@ -73,32 +82,45 @@ def quick_links(user: Any) -> list[Link]:
     user may see it."""
     role = panel_role(user)
     reports = [
-        Link("Uptime report", reverse("panel:report-uptime"), "usable vs faulted/offline"),
-        Link("Energy & revenue per site", reverse("panel:report-energy-revenue"), "per month"),
-        Link("Sessions per token", reverse("panel:report-sessions-per-token")),
+        Link(_("Uptime report"), reverse("panel:report-uptime"), _("usable vs faulted/offline")),
+        Link(
+            _("Energy & revenue per site"), reverse("panel:report-energy-revenue"), _("per month")
+        ),
+        Link(_("Sessions per token"), reverse("panel:report-sessions-per-token")),
     ]
+    sites_map = Link(_("Map of sites"), reverse("panel:map"), _("status per site"))
     network = [
-        _changelist(user, "stations", "chargingstation", "Stations"),
-        _changelist(user, "stations", "chargingstation", "Offline stations", "?online=no"),
-        _changelist(user, "stations", "connector", "Faulted connectors", "?status__exact=Faulted"),
-        _changelist(user, "charging", "chargingsession", "Live sessions", "?live=live"),
-        _changelist(user, "commands", "command", "Commands"),
-        _changelist(user, "commands", "job", "Jobs", hint="firmware, diagnostics"),
+        _changelist(user, "stations", "chargingstation", _("Stations")),
+        sites_map,
+        _changelist(user, "stations", "chargingstation", _("Offline stations"), "?online=no"),
+        _changelist(
+            user, "stations", "connector", _("Faulted connectors"), "?status__exact=Faulted"
+        ),
+        _changelist(user, "charging", "chargingsession", _("Live sessions"), "?live=live"),
+        _changelist(user, "commands", "command", _("Commands")),
+        _changelist(user, "commands", "job", _("Jobs"), hint=_("firmware, diagnostics")),
     ]
     support = [
-        _changelist(user, "charging", "idtoken", "Tokens", hint="search by uid or card number"),
-        _changelist(user, "charging", "chargingsession", "Sessions"),
-        _changelist(user, "charging", "authorizationdecision", "Authorization decisions"),
-        _changelist(user, "stations", "chargingstation", "Stations"),
+        _changelist(
+            user, "charging", "idtoken", _("Tokens"), hint=_("search by uid or card number")
+        ),
+        _changelist(user, "charging", "chargingsession", _("Sessions")),
+        _changelist(user, "charging", "authorizationdecision", _("Authorization decisions")),
+        _changelist(user, "stations", "chargingstation", _("Stations")),
+        sites_map,
     ]
     finance = [
         _changelist(
-            user, "billing", "sessionreview", "Sessions to review", hint="no tariff, held, failed"
+            user,
+            "billing",
+            "sessionreview",
+            _("Sessions to review"),
+            hint=_("no tariff, held, failed"),
         ),
-        _changelist(user, "billing", "invoice", "Invoices", hint="export CSV, PDF"),
-        _changelist(user, "billing", "cdr", "CDRs"),
-        _changelist(user, "billing", "billingperiod", "Billing periods"),
-        _changelist(user, "charging", "customeraccount", "Accounts"),
+        _changelist(user, "billing", "invoice", _("Invoices"), hint=_("export CSV, PDF")),
+        _changelist(user, "billing", "cdr", _("CDRs")),
+        _changelist(user, "billing", "billingperiod", _("Billing periods")),
+        _changelist(user, "charging", "customeraccount", _("Accounts")),
     ]
     chosen = {
         ADMIN: network + finance,

@@ -10,22 +10,31 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
+from billing import selectors as billing_selectors
+from billing import services as billing_services
 from billing.selectors import revenue_source
+from cpo.lib.api import ApplicationError
 from cpo.lib.formatting import add_months, local_midnight, month_start, panel_tz
 from cpo.lib.spreadsheets import csv_rows
+from cpo.models import User
 from cpo.panel import dashboard, reports
+from cpo.services import user_language_set
 from sessions import selectors as charging
 from sessions.models import ChargingSession
 from stations import selectors as network
@@ -152,23 +161,63 @@ def _command_answer(
             {"id": command.pk, "action": command.action, "status": command.status}, status=201
         )
     if command is None:
-        messages.error(request, f"Command not sent: {error}")
+        messages.error(request, _("Command not sent: %(error)s") % {"error": error})
     else:
-        messages.success(request, f"{command.action} queued for {station.identity}.")
+        messages.success(
+            request,
+            _("%(action)s queued for %(station)s.")
+            % {"action": command.action, "station": station.identity},
+        )
     return redirect("admin:stations_chargingstation_change", station.pk)
+
+
+# --- the session page's credit --------------------------------------------------------------------
+
+
+@require_POST
+def session_credit(request: HttpRequest, pk: int) -> HttpResponse:
+    """Credit the CDR a session became (billing's cdr_credit, with the reason typed on the
+    session page): Finance only. An invoiced CDR's credit is billed with the next period."""
+    _need(request, "billing.credit_cdr")
+    session = get_object_or_404(ChargingSession, pk=pk)
+    cdr = billing_selectors.session_live_cdr(cdrs=billing_selectors.session_cdrs(session=session))
+    if cdr is None:
+        messages.error(request, _("This session has no CDR to credit."))
+    else:
+        try:
+            credit = billing_services.cdr_credit(
+                cdr_id=cdr.pk,
+                reason=request.POST.get("reason", ""),
+                user=cast(User, request.user),  # an admin view: logged in
+            )
+        except ApplicationError as exc:
+            messages.error(request, _("Not credited: %(error)s") % {"error": exc.message})
+        else:
+            messages.success(
+                request, _("CDR %(cdr)s credited by %(credit)s.") % {"cdr": cdr, "credit": credit}
+            )
+    return redirect("admin:charging_chargingsession_change", session.pk)
 
 
 # --- reports ------------------------------------------------------------------------------------
 
 
 class PeriodForm(forms.Form):
-    start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), help_text="inclusive")
+    # type="date" inputs take ISO dates whatever the language (the widget's own format is the
+    # language's, which a date input shows as empty).
+    start = forms.DateField(
+        label=_("Start"), widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d")
+    )
+    end = forms.DateField(
+        label=_("End"),
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        help_text=_("inclusive"),
+    )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("start") and data.get("end") and data["end"] < data["start"]:
-            raise forms.ValidationError("The end is before the start.")
+            raise forms.ValidationError(_("The end is before the start."))
         return data
 
     def bounds(self) -> tuple[datetime, datetime]:
@@ -179,25 +228,32 @@ class PeriodForm(forms.Form):
 
 class UptimeForm(PeriodForm):
     location = forms.ModelChoiceField(
-        queryset=Location.objects.all(), required=False, empty_label="All sites"
+        queryset=Location.objects.all(),
+        required=False,
+        empty_label=_("All sites"),
+        label=_("Site"),
     )
 
 
 class MonthsForm(forms.Form):
     first = forms.DateField(
-        input_formats=["%Y-%m"], widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m")
+        label=_("First month"),
+        input_formats=["%Y-%m"],
+        widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"),
     )
     last = forms.DateField(
-        input_formats=["%Y-%m"], widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m")
+        label=_("Last month"),
+        input_formats=["%Y-%m"],
+        widget=forms.DateInput(attrs={"type": "month"}, format="%Y-%m"),
     )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if data.get("first") and data.get("last"):
             if data["last"] < data["first"]:
-                raise forms.ValidationError("The last month is before the first.")
+                raise forms.ValidationError(_("The last month is before the first."))
             if (data["last"].year - data["first"].year) * 12 > 120:
-                raise forms.ValidationError("At most ten years at a time.")
+                raise forms.ValidationError(_("At most ten years at a time."))
         return data
 
 
@@ -225,7 +281,7 @@ def csv_response(filename: str, columns: list[str], rows: Iterable[dict[str, Any
 def _report(
     request: HttpRequest,
     *,
-    title: str,
+    title: str | Promise,
     template: str,
     form: forms.Form,
     columns: list[str],
@@ -274,7 +330,7 @@ def report_uptime(request: HttpRequest) -> HttpResponse:
         name = f"uptime-{form.cleaned_data['start']}-{form.cleaned_data['end']}"
     return _report(
         request,
-        title="Uptime per station and connector",
+        title=_("Uptime per station and connector"),
         template="cpo/panel/report_uptime.html",
         form=form,
         columns=UPTIME_COLUMNS,
@@ -309,7 +365,7 @@ def report_energy_revenue(request: HttpRequest) -> HttpResponse:
     ]
     return _report(
         request,
-        title="Energy and revenue per site and month",
+        title=_("Energy and revenue per site and month"),
         template="cpo/panel/report_table.html",
         form=form,
         columns=columns,
@@ -343,7 +399,7 @@ def report_sessions_per_token(request: HttpRequest) -> HttpResponse:
     ]
     return _report(
         request,
-        title="Sessions per token",
+        title=_("Sessions per token"),
         template="cpo/panel/report_table.html",
         form=form,
         columns=columns,
@@ -356,9 +412,9 @@ def report_sessions_per_token(request: HttpRequest) -> HttpResponse:
 
 
 REPORTS = [
-    ("Uptime per station and connector", "panel:report-uptime"),
-    ("Energy and revenue per site and month", "panel:report-energy-revenue"),
-    ("Sessions per token", "panel:report-sessions-per-token"),
+    (_("Uptime per station and connector"), "panel:report-uptime"),
+    (_("Energy and revenue per site and month"), "panel:report-energy-revenue"),
+    (_("Sessions per token"), "panel:report-sessions-per-token"),
 ]
 
 
@@ -372,10 +428,70 @@ def reports_index(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied
     context = {
         **admin.site.each_context(request),
-        "title": "Reports",
+        "title": _("Reports"),
         "report_links": [(label, reverse(name)) for label, name in REPORTS],
     }
     return TemplateResponse(request, "cpo/panel/reports.html", context)
+
+
+# --- the panel's language ------------------------------------------------------------------------
+
+
+@require_POST
+def language_set(request: HttpRequest) -> HttpResponse:
+    """The header's language switcher: remembered for the user (every browser they sign in
+    with) and in the language cookie (the login page), then back to the page it came from."""
+    language = request.POST.get("language", "")
+    next_url = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = reverse("admin:index")
+    try:
+        user_language_set(user=request.user, language=language)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        # Plain text: the message repeats what was posted.
+        return HttpResponseBadRequest(
+            " ".join(exc.messages), content_type="text/plain; charset=utf-8"
+        )
+    response = redirect(next_url)
+    if language:
+        response.set_cookie(
+            settings.LANGUAGE_COOKIE_NAME,
+            language,
+            max_age=settings.LANGUAGE_COOKIE_AGE,
+            path=settings.LANGUAGE_COOKIE_PATH,
+            domain=settings.LANGUAGE_COOKIE_DOMAIN,
+            secure=settings.LANGUAGE_COOKIE_SECURE,
+            httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+            samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+        )
+    else:
+        response.delete_cookie(settings.LANGUAGE_COOKIE_NAME)
+    return response
+
+
+# --- the map of sites ----------------------------------------------------------------------------
+
+
+@require_GET
+def sites_map(request: HttpRequest) -> HttpResponse:
+    """Sites on a map, coloured by their worst station, with the same list beside it: the page
+    is whole without tiles (no network, MAP_TILE_URL empty)."""
+    _need(request, "stations.view_location", "stations.view_chargingstation")
+    data = network.sites_map()
+    context = {
+        **admin.site.each_context(request),
+        "title": _("Map of sites"),
+        "map": data,
+        "map_config": {
+            "tile_url": settings.MAP_TILE_URL,
+            "attribution": settings.MAP_TILE_ATTRIBUTION,
+            "statuses": data["statuses"],
+            "sites": [site for site in data["sites"] if site["has_position"]],
+        },
+    }
+    return TemplateResponse(request, "cpo/panel/map.html", context)
 
 
 def _staff(view: View) -> View:
@@ -389,6 +505,9 @@ urlpatterns = [
     path("stations/<int:pk>/timeline.json", _staff(station_timeline_json), name="station-timeline"),
     path("stations/<int:pk>/command", _staff(station_command), name="station-command"),
     path("sessions/<int:pk>/curve.json", _staff(session_curve_json), name="session-curve"),
+    path("language", _staff(language_set), name="language"),
+    path("map/", _staff(sites_map), name="map"),
+    path("sessions/<int:pk>/credit", _staff(session_credit), name="session-credit"),
     path("reports/", _staff(reports_index), name="reports"),
     path("reports/uptime/", _staff(report_uptime), name="report-uptime"),
     path("reports/energy-revenue/", _staff(report_energy_revenue), name="report-energy-revenue"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django import template
@@ -9,12 +11,24 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import conditional_escape, format_html
+from django.utils.translation import gettext
 
-from cpo.lib.formatting import admin_url
-from cpo.panel import dashboard, menus
+from cpo.lib.formatting import (
+    admin_url,
+    display_money,
+    display_number,
+    iso,
+    local_text,
+    money_text,
+    relative_text,
+    zone_label,
+    zone_or_panel,
+)
+from cpo.panel import dashboard, menus, session_page
 from cpo.panel.views import QUICK_COMMANDS
 from sessions.selectors import station_recent_sessions
 from stations.commands import permissions as command_permissions
+from stations.selectors import station_recent_messages
 
 register = template.Library()
 
@@ -32,19 +46,49 @@ def panel_dashboard(request: Any) -> dict[str, Any]:
         or (w in ("energy_chart", "revenue_chart") and can_sessions)
     ]
     charts = dashboard.charts(days=30, months=12) if can_sessions else {}
+    role = menus.panel_role(user)
     return {
-        "role": menus.panel_role(user),
+        "role": role,
+        "role_label": str(menus.ROLE_LABELS[role]),
+        "texts": panel_texts(),
         "widgets": widgets,
         "summary": dashboard.dashboard_summary() if can_network else None,
         "charts": charts,
         "links": menus.quick_links(user),
         "refresh_ms": settings.PANEL_REFRESH_SECONDS * 1000,
+        # "Today" and every time on the home page: the operator's configured zone.
+        "time_zone": settings.PANEL_TIME_ZONE,
+        "time_zone_label": zone_label(zone_or_panel(settings.PANEL_TIME_ZONE)),
         "urls": {
             "dashboard": reverse("panel:dashboard"),
             "charts": reverse("panel:charts"),
             "reports": reverse("panel:reports"),
         },
     }
+
+
+def panel_texts() -> dict[str, str]:
+    """The words panel.js writes into the live pages, in the request's language."""
+    return {
+        "updated": gettext("Live: updated"),
+        "stale": gettext("Not updating: the server does not answer (or your login expired)"),
+        "no_connectors": gettext("No connectors yet."),
+        "no_alerts": gettext("No alerts. The network is healthy."),
+        "no_sessions": gettext("No session is charging."),
+        # "%s" is the number of sessions not shown.
+        "more": gettext("and %s more"),
+    }
+
+
+@register.filter
+def panel_number(value: Any) -> str:
+    """A JSON-ready number string as the active language writes it."""
+    return display_number(value)
+
+
+@register.filter
+def panel_money(totals: Any) -> str:
+    return display_money(totals)
 
 
 @register.simple_tag
@@ -56,12 +100,17 @@ def panel_app_list(app_list: list[dict[str, Any]], user: Any) -> list[dict[str, 
 def station_panel(station: Any, request: Any) -> dict[str, Any]:
     """The live parts of the station page: connectors, sessions, commands, charts."""
     user = request.user
+    tz = zone_or_panel(station.location.time_zone if station.location else None)
     recent = station_recent_sessions(station=station)
+    messages_url = admin_url("stations_ocppmessage_changelist")
     return {
         "live": dashboard.station_live(station=station),
+        "tz": tz,
+        "zone_label": zone_label(tz),
         "recent_sessions": recent,
-        "curve_url": recent[0]["curve_url"] if recent else "",
         "connections": station.connections.all()[:15],
+        "messages": station_recent_messages(station=station),
+        "messages_url": messages_url and f"{messages_url}?station__id__exact={station.pk}",
         "can_command": command_permissions.can_send_some(user) and bool(station.protocol),
         # Which of the page's commands this user may send (Support: the driver-help ones).
         "can": {
@@ -93,3 +142,54 @@ def report_cell(row: dict[str, Any], column: str, link_column: str = "", link_ke
     if column == link_column and link_key and row.get(link_key):
         return format_html('<a href="{}">{}</a>', row[link_key], value)
     return conditional_escape(value)
+
+
+def _moment(value: Any) -> Any:
+    """A datetime, or the ISO 8601 text the selectors hand out, as a datetime."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    return value
+
+
+@register.simple_tag
+def local_time(value: Any, tz: Any, seconds: bool = False) -> str:
+    """A moment in the page's zone, the one date format: "2026-12-01 14:03 CET", the zone's
+    name on hover."""
+    moment = _moment(value)
+    if moment is None:
+        return "—"
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        iso(moment),
+        local_text(moment, tz, seconds=True, named=True),
+        local_text(moment, tz, seconds=seconds),
+    )
+
+
+@register.simple_tag
+def time_ago(value: Any, tz: Any) -> str:
+    """A moment as people prefer it, "3 min ago", the absolute time (zone named) on hover;
+    the page's script keeps it current."""
+    moment = _moment(value)
+    if moment is None:
+        return "—"
+    return format_html(
+        '<time datetime="{}" title="{}" data-relative>{}</time>',
+        iso(moment),
+        local_text(moment, tz, seconds=True, named=True),
+        relative_text(moment),
+    )
+
+
+@register.simple_tag
+def money(amount: Any, currency: str) -> str:
+    """An amount with its currency, rounded to the currency's minor unit: "0.70 EUR"."""
+    if amount is None or amount == "":
+        return "—"
+    return money_text(Decimal(str(amount)), currency)
+
+
+@register.simple_tag
+def session_panel(session: Any, request: Any) -> dict[str, Any]:
+    """Everything the session page shows above the recorded fields."""
+    return session_page.session_page(session=session, user=request.user)

@@ -31,6 +31,25 @@
   };
   const colour = (status) => STATUS_COLOURS[status] || "#9e9e9e";
 
+  /* The page's language: its words come from the page (json_script "panel-texts", translated
+   * on the server), its numbers are written the language's way (a decimal comma in nl, de). */
+  const LANGUAGE = document.documentElement.lang || "en";
+  let texts = null;
+  function text(key, fallback) {
+    if (texts === null) texts = readJSON("panel-texts") || {};
+    return texts[key] || fallback;
+  }
+  const NUMERIC = /^-?\d+(\.\d+)?$/;
+  function num(value) {
+    if (value === null || value === undefined) return value;
+    const raw = String(value);
+    if (!NUMERIC.test(raw)) return raw;
+    const places = raw.includes(".") ? raw.split(".")[1].length : 0;
+    return new Intl.NumberFormat(LANGUAGE, {
+      minimumFractionDigits: places, maximumFractionDigits: places, useGrouping: false,
+    }).format(Number(raw));
+  }
+
   function h(tag, attrs, ...children) {
     const node = document.createElement(tag);
     for (const [key, value] of Object.entries(attrs || {})) {
@@ -67,18 +86,87 @@
     return hours ? `${hours} h ${minutes} min` : `${minutes} min`;
   }
 
-  function when(iso) {
+  /* Translated by the admin's JavaScript catalog where the page loads it. */
+  const t = (text) => (typeof window.gettext === "function" ? window.gettext(text) : text);
+  const nt = (one, many, n) =>
+    (typeof window.ngettext === "function" ? window.ngettext(one, many, n) : n === 1 ? one : many)
+      .replace("%(n)d", n);
+
+  /* The zone every time on the page is shown in (the site's, or the panel's): set from the
+   * page's data-time-zone, so a browser elsewhere shows the same times as the server. */
+  let TIME_ZONE = "UTC";
+
+  function zoneParts(date, withSeconds) {
+    const options = {
+      timeZone: TIME_ZONE, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit",
+      minute: "2-digit", hourCycle: "h23", timeZoneName: "short",
+    };
+    if (withSeconds) options.second = "2-digit";
+    const read = (locale) => {
+      const parts = {};
+      for (const part of new Intl.DateTimeFormat(locale, options).formatToParts(date)) {
+        parts[part.type] = part.value;
+      }
+      return parts;
+    };
+    // The zone's abbreviation as the server's tz database writes it: British English knows
+    // Europe's ("CET"), American English America's ("EST"); elsewhere an offset ("GMT+3").
+    const parts = read("en-GB");
+    if (/^GMT[+-]/.test(parts.timeZoneName)) {
+      const american = read("en-US").timeZoneName;
+      if (!/^GMT/.test(american)) parts.timeZoneName = american;
+    }
+    return parts;
+  }
+
+  /* The panel's one date format, as the server writes it: "2026-12-01 14:03 CET". */
+  function when(iso, withSeconds) {
     if (!iso) return "—";
-    const date = new Date(iso);
-    return date.toLocaleString([], {
-      year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit",
-      second: "2-digit",
+    const p = zoneParts(new Date(iso), withSeconds);
+    return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}${withSeconds ? ":" + p.second : ""} ${p.timeZoneName}`;
+  }
+
+  /* How long ago, as people say it ("3 min ago"); the server's relative_text, in the browser. */
+  function ago(iso) {
+    if (!iso) return "—";
+    let seconds = Math.round((Date.now() - new Date(iso).getTime()) / 1000);
+    const future = seconds < 0;
+    seconds = Math.abs(seconds);
+    if (seconds < 45) return future ? t("in a moment") : t("just now");
+    let text;
+    if (seconds < 3600) {
+      const n = Math.max(1, Math.round(seconds / 60));
+      text = nt("%(n)d min", "%(n)d min", n);
+    } else if (seconds < 48 * 3600) {
+      const n = Math.round(seconds / 3600);
+      text = nt("%(n)d hour", "%(n)d hours", n);
+    } else {
+      const n = Math.round(seconds / 86400);
+      text = nt("%(n)d day", "%(n)d days", n);
+    }
+    return (future ? t("in %(time)s") : t("%(time)s ago")).replace("%(time)s", text);
+  }
+
+  /* A relative time with the absolute one (zone named) on hover, kept current. */
+  function timeAgo(iso) {
+    if (!iso) return "—";
+    return h("time", { datetime: iso, title: `${when(iso, true)} (${TIME_ZONE})`, "data-relative": true }, ago(iso));
+  }
+
+  function timeAt(iso, withSeconds) {
+    if (!iso) return "—";
+    return h("time", { datetime: iso, title: `${when(iso, true)} (${TIME_ZONE})` }, when(iso, withSeconds));
+  }
+
+  function refreshRelativeTimes() {
+    document.querySelectorAll("time[data-relative]").forEach((node) => {
+      node.textContent = ago(node.getAttribute("datetime"));
     });
   }
 
   function money(list) {
-    if (!list || !list.length) return "0.00";
-    return list.map((m) => `${m.amount} ${m.currency}`).join(" · ");
+    if (!list || !list.length) return num("0.00");
+    return list.map((m) => `${num(m.amount)} ${m.currency}`).join(" · ");
   }
 
   async function getJSON(url) {
@@ -124,8 +212,8 @@
     document.body.classList.toggle("panel-stale", !ok);
     if (label) {
       label.textContent = ok
-        ? `Live: updated ${new Date().toLocaleTimeString()}`
-        : "Not updating: the server does not answer (or your login expired)";
+        ? `${text("updated", "Live: updated")} ${when(new Date().toISOString(), true)}`
+        : text("stale", "Not updating: the server does not answer (or your login expired)");
     }
   }
 
@@ -150,8 +238,8 @@
   }
 
   function timeTick(value) {
-    const date = new Date(value);
-    return date.toLocaleString([], { month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit" });
+    const p = zoneParts(new Date(value), false);
+    return `${p.month}-${p.day} ${p.hour}:${p.minute}`;
   }
 
   function energyChart(data) {
@@ -217,7 +305,7 @@
           energy: { position: "right", beginAtZero: true, title: { display: true, text: "kWh" },
                     grid: { drawOnChartArea: false } },
         },
-        plugins: { tooltip: { callbacks: { title: (items) => items.length ? when(new Date(items[0].parsed.x).toISOString()) : "" } } },
+        plugins: { tooltip: { callbacks: { title: (items) => items.length ? when(new Date(items[0].parsed.x).toISOString(), true) : "" } } },
       },
     });
   }
@@ -266,7 +354,9 @@
   function renderDashboard(root, data) {
     root.querySelectorAll("[data-field]").forEach((node) => {
       const value = pick(data, node.dataset.field);
-      if (value !== undefined && value !== null) node.textContent = value;
+      if (value !== undefined && value !== null) {
+        node.textContent = "number" in node.dataset ? num(value) : value;
+      }
     });
     root.querySelectorAll("[data-money]").forEach((node) => {
       node.textContent = money(pick(data, node.dataset.money));
@@ -278,7 +368,7 @@
       chips.replaceChildren(
         ...(entries.length
           ? entries.map(([status, count]) => h("li", {}, badge(status), " ", count))
-          : [h("li", { class: "quiet" }, "No connectors yet.")])
+          : [h("li", { class: "quiet" }, text("no_connectors", "No connectors yet."))])
       );
       connectorsChart(data.connectors);
     }
@@ -291,7 +381,7 @@
               h("li", { class: `alert alert-${alert.severity}`, dataset: { kind: alert.kind } },
                 alert.url ? h("a", { href: alert.url }, alert.title) : alert.title,
                 h("span", { class: "quiet" }, ` — ${alert.detail}`)))
-          : [h("li", { class: "quiet" }, "No alerts. The network is healthy.")])
+          : [h("li", { class: "quiet" }, text("no_alerts", "No alerts. The network is healthy."))])
       );
     }
 
@@ -304,14 +394,14 @@
           h("td", {}, s.connector),
           h("td", {}, s.id_tag),
           h("td", {}, duration(s.duration_s)),
-          h("td", {}, s.power_kw === null ? "—" : `${s.power_kw} kW`),
-          h("td", {}, `${s.energy_kwh} kWh`),
-          h("td", {}, s.soc === null ? "—" : `${s.soc} %`),
-          h("td", {}, s.cost === null ? "—" : `${s.cost} ${s.currency}`),
+          h("td", {}, s.power_kw === null ? "—" : `${num(s.power_kw)} kW`),
+          h("td", {}, `${num(s.energy_kwh)} kWh`),
+          h("td", {}, s.soc === null ? "—" : `${num(s.soc)} %`),
+          h("td", {}, s.cost === null ? "—" : `${num(s.cost)} ${s.currency}`),
         ));
       const more = data.live_sessions.total - data.live_sessions.items.length;
-      if (more > 0) rows.push(h("tr", {}, h("td", { colspan: 9, class: "quiet" }, `and ${more} more`)));
-      if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 9, class: "quiet" }, "No session is charging.")));
+      if (more > 0) rows.push(h("tr", {}, h("td", { colspan: 9, class: "quiet" }, text("more", "and %s more").replace("%s", more))));
+      if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 9, class: "quiet" }, text("no_sessions", "No session is charging."))));
       table.replaceChildren(...rows);
       table.querySelectorAll("tr[data-session]").forEach((row) => {
         row.addEventListener("click", (event) => {
@@ -336,6 +426,7 @@
 
   function initDashboard(root) {
     const refresh = Number(root.dataset.refresh) || 5000;
+    TIME_ZONE = root.dataset.timeZone || TIME_ZONE;
     const first = readJSON("panel-summary");
     if (first) renderDashboard(root, first);
     const chartData = readJSON("panel-charts") || {};
@@ -370,8 +461,8 @@
       online.dataset.status = data.is_online ? "Online" : "Offline";
       online.textContent = data.is_online ? "Online" : "Offline";
     }
-    root.querySelectorAll("[data-live]").forEach((node) => {
-      node.textContent = when(data[node.dataset.live]);
+    root.querySelectorAll("[data-live-ago]").forEach((node) => {
+      node.replaceChildren(timeAgo(data[node.dataset.liveAgo]));
     });
     const canCommand = !!document.getElementById("station-commands-buttons");
     const connectors = document.querySelector("#station-connectors tbody");
@@ -392,15 +483,28 @@
             actions.push(commandForm(root, "change_availability", { evse_id: c.evse_id, connector_id: c.connector_id, operative: "false" }, "Make unavailable"));
           }
         }
+        // A fault says what the station said about it: its code, its text, the vendor's code.
+        const fault = [
+          c.error_code ? h("span", { class: "fault-code" }, c.error_code) : null,
+          c.info ? h("span", { class: "fault-info" }, c.info) : null,
+          c.vendor_error_code
+            ? h("span", { class: "fault-vendor" }, `${t("vendor code")} ${c.vendor_error_code}${c.vendor_id ? ` (${c.vendor_id})` : ""}`)
+            : null,
+        ].filter(Boolean);
+        const s = c.session;
+        const sessionCell = s
+          ? h("span", { class: "live-session" },
+              s.url ? h("a", { href: s.url }, s.id_tag || t("session")) : s.id_tag,
+              ` · ${duration(s.duration_s)} · ${s.energy_kwh} kWh`,
+              s.power_kw === null ? "" : ` · ${s.power_kw} kW`,
+              s.cost === null ? "" : h("strong", { class: "live-cost" }, ` · ${s.cost} ${s.currency}`))
+          : "—";
         return h("tr", { dataset: { connector: c.label } },
           h("td", {}, c.label),
-          h("td", {}, badge(c.status), c.error_code ? h("span", { class: "quiet" }, ` ${c.error_code}`) : null),
-          h("td", {}, when(c.status_at)),
+          h("td", {}, badge(c.status), fault.length ? h("div", { class: "fault" }, ...fault) : null),
+          h("td", {}, timeAgo(c.status_at)),
           h("td", {}, `${c.standard}, ${c.max_power_kw} kW`),
-          h("td", {}, c.session
-            ? `${c.session.id_tag} · ${duration(c.session.duration_s)} · ${c.session.energy_kwh} kWh` +
-              (c.session.power_kw === null ? "" : ` · ${c.session.power_kw} kW`)
-            : "—"),
+          h("td", {}, sessionCell),
           canCommand ? h("td", { class: "actions" }, actions) : null);
       }));
     }
@@ -409,7 +513,7 @@
       const rows = data.commands.map((cmd) =>
         h("tr", { dataset: { command: cmd.id, status: cmd.status } },
           h("td", {}, cmd.id),
-          h("td", {}, when(cmd.created_at)),
+          h("td", {}, timeAt(cmd.created_at, true)),
           h("td", {}, cmd.action),
           h("td", {}, cmd.requested_by || cmd.origin),
           h("td", {}, badge(cmd.status, cmd.status_label)),
@@ -433,7 +537,7 @@
   /* Send a command form with fetch. Bound once per form (the connector rows' forms are bound
    * when they are made, the page's own forms at start), and one request at a time per form:
    * a form bound twice sent each command twice. */
-  function bindCommandForm(root, form) {
+  function bindCommandForm(root, form, after) {
     if (form.dataset.bound) return;
     form.dataset.bound = "true";
     form.addEventListener("submit", async (event) => {
@@ -458,7 +562,7 @@
             ? `${body.action} queued (#${body.id}); its result appears below.`
             : `Not sent: ${body.error || response.status}`;
         }
-        await refreshStation(root);
+        await (after ? after(response.ok) : refreshStation(root));
       } finally {
         delete form.dataset.sending;
         if (button) button.disabled = false;
@@ -475,19 +579,9 @@
     timelineChart(await getJSON(`${root.dataset.timelineUrl}?hours=${hours}`));
   }
 
-  async function loadCurve(url) {
-    if (!url || !document.getElementById("chart-session")) return;
-    const curve = await getJSON(url);
-    const title = document.getElementById("session-curve-title");
-    if (title) {
-      title.textContent = `Session ${curve.connector}, started ${when(curve.started_at)}: ` +
-        `${curve.energy_kwh} kWh` + (curve.power.length || curve.energy.length ? "" : " (no meter samples)");
-    }
-    curveChart("chart-session", curve);
-  }
-
   function initStation(root) {
     const refresh = Number(root.dataset.refresh) || 5000;
+    TIME_ZONE = root.dataset.timeZone || TIME_ZONE;
     const first = readJSON("station-live");
     if (first) renderStation(root, first);
     document.querySelectorAll("#station-commands-buttons form.command-form")
@@ -497,10 +591,33 @@
     poll(() => loadTimeline(root), Math.max(refresh * 6, 30000));
     const hours = document.getElementById("timeline-hours");
     if (hours) hours.addEventListener("change", () => loadTimeline(root));
-    loadCurve(root.dataset.curveUrl).catch(() => liveState(false));
-    root.querySelectorAll(".curve-button").forEach((button) => {
-      button.addEventListener("click", () => loadCurve(button.dataset.curveUrl));
-    });
+    // A folded chart has no size: draw it again when its section opens.
+    const timeline = document.getElementById("section-timeline");
+    if (timeline) timeline.addEventListener("toggle", () => timeline.open && loadTimeline(root));
+  }
+
+  /* --- session page -------------------------------------------------------------------------- */
+
+  async function loadSessionCurve(root) {
+    const curve = await getJSON(root.dataset.curveUrl);
+    const note = document.getElementById("session-curve-note");
+    if (note && !(curve.power.length || curve.energy.length)) note.hidden = false;
+    curveChart("chart-session", curve);
+    return curve;
+  }
+
+  function initSession(root) {
+    TIME_ZONE = root.dataset.timeZone || TIME_ZONE;
+    const refresh = Number(root.dataset.refresh) || 5000;
+    loadSessionCurve(root).catch(() => liveState(false));
+    // An active session's curve grows: follow it while the page is open.
+    if (root.dataset.active) poll(() => loadSessionCurve(root), Math.max(refresh * 3, 15000), liveState);
+    const stop = document.getElementById("session-stop-form");
+    if (stop) {
+      bindCommandForm(root, stop, async (ok) => {
+        if (ok) stop.querySelector("button").hidden = true;
+      });
+    }
   }
 
   document.addEventListener("DOMContentLoaded", () => {
@@ -509,5 +626,8 @@
     if (dashboard) initDashboard(dashboard);
     const station = document.getElementById("station-panel");
     if (station) initStation(station);
+    const session = document.getElementById("session-panel");
+    if (session) initSession(session);
+    window.setInterval(refreshRelativeTimes, 30000);
   });
 })();

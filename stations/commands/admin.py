@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from cpo.lib.formatting import zone_label, zone_or_panel
 from stations.commands import jobs, local_lists, services
 from stations.commands import permissions as command_permissions
 from stations.commands.codec import codec
@@ -185,11 +186,15 @@ class StationCommandsAdminMixin:
                         )
                         return HttpResponseRedirect(request.path)
         history = Command.objects.filter(station=station).select_related("requested_by")[:100]
+        tz = zone_or_panel(station.location.time_zone if station.location else None)
         context = {
             **self.admin_site.each_context(request),  # type: ignore[attr-defined]
             "opts": ChargingStation._meta,
             "title": f"Commands · {station.identity}",
             "station": station,
+            # The history's times in the site's zone, as on the station page.
+            "tz": tz,
+            "zone_label": zone_label(tz),
             "verbs": available,
             "verb": verb,
             "verb_label": VERBS[verb].label if verb in VERBS else "Raw action",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class CommandsConfig(AppConfig):
@@ -9,7 +10,7 @@ class CommandsConfig(AppConfig):
 
     name = "stations.commands"
     label = "commands"
-    verbose_name = "Commands and jobs"
+    verbose_name = _("Commands and jobs")
 
     def ready(self) -> None:
         from stations.commands import receivers, signals

@@ -219,6 +219,17 @@ def staff(username: str, role: str | None):
     return user
 
 
+def _pdf_string(literal: bytes) -> str:
+    """A PDF string literal's text: backslash escapes, octal ones (non-ASCII letters of the
+    standard fonts' WinAnsi encoding, e.g. \\344 for ä) included."""
+    unescaped = re.sub(
+        rb"\\([0-7]{1,3}|.)",
+        lambda m: bytes([int(m.group(1), 8)]) if m.group(1)[:1].isdigit() else m.group(1),
+        literal,
+    )
+    return unescaped.decode("cp1252")
+
+
 def pdf_text(pdf: bytes) -> str:
     """The text of a reportlab PDF (its page streams decoded, the shown strings joined)."""
     shown: list[str] = []
@@ -231,5 +242,5 @@ def pdf_text(pdf: bytes) -> str:
         if b"Flate" in match.group(1):
             data = zlib.decompress(data)
         for text in re.findall(rb"\(((?:[^()\\]|\\.)*)\)\s*Tj", data):
-            shown.append(re.sub(rb"\\(.)", rb"\1", text).decode("latin-1"))
+            shown.append(_pdf_string(text))
     return "\n".join(shown)

@@ -149,3 +149,42 @@ def test_a_credit_note_of_an_amount_prints(invoice: Invoice) -> None:
     ):
         assert expected in text, expected
     assert "Due date" not in text
+
+
+def test_an_invoice_prints_in_its_buyer_s_language(station) -> None:
+    """The billing profile's language is frozen with the buyer at issue: German labels,
+    dates and decimal commas, whatever language the request or the worker is in."""
+    account = make_account("Flotte", postal_code="10115")
+    BillingProfile.objects.create(account=account, language="de", payment_terms_days=30)
+    session = make_ended_session(station, make_token(account), make_tariff(), start=START)
+    assert services.cdr_create_for_session(session_id=session.pk) is not None
+    services.billing_periods_close_due(now=ISSUED)
+    invoice = services.invoice_issue(invoice_id=Invoice.objects.get().pk, now=ISSUED)
+    assert invoice.buyer["language"] == "de"
+    BillingProfile.objects.filter(account=account).update(language="nl")
+
+    text = pdf_text(invoice_pdf(invoice))
+    for expected in (
+        f"Rechnung {invoice.number}",
+        "Rechnungsdatum: 01.04.2025",
+        "Fällig am: 01.05.2025 (Zahlungsziel: 30 Tage)",
+        "Zeitraum: 01.03.2025 bis 31.03.2025 (Europe/Amsterdam)",
+        "Verkäufer",
+        "Käufer",
+        "USt-IdNr.: ",
+        "Bemessungsgrundlage",
+        "10,000",
+        "10.03.2025 18:30",
+        "Zu zahlender Betrag: EUR 3,63",
+        "Bitte überweisen Sie EUR 3,63 bis zum 01.05.2025",
+    ):
+        assert expected in text, expected
+    for english in ("Invoice ", "Issue date", "Amount due", "Seller", "3.63"):
+        assert english not in text, english
+
+
+def test_an_invoice_without_a_language_prints_in_the_default_one(invoice: Invoice) -> None:
+    assert invoice.buyer["language"] == ""
+    text = pdf_text(invoice_pdf(invoice))
+    assert "Issue date: 2025-04-01" in text
+    assert "Amount due: EUR 3.63" in text

@@ -326,6 +326,7 @@ def probe_url(name: str, world: dict[str, Any]) -> str:
         "admin:billing_invoice_pdf": {"pk": world["invoice"].pk},
         "admin:billing_invoice_credit": {"pk": world["invoice"].pk},
         "panel:session-curve": {"pk": world["session"].pk},
+        "panel:session-credit": {"pk": world["session"].pk},
         "admin:app_list": {"app_label": "stations"},
         "admin:view_on_site": {"content_type_id": 1, "object_id": 1},
     }

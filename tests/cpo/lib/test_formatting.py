@@ -49,3 +49,45 @@ def test_energy_power_times_and_months() -> None:
         dt.date(2025, 1, 1),
     ]
     assert formatting.admin_url("no_such_view") == ""
+
+
+def test_times_are_written_one_way_in_a_named_zone() -> None:
+    amsterdam = ZoneInfo("Europe/Amsterdam")
+    winter = dt.datetime(2026, 12, 1, 13, 3, 9, tzinfo=dt.UTC)
+    summer = dt.datetime(2026, 7, 1, 12, 3, tzinfo=dt.UTC)
+    assert formatting.local_text(winter, amsterdam) == "2026-12-01 14:03 CET"
+    assert formatting.local_text(summer, amsterdam) == "2026-07-01 14:03 CEST"
+    assert (
+        formatting.local_text(winter, amsterdam, seconds=True, named=True)
+        == "2026-12-01 14:03:09 CET (Europe/Amsterdam)"
+    )
+    assert formatting.local_text(None, amsterdam) == "—"
+    assert formatting.zone_label(amsterdam, at=winter) == "CET (Europe/Amsterdam)"
+    assert formatting.zone_label(ZoneInfo("UTC"), at=winter) == "UTC"
+    # A site's zone, or the panel's when it has none or an unknown one.
+    assert formatting.zone_or_panel("Europe/Berlin").key == "Europe/Berlin"
+    assert formatting.zone_or_panel("") == formatting.panel_tz()
+    assert formatting.zone_or_panel("Mars/Olympus") == formatting.panel_tz()
+
+
+def test_relative_times_as_people_say_them() -> None:
+    now = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+    ago = lambda **delta: formatting.relative_text(now - dt.timedelta(**delta), now=now)  # noqa: E731
+    assert ago(seconds=10) == "just now"
+    assert ago(minutes=3) == "3 min ago"
+    assert ago(minutes=59) == "59 min ago"
+    assert ago(hours=1) == "1 hour ago"
+    assert ago(hours=30) == "30 hours ago"
+    assert ago(days=3) == "3 days ago"
+    assert ago(minutes=-5) == "in 5 min"
+    assert formatting.relative_text(None) == "—"
+
+
+def test_money_and_unit_prices_carry_their_currency_without_noise() -> None:
+    assert formatting.money_text(Decimal("0.7000"), "EUR") == "0.70 EUR"
+    assert formatting.money_text(Decimal("1.005"), "EUR") == "1.01 EUR"
+    assert formatting.money_text(Decimal("150.4"), "JPY") == "150 JPY"
+    assert formatting.money_text(None, "EUR") == "—"
+    assert formatting.price_text(Decimal("0.3000"), "EUR") == "0.30 EUR"
+    assert formatting.price_text(Decimal("0.2875"), "EUR") == "0.2875 EUR"
+    assert formatting.price_text(Decimal("2"), "EUR") == "2.00 EUR"
