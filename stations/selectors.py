@@ -140,7 +140,7 @@ def network_alerts(*, limit: int = 25) -> dict[str, Any]:
                 "severity": "error",
                 "title": f"{lockout.get_kind_display()} {lockout.value} locked out",
                 "detail": f"{lockout.failures} failed authentications; refused until "
-                f"{lockout.locked_until:%Y-%m-%d %H:%M} UTC",
+                f"{local_text(lockout.locked_until, panel_tz())}",
                 "since": iso(lockout.locked_at),
                 "url": admin_url("stations_authlockout_changelist"),
             }
