@@ -283,11 +283,12 @@ async def test_a_held_sqlite_write_lock_never_drops_a_heartbeating_station(touch
     await make_station("EDGE-LOCKED")
     async with station(touching_server.ws_url, "EDGE-LOCKED", password=PASSWORD) as cp:
         assert (await cp.raw([2, "h0", "Heartbeat", {}]))[0] == 3
+        await asyncio.sleep(1)  # its last-seen write, after the answer, is done
         holder = sqlite3.connect(connection.settings_dict["NAME"], isolation_level=None)
         holder.execute("BEGIN IMMEDIATE")
         try:
-            # Answered at once; its last-seen write then waits out the busy timeout and fails.
-            assert (await cp.raw([2, "h1", "Heartbeat", {}]))[0] == 3
+            # Answered; its last-seen write then waits out the busy timeout and fails.
+            assert (await cp.raw([2, "h1", "Heartbeat", {}], timeout=30))[0] == 3
             await asyncio.sleep(21)
         finally:
             holder.execute("ROLLBACK")
