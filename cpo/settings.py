@@ -393,6 +393,31 @@ LOGIN_TRUSTED_PROXIES = envlist("LOGIN_TRUSTED_PROXIES", OCPP_TRUSTED_PROXIES)
 # Last-seen writes are throttled: at most one per station per this many seconds.
 OCPP_LAST_SEEN_WRITE_INTERVAL = envint("OCPP_LAST_SEEN_WRITE_INTERVAL", 30)
 OCPP_MESSAGE_LOG_RETENTION_DAYS = envint("OCPP_MESSAGE_LOG_RETENTION_DAYS", 14)
+# Abuse bounds of the OCPP edge (stations.ocpp.limits, README "Bad input and abuse at the OCPP
+# edge"). A frame larger than this is answered with a CALLERROR and not parsed (0: no limit).
+OCPP_MAX_FRAME_BYTES = envint("OCPP_MAX_FRAME_BYTES", 256 * 1024)
+# Messages per second per connection on average, in bursts of up to OCPP_RATE_LIMIT_BURST;
+# 0 turns the limit off. A station over it gets CALLERRORs; as many refusals again as the
+# burst closes its connection (code 4008).
+OCPP_RATE_LIMIT_PER_SECOND = envint("OCPP_RATE_LIMIT_PER_SECOND", 100)
+OCPP_RATE_LIMIT_BURST = envint("OCPP_RATE_LIMIT_BURST", 1000)
+# Bytes of erroneous frames (each cut to 2 KiB) the message log keeps per station and UTC day.
+OCPP_ERROR_LOG_BYTES_PER_DAY = envint("OCPP_ERROR_LOG_BYTES_PER_DAY", 10 * 1024 * 1024)
+# Event times (timestamp, generatedAt) further from now than this are absurd (stations.ocpp
+# .bounds): refused, or replaced by the time of receipt in a transaction message.
+OCPP_TIMESTAMP_MAX_PAST_DAYS = envint("OCPP_TIMESTAMP_MAX_PAST_DAYS", 5 * 366)
+OCPP_TIMESTAMP_MAX_FUTURE_DAYS = envint("OCPP_TIMESTAMP_MAX_FUTURE_DAYS", 2)
+# The identities a station may connect with: OCPP-J's identity charset (a-z, A-Z, 0-9 and
+# * - _ = + | @ .; without ':', which ends HTTP Basic's username), at most 48 characters.
+OCPP_IDENTITY_PATTERN = envstr("OCPP_IDENTITY_PATTERN", r"[A-Za-z0-9*\-_=+|@.]{1,48}")
+# Failed HTTP Basic attempts (stations.admission): after OCPP_AUTH_FREE_FAILURES failures per
+# identity or per source address, each further attempt waits twice as long (from 1 s); after
+# OCPP_AUTH_LOCKOUT_FAILURES the identity or address is refused for OCPP_AUTH_LOCKOUT_MINUTES.
+# Failures are counted over OCPP_AUTH_FAILURE_WINDOW_MINUTES.
+OCPP_AUTH_FREE_FAILURES = envint("OCPP_AUTH_FREE_FAILURES", 3)
+OCPP_AUTH_LOCKOUT_FAILURES = envint("OCPP_AUTH_LOCKOUT_FAILURES", 10)
+OCPP_AUTH_LOCKOUT_MINUTES = envint("OCPP_AUTH_LOCKOUT_MINUTES", 15)
+OCPP_AUTH_FAILURE_WINDOW_MINUTES = envint("OCPP_AUTH_FAILURE_WINDOW_MINUTES", 15)
 NODE_NAME = envstr("CPO_NODE_NAME", "")
 # Diagnostics and log files upload to the back office itself: the base URL stations reach it
 # on (the request's own host is used when a job is created from the panel or the API).
@@ -440,6 +465,9 @@ MONITORING_SITE_CONCURRENCY_MAX = envint("MONITORING_SITE_CONCURRENCY_MAX", 10)
 # A register reading lower than the one before by more than this is a meter reset (a station
 # rebooted mid-session); smaller drops are rounding jitter (sessions.energy).
 CHARGING_METER_RESET_THRESHOLD_WH = envint("CHARGING_METER_RESET_THRESHOLD_WH", 100)
+# The largest meter reading (Wh) or sampled value a station may report (stations.ocpp.bounds):
+# a register of 100,000,000 kWh, well inside the numeric columns.
+CHARGING_METER_MAX_WH = envint("CHARGING_METER_MAX_WH", 10**11)
 # A session a station no longer knows (it booted again, its connector became Available) is
 # closed on an estimate at once but rated only this many seconds later: a station that kept
 # the transaction sends its queued stop right after booting, and that stop wins. 0: at once.

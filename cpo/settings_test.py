@@ -18,3 +18,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "cpotest"  # noqa: F405
 # Throttle counters in process memory, emptied before every test (tests/conftest.py).
 CACHES["throttle"] = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}  # noqa: F405
+
+# Every live server of the suite authenticates from 127.0.0.1 against one Redis, and many tests
+# try wrong passwords on purpose: the brute-force limits (stations.admission) would delay and
+# then refuse the whole suite. The tests of those limits start servers that set them low.
+OCPP_AUTH_FREE_FAILURES = envint("OCPP_AUTH_FREE_FAILURES", 10_000)  # noqa: F405
+OCPP_AUTH_LOCKOUT_FAILURES = envint("OCPP_AUTH_LOCKOUT_FAILURES", 10_000)  # noqa: F405

@@ -577,6 +577,15 @@ def _session_flag(session: ChargingSession, anomaly: str) -> bool:
     return True
 
 
+ABSURD = "absurd values from the station, "
+
+
+def _session_flag_dropped(session: ChargingSession, dropped: tuple[str, ...]) -> None:
+    """Flag what the OCPP edge dropped from a transaction message (absurd values)."""
+    for what in dropped:
+        _session_flag(session, f"{ABSURD}{what}")
+
+
 def _finish(
     session: ChargingSession,
     *,
@@ -742,9 +751,10 @@ def session_start(
     evse_id: int,
     connector_id: int,
     id_tag: str,
-    meter_start_wh: Decimal,
+    meter_start_wh: Decimal | None,
     timestamp: datetime,
     reservation_id: int | None = None,
+    anomalies: tuple[str, ...] = (),
 ) -> StartResult:
     """Start a session for a 1.6 StartTransaction; always returns a transactionId.
 
@@ -807,6 +817,7 @@ def session_start(
     )
     if not auth.accepted:
         _hold_for_review(session, auth.status)
+    _session_flag_dropped(session, anomalies)
     session.save(force_insert=True)
     session_price_fix(session)
     _announce(session_started, session)
@@ -827,6 +838,7 @@ def session_meter_samples(
     station_id: int,
     batch: SampleBatch,
     transaction_id: str | int | None = None,
+    anomalies: tuple[str, ...] = (),
 ) -> None:
     """Store a MeterValues message: one batched insert, then the session's running values.
 
@@ -845,6 +857,8 @@ def session_meter_samples(
     reopened = _still_known(session)
     flags = list(session.anomalies) if session is not None else []
     conflicts = session.sample_conflicts if session is not None else 0
+    if session is not None:
+        _session_flag_dropped(session, anomalies)
     _samples_store(session=session, station_id=station_id, batch=batch)
     if session is not None and reopened:
         _apply_live_values(session, batch.samples)
@@ -867,11 +881,12 @@ def session_stop(
     *,
     station_id: int,
     transaction_id: int,
-    meter_stop_wh: Decimal,
+    meter_stop_wh: Decimal | None,
     timestamp: datetime,
     reason: str = "Local",
     id_tag: str = "",
     transaction_data: SampleBatch | None = None,
+    anomalies: tuple[str, ...] = (),
 ) -> AuthorizationResult | None:
     """End a session for a 1.6 StopTransaction. The CSMS cannot refuse a stop.
 
@@ -894,6 +909,7 @@ def session_stop(
             anomalies=["stop for an unknown transaction"],
         )
         session_price_fix(session)
+    _session_flag_dropped(session, anomalies)
     if transaction_data is not None:
         transaction_data.evse_id = transaction_data.evse_id or session.evse_id
         transaction_data.connector_id = transaction_data.connector_id or session.connector_id
@@ -1197,6 +1213,8 @@ class TransactionEvent:
     id_token_type: str = ""
     samples: list[Sample] = field(default_factory=list)
     payload: dict[str, Any] = field(default_factory=dict)
+    # What the OCPP edge dropped from the message as absurd: flagged on the session.
+    anomalies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -1300,6 +1318,7 @@ def session_transaction_event(
             )
         return TransactionEventResult(session.pk, True, authorization, session.live_cost)
 
+    _session_flag_dropped(session, event.anomalies)
     # The usual case is the next seqNo: nothing to re-read. Out-of-order or first events
     # recompute from every recorded seqNo.
     in_sequence = session.last_seq_no is not None and event.seq_no == session.last_seq_no + 1

@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 
 from cpo.lib.admin_times import LocalTimesMixin
 from cpo.lib.formatting import local_text, zone_or_panel
-from stations import services
+from stations import admission, services
 from stations.commands.admin import (
     CONNECTOR_ACTIONS,
     STATION_ACTIONS,
@@ -28,6 +28,7 @@ from stations.commands.admin import (
     StationCommandsAdminMixin,
 )
 from stations.models import (
+    AuthLockout,
     CertificateSigningRequest,
     ChargingStation,
     Connector,
@@ -541,3 +542,33 @@ class OcppMessageAdmin(ReadOnlyAdmin):
     @admin.display(description="Frame")
     def short_frame(self, obj: OcppMessage) -> str:
         return obj.frame if len(obj.frame) <= 160 else obj.frame[:157] + "..."
+
+
+@admin.register(AuthLockout)
+class AuthLockoutAdmin(ReadOnlyAdmin):
+    """Identities and source addresses refused after failed authentications
+    (stations.admission); an operator lifts a lockout here once the cause is known."""
+
+    list_display = ("locked_at", "kind", "value", "failures", "locked_until", "state")
+    list_filter = ("kind",)
+    search_fields = ("value",)
+    actions = ["lift_lockouts"]
+
+    @admin.display(description="State")
+    def state(self, obj: AuthLockout) -> str:
+        if obj.lifted_at is not None:
+            return f"lifted by {obj.lifted_by} at {obj.lifted_at:%Y-%m-%d %H:%M} UTC"
+        return "active" if obj.is_active else "expired"
+
+    def has_lift_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("stations.lift_authlockout")
+
+    @admin.action(description="Lift the selected lockouts", permissions=["lift"])
+    def lift_lockouts(self, request: HttpRequest, queryset: QuerySet[AuthLockout]) -> None:
+        by = request.user.get_username()
+        lifted = sum(admission.lockout_lift(lockout=lockout, by=by) for lockout in queryset)
+        self.message_user(
+            request,
+            f"{lifted} lockout(s) lifted: the identity or address may authenticate again.",
+            messages.SUCCESS,
+        )

@@ -463,3 +463,33 @@ class OcppMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.direction} {self.action or self.message_type} {self.message_id}"
+
+
+class AuthLockout(models.Model):
+    """An identity or a source address refused at the handshake after too many failed HTTP
+    Basic attempts (stations.admission). The refusal itself is a Redis key that expires at
+    `locked_until`; this row is what an operator sees and lifts."""
+
+    class Kind(models.TextChoices):
+        IDENTITY = "identity", "station identity"
+        ADDRESS = "address", "source address"
+
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    value = models.CharField(max_length=100)
+    failures = models.PositiveIntegerField()
+    locked_at = models.DateTimeField(default=timezone.now)
+    locked_until = models.DateTimeField()
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["-locked_at"]
+        permissions = [("lift_authlockout", "Can lift an authentication lockout")]
+        indexes = [models.Index(fields=["locked_until"], name="authlockout_until_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.value}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.lifted_at is None and self.locked_until > timezone.now()

@@ -115,8 +115,9 @@ def mask_frame(frame: str) -> str:
         return scrub(frame)
     try:
         data = json.loads(frame)
-    except ValueError:
-        # Not JSON, yet it names a secret key: nothing of it can be trusted to be harmless.
+    except (ValueError, RecursionError):
+        # Not JSON (or nested beyond reading), yet it names a secret key: nothing of it can be
+        # trusted to be harmless.
         return f"[{len(frame)} characters withheld: the frame names a secret key]"
     masked = mask(data)
     return frame if masked is data else json.dumps(masked, separators=(",", ":"))

@@ -21,6 +21,7 @@ from django.utils.translation import gettext, gettext_lazy
 
 from cpo.lib.formatting import KWH, admin_url, epoch_ms, iso, local_text, panel_tz
 from stations.models import (
+    AuthLockout,
     ChargingStation,
     Connector,
     ConnectorStatusEvent,
@@ -127,6 +128,21 @@ def network_alerts(*, limit: int = 25) -> dict[str, Any]:
                 "detail": connector.error_code or connector.info or gettext("Faulted"),
                 "since": iso(connector.status_at),
                 "url": admin_url("stations_chargingstation_change", connector.station_id),
+            }
+        )
+
+    lockouts = AuthLockout.objects.filter(lifted_at=None, locked_until__gt=timezone.now())
+    counts["auth_lockout"] = lockouts.count()
+    for lockout in lockouts[:limit]:
+        items.append(
+            {
+                "kind": "auth_lockout",
+                "severity": "error",
+                "title": f"{lockout.get_kind_display()} {lockout.value} locked out",
+                "detail": f"{lockout.failures} failed authentications; refused until "
+                f"{local_text(lockout.locked_until, panel_tz())}",
+                "since": iso(lockout.locked_at),
+                "url": admin_url("stations_authlockout_changelist"),
             }
         )
     return {"items": items, "counts": counts}

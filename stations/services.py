@@ -396,6 +396,23 @@ def security_event_record(
     )
 
 
+# Security events the CSMS records about a station itself (not reported by it), in the same
+# list: the operator reads them where the station's own security events are.
+CSMS_EVENT_PREFIX = "CSMS:"
+
+
+def station_incident_record(*, station_id: int, type: str, tech_info: str = "") -> None:
+    """An incident the edge saw on a station's connection (a rate limit exceeded, ...)."""
+    now = timezone.now()
+    SecurityEvent.objects.create(
+        station_id=station_id,
+        type=f"{CSMS_EVENT_PREFIX}{type}"[:50],
+        timestamp=now,
+        received_at=now,
+        tech_info=tech_info[:255],
+    )
+
+
 def csr_record(*, station_id: int, csr: str, certificate_type: str = "") -> None:
     CertificateSigningRequest.objects.create(
         station_id=station_id, csr=csr, certificate_type=certificate_type
@@ -483,29 +500,57 @@ def message_log_write(
 
     rows = []
     for direction, raw, is_error in entries:
-        frame = secret_keys.mask_frame(raw)
+        if is_error and len(raw) > 64 * LOGGED_ERROR_FRAME_CHARS:
+            # Not worth parsing whole (the edge refused it for its size): its start is kept.
+            raw = _frame_for_log(raw)
+        try:
+            frame = secret_keys.mask_frame(raw)
+        except Exception:  # the log writer must never fail: a frame it cannot read is withheld
+            frame = f"[{len(raw)} characters withheld: the frame could not be read]"
         message_type, message_id, action = None, "", ""
         try:
             data = json.loads(frame)
-            if isinstance(data, list) and data:
-                message_type = data[0] if isinstance(data[0], int) else None
-                message_id = str(data[1])[:64] if len(data) > 1 else ""
-                action = data[2] if message_type == 2 and isinstance(data[2], str) else ""
-        except (ValueError, TypeError):
-            pass
+        except (ValueError, TypeError, RecursionError):
+            data = None
+        if isinstance(data, list) and data:
+            # Only what the columns can hold: a bool is an int in Python, -1 or 2**64 break
+            # the positive small integer's check, a frame may stop after its type.
+            if type(data[0]) is int and 0 <= data[0] <= 32767:
+                message_type = data[0]
+            if len(data) > 1 and isinstance(data[1], str | int):
+                message_id = str(data[1])[:64]
+            if message_type == 2 and len(data) > 2 and isinstance(data[2], str):
+                action = data[2]
         rows.append(
             OcppMessage(
                 station_id=station_id,
-                identity=identity[:48],
+                identity=_no_nul(identity)[:48],
                 direction=direction,
                 message_type=message_type,
-                message_id=message_id,
-                action=action[:50],
-                frame=frame,
+                message_id=_no_nul(message_id),
+                action=_no_nul(action)[:50],
+                # PostgreSQL text cannot hold NUL: kept visible, escaped.
+                frame=_no_nul(_frame_for_log(frame) if is_error else frame),
                 is_error=is_error,
             )
         )
     OcppMessage.objects.bulk_create(rows)
+
+
+# An erroneous frame is kept up to this many characters, then its size: a station sending
+# invalid megabyte frames must not fill the log (traced frames are kept whole).
+LOGGED_ERROR_FRAME_CHARS = 2048
+
+
+def _frame_for_log(text: str) -> str:
+    if len(text) <= LOGGED_ERROR_FRAME_CHARS:
+        return text
+    size = len(text.encode("utf-8", errors="replace"))
+    return f"{text[:LOGGED_ERROR_FRAME_CHARS]}… [truncated: {size} bytes in all]"
+
+
+def _no_nul(text: str) -> str:
+    return text.replace("\x00", "\\u0000") if "\x00" in text else text
 
 
 def message_log_prune(*, now: datetime | None = None) -> int:

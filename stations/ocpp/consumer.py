@@ -11,28 +11,43 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 import uuid
 from typing import Any
-from urllib.parse import unquote
 
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import DatabaseError, InterfaceError
 
+from stations import admission
 from stations import services as network
 from stations.commands import results
 from stations.commands import services as queue
-from stations.ocpp import delivery, protocol
+from stations.ocpp import bounds, delivery, limits, protocol
 from stations.ocpp.commands import outcome
 from stations.ocpp.db import db
 from stations.ocpp.protocol import Frame
 from stations.ocpp.v16 import handlers as v16
 from stations.ocpp.v201 import handlers as v201
 
+# What a database call can fail with besides a bug: "database is locked", a lost or closed
+# connection (InterfaceError is no DatabaseError in Django's hierarchy).
+DATABASE_ERRORS = (DatabaseError, InterfaceError)
+
 logger = logging.getLogger(__name__)
 
 NODE = settings.NODE_NAME or f"{os.uname().nodename}:{os.getpid()}"
+IDENTITY = re.compile(settings.OCPP_IDENTITY_PATTERN)
+
+
+class RefusingConsumer(AsyncWebsocketConsumer):
+    """Every websocket path that is not an OCPP station's: refused at the handshake (daphne
+    answers HTTP 403), instead of the router's "no route" error (HTTP 500)."""
+
+    async def connect(self) -> None:
+        await self.close()
 
 
 class OcppConsumer(AsyncWebsocketConsumer):
@@ -51,7 +66,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
-        self.identity = unquote(self.scope["url_route"]["kwargs"]["identity"])
+        # The ASGI path is percent-decoded once already (by daphne): decoding it again would
+        # let DEMO%252D16 in as DEMO-16.
+        self.identity = self.scope["url_route"]["kwargs"]["identity"]
         self.station_id = 0
         self.connection_id = 0
         self.closing_reason = ""
@@ -62,6 +79,22 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.command_pump: asyncio.Task[None] | None = None
         self.commands_due = False
         self.socket_closed = False
+        self.rate_limiter = limits.RateLimiter.from_settings()
+        self.rate_refused = 0
+        self.protocol = protocol.V201
+
+        client = self.scope.get("client") or ("", 0)
+        if not IDENTITY.fullmatch(self.identity):
+            limits.log_throttled(
+                logger,
+                f"identity:{client[0]}",
+                logging.WARNING,
+                "refused a handshake from %s: identity %r does not match OCPP_IDENTITY_PATTERN",
+                client[0],
+                self.identity[:60],
+            )
+            await self.close()  # before accept(): daphne answers the handshake with HTTP 403
+            return
 
         offered = [p.strip() for p in self.scope.get("subprotocols", [])]
         # Honour the charger's order of preference among the versions we speak.
@@ -74,38 +107,99 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
         headers = dict(self.scope.get("headers", []))
         cert_identity = None
-        client = self.scope.get("client") or ("", 0)
         if client[0] in settings.OCPP_TRUSTED_PROXIES:
             subject = headers.get(settings.OCPP_CLIENT_CERT_HEADER.lower().encode())
             if subject:
                 cert_identity = network.client_cert_identity(subject.decode("latin-1"))
-        admission = await db(network.station_admit)(
-            identity=self.identity,
-            basic_auth=network.parse_basic_auth(headers.get(b"authorization")),
-            cert_identity=cert_identity,
-        )
-        if not admission.accepted:
-            logger.warning("refused %s from %s: %s", self.identity, client[0], admission.reason)
+        address = admission.source_address(str(client[0]), headers)
+        gate = await db(admission.auth_gate)(identity=self.identity, address=address)
+        if gate.locked:
+            limits.log_throttled(
+                logger,
+                f"locked:{self.identity}:{address}",
+                logging.WARNING,
+                "refused %s from %s: %s locked out after failed authentications",
+                self.identity,
+                address,
+                gate.locked,
+            )
+            await self.close()
+            return
+        if gate.delay:
+            await asyncio.sleep(gate.delay)
+        try:
+            admitted = await db(network.station_admit)(
+                identity=self.identity,
+                basic_auth=network.parse_basic_auth(headers.get(b"authorization")),
+                cert_identity=cert_identity,
+            )
+        except DATABASE_ERRORS:
+            # "database is locked", a lost connection: the charger tries again, not a 500.
+            limits.log_throttled(
+                logger,
+                "admission-db",
+                logging.ERROR,
+                "could not admit %s: database error",
+                self.identity,
+                exc_info=True,
+            )
+            await self.close()
+            return
+        if not admitted.accepted:
+            limits.log_throttled(
+                logger,
+                f"refused:{self.identity}:{admitted.reason}",
+                logging.WARNING,
+                "refused %s from %s: %s",
+                self.identity,
+                client[0],
+                admitted.reason,
+            )
+            if admitted.reason in ("wrong credentials", "unknown identity"):
+                try:
+                    await db(admission.auth_failed)(
+                        # An unknown identity is counted against the address only.
+                        identity=self.identity if admitted.reason == "wrong credentials" else "",
+                        address=address,
+                    )
+                except DATABASE_ERRORS:
+                    logger.exception("could not record the lockout of %s", self.identity)
             await self.close()  # before accept(): daphne answers the handshake with HTTP 403
             return
+        if gate.failures:
+            await db(admission.auth_succeeded)(identity=self.identity, gate=gate)
+        admission_result = admitted
 
-        self.station_id = admission.station_id or 0
+        self.station_id = admission_result.station_id or 0
         self.protocol = chosen
-        self.registration_status = admission.registration_status
-        self.trace_enabled = admission.trace_enabled
-        self.cost_display_enabled = admission.cost_display_enabled
+        self.registration_status = admission_result.registration_status
+        self.trace_enabled = admission_result.trace_enabled
+        self.cost_display_enabled = admission_result.cost_display_enabled
         self.handlers = v16.Handlers(self) if chosen == protocol.V16 else v201.Handlers(self)
 
         # Recorded before the handshake completes, so that a station reconnecting at once
         # finds this connection and replaces it rather than racing it.
-        self.connection_id, replaced = await db(network.station_connected)(
-            station_id=self.station_id,
-            protocol=chosen,
-            channel_name=self.channel_name,
-            remote_addr=str(client[0]),
-            node=NODE,
-            security_profile=admission.security_profile,
-        )
+        try:
+            self.connection_id, replaced = await db(network.station_connected)(
+                station_id=self.station_id,
+                protocol=chosen,
+                channel_name=self.channel_name,
+                remote_addr=str(client[0]),
+                node=NODE,
+                security_profile=admission_result.security_profile,
+            )
+        except DATABASE_ERRORS:
+            limits.log_throttled(
+                logger,
+                "connected-db",
+                logging.ERROR,
+                "could not record the connection of %s: database error",
+                self.identity,
+                exc_info=True,
+            )
+            self.station_id = 0  # nothing recorded: the disconnect has nothing to undo
+            await self.close()
+            return
         if replaced and replaced != self.channel_name and self.channel_layer is not None:
             # The newer connection wins: tell the process holding the old one to close it.
             # The old node may be gone (its socket is dead then anyway), or Redis away.
@@ -116,7 +210,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         await self.accept(chosen)
         self.last_touch = time.monotonic()
         # Commands queued while the station was away go out now, oldest first.
-        await db(results.commands_fail_unanswered)(station_id=self.station_id)
+        await self._side_write(results.commands_fail_unanswered, station_id=self.station_id)
         self._commands_wake()
 
     async def disconnect(self, code: int) -> None:
@@ -128,7 +222,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
             return
         await delivery.leave(self)
         if self.connection_id:
-            await db(network.station_disconnected)(
+            # Not retried: the heartbeat sweep marks the station offline if this is lost.
+            await self._side_write(
+                network.station_disconnected,
                 station_id=self.station_id,
                 connection_id=self.connection_id,
                 channel_name=self.channel_name,
@@ -145,7 +241,19 @@ class OcppConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if text_data is None:
             text_data = (bytes_data or b"").decode("utf-8", errors="replace")
-        log: list[tuple[str, str, bool]] = []
+        if self.rate_limiter is not None and not self.rate_limiter.allow():
+            await self._rate_refuse(text_data)
+            return
+        if limits.too_big(text_data):
+            reply = protocol.call_error(
+                self.protocol,
+                protocol.recovered_message_id(text_data[:100]),
+                "FormatViolation",
+                f"Frame exceeds {settings.OCPP_MAX_FRAME_BYTES} bytes",
+            )
+            await self.send(reply)
+            await self._log_error(text_data, reply)
+            return
         try:
             frame = protocol.parse_frame(text_data)
         except protocol.FrameError as error:
@@ -153,7 +261,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 self.protocol, error.message_id, error.kind, error.description
             )
             await self.send(reply)
-            await self._log([("in", text_data, True), ("out", reply, True)])
+            await self._log_error(text_data, reply)
             return
 
         if frame.message_type in (protocol.CALLRESULT, protocol.CALLERROR):
@@ -166,13 +274,53 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
         reply, failed = await self._answer(frame)
         await self.send(reply)
-        if self.trace_enabled or failed:
-            log = [("in", text_data, failed), ("out", reply, failed)]
-            await self._log(log)
+        if failed:
+            await self._log_error(text_data, reply)
+        elif self.trace_enabled:
+            await self._log([("in", text_data, False), ("out", reply, False)])
         await self.touch()
 
+    async def _rate_refuse(self, text_data: str) -> None:
+        """A frame over the connection's rate: a CALLERROR, without parsing or logging it;
+        the first refusal records an incident, the burst's worth again closes the socket."""
+        self.rate_refused += 1
+        if self.rate_refused == 1:
+            limits.log_throttled(
+                logger,
+                f"rate:{self.identity}",
+                logging.WARNING,
+                "%s exceeds %d messages/s: refusing its frames",
+                self.identity,
+                settings.OCPP_RATE_LIMIT_PER_SECOND,
+            )
+            await self._side_write(
+                network.station_incident_record,
+                station_id=self.station_id,
+                type="RateLimitExceeded",
+                tech_info=(
+                    f"more than {settings.OCPP_RATE_LIMIT_PER_SECOND} messages/s "
+                    f"(burst {settings.OCPP_RATE_LIMIT_BURST}): frames refused"
+                ),
+            )
+        if self.rate_refused >= settings.OCPP_RATE_LIMIT_BURST:
+            self.closing_reason = "rate limit exceeded"
+            # 4008: 1008 (policy violation) in the application range, the only codes daphne
+            # lets an application close with besides 1000.
+            await self.close(code=4008)
+            return
+        await self.send(
+            protocol.call_error(
+                self.protocol,
+                protocol.recovered_message_id(text_data[:100]),
+                "GenericError",
+                f"Rate limit of {settings.OCPP_RATE_LIMIT_PER_SECOND} messages/s exceeded",
+            )
+        )
+
     async def _answer(self, frame: Frame) -> tuple[str, bool]:
-        """The reply to a CALL and whether it is a CALLERROR."""
+        """The reply to a CALL and whether the exchange goes to the message log as an error
+        (a CALLERROR, or a transaction message accepted without its absurd values)."""
+        found: list[bounds.Problem] = []
         try:
             handler = self.handlers.handler_for(frame.action) if self.handlers else None
             if handler is None or self.handlers is None:
@@ -183,7 +331,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 raise protocol.OcppError("NotImplemented", f"Unknown action {frame.action}")
             self.handlers.ensure_allowed(frame.action, self.registration_status)
             protocol.validate(self.protocol, protocol.CALL, frame.action, frame.payload)
-            response = await handler(frame.payload)
+            found = bounds.problems(frame.action, frame.payload)
+            if not found:
+                response = await handler(frame.payload)
+            else:
+                response = await self._answer_absurd(frame, handler, found)
             # Our own answers are checked too: a bug here must not put an invalid frame on the
             # wire, where the charger would retry or drop it.
             try:
@@ -203,15 +355,52 @@ class OcppConsumer(AsyncWebsocketConsumer):
             return protocol.call_error(
                 self.protocol, frame.message_id, error.kind, error.description, error.details
             ), True
-        except Exception:
-            logger.exception("%s: %s failed", self.identity, frame.action)
+        except Exception as error:
+            # One line a minute per kind of failure, not a traceback per retried message.
+            limits.log_throttled(
+                logger,
+                f"internal:{frame.action}:{type(error).__name__}",
+                logging.ERROR,
+                "%s: %s failed",
+                self.identity,
+                frame.action,
+                exc_info=True,
+            )
             return protocol.call_error(
                 self.protocol,
                 frame.message_id,
                 "InternalError",
                 "The CSMS could not process this message",
             ), True
-        return protocol.call_result(frame.message_id, response), False
+        # A message with absurd values is accepted only when repaired: logged as an error.
+        return protocol.call_result(frame.message_id, response), bool(found)
+
+    async def _answer_absurd(
+        self, frame: Frame, handler: Any, found: list[bounds.Problem]
+    ) -> dict[str, Any]:
+        """Schema-valid values out of every sane range (stations.ocpp.bounds): refused, or
+        for a transaction message, stored without them and the session flagged."""
+        assert self.handlers is not None
+        if not bounds.is_transaction_message(self.protocol, frame.action, frame.payload):
+            raise protocol.OcppError("PropertyConstraintViolation", found[0].describe())
+        repaired = bounds.repair(frame.payload, found)
+        limits.log_throttled(
+            logger,
+            f"absurd:{self.identity}:{frame.action}",
+            logging.WARNING,
+            "%s: %s with absurd values accepted %s: %s",
+            self.identity,
+            frame.action,
+            "and stored without them" if repaired.payload is not None else "but not stored",
+            "; ".join(repaired.dropped),
+        )
+        if repaired.payload is None:
+            return dict(bounds.ACKNOWLEDGED[frame.action])
+        self.handlers.anomalies = repaired.dropped
+        try:
+            return await handler(repaired.payload)
+        finally:
+            self.handlers.anomalies = ()
 
     async def _log(self, entries: list[tuple[str, str, bool]]) -> None:
         try:
@@ -219,14 +408,62 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 station_id=self.station_id or None, identity=self.identity, entries=entries
             )
         except Exception:  # the log must never break the conversation with the charger
-            logger.exception("message log write failed for %s", self.identity)
+            limits.log_throttled(
+                logger,
+                f"message-log:{self.identity}",
+                logging.ERROR,
+                "message log write failed for %s",
+                self.identity,
+                exc_info=True,
+            )
+
+    async def _log_error(self, frame: str, reply: str) -> None:
+        """An erroneous frame and its CALLERROR in the message log (the frame cut to 2 KiB),
+        within the station's daily budget of logged erroneous frames."""
+        size = min(len(frame), network.LOGGED_ERROR_FRAME_CHARS + 64) + len(reply)
+        try:
+            allowed = await db(limits.error_log_budget_take)(
+                station_id=self.station_id or None, size=size
+            )
+        except Exception:
+            allowed = True
+        if not allowed:
+            limits.log_throttled(
+                logger,
+                f"error-budget:{self.identity}",
+                logging.WARNING,
+                "%s: daily budget of logged erroneous frames (%d bytes) used up; not logged",
+                self.identity,
+                settings.OCPP_ERROR_LOG_BYTES_PER_DAY,
+            )
+            return
+        await self._log([("in", frame, True), ("out", reply, True)])
+
+    async def _side_write(self, function: Any, **kwargs: Any) -> bool:
+        """A write beside the conversation (last seen, connection history, incidents): a
+        database error is logged (once a minute) and never closes the socket."""
+        try:
+            await db(function)(**kwargs)
+        except DATABASE_ERRORS:
+            limits.log_throttled(
+                logger,
+                f"side-write:{function.__name__}",
+                logging.ERROR,
+                "%s: %s failed (database error); the connection goes on",
+                self.identity,
+                function.__name__,
+                exc_info=True,
+            )
+            return False
+        return True
 
     async def touch(self, *, force: bool = False) -> None:
-        """Record that the station is alive; throttled, since every frame would otherwise write."""
+        """Record that the station is alive; throttled, since every frame would otherwise write.
+        A failed write is tried again with the next frame after the interval."""
         now = time.monotonic()
         if force or now - self.last_touch >= settings.OCPP_LAST_SEEN_WRITE_INTERVAL:
             self.last_touch = now
-            await db(network.station_seen)(station_id=self.station_id)
+            await self._side_write(network.station_seen, station_id=self.station_id)
 
     # --- CSMS-initiated calls -------------------------------------------------------------------
 

@@ -47,6 +47,9 @@ class BaseHandlers:
 
     def __init__(self, consumer: OcppConsumer):
         self.consumer = consumer
+        # What the edge dropped from the transaction message being handled (absurd values,
+        # stations.ocpp.bounds): the session is flagged with it.
+        self.anomalies: tuple[str, ...] = ()
 
     @property
     def station_id(self) -> int:

@@ -11,6 +11,7 @@ and says `FormationViolation` where 2.0.1 says `FormatViolation`.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -98,21 +99,67 @@ class FrameError(Exception):
         self.message_id = message_id
 
 
+# OCPP payloads nest a handful of levels (a 2.0.1 TransactionEvent: frame, payload, meterValue,
+# sampledValue, signedMeterValue); deeper is not a message of any version.
+MAX_NESTING = 32
+
+# The message id of a CALL, read from the text itself when the JSON cannot be parsed as a whole
+# (nested too deep): the CALLERROR then still answers that CALL.
+_CALL_ID = re.compile(r'\s*\[\s*2\s*,\s*"([^"\\]{1,36})"')
+
+
+def _refuse_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON (RFC 8259); Python's parser accepts them by default.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _nesting_exceeds(data: Any, limit: int) -> bool:
+    """Whether `data` nests deeper than `limit` arrays/objects (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, list | dict))
+    return False
+
+
+def recovered_message_id(text: str) -> str:
+    """The id of a CALL read from the start of its text, or "-1"."""
+    match = _CALL_ID.match(text)
+    return match.group(1) if match else "-1"
+
+
 def parse_frame(text: str) -> Frame:
     """Parse one websocket text message into a Frame or raise FrameError.
 
     An unreadable message id is answered with id "-1" (OCPP-J 2.0.1 §4.2.3; the same is
-    the only sensible answer in 1.6J).
+    the only sensible answer in 1.6J). NaN and Infinity are refused as invalid JSON; a frame
+    nesting deeper than MAX_NESTING (or than Python's parser can follow) is a format
+    violation, answered under the id read from its text when it has one.
     """
     try:
-        data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise FrameError(
+            "FormatViolation",
+            f"Message nests deeper than {MAX_NESTING} levels",
+            recovered_message_id(text),
+        ) from None
+    except (ValueError, UnicodeDecodeError, TypeError):
+        # ValueError includes JSONDecodeError and integers beyond Python's digit limit.
         raise FrameError("RpcFrameworkError", "Message is not valid JSON") from None
     if not isinstance(data, list) or not data:
         raise FrameError("RpcFrameworkError", "Message is not a JSON array")
     message_id = data[1] if len(data) > 1 and isinstance(data[1], str) else "-1"
     if message_id != "-1" and (len(message_id) > 36 or not message_id):
         raise FrameError("RpcFrameworkError", "Message id is longer than 36 characters")
+    # Counting brackets first keeps the walk off the hot path: few frames have 32 of them.
+    if (text.count("[") + text.count("{")) > MAX_NESTING and _nesting_exceeds(data, MAX_NESTING):
+        raise FrameError(
+            "FormatViolation", f"Message nests deeper than {MAX_NESTING} levels", message_id
+        )
     message_type = data[0]
     if message_type == CALL:
         if len(data) != 4 or message_id == "-1":

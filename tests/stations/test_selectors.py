@@ -101,5 +101,5 @@ def test_station_state_and_network_counts() -> None:
     assert selectors.station_counts() == {"total": 2, "online": 1, "offline": 1, "faulted": 1}
     assert selectors.connectors_by_status() == {"Faulted": 1, "Offline": 1, "Unknown": 1}
     alerts = selectors.network_alerts(limit=5)
-    assert alerts["counts"] == {"station_offline": 1, "connector_faulted": 1}
+    assert alerts["counts"] == {"station_offline": 1, "connector_faulted": 1, "auth_lockout": 0}
     assert [a["title"] for a in alerts["items"]] == ["NS-OFF offline", "NS-ON 2/1 faulted"]

@@ -106,9 +106,11 @@ class Handlers(BaseHandlers):
             evse_id=evse_id,
             connector_id=connector_id,
             id_tag=p["idTag"],
-            meter_start_wh=Decimal(p["meterStart"]),
+            # Absent only when the edge dropped an absurd one (stations.ocpp.bounds).
+            meter_start_wh=Decimal(p["meterStart"]) if "meterStart" in p else None,
             timestamp=parse_time(p["timestamp"]),
             reservation_id=p.get("reservationId"),
+            anomalies=self.anomalies,
         )
         return {
             "transactionId": result.transaction_id,
@@ -122,6 +124,7 @@ class Handlers(BaseHandlers):
             station_id=self.station_id,
             batch=batch,
             transaction_id=p.get("transactionId"),
+            anomalies=self.anomalies,
         )
         return {}
 
@@ -131,11 +134,12 @@ class Handlers(BaseHandlers):
         auth = await db(charging.session_stop)(
             station_id=self.station_id,
             transaction_id=p["transactionId"],
-            meter_stop_wh=Decimal(p["meterStop"]),
+            meter_stop_wh=Decimal(p["meterStop"]) if "meterStop" in p else None,
             timestamp=parse_time(p["timestamp"]),
             reason=p.get("reason", "Local"),
             id_tag=p.get("idTag", ""),
             transaction_data=batch,
+            anomalies=self.anomalies,
         )
         return {"idTagInfo": id_tag_info(auth)} if auth is not None else {}
 

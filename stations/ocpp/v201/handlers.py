@@ -142,6 +142,7 @@ class Handlers(BaseHandlers):
             id_token_type=token.get("type", ""),
             samples=samples_from(p.get("meterValue", [])),
             payload=p,
+            anomalies=self.anomalies,
         )
         result = await db(charging.session_transaction_event)(
             station_id=self.station_id, event=event

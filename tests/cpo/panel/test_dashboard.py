@@ -52,6 +52,7 @@ def test_dashboard_summary_counts_and_alerts(settings) -> None:
     assert data["alerts"]["counts"] == {
         "station_offline": 1,
         "connector_faulted": 1,
+        "auth_lockout": 0,
         "session_long": 1,
         "session_no_energy": 1,
         "sessions_to_review": 0,

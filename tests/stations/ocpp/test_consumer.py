@@ -24,6 +24,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.db import InterfaceError, OperationalError
 
 from stations.models import ChargingStation, OcppMessage, StationConnection
 from stations.ocpp import protocol
@@ -558,3 +559,37 @@ async def test_an_answer_of_ours_that_breaks_its_schema_is_our_internal_error(
             [protocol.CALL, "b1", "BootNotification", BOOT[protocol_name]], "InternalError", "b1"
         )
         await station.heartbeat()
+
+
+# --- side writes ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OperationalError("database is locked"), InterfaceError("connection already closed")],
+    ids=["locked", "interface"],
+)
+async def test_a_failing_last_seen_write_never_drops_the_station(
+    error, monkeypatch, settings, caplog
+):
+    from stations import services as network
+    from stations.ocpp import limits
+
+    settings.OCPP_LAST_SEEN_WRITE_INTERVAL = 0  # every frame writes: every frame fails
+    limits.throttle.last.clear()
+    attempts: list[int] = []
+
+    def station_seen(*, station_id: int) -> None:
+        attempts.append(station_id)
+        raise error
+
+    monkeypatch.setattr(network, "station_seen", station_seen)
+    await sync_to_async(make_station)("CP-SEEN-FAILS")
+    async with connected("CP-SEEN-FAILS", V16) as station:
+        for _ in range(4):
+            await station.heartbeat()
+        await station.heartbeat()
+    # Tried again with every frame once the interval passed, logged once, never closed.
+    assert len(attempts) == 5
+    lines = [r for r in caplog.records if "station_seen failed" in r.getMessage()]
+    assert len(lines) == 1

@@ -687,9 +687,9 @@ async def test_subprotocol_negotiation_honours_the_chargers_order(daphne_server)
 
 
 async def test_identity_is_percent_decoded(daphne_server):
-    await make_station("RDAM 123")
+    await make_station("RDAM|123")
     async with station(
-        daphne_server.ws_url, "RDAM%20123", headers=basic_auth("RDAM 123", PASSWORD)
+        daphne_server.ws_url, "RDAM%7C123", headers=basic_auth("RDAM|123", PASSWORD)
     ) as cp:
         assert (await cp.raw([2, "h", "Heartbeat", {}]))[0] == 3
 
