@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from stations.commands import admin as admin_commands
 from stations.commands.models import Command, DiagnosticsUpload, Job, LocalAuthList
@@ -26,4 +26,8 @@ site.register(Job, admin_commands.JobAdmin)
 site.register(DiagnosticsUpload, admin_commands.DiagnosticsUploadAdmin)
 site.register(LocalAuthList, admin_commands.LocalAuthListAdmin)
 
-urlpatterns = [path("admin/", site.urls)]
+urlpatterns = [
+    # The station's commands page links the panel's pages (the station page's commands).
+    path("admin/panel/", include(("cpo.panel.views", "panel"))),
+    path("admin/", site.urls),
+]
