@@ -123,6 +123,9 @@ class ChargingStation(models.Model):
     )
     manual_only = models.BooleanField(
         default=False,
+        # In the database too: rows written by older code (and historical models in data
+        # migrations) that do not know the column get False.
+        db_default=False,
         help_text="No automatic remediation: monitoring opens incidents for this station but "
         "never sends it a playbook's commands.",
     )

@@ -13,6 +13,6 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='chargingstation',
             name='manual_only',
-            field=models.BooleanField(default=False, help_text="No automatic remediation: monitoring opens incidents for this station but never sends it a playbook's commands."),
+            field=models.BooleanField(default=False, db_default=False, help_text="No automatic remediation: monitoring opens incidents for this station but never sends it a playbook's commands."),
         ),
     ]
