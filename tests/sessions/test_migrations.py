@@ -17,6 +17,16 @@ AFTER = [
 
 @pytest.mark.django_db(transaction=True)
 def test_ocpp16_rows_move_to_evse_n_connector_1() -> None:
+    try:
+        _rows_move_to_evse_n_connector_1()
+    finally:
+        # Leave the database migrated to the latest state for the tests that follow, whatever
+        # happened above (a failure here must not fail every later test too).
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def _rows_move_to_evse_n_connector_1() -> None:
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
     apps = executor.loader.project_state(BEFORE).apps
@@ -75,6 +85,3 @@ def test_ocpp16_rows_move_to_evse_n_connector_1() -> None:
     ) == [(2, 1, 10), (2, 1, 20)]
     assert assignment_model.objects.get(pk=assignment.pk).connector_id == 1
     assert assignment_model.objects.get(pk=kept.pk).connector_id == 2
-    # Leave the database migrated to the latest state for the tests that follow.
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
