@@ -1,6 +1,6 @@
 """The REST API v1 at the edge: the user's own API tokens, and the /api/v1/ routes composed
 from each app's API module (stations.apis, stations.commands.apis, sessions.apis,
-tariffs.apis, billing.apis)."""
+tariffs.apis, billing.apis, stations.monitoring.apis)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from cpo.models import ApiToken
 from sessions import apis as sessions_apis
 from stations import apis as stations_apis
 from stations.commands import apis as commands_apis
+from stations.monitoring import apis as monitoring_apis
 from tariffs import apis as tariffs_apis
 
 
@@ -206,6 +207,18 @@ urlpatterns_v1 = [
         "sessions/<int:session_id>/samples/",
         sessions_apis.SessionSamplesV1Api.as_view(),
         name="session-samples",
+    ),
+    # Incidents (monitoring).
+    path("incidents/", monitoring_apis.IncidentListV1Api.as_view(), name="incident-list"),
+    path(
+        "incidents/<int:incident_id>/",
+        monitoring_apis.IncidentDetailV1Api.as_view(),
+        name="incident-detail",
+    ),
+    path(
+        "incidents/<int:incident_id>/acknowledge/",
+        monitoring_apis.IncidentAcknowledgeApi.as_view(),
+        name="incident-acknowledge",
     ),
     # Tariffs and their versions.
     path("tariffs/", tariffs_apis.TariffListApi.as_view(), name="tariff-list"),
