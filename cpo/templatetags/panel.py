@@ -11,7 +11,7 @@ from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import conditional_escape, format_html
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 
 from cpo.lib.formatting import (
     admin_url,
@@ -67,8 +67,14 @@ def panel_dashboard(request: Any) -> dict[str, Any]:
     }
 
 
-def panel_texts() -> dict[str, str]:
-    """The words panel.js writes into the live pages, in the request's language."""
+@register.simple_tag(name="panel_texts")
+def panel_texts() -> dict[str, Any]:
+    """The words panel.js writes into the live pages, in the request's language.
+
+    The keyed ones are the dashboard's; the ones keyed by their English text are what panel.js
+    passes to t() (the admin's JavaScript catalog knows none of them), and "plurals" gives
+    nt() the one and the many form of each message that counts.
+    """
     return {
         "updated": gettext("Live: updated"),
         "stale": gettext("Not updating: the server does not answer (or your login expired)"),
@@ -77,6 +83,35 @@ def panel_texts() -> dict[str, str]:
         "no_sessions": gettext("No session is charging."),
         # "%s" is the number of sessions not shown.
         "more": gettext("and %s more"),
+        # Relative times, the same words as the server's relative_text.
+        "just now": gettext("just now"),
+        "in a moment": gettext("in a moment"),
+        "in %(time)s": gettext("in %(time)s"),
+        "%(time)s ago": gettext("%(time)s ago"),
+        # The station page's live parts.
+        "Online": gettext("Online"),
+        "Offline": gettext("Offline"),
+        "vendor code": gettext("vendor code"),
+        "session": gettext("session"),
+        "Stop": gettext("Stop"),
+        "Unlock": gettext("Unlock"),
+        "Make available": gettext("Make available"),
+        "Make unavailable": gettext("Make unavailable"),
+        "waiting…": gettext("waiting…"),
+        "No commands sent yet.": gettext("No commands sent yet."),
+        "%(action)s queued (#%(id)s); its result appears below.": gettext(
+            "%(action)s queued (#%(id)s); its result appears below."
+        ),
+        "Not sent: %(error)s": gettext("Not sent: %(error)s"),
+        # English, Dutch and German have the same two forms: one, and every other number.
+        "plurals": {
+            one: [ngettext(one, many, 1), ngettext(one, many, 2)]
+            for one, many in (
+                ("%(n)d min", "%(n)d min"),
+                ("%(n)d hour", "%(n)d hours"),
+                ("%(n)d day", "%(n)d days"),
+            )
+        },
     }
 
 

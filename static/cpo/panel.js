@@ -86,11 +86,20 @@
     return hours ? `${hours} h ${minutes} min` : `${minutes} min`;
   }
 
-  /* Translated by the admin's JavaScript catalog where the page loads it. */
-  const t = (text) => (typeof window.gettext === "function" ? window.gettext(text) : text);
-  const nt = (one, many, n) =>
-    (typeof window.ngettext === "function" ? window.ngettext(one, many, n) : n === 1 ? one : many)
-      .replace("%(n)d", n);
+  /* Translated by the page's "panel-texts" (keyed by the English text, translated on the
+   * server), else by the admin's JavaScript catalog where the page loads it. */
+  function t(english) {
+    const own = text(english, null);
+    if (typeof own === "string") return own;
+    return typeof window.gettext === "function" ? window.gettext(english) : english;
+  }
+  function nt(one, many, n) {
+    const forms = (text("plurals", null) || {})[one];
+    const chosen = forms
+      ? forms[n === 1 ? 0 : 1]
+      : typeof window.ngettext === "function" ? window.ngettext(one, many, n) : n === 1 ? one : many;
+    return chosen.replace("%(n)d", n);
+  }
 
   /* The zone every time on the page is shown in (the site's, or the panel's): set from the
    * page's data-time-zone, so a browser elsewhere shows the same times as the server. */
@@ -459,7 +468,7 @@
     const online = document.getElementById("station-online");
     if (online) {
       online.dataset.status = data.is_online ? "Online" : "Offline";
-      online.textContent = data.is_online ? "Online" : "Offline";
+      online.textContent = data.is_online ? t("Online") : t("Offline");
     }
     root.querySelectorAll("[data-live-ago]").forEach((node) => {
       node.replaceChildren(timeAgo(data[node.dataset.liveAgo]));
@@ -471,16 +480,16 @@
         const actions = [];
         if (canCommand) {
           if (c.session && root.dataset.canStop) {
-            actions.push(commandForm(root, "remote_stop", { transaction_id: c.session.transaction_id || "" }, "Stop"));
+            actions.push(commandForm(root, "remote_stop", { transaction_id: c.session.transaction_id || "" }, t("Stop")));
           }
           if (root.dataset.canUnlock) {
-            actions.push(commandForm(root, "unlock_connector", { evse_id: c.evse_id, connector_id: c.connector_id }, "Unlock"));
+            actions.push(commandForm(root, "unlock_connector", { evse_id: c.evse_id, connector_id: c.connector_id }, t("Unlock")));
           }
           // Support has the driver-help commands above only; availability is the operator's.
           if (root.dataset.canAny && c.reported_status === "Unavailable") {
-            actions.push(commandForm(root, "change_availability", { evse_id: c.evse_id, connector_id: c.connector_id, operative: "true" }, "Make available"));
+            actions.push(commandForm(root, "change_availability", { evse_id: c.evse_id, connector_id: c.connector_id, operative: "true" }, t("Make available")));
           } else if (root.dataset.canAny) {
-            actions.push(commandForm(root, "change_availability", { evse_id: c.evse_id, connector_id: c.connector_id, operative: "false" }, "Make unavailable"));
+            actions.push(commandForm(root, "change_availability", { evse_id: c.evse_id, connector_id: c.connector_id, operative: "false" }, t("Make unavailable")));
           }
         }
         // A fault says what the station said about it: its code, its text, the vendor's code.
@@ -518,8 +527,8 @@
           h("td", {}, cmd.requested_by || cmd.origin),
           h("td", {}, badge(cmd.status, cmd.status_label)),
           h("td", { class: "command-result" },
-            cmd.error || (cmd.response ? resultText(cmd.response) : cmd.final ? "" : "waiting…"))));
-      if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 6, class: "quiet" }, "No commands sent yet.")));
+            cmd.error || (cmd.response ? resultText(cmd.response) : cmd.final ? "" : t("waiting…")))));
+      if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 6, class: "quiet" }, t("No commands sent yet."))));
       commands.replaceChildren(...rows);
     }
     paintBadges(root);
@@ -559,8 +568,9 @@
         if (flash) {
           flash.className = `panel-flash ${response.ok ? "ok" : "error"}`;
           flash.textContent = response.ok
-            ? `${body.action} queued (#${body.id}); its result appears below.`
-            : `Not sent: ${body.error || response.status}`;
+            ? t("%(action)s queued (#%(id)s); its result appears below.")
+              .replace("%(action)s", body.action).replace("%(id)s", body.id)
+            : t("Not sent: %(error)s").replace("%(error)s", body.error || response.status);
         }
         await (after ? after(response.ok) : refreshStation(root));
       } finally {

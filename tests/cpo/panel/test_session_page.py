@@ -4,6 +4,7 @@ the credit action, times in the site's zone, money with its currency; the curve'
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -198,3 +199,23 @@ def test_a_stations_commands_page_lists_them_in_the_sites_zone(history: dict[str
     assert f"{created:%Y-%m-%d %H:%M:%S} {created.tzname()}" in html
     assert re.search(r"times in CES?T \(Europe/Amsterdam\)", html)
     assert_one_date_format(html)
+
+
+def test_the_session_page_in_dutch_gives_its_script_dutch_words(
+    history: dict[str, Any],
+) -> None:
+    client = Client()
+    user = make_staff("page-dutch", "Operators")
+    user.language = "nl"
+    user.save(update_fields=["language"])
+    client.force_login(user)
+    html = client.get(session_url(history["session"])).content.decode()
+    assert "Kostenopbouw" in html  # "Cost breakdown"
+    assert "Meterwaarden" in html  # "Meter samples"
+    found = re.search(r'<script id="panel-texts" type="application/json">(.*?)</script>', html)
+    assert found is not None
+    texts = json.loads(found.group(1))
+    assert texts["just now"] == "zojuist"
+    assert texts["%(time)s ago"] == "%(time)s geleden"
+    assert texts["updated"] == "Live: bijgewerkt"
+    assert texts["plurals"]["%(n)d day"] == ["%(n)d dag", "%(n)d dagen"]
