@@ -578,6 +578,8 @@ def _session_flag(session: ChargingSession, anomaly: str) -> bool:
 
 
 ABSURD = "absurd values from the station, "
+# How the OCPP edge (stations.ocpp.bounds) says it replaced an absurd time by the time of receipt.
+TIME_REPLACED = "replaced by the time of receipt: "
 
 
 def _session_flag_dropped(session: ChargingSession, dropped: tuple[str, ...]) -> None:
@@ -715,6 +717,31 @@ def _retry_answer(existing: ChargingSession) -> StartResult:
     return StartResult(existing.ocpp16_transaction_id, auth, existing.pk)  # type: ignore[arg-type]
 
 
+def _retry_of_replaced_start(
+    here: list[ChargingSession],
+    *,
+    connector_id: int,
+    id_tag: str,
+    meter_start_wh: Decimal | None,
+) -> ChargingSession | None:
+    """The first delivery of a StartTransaction whose absurd time the edge replaced by the time
+    of receipt: a retry carries another receipt time, so the open session on this connector
+    with the same tag and meter start, its own start time replaced too, is this start."""
+    flag = f"{ABSURD}{TIME_REPLACED}"
+    return next(
+        (
+            s
+            for s in here
+            if s.status == ChargingSession.Status.ACTIVE
+            and s.ocpp16_transaction_id is not None
+            and (s.connector_id, s.id_tag, s.meter_start_wh)
+            == (connector_id, id_tag, meter_start_wh)
+            and any(a.startswith(flag) for a in s.anomalies)
+        ),
+        None,
+    )
+
+
 def _first_answer_on_conflict(start: Callable[..., StartResult]) -> Callable[..., StartResult]:
     """The unique backstop of StartTransaction's idempotency.
 
@@ -788,6 +815,10 @@ def session_start(
         ),
         None,
     )
+    if existing is None and any(a.startswith(TIME_REPLACED) for a in anomalies):
+        existing = _retry_of_replaced_start(
+            here, connector_id=connector_id, id_tag=id_tag, meter_start_wh=meter_start_wh
+        )
     if existing is not None:
         return _retry_answer(existing)
     # A connector runs one transaction: one still open here is one the station forgot (its

@@ -37,6 +37,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from sessions import services as charging
 from stations.ocpp import protocol
 
 INT32 = (-(2**31), 2**31 - 1)
@@ -209,7 +210,7 @@ def repair(payload: dict[str, Any], found: list[Problem]) -> Repair:
         parent = _container(repaired, path[:-1])
         if key in TIME_KEYS and not problem.reason.startswith("text"):
             parent[key] = timezone.now().isoformat().replace("+00:00", "Z")
-            dropped.append(f"replaced by the time of receipt: {problem.describe()}")
+            dropped.append(f"{charging.TIME_REPLACED}{problem.describe()}")
         elif problem.reason.startswith("text"):
             parent[key] = parent[key].replace("\x00", "")
             dropped.append(f"NUL removed: {problem.describe()}")

@@ -161,6 +161,11 @@ async def test_absurd_values_are_refused_outside_transactions_and_dropped_and_fl
         assert started[0] == 3, started
         transaction_id = started[2]["transactionId"]
         assert transaction_id > 0
+        # The charger did not get that answer and sends the same StartTransaction again: its
+        # time is replaced again (another moment of receipt), and it is still the same start.
+        await asyncio.sleep(1.1)
+        again = await cp.raw([2, "t1-retry", "StartTransaction", start])
+        assert again[2]["transactionId"] == transaction_id, again
         meter = {
             "connectorId": 1,
             "transactionId": transaction_id,
