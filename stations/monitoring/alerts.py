@@ -158,7 +158,7 @@ def alert_summaries_send(*, now: datetime | None = None) -> int:
     outbox, its held alerts marked as summarised. Returns the number of summaries written."""
     now = now or timezone.now()
     waiting = (
-        HeldAlert.objects.select_for_update()
+        HeldAlert.objects.select_for_update(of=("self",))
         .filter(summarised_at__isnull=True)
         .select_related("incident__station", "incident__connector", "rule")
         .order_by("rule_id", "at", "pk")
