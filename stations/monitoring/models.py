@@ -1,4 +1,5 @@
-"""Incidents, their timelines, probes of silent stations and remediation playbooks.
+"""Incidents, their timelines, probes of silent stations, remediation playbooks and the alert
+rules that say who gets e-mail for which incidents.
 
 An incident is one malfunction, found by a detector (`detectors.py`) and identified by its
 fingerprint (type and what it is about): while it is open or acknowledged, the same finding
