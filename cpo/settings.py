@@ -546,6 +546,18 @@ OUTBOX_LEASE_SECONDS = envint("OUTBOX_LEASE_SECONDS", 300)
 OUTBOX_TASK_BUDGET_SECONDS = envfloat("OUTBOX_TASK_BUDGET_SECONDS", 60.0)
 OUTBOX_SWEEP_SECONDS = envfloat("OUTBOX_SWEEP_SECONDS", 15.0)
 
+# --- E-mail (monitoring alerts, through the outbox's "email" transport) ------------------------
+EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+# Seconds to connect and for each reply: a mail server that hangs costs one attempt, and the
+# outbox retries it.
+EMAIL_TIMEOUT = envfloat("EMAIL_TIMEOUT", 10.0)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "cpo@localhost")
+
 CELERY_BEAT_SCHEDULE = {
     # Every OUTBOX_SWEEP_SECONDS: deliver outbox messages whose wake-up or retry was lost, and
     # those of a worker that died mid-delivery.

@@ -13,7 +13,8 @@ class OutboxConfig(AppConfig):
     verbose_name = "Outbox and webhooks"
 
     def ready(self) -> None:
-        from cpo.outbox import services, tasks, webhooks
+        from cpo.outbox import email, services, tasks, webhooks
 
         services.wake_register(tasks.outbox_deliver.delay)
         webhooks.register()
+        email.register()

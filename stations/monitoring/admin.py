@@ -1,5 +1,6 @@
 """The panel's incidents: a list with filters, a detail page with the timeline, the
-acknowledge action; and the playbooks operators edit (checked against the limits at save)."""
+acknowledge action; the playbooks operators edit (checked against the limits at save); and
+the alert rules that say who gets e-mail for which incidents."""
 
 from __future__ import annotations
 
@@ -12,7 +13,15 @@ from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
 from stations.monitoring import services
-from stations.monitoring.models import STEPS, Incident, IncidentEntry, Playbook
+from stations.monitoring.models import (
+    STEPS,
+    AlertRule,
+    HeldAlert,
+    Incident,
+    IncidentEntry,
+    IncidentType,
+    Playbook,
+)
 
 SEVERITY_COLOURS = {"critical": "#b71c1c", "error": "#c62828", "warning": "#ef6c00"}
 
@@ -173,3 +182,72 @@ class PlaybookAdmin(admin.ModelAdmin):
                 ),
             ),
         )
+
+
+class AlertRuleForm(forms.ModelForm):
+    incident_types = forms.MultipleChoiceField(
+        choices=IncidentType.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every type.",
+    )
+
+    class Meta:
+        model = AlertRule
+        fields = (
+            "name",
+            "is_active",
+            "recipients",
+            "min_severity",
+            "location",
+            "incident_types",
+            "quiet_start",
+            "quiet_end",
+            "time_zone",
+        )
+
+
+class HeldAlertInline(admin.TabularInline):
+    model = HeldAlert
+    fields = ("at", "event", "incident")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name_plural = "Held in quiet hours, for the next summary"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[HeldAlert]:
+        return super().get_queryset(request).filter(summarised_at__isnull=True)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    form = AlertRuleForm
+    list_display = (
+        "name",
+        "is_active",
+        "recipients",
+        "min_severity",
+        "location",
+        "type_list",
+        "quiet_hours",
+        "updated_at",
+    )
+    list_filter = ("is_active", "min_severity", "location")
+    search_fields = ("name", "recipients")
+    inlines = [HeldAlertInline]
+
+    @admin.display(description="Incident types")
+    def type_list(self, obj: AlertRule) -> str:
+        return ", ".join(obj.incident_types) or "all"
+
+    @admin.display(description="Quiet hours")
+    def quiet_hours(self, obj: AlertRule) -> str:
+        if obj.quiet_start is None or obj.quiet_end is None:
+            return "—"
+        return f"{obj.quiet_start:%H:%M}–{obj.quiet_end:%H:%M} {obj.time_zone}"

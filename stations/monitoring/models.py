@@ -1,4 +1,5 @@
-"""Incidents, their timelines, probes of silent stations and remediation playbooks.
+"""Incidents, their timelines, probes of silent stations, remediation playbooks and the alert
+rules that say who gets e-mail for which incidents.
 
 An incident is one malfunction, found by a detector (`detectors.py`) and identified by its
 fingerprint (type and what it is about): while it is open or acknowledged, the same finding
@@ -8,15 +9,17 @@ finding opens a new one.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import models
 from django.utils import timezone
 
 from stations.commands.models import Command
-from stations.models import ChargingStation, Connector, Evse
+from stations.models import ChargingStation, Connector, Evse, validate_time_zone
 
 
 class IncidentType(models.TextChoices):
@@ -280,3 +283,139 @@ class Playbook(models.Model):
                     break
         if errors:
             raise ValidationError(errors)
+
+
+SEVERITY_RANK: dict[str, int] = {
+    Incident.Severity.WARNING: 1,
+    Incident.Severity.ERROR: 2,
+    Incident.Severity.CRITICAL: 3,
+}
+
+
+def _addresses(text: str) -> list[str]:
+    return [a for a in (part.strip() for part in text.replace(",", "\n").splitlines()) if a]
+
+
+class AlertRule(models.Model):
+    """Who gets an e-mail for which incidents (`stations.monitoring.alerts`).
+
+    An incident matches when its severity is at least `min_severity`, its station stands at
+    `location` (any site when empty) and its type is one of `incident_types` (any when empty).
+    Inside the quiet hours, read in `time_zone`, only critical incidents are mailed; the rest
+    is held and sent as one summary once the window ends.
+    """
+
+    name = models.CharField(max_length=100)
+    recipients = models.TextField(help_text="E-mail addresses, one per line or comma-separated.")
+    min_severity = models.CharField(
+        max_length=10, choices=Incident.Severity.choices, default=Incident.Severity.ERROR
+    )
+    location = models.ForeignKey(
+        "stations.Location",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="alert_rules",
+        help_text="Only incidents of this site's stations; empty: every site.",
+    )
+    incident_types = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Incident types, e.g. ["connector_faulted"]; empty: every type.',
+    )
+    quiet_start = models.TimeField(null=True, blank=True, help_text="e.g. 22:00; empty: none.")
+    quiet_end = models.TimeField(null=True, blank=True, help_text="e.g. 07:00")
+    time_zone = models.CharField(
+        max_length=64,
+        default="UTC",
+        validators=[validate_time_zone],
+        help_text="Of the quiet hours.",
+    )
+    is_active = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        # Addresses and types are checked whoever writes the row.
+        self.full_clean()
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def recipient_list(self) -> list[str]:
+        return _addresses(self.recipients)
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        addresses = _addresses(self.recipients or "")
+        if not addresses:
+            errors["recipients"] = "at least one e-mail address"
+        for address in addresses:
+            try:
+                validate_email(address)
+            except ValidationError:
+                errors["recipients"] = f"not an e-mail address: {address!r}"
+                break
+        types = self.incident_types
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            errors["incident_types"] = "a list of incident types"
+        else:
+            unknown = [t for t in types if t not in IncidentType.values]
+            if unknown:
+                known = ", ".join(IncidentType.values)
+                errors["incident_types"] = f"unknown incident type {unknown[0]!r} (known: {known})"
+        if (self.quiet_start is None) != (self.quiet_end is None):
+            errors["quiet_end"] = "quiet hours need both a start and an end"
+        elif self.quiet_start is not None and self.quiet_start == self.quiet_end:
+            errors["quiet_end"] = "the end must differ from the start"
+        if errors:
+            raise ValidationError(errors)
+
+    def matches(self, *, severity: str, type: str, location_id: int | None) -> bool:  # noqa: A002
+        if not self.is_active:
+            return False
+        if SEVERITY_RANK.get(severity, 0) < SEVERITY_RANK[self.min_severity]:
+            return False
+        if self.location_id is not None and self.location_id != location_id:
+            return False
+        return not self.incident_types or type in self.incident_types
+
+    def is_quiet(self, at: datetime) -> bool:
+        """Whether `at` lies in the quiet hours (a window may run over midnight)."""
+        if self.quiet_start is None or self.quiet_end is None:
+            return False
+        local = at.astimezone(ZoneInfo(self.time_zone)).time()
+        if self.quiet_start < self.quiet_end:
+            return self.quiet_start <= local < self.quiet_end
+        return local >= self.quiet_start or local < self.quiet_end
+
+
+class HeldAlert(models.Model):
+    """An alert of a rule's quiet hours, waiting for the summary sent when they end."""
+
+    class Event(models.TextChoices):
+        OPENED = "opened", "Opened"
+        RESOLVED = "resolved", "Resolved"
+
+    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="held")
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="+")
+    event = models.CharField(max_length=10, choices=Event.choices)
+    at = models.DateTimeField(default=timezone.now)
+    # Set when the summary that carried it was written to the outbox.
+    summarised_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+        indexes = [
+            models.Index(
+                fields=["rule", "at"],
+                name="heldalert_waiting_idx",
+                condition=models.Q(summarised_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} #{self.incident_id} held for {self.rule_id}"

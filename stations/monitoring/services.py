@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -10,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from cpo.outbox import webhooks
-from stations.monitoring import signals
+from stations.monitoring import alerts, signals
 from stations.monitoring.models import Incident, IncidentEntry
 
 
@@ -22,22 +23,28 @@ class IncidentError(Exception):
         self.message = message
 
 
-def _announce(signal: Any, incident: Incident) -> None:
-    signal.send(
-        sender=Incident,
-        incident_id=incident.pk,
-        type=incident.type,
-        severity=incident.severity,
-        station_id=incident.station_id,
-    )
-    # Integrators' webhooks, in this transaction: the event exists exactly when the change does.
+def _announce(signal: Any, incidents: list[Incident], *, now: datetime) -> None:
     opened = signal is signals.incident_opened
     event = "incident.opened" if opened else "incident.resolved"
-    webhooks.event_publish(
-        type=event,
-        payload=lambda: _incident_payload(incident),
-        subject=f"incident:{incident.pk}",
-        dedupe_key=f"{event}:{incident.pk}",
+    for incident in incidents:
+        signal.send(
+            sender=Incident,
+            incident_id=incident.pk,
+            type=incident.type,
+            severity=incident.severity,
+            station_id=incident.station_id,
+        )
+        # Integrators' webhooks, in this transaction: the event exists exactly when the change
+        # does.
+        webhooks.event_publish(
+            type=event,
+            payload=functools.partial(_incident_payload, incident),
+            subject=f"incident:{incident.pk}",
+            dedupe_key=f"{event}:{incident.pk}",
+        )
+    # The alert rules' e-mails, in the same transaction, through the same outbox.
+    alerts.alerts_write(
+        event=alerts.OPENED if opened else alerts.RESOLVED, incidents=incidents, now=now
     )
 
 
@@ -166,7 +173,7 @@ def _open_or_touch(
             noted_at=now,
         )
     incident_entry_add(incident=incident, kind=IncidentEntry.Kind.DETECTED, message=title, at=now)
-    _announce(signals.incident_opened, incident)
+    _announce(signals.incident_opened, [incident], now=now)
     return incident, True
 
 
@@ -214,8 +221,7 @@ def incidents_open(
         IncidentEntry(incident=i, kind=IncidentEntry.Kind.DETECTED, message=i.title, at=now)
         for i in incidents
     )
-    for incident in incidents:
-        _announce(signals.incident_opened, incident)
+    _announce(signals.incident_opened, incidents, now=now)
     return incidents
 
 
@@ -239,7 +245,7 @@ def incident_resolve(
         incident.playbook_state = Incident.PlaybookState.DONE
     incident.save(update_fields=["state", "resolved_at", "playbook_next_at", "playbook_state"])
     incident_entry_add(incident=incident, kind=IncidentEntry.Kind.RESOLVED, message=reason, at=now)
-    _announce(signals.incident_resolved, incident)
+    _announce(signals.incident_resolved, [incident], now=now)
     return incident
 
 
@@ -269,7 +275,7 @@ def incidents_resolve(
     for incident in incidents:
         incident.state = Incident.State.RESOLVED
         incident.resolved_at = now
-        _announce(signals.incident_resolved, incident)
+    _announce(signals.incident_resolved, incidents, now=now)
     return incidents
 
 

@@ -1,4 +1,5 @@
-"""The port other rooms subscribe to (alerts, through the project's outbox).
+"""The port other rooms subscribe to. (Monitoring's own alert e-mails and webhook events are
+written by the services in the same transaction, `alerts.py`; these are for the rest.)
 
 Both are sent inside the transaction that opens or resolves the incident, so a receiver that
 writes a durable row (an outbox message) writes it in that same transaction: the alert exists
