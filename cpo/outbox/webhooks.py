@@ -62,6 +62,10 @@ def iso(value: datetime | None) -> str | None:
 # --- which endpoints want what -----------------------------------------------------------------
 
 
+# The subscriptions of the generation this process read last.
+_local: tuple[Any, dict[str, list[int]]] | None = None
+
+
 def _subscriptions_from_database() -> dict[str, list[int]]:
     wanted: dict[str, list[int]] = {}
     for pk, events in WebhookEndpoint.objects.filter(is_active=True).values_list("pk", "events"):
@@ -73,20 +77,29 @@ def _subscriptions_from_database() -> dict[str, list[int]]:
 def subscriptions() -> dict[str, list[int]]:
     """{event type: [endpoint id]} of the active endpoints, from the cache when it has them;
     without a cache (Redis away) from the database."""
+    global _local  # noqa: PLW0603 - one (generation, subscriptions) pair per process
     try:
         generation = cache.get(_GENERATION_KEY, 0)
-        key = f"outbox:webhooks:subscriptions:{generation}"
-        cached = cache.get(key)
     except Exception:  # noqa: BLE001 - the cache is an optimisation; Redis errors vary
         return _subscriptions_from_database()
-    if cached is not None:
-        return dict(cached)
-    fresh = _subscriptions_from_database()
+    # This process already holds the set of this generation: one Redis read per publish (the
+    # generation), not two, on the OCPP path. No generation (a Redis that forgot it) is never
+    # trusted from memory: an endpoint may have changed since.
+    if generation and _local is not None and _local[0] == generation:
+        return dict(_local[1])
+    key = f"outbox:webhooks:subscriptions:{generation}"
     try:
-        cache.set(key, fresh, _SUBSCRIPTIONS_TTL)
+        cached = cache.get(key)
     except Exception:  # noqa: BLE001
-        logger.warning("outbox: could not cache the webhook subscriptions")
-    return fresh
+        return _subscriptions_from_database()
+    if cached is None:
+        cached = _subscriptions_from_database()
+        try:
+            cache.set(key, cached, _SUBSCRIPTIONS_TTL)
+        except Exception:  # noqa: BLE001
+            logger.warning("outbox: could not cache the webhook subscriptions")
+    _local = (generation, cached)
+    return dict(cached)
 
 
 def subscriptions_changed_now() -> None:
