@@ -73,3 +73,41 @@ async def test_an_operator_redelivers_a_dead_letter(
         message = await sync_to_async(OutboxMessage.objects.get)(pk=pk)
     await page.goto(f"{daphne_server.http_url}/admin/outbox/outboxmessage/?status__exact=dead")
     await expect(page.locator("#result_list tbody tr")).to_have_count(0)
+
+
+async def test_an_operator_rotates_the_secret_then_sends_a_test_event_signed_with_it(
+    daphne_server,
+    roles,  # noqa: ARG001
+    browser_page,
+    outbox_worker,  # noqa: F811, ARG001
+    receiver,  # noqa: F811
+) -> None:
+    page = browser_page
+    base = daphne_server.http_url
+    await sync_to_async(make_staff)("operator-rotate", "Operators")
+    hook, old_secret = await sync_to_async(webhooks.webhook_endpoint_create)(
+        name="rotating integrator", url=receiver.url, events=["session.started"]
+    )
+
+    await login(page, base, "operator-rotate")
+    await page.goto(f"{base}/admin/outbox/webhookendpoint/")
+    row = page.locator("#result_list tbody tr", has_text="rotating integrator")
+    await row.locator("input.action-select").check()
+    await page.select_option("select[name=action]", "rotate_secret")
+    await page.click("button[name=index]")
+    new_secret = (await page.locator("#webhook-secrets code.webhook-secret").inner_text()).strip()
+    assert new_secret
+    assert new_secret != old_secret
+
+    await page.click("text=Back to the endpoints")
+    row = page.locator("#result_list tbody tr", has_text="rotating integrator")
+    await row.locator("input.action-select").check()
+    await page.select_option("select[name=action]", "send_test_event")
+    await page.click("button[name=index]")
+    await expect(page.locator(".messagelist")).to_contain_text("1 test event(s) queued")
+
+    (got,) = await sync_to_async(receiver.wait_for)(1)
+    assert got.headers["x-cpo-event-type"] == "webhook.test"
+    assert signature_verify(new_secret, got.headers["x-cpo-signature"], got.body)
+    assert not signature_verify(old_secret, got.headers["x-cpo-signature"], got.body)
+    assert hook.pk
