@@ -120,3 +120,24 @@ async def test_station_page_in_dutch(daphne_server, roles, browser_page) -> None
         await expect(page.locator("#station-last-seen")).to_have_text("zojuist")
         await expect(page.locator("#station-online")).to_have_text("Online")
     assert page.errors == []
+
+
+async def test_the_change_language_button_switches_without_the_script(
+    daphne_server,
+    roles,  # noqa: ARG001
+    browser_page,
+) -> None:
+    """The button the header keeps for keyboards and browsers without scripts: the value is set
+    without a change event (so the script does not send the form), then the button is clicked."""
+    page = browser_page
+    await sync_to_async(make_staff)("i18n-keyboard", "Operators")
+    await login(page, daphne_server.http_url, "i18n-keyboard")
+    await page.evaluate("document.getElementById('language-select').value = 'de'")
+    await page.click("#language-submit")
+    await page.wait_for_function("document.documentElement.lang === 'de'")
+    await expect(page.locator("#widget-network h2")).to_have_text("Netz")
+
+    def saved() -> str:
+        return User.objects.get(username="i18n-keyboard").language
+
+    assert await sync_to_async(saved)() == "de"
