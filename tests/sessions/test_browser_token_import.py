@@ -91,3 +91,43 @@ async def test_an_operator_uploads_cards_and_sees_the_progress_and_the_result(
 
     await page.goto(f"{base}/admin/charging/idtoken/?q=NL-ACM-001499")
     await expect(page.locator("#result_list tbody tr")).to_have_count(1)
+
+
+@in_thread
+def stopped_import(content: bytes) -> int:
+    from sessions.models import TokenImport
+
+    stopped = TokenImport.objects.create(
+        content=content,
+        file_name="stopped.csv",
+        file_format="csv",
+        status=TokenImport.Status.FAILED,
+        failure="Stopped after 0 rows written: OSError: disk I/O error.",
+    )
+    return stopped.pk
+
+
+async def test_an_operator_resumes_a_stopped_import(
+    daphne_server: Any,
+    celery_worker: Any,
+    roles: None,
+    browser_page: Any,  # noqa: F811
+) -> None:
+    await setup()
+    pk = await stopped_import(cards_csv(600))
+    page = browser_page
+    base = daphne_server.http_url
+    await login(page, base, "olivia-import")
+
+    await page.goto(f"{base}/admin/charging/tokenimport/")
+    row = page.locator("#result_list tbody tr", has_text="stopped.csv")
+    await row.locator("input.action-select").check()
+    await page.select_option("select[name=action]", "resume_imports")
+    await page.click("button[name=index]")
+    await expect(page.locator(".messagelist")).to_contain_text("Queued 1 import(s) again")
+
+    await page.goto(f"{base}/admin/charging/tokenimport/{pk}/change/")
+    await expect(page.locator(".token-import-progress")).to_contain_text(
+        "done: 600 rows, 600 created", timeout=90_000
+    )
+    assert await token_count() == 600
