@@ -19,11 +19,20 @@ $(STAMP): $(BIN)/python pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
+# NODES=N (N > 1): N daphne nodes behind HAProxy on PORT (README "Several nodes"); Debian's
+# haproxy is installed first where it is missing.
+NODES ?= 1
+
 run: $(STAMP)
+	@if [ "$(NODES)" != "1" ] && ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then \
+		echo "NODES=$(NODES) needs HAProxy: installing Debian's haproxy"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null \
+			|| { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null; }; \
+	fi
 	$(BIN)/python manage.py migrate --no-input
 	$(BIN)/python manage.py collectstatic --no-input -v0
 	$(BIN)/python manage.py demo_data --if-wanted
-	$(BIN)/python -m cpo.run
+	NODES=$(NODES) $(BIN)/python -m cpo.run
 
 demo: $(STAMP)
 	$(BIN)/python manage.py migrate --no-input

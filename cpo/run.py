@@ -5,7 +5,10 @@
 Starts, as children of this process, and supervises them:
 1. the embedded Redis server (only when REDIS_URL is unset), on a unix socket in the data dir;
 2. daphne: HTTP (admin, API, /healthz) and the OCPP websockets on 0.0.0.0:$PORT (8000);
-3. one Celery worker with beat.
+   with NODES=N (N > 1), N daphne nodes on 127.0.0.1:$PORT+1 .. $PORT+N behind HAProxy on
+   $HOST:$PORT, which hands each connection to the node with the fewest and passes the
+   charger's own address on with the PROXY protocol;
+3. one Celery worker with beat (CELERY_BEAT=0: without, on every machine but one).
 
 A child that exits while the back office is running is logged and started again, after 1 s,
 then 2, 4, ... up to 30 s while it keeps dying young (a child that ran for a minute starts the
@@ -22,6 +25,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,13 +81,17 @@ def _stop(process: subprocess.Popen[bytes], name: str, timeout: float) -> None:
         process.wait()
 
 
-def daphne_options(*, host: str, port: int) -> list[str]:
-    """How daphne serves the back office; the benchmark starts it with the same options."""
+def daphne_options(*, host: str, port: int, behind_proxy: bool = False) -> list[str]:
+    """How daphne serves the back office; the benchmark starts it with the same options.
+    `behind_proxy`: connections come from HAProxy with a PROXY protocol header first, which
+    twisted's `haproxy:` endpoint reads, so the consumers see the charger's address (the
+    brute-force limits count per address) and not the balancer's."""
+    endpoint = f"tcp:port={port}:interface={host}:backlog=4096"
     return [
         # A listen backlog of 4096: a boot storm of thousands of chargers must not see refused
         # connections (the default of 100 drops them).
         "-e",
-        f"tcp:port={port}:interface={host}:backlog=4096",
+        f"haproxy:{endpoint}" if behind_proxy else endpoint,
         # Chargers stay connected for months: no idle timeout.
         "--websocket_timeout",
         "-1",
@@ -93,6 +102,75 @@ def daphne_options(*, host: str, port: int) -> list[str]:
         "--application-close-timeout",
         "15",
     ]
+
+
+@dataclass(frozen=True)
+class Node:
+    """One daphne process behind the balancer: its name (what its stations carry) and address."""
+
+    name: str
+    host: str
+    port: int
+
+
+def haproxy_maxconn() -> int:
+    """As many connections as the file limit allows: each one costs HAProxy two descriptors
+    (charger side and node side), and it refuses to start above the hard limit."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    return max(100, (hard - 200) // 2)
+
+
+def haproxy_config(*, host: str, port: int, nodes: list[Node], maxconn: int) -> str:
+    """HAProxy in front of the daphne nodes, in TCP mode: a websocket is a long-lived TCP
+    connection, so no HTTP parsing beyond daphne's own, and TLS can pass through unchanged.
+
+    - leastconn: chargers stay for months; the node with the fewest connections gets the next.
+    - A node that refuses connections is retried and the connection redispatched to another
+      one at once (a charger reconnecting after its node died lands on a survivor), and it is
+      out of the pool after two failed checks one second apart.
+    - `timeout tunnel 1h` is the idle limit of an open websocket; daphne pings every 20 s, so an
+      idle charger is never cut by the balancer.
+    - send-proxy-v2: the node learns the charger's address (daphne_options(behind_proxy=True)).
+    `manage.py haproxy_config` prints the same file for nodes on other machines.
+    """
+    servers = "\n".join(
+        f"    server {node.name.replace(':', '_')} {node.host}:{node.port}"
+        " send-proxy-v2 check check-send-proxy inter 1s fall 2 rise 2"
+        for node in nodes
+    )
+    return f"""# Written by the CPO back office's run command; edits are overwritten.
+global
+    maxconn {maxconn}
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 90s
+    timeout server 90s
+    timeout tunnel 1h
+    timeout client-fin 30s
+    timeout server-fin 30s
+    retries 3
+    option redispatch 1
+
+frontend chargers_and_staff
+    bind {host}:{port}
+    maxconn {maxconn}
+    default_backend daphne_nodes
+
+backend daphne_nodes
+    balance leastconn
+{servers}
+"""
+
+
+def haproxy_binary() -> str | None:
+    """Debian's haproxy (`apt-get install haproxy`; `make run` installs it when NODES > 1)."""
+    return shutil.which("haproxy") or next(
+        (path for path in ("/usr/sbin/haproxy",) if os.access(path, os.X_OK)), None
+    )
 
 
 def _signal_group(pgid: int, signum: int) -> None:
@@ -201,7 +279,7 @@ def _python_command() -> str:
         return "python"
 
 
-def banner(port: int, redis_url: str, database: str) -> str:
+def banner(port: int, redis_url: str, database: str, nodes: list[Node] | None = None) -> str:
     """What the run command prints once everything is started. Never a password: the demo
     command shows those once, when it creates them."""
     from cpo.demo import DEMO_LOGINS, DEMO_STATIONS
@@ -219,6 +297,9 @@ def banner(port: int, redis_url: str, database: str) -> str:
         f"  Database       : {database}",
         f"  Redis          : {redis_url}",
     ]
+    if nodes:
+        addresses = ", ".join(f"{node.host}:{node.port}" for node in nodes)
+        lines.append(f"  Nodes          : {len(nodes)} daphne ({addresses}) behind HAProxy")
     has_superuser = User.objects.filter(is_superuser=True, is_active=True).exists()
     demo_users = list(
         User.objects.filter(username__in=[login[1] for login in DEMO_LOGINS])
@@ -247,6 +328,28 @@ def banner(port: int, redis_url: str, database: str) -> str:
     return "\n".join(lines)
 
 
+def _daphne_child(
+    node: Node, bin_dir: Path, env: dict[str, str], *, behind_proxy: bool, several: bool
+) -> Child:
+    # With several nodes the log says which one died.
+    name = f"daphne {node.name}" if several else "daphne"
+    return Child(
+        name,
+        lambda: _spawn(
+            [
+                str(bin_dir / "daphne"),
+                *daphne_options(host=node.host, port=node.port, behind_proxy=behind_proxy),
+                "cpo.asgi:application",
+            ],
+            env | {"CPO_NODE_NAME": node.name},
+        ),
+        lambda process: _stop(process, name, 15),
+        on_exit=lambda code: node_stations_offline(
+            node.name, f"node died (daphne exited with code {code})"
+        ),
+    )
+
+
 def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cpo.settings")
     django.setup()
@@ -260,9 +363,25 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     data_dir = Path(settings.DATA_DIR)
+    count = int(env.get("NODES", "1") or "1")
+    if count < 1:
+        print(f"NODES={count}: at least one node is needed", file=sys.stderr)
+        return 2
+    haproxy = haproxy_binary() if count > 1 else None
+    if count > 1 and haproxy is None:
+        print(
+            "NODES > 1 needs HAProxy in front of the nodes: apt-get install haproxy",
+            file=sys.stderr,
+        )
+        return 2
+    node_host = env.get("NODE_HOST", "127.0.0.1")
     # The name daphne's consumers write on the stations they hold: stable across restarts of
     # the child, and distinct per host and port when several share one database.
-    node = env.get("CPO_NODE_NAME") or f"{os.uname().nodename}:{port}"
+    if count == 1:
+        nodes = [Node(env.get("CPO_NODE_NAME") or f"{os.uname().nodename}:{port}", host, port)]
+    else:
+        base = f"{env['CPO_NODE_NAME']}-" if env.get("CPO_NODE_NAME") else f"{os.uname().nodename}:"
+        nodes = [Node(f"{base}{port + i}", node_host, port + i) for i in range(1, count + 1)]
 
     stopping = False
 
@@ -275,28 +394,33 @@ def main() -> int:
 
     # No daphne of this node runs yet: any station still online on it was left so by a run
     # that was killed outright.
-    node_stations_offline(node, "node restarted (the previous run ended abruptly)")
+    for node in nodes:
+        node_stations_offline(node.name, "node restarted (the previous run ended abruptly)")
 
     bin_dir = Path(sys.executable).parent
     redis = None
     if settings.EMBEDDED_REDIS:
         redis = Child("redis", lambda: embedded_redis.start(data_dir), embedded_redis.stop)
+    # A node on a machine of its own behind a shared HAProxy reads the PROXY header too.
+    behind_proxy = count > 1 or env.get("CPO_PROXY_PROTOCOL") == "1"
     servers = [
-        Child(
-            "daphne",
-            lambda: _spawn(
-                [
-                    str(bin_dir / "daphne"),
-                    *daphne_options(host=host, port=port),
-                    "cpo.asgi:application",
-                ],
-                env | {"CPO_NODE_NAME": node},
-            ),
-            lambda process: _stop(process, "daphne", 15),
-            on_exit=lambda code: node_stations_offline(
-                node, f"node died (daphne exited with code {code})"
-            ),
-        ),
+        _daphne_child(node, bin_dir, env, behind_proxy=behind_proxy, several=count > 1)
+        for node in nodes
+    ]
+    if haproxy is not None:
+        config = data_dir / "haproxy.cfg"
+        config.write_text(
+            haproxy_config(host=host, port=port, nodes=nodes, maxconn=haproxy_maxconn())
+        )
+        servers.append(
+            Child(
+                "haproxy",
+                # -db: in the foreground, logging to stderr; -W would fork a master.
+                lambda: _spawn([haproxy, "-db", "-f", str(config)], env),
+                lambda process: _stop(process, "haproxy", 5),
+            )
+        )
+    servers += [
         Child(
             "celery",
             lambda: _spawn(
@@ -305,7 +429,9 @@ def main() -> int:
                     "-A",
                     "cpo",
                     "worker",
-                    "--beat",
+                    # One beat in the whole installation: machines after the first say
+                    # CELERY_BEAT=0 (README "Several nodes").
+                    *(["--beat"] if env.get("CELERY_BEAT", "1") != "0" else []),
                     "--loglevel",
                     "INFO",
                     "--concurrency",
@@ -325,7 +451,7 @@ def main() -> int:
         child.launch()
     db = settings.DATABASES["default"]
     database = f"{db['ENGINE'].rsplit('.', 1)[-1]} {db['NAME']}"
-    print(banner(port, settings.REDIS_URL, database), flush=True)
+    print(banner(port, settings.REDIS_URL, database, nodes if count > 1 else None), flush=True)
     # The supervisor holds no database connection between its rare writes.
     connection.close()
 
@@ -340,7 +466,8 @@ def main() -> int:
     for child in servers:
         if child.process is not None:
             child.stop(child.process)
-    node_stations_offline(node, "node stopped")
+    for node in nodes:
+        node_stations_offline(node.name, "node stopped")
     if redis is not None and redis.process is not None:
         redis.stop(redis.process)
     print("Stopped.", flush=True)

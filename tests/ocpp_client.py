@@ -410,16 +410,21 @@ async def station(
     password: str | None = None,
     subprotocols: list[str] | None = None,
     headers: dict[str, str] | None = None,
+    local_addr: tuple[str, int] | None = None,
 ) -> AsyncIterator[Client]:
-    """Connect a charge point; on exit, assert that every server frame was schema-valid."""
+    """Connect a charge point; on exit, assert that every server frame was schema-valid.
+    `local_addr`: the source address (127.x.y.z), as a charger behind its own address."""
     extra = dict(headers or {})
     if password is not None:
         extra.update(basic_auth(identity, password))
+    # Passed on to the event loop's create_connection.
+    socket_options: dict[str, Any] = {"local_addr": local_addr} if local_addr else {}
     ws = await websockets.connect(
         f"{ws_url}/{identity}",
         subprotocols=[websockets.Subprotocol(p) for p in subprotocols or [protocol]],
         additional_headers=extra,
         open_timeout=10,
+        **socket_options,
     )
     negotiated = ws.subprotocol or protocol
     connection = RecordingConnection(ws, negotiated)
