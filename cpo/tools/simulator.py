@@ -39,6 +39,7 @@ import uuid
 from array import array
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +55,9 @@ ENERGY = "Energy.Active.Import.Register"
 DEFAULT_MEASURANDS = (ENERGY, "Power.Active.Import", "SoC")
 # Seconds before an unanswered transaction message is sent again on a live connection.
 TRANSACTION_RETRY_INTERVAL = 10.0
+# When the message a task sends was due on the benchmark's schedule (perf_counter seconds):
+# its latency counts from then, so waiting behind the station's previous CALL is not hidden.
+MESSAGE_DUE: ContextVar[float | None] = ContextVar("message_due", default=None)
 
 
 def raise_open_files_limit() -> int:
@@ -137,7 +141,9 @@ class Behaviour:
 
 @dataclass
 class Stats:
-    """What the stations of one process did. Latencies are CALL-to-CALLRESULT seconds."""
+    """What the stations of one process did. Latencies are seconds from when the message was
+    due (the benchmark's schedule; otherwise from when the station wanted to send it, waiting
+    for its previous CALL included) to its CALLRESULT."""
 
     sent: Counter[str] = field(default_factory=Counter)
     answered: Counter[str] = field(default_factory=Counter)
@@ -147,6 +153,10 @@ class Stats:
     # Rows the CSMS acknowledged: what must be in its database.
     samples: int = 0
     sessions: int = 0
+    # Each acknowledged transaction ("identity<TAB>transaction id") and meter value
+    # ("identity<TAB>timestamp<TAB>samples"): the benchmark looks every one up in the database.
+    acked_transactions: list[str] = field(default_factory=list)
+    acked_samples: list[str] = field(default_factory=list)
     status_events: int = 0
     connects: int = 0
     handshake_failures: int = 0
@@ -187,6 +197,8 @@ class Stats:
             ):
                 setattr(total, name, getattr(total, name) + part[name])
             total.schema_violations += part["schema_violations"][:20]
+            total.acked_transactions += part["acked_transactions"]
+            total.acked_samples += part["acked_samples"]
             for action, raw in part["latencies"].items():
                 values = array("d")
                 values.frombytes(raw)
@@ -474,6 +486,11 @@ class SimulatedStation:
         """
         if not self.online.is_set():
             raise Offline()
+        # Only the first CALL of a scheduled message counts from the schedule.
+        due = MESSAGE_DUE.get()
+        if due is not None:
+            MESSAGE_DUE.set(None)
+        wanted = time.perf_counter()
         async with self.call_lock:
             if not self.online.is_set():
                 raise Offline()
@@ -486,7 +503,6 @@ class SimulatedStation:
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self.pending[message_id] = (action, future)
             self.stats.sent[action] += 1
-            started = time.perf_counter()
             try:
                 await self.ws.send(call.to_json())
                 reply = await asyncio.wait_for(future, self.behaviour.response_timeout)
@@ -497,7 +513,7 @@ class SimulatedStation:
                 raise
             finally:
                 self.pending.pop(message_id, None)
-            self.stats.latency(action, time.perf_counter() - started)
+            self.stats.latency(action, time.perf_counter() - (due or wanted))
         if isinstance(reply, CallError):
             self.stats.call_errors[action] += 1
             raise CallRejected(action, reply.error_code, reply.error_description)
@@ -702,6 +718,9 @@ class SimulatedStation:
             def done(result: dict[str, Any]) -> None:
                 session.transaction_id = result["transactionId"]
                 self.stats.sessions += 1
+                self.stats.acked_transactions.append(
+                    f"{self.spec.identity}\t{result['transactionId']}"
+                )
 
             await self.transaction_call("StartTransaction", build, done)
         else:
@@ -719,6 +738,10 @@ class SimulatedStation:
             def count(result: dict[str, Any]) -> None:
                 self.stats.sessions += 1
                 self.stats.samples += 1
+                self.stats.acked_transactions.append(
+                    f"{self.spec.identity}\t{session.transaction_id}"
+                )
+                self.stats.acked_samples.append(f"{self.spec.identity}\t{timestamp}\t1")
 
             await self.transaction_call("TransactionEvent", lambda: payload, count)
         return True
@@ -740,6 +763,7 @@ class SimulatedStation:
 
         def count(result: dict[str, Any]) -> None:
             self.stats.samples += len(samples)
+            self.stats.acked_samples.append(f"{self.spec.identity}\t{timestamp}\t{len(samples)}")
 
         if self.protocol == V16:
 
@@ -805,6 +829,7 @@ class SimulatedStation:
 
             def count(result: dict[str, Any]) -> None:
                 self.stats.samples += 1
+                self.stats.acked_samples.append(f"{self.spec.identity}\t{timestamp}\t1")
 
             await self.transaction_call("TransactionEvent", lambda: payload, count)
         if with_status:
@@ -1215,6 +1240,7 @@ class Swarm:
         """
         loop = asyncio.get_running_loop()
         start = loop.time()
+        start_perf = time.perf_counter()
         issued = 0
         self.extra_messages = 0
         in_flight: set[asyncio.Task[Any]] = set()
@@ -1229,7 +1255,9 @@ class Swarm:
                 break
             due = int(elapsed * rate) - issued - self.extra_messages
             for _ in range(max(0, due)):
-                task = loop.create_task(self._one(online, mix, target_active))
+                # The n-th message of the run is due n / rate seconds after its start.
+                due_at = start_perf + (issued + self.extra_messages) / rate
+                task = loop.create_task(self._one(online, mix, target_active, due_at))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
                 issued += 1
@@ -1238,7 +1266,10 @@ class Swarm:
             await asyncio.wait(in_flight, timeout=60)
         return {"issued": issued + self.extra_messages, "window": duration}
 
-    async def _one(self, online: list[SimulatedStation], mix: Mix, target_active: int) -> None:
+    async def _one(
+        self, online: list[SimulatedStation], mix: Mix, target_active: int, due_at: float
+    ) -> None:
+        MESSAGE_DUE.set(due_at)  # this task's own context
         r = random.random()
         station = self._pick(online)
         try:

@@ -5,8 +5,11 @@ One run measures, with the same simulated fleet:
    at once; time until all are accepted, failed handshakes, Boot latency, memory per
    connection, and the rows stored;
 2. a steady state of mixed traffic (about 60% heartbeat/status, 30% meter values, 10%
-   transaction messages) at a target rate: achieved messages/s, CALL-to-CALLRESULT latency,
-   server CPU per 1,000 messages, and rows stored equal to rows acknowledged;
+   transaction messages) at a target rate: achieved messages/s, latency from when each
+   message was due on the schedule to its CALLRESULT (waiting behind the station's previous
+   CALL counts), CPU per 1,000 messages of daphne, of the Celery worker, of PostgreSQL and
+   Redis, of the back office in all and of the load generator, and every acknowledged
+   transaction and meter value looked up in the database one by one;
 3. the same storm and steady state against the ceiling (`cpo.tools.bench.ceiling`);
 4. the table (cpo.tools.bench.report) and a JSON file with every figure.
 
@@ -43,7 +46,11 @@ from django.db import connection
 
 from cpo.run import daphne_options
 from cpo.tools.bench.data import BENCH_TAG as BENCH_ID_TAG
-from cpo.tools.bench.data import fleet_rows_count, fleet_stations_create
+from cpo.tools.bench.data import (
+    fleet_acknowledged_missing,
+    fleet_rows_count,
+    fleet_stations_create,
+)
 from cpo.tools.simulator import (
     V16,
     V201,
@@ -438,6 +445,7 @@ def measure(
     duration: float,
     rows: Callable[[], dict[str, int]] | None,
     log: Callable[[str], None],
+    check_acknowledged: Callable[[list[str], list[str]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Boot storm, then the steady state, against one server; returns every figure."""
     result: dict[str, Any] = {"server": server.name}
@@ -541,6 +549,14 @@ def measure(
             "worker_cpu_s": round(helpers_b - helpers_a, 2),
             "database_redis_cpu_s": round(_named_cpu_delta(db_a, db_b), 2),
             "simulator_cpu_s": round(sim_b - sim_a, 2),
+            # Every process of the back office: daphne, the Celery worker, PostgreSQL, Redis.
+            "back_office_cpu_s_per_1000": round(
+                ((cpu_b - cpu_a) + (helpers_b - helpers_a) + _named_cpu_delta(db_a, db_b))
+                / max(1, answered)
+                * 1000,
+                4,
+            ),
+            "simulator_cpu_s_per_1000": round((sim_b - sim_a) / max(1, answered) * 1000, 4),
             "machine_busy_share": round(busy / window / (psutil.cpu_count() or 1), 3),
             # CPU the machine spent on anything but this benchmark (other work on the box).
             "other_cpu_s": round(
@@ -571,6 +587,10 @@ def measure(
             "queued_unsent": counters["queued_now"],
         }
         result["schema_violations"] = totals.schema_violations[:20]
+        if check_acknowledged is not None:
+            result["acknowledged_missing"] = check_acknowledged(
+                totals.acked_transactions, totals.acked_samples
+            )
         if rows is not None:
             persisted = rows()
             result["persisted"] = persisted
@@ -631,9 +651,24 @@ def run(config: BenchConfig, *, log: Callable[[str], None] = print) -> dict[str,
         def rows() -> dict[str, int]:
             return fleet_rows_count(first_id=fleet_rows.first_id, last_id=fleet_rows.last_id)
 
+        def check_acknowledged(transactions: list[str], samples: list[str]) -> dict[str, Any]:
+            return fleet_acknowledged_missing(
+                first_id=fleet_rows.first_id,
+                last_id=fleet_rows.last_id,
+                transactions=transactions,
+                samples=samples,
+            )
+
         with office.running() as server:
             results["ours"] = measure(
-                server, specs, warm, config, duration=config.duration, rows=rows, log=log
+                server,
+                specs,
+                warm,
+                config,
+                duration=config.duration,
+                rows=rows,
+                log=log,
+                check_acknowledged=check_acknowledged,
             )
     finally:
         office.close()

@@ -16,7 +16,11 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
-from cpo.tools.bench.data import fleet_rows_count, fleet_stations_create
+from cpo.tools.bench.data import (
+    fleet_acknowledged_missing,
+    fleet_rows_count,
+    fleet_stations_create,
+)
 from cpo.tools.bench.runner import ceiling_running
 from cpo.tools.simulator import Behaviour, Fleet, Swarm, fleet_specs
 from tests.conftest import ROOT, free_port, server_env
@@ -89,6 +93,32 @@ def test_fleet_sessions_and_samples_land_in_the_database(daphne_server):
     assert persisted["samples"] == stats.samples
     assert persisted["status_events"] == stats.status_events
     assert persisted["stations_booted"] == 5
+    # Each acknowledged message looked up on its own, as the benchmark does.
+    assert len(stats.acked_transactions) == 5
+    assert len(stats.acked_samples) == 5 * 2 + 2 * 2
+    checked = fleet_acknowledged_missing(
+        first_id=rows.first_id,
+        last_id=rows.last_id,
+        transactions=stats.acked_transactions,
+        samples=stats.acked_samples,
+    )
+    assert checked["transactions_missing"] == checked["meter_values_missing"] == 0, checked
+    # A key that was never stored is found missing (the check can fail).
+    assert (
+        fleet_acknowledged_missing(
+            first_id=rows.first_id,
+            last_id=rows.last_id,
+            transactions=["SMOKE-1\t999999"],
+            samples=[stats.acked_samples[0].rsplit("\t", 1)[0] + "\t99"],
+        )
+        | {"examples": []}
+    ) == {
+        "transactions_checked": 1,
+        "transactions_missing": 1,
+        "meter_values_checked": 1,
+        "meter_values_missing": 1,
+        "examples": [],
+    }
 
     from sessions.models import ChargingSession, MeterSample
 
