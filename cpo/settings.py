@@ -398,6 +398,9 @@ LOGIN_TRUSTED_PROXIES = envlist("LOGIN_TRUSTED_PROXIES", OCPP_TRUSTED_PROXIES)
 # Last-seen writes are throttled: at most one per station per this many seconds.
 OCPP_LAST_SEEN_WRITE_INTERVAL = envint("OCPP_LAST_SEEN_WRITE_INTERVAL", 30)
 OCPP_MESSAGE_LOG_RETENTION_DAYS = envint("OCPP_MESSAGE_LOG_RETENTION_DAYS", 14)
+# Meter samples are billing evidence (signed values among them): kept unless this is set; on
+# PostgreSQL whole months older than this many days are dropped (0: keep everything).
+METER_SAMPLE_RETENTION_DAYS = envint("METER_SAMPLE_RETENTION_DAYS", 0)
 # Abuse bounds of the OCPP edge (stations.ocpp.limits, README "Bad input and abuse at the OCPP
 # edge"). A frame larger than this is answered with a CALLERROR and not parsed (0: no limit).
 OCPP_MAX_FRAME_BYTES = envint("OCPP_MAX_FRAME_BYTES", 256 * 1024)
@@ -570,6 +573,9 @@ CELERY_BEAT_SCHEDULE = {
     # Every minute: mark stations offline that missed their heartbeats.
     "stations-mark-offline": {"task": "stations.tasks.stations_mark_offline", "schedule": 60.0},
     # Every hour: prune the OCPP message log past its retention.
+    # Daily, PostgreSQL only: next months' partitions of meter samples and the message log,
+    # months past their retention dropped (cpo.lib.partitions).
+    "partitions-maintain": {"task": "cpo.tasks.partitions_maintain", "schedule": 86400.0},
     "stations-prune-message-log": {
         "task": "stations.tasks.message_log_prune",
         "schedule": 3600.0,
