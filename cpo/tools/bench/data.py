@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
@@ -28,6 +28,46 @@ BENCH_LOCATION = "Simulated fleet"
 BENCH_TAG = "BENCH-TAG-OK"
 
 
+BENCH_TARIFF = "BENCH-STANDARD"
+COST_DISPLAY_EVERY = 4
+
+
+def _fleet_token_and_tariff(*, id_tag: str, site: Location) -> None:
+    """The fleet's token as a real customer's is: an account, a monthly energy budget, a
+    concurrency limit and an allowed site, so every Authorize and start runs the authorization
+    rules; and a tariff on the site, so sessions are priced and live cost is computed."""
+    from decimal import Decimal
+
+    from sessions.models import CustomerAccount, IdToken, normalize_uid
+    from tariffs.models import PriceComponent, Tariff, TariffAssignment, TariffElement
+    from tariffs.services import tariff_version_publish
+
+    account, _ = CustomerAccount.objects.get_or_create(name="Benchmark fleet")
+    token = IdToken.objects.filter(uid_normalized=normalize_uid(id_tag)).first()
+    if token is None:
+        token = IdToken(uid=id_tag, type=IdToken.Type.ISO14443, visual_number=id_tag)
+    token.account = account
+    token.max_concurrent_sessions = 30000
+    token.budget_energy_wh = Decimal("1000000000")
+    token.budget_period = IdToken.BudgetPeriod.MONTH
+    token.save()
+    token.allowed_locations.set([site])
+    tariff, created = Tariff.objects.get_or_create(
+        tariff_id=BENCH_TARIFF, defaults={"name": "Benchmark standard", "currency": "EUR"}
+    )
+    if created:
+        energy = TariffElement.objects.create(tariff=tariff, position=0)
+        PriceComponent.objects.create(
+            element=energy, type="ENERGY", price=Decimal("0.30"), vat=Decimal("21"), step_size=1
+        )
+        PriceComponent.objects.create(
+            element=energy, type="FLAT", price=Decimal("0.50"), vat=Decimal("21"), step_size=1
+        )
+    if not tariff.versions.exists():
+        tariff_version_publish(tariff=tariff, effective_from=datetime(2020, 1, 1, tzinfo=UTC))
+    TariffAssignment.objects.get_or_create(tariff=tariff, location=site, station=None, account=None)
+
+
 @dataclass(frozen=True)
 class FleetRows:
     first_id: int
@@ -45,13 +85,10 @@ def fleet_stations_create(*, specs: list[StationSpec], id_tag: str = BENCH_TAG) 
     3. Each gets one EVSE per connector (the 1.6 mapping: connector n is EVSE n) with one
        connector, as an operator would have configured them.
     """
-    from sessions.models import IdToken, normalize_uid
-
-    if not IdToken.objects.filter(uid_normalized=normalize_uid(id_tag)).exists():
-        IdToken(uid=id_tag, type=IdToken.Type.ISO14443, visual_number=id_tag).save()
     site, _ = Location.objects.get_or_create(
         name=BENCH_LOCATION, defaults={"city": "Amsterdam", "time_zone": "Europe/Amsterdam"}
     )
+    _fleet_token_and_tariff(id_tag=id_tag, site=site)
     by_identity = {s.identity: s for s in specs}
     existing = {
         station.identity: station
@@ -74,8 +111,10 @@ def fleet_stations_create(*, specs: list[StationSpec], id_tag: str = BENCH_TAG) 
             protocol=spec.protocol,
             password_hash=station_password_hash(spec.password) if spec.password else "",
             registration_status=ChargingStation.RegistrationStatus.ACCEPTED,
+            # A quarter show the driver the running cost: the live-cost path is measured too.
+            cost_display_enabled=number % COST_DISPLAY_EVERY == 0,
         )
-        for spec in specs
+        for number, spec in enumerate(specs)
         if spec.identity not in existing
     ]
     ChargingStation.objects.bulk_create(new, batch_size=1000)

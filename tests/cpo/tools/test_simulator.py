@@ -54,6 +54,22 @@ def test_fleet_sessions_and_samples_land_in_the_database(daphne_server):
         prefix="SMOKE-", count=5, protocols=["ocpp1.6", "ocpp2.0.1"], connectors=2, seed="smoke"
     )
     rows = fleet_stations_create(specs=specs)
+    from sessions.models import IdToken
+    from stations.models import ChargingStation
+
+    # The hot path measured is the real one: a token with an account, a budget, a concurrency
+    # limit and an allowed site; a quarter of the stations show the running cost.
+    token = IdToken.objects.get(uid="BENCH-TAG-OK")
+    assert token.account is not None
+    assert token.budget_energy_wh
+    assert token.max_concurrent_sessions
+    assert token.allowed_locations.count() == 1
+    assert (
+        ChargingStation.objects.filter(
+            identity__startswith="SMOKE-", cost_display_enabled=True
+        ).count()
+        == 2
+    )
 
     async def scenario() -> Swarm:
         swarm = Swarm(specs, daphne_server.ws_url, _behaviour())
