@@ -44,7 +44,7 @@ import psutil
 from django.conf import settings
 from django.db import connection
 
-from cpo.run import daphne_options
+from cpo.run import Node, daphne_options, haproxy_binary, haproxy_config, haproxy_maxconn
 from cpo.tools.bench.data import BENCH_TAG as BENCH_ID_TAG
 from cpo.tools.bench.data import (
     fleet_acknowledged_missing,
@@ -98,13 +98,16 @@ class BenchConfig:
     prime_share: float = 0.2
     ceiling: bool = True
     full: bool = False
+    # BENCH_NODES: daphne nodes behind HAProxy, as `NODES=N make run` starts them.
+    nodes: int = 1
     work_dir: Path = field(default_factory=lambda: Path(settings.DATA_DIR) / "bench")
     out_dir: Path = field(default_factory=lambda: Path(settings.BASE_DIR) / "bench-results")
 
     @classmethod
     def from_env(cls) -> BenchConfig:
         """BENCH_FULL=1 selects the targets of the issue; BENCH_STATIONS, BENCH_RATE,
-        BENCH_DURATION, BENCH_CEILING_DURATION and BENCH_PROCESSES override single values."""
+        BENCH_DURATION, BENCH_CEILING_DURATION, BENCH_PROCESSES and BENCH_NODES override
+        single values."""
         config = cls()
         if os.environ.get("BENCH_FULL", "").strip() in ("1", "true", "yes"):
             config.full = True
@@ -117,6 +120,7 @@ class BenchConfig:
         ceiling = os.environ.get("BENCH_CEILING_DURATION", "").strip()
         config.ceiling_duration = float(ceiling) if ceiling else None
         config.processes = int(_env_number("BENCH_PROCESSES", config.processes))
+        config.nodes = max(1, int(_env_number("BENCH_NODES", config.nodes)))
         return config
 
     @property
@@ -188,10 +192,16 @@ class Server:
     url: str
     process: subprocess.Popen[bytes]
     helpers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # With BENCH_NODES > 1: the other daphne nodes (their CPU and memory count as the server's).
+    more_nodes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def pids(self) -> list[int]:
+        return [self.process.pid] + [node.pid for node in self.more_nodes]
 
 
 class BackOffice:
@@ -239,23 +249,48 @@ class BackOffice:
             check=True,
         )
 
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Server]:
-        port = free_port()
+    def _daphne(self, port: int, *, behind_proxy: bool) -> subprocess.Popen[bytes]:
         bin_dir = Path(sys.executable).parent
-        log = self.work_dir / "server.log"
-        daphne = _spawn(
+        return _spawn(
             [
                 str(bin_dir / "daphne"),
                 # Exactly as `python -m cpo.run` serves the back office.
-                *daphne_options(host="127.0.0.1", port=port),
+                *daphne_options(host="127.0.0.1", port=port, behind_proxy=behind_proxy),
                 # BENCH_DAPHNE_ARGS measures a change to these arguments before it is made.
                 *os.environ.get("BENCH_DAPHNE_ARGS", "").split(),
                 os.environ.get("BENCH_ASGI_APP", "cpo.asgi:application"),
             ],
             self.env | {"CPO_NODE_NAME": f"bench-{port}"},
-            log,
+            self.work_dir / f"server-{port}.log",
         )
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Server]:
+        """One daphne, or with BENCH_NODES=N as `NODES=N make run` starts them: N daphne
+        nodes behind HAProxy."""
+        port = free_port()
+        bin_dir = Path(sys.executable).parent
+        nodes = self.config.nodes
+        node_ports = [port] if nodes == 1 else [free_port() for _ in range(nodes)]
+        daphnes = [self._daphne(p, behind_proxy=nodes > 1) for p in node_ports]
+        daphne = daphnes[0]
+        balancer: dict[str, subprocess.Popen[bytes]] = {}
+        if nodes > 1:
+            haproxy = haproxy_binary()
+            if haproxy is None:
+                raise RuntimeError("BENCH_NODES > 1 needs HAProxy: apt-get install haproxy")
+            config = self.work_dir / "haproxy.cfg"
+            config.write_text(
+                haproxy_config(
+                    host="127.0.0.1",
+                    port=port,
+                    nodes=[Node(f"bench-{p}", "127.0.0.1", p) for p in node_ports],
+                    maxconn=haproxy_maxconn(),
+                )
+            )
+            balancer["haproxy"] = _spawn(
+                [haproxy, "-db", "-f", str(config)], self.env, self.work_dir / "haproxy.log"
+            )
         worker = _spawn(
             [
                 str(bin_dir / "celery"),
@@ -276,10 +311,21 @@ class BackOffice:
             self.work_dir / "celery.log",
         )
         try:
-            wait_for_port(port, daphne)
-            yield Server("back office", f"ws://127.0.0.1:{port}/ocpp", daphne, {"celery": worker})
+            for node_port, node in zip(node_ports, daphnes, strict=True):
+                wait_for_port(node_port, node)
+            if nodes > 1:
+                wait_for_port(port, balancer["haproxy"])
+                time.sleep(3)  # HAProxy's checks see every node up (rise 2, inter 1 s)
+            yield Server(
+                "back office" if nodes == 1 else f"back office, {nodes} nodes",
+                f"ws://127.0.0.1:{port}/ocpp",
+                daphne,
+                {"celery": worker, **balancer},
+                more_nodes=daphnes[1:],
+            )
         finally:
-            _stop(daphne)
+            for process in (*balancer.values(), *daphnes):
+                _stop(process)
             _stop(worker, 30)
 
     def close(self) -> None:
@@ -449,7 +495,7 @@ def measure(
 ) -> dict[str, Any]:
     """Boot storm, then the steady state, against one server; returns every figure."""
     result: dict[str, Any] = {"server": server.name}
-    server_pids = [server.pid]
+    server_pids = server.pids
     helper_pids = [pid for p in server.helpers.values() for pid in _tree(p.pid)]
     asyncio.run(_warm_up(server.url, warm_spec))
     behaviour = Behaviour(
@@ -465,7 +511,7 @@ def measure(
     try:
         fleet.stats()  # every worker is up before the clock starts
         time.sleep(1)
-        rss_before = _rss(server.pid)
+        rss_before = sum(_rss(pid) for pid in server.pids)
 
         log(f"{server.name}: boot storm of {len(specs)} stations")
         cpu0 = _cpu(server_pids)
@@ -479,7 +525,7 @@ def measure(
         boots = sorted(x for r in storm for x in r["boot_latency"])
         all_ready = len(ready) == len(specs)
         time.sleep(2)
-        rss_after = _rss(server.pid)
+        rss_after = sum(_rss(pid) for pid in server.pids)
         result["storm"] = {
             "stations": len(specs),
             "accepted": len(accepted),
@@ -524,7 +570,7 @@ def measure(
             result["profile"] = _profile_summary(profiler)
         cpu_b, helpers_b, db_b = _cpu(server_pids), _cpu(helper_pids), _named_cpu(DB_NAMES)
         sim_b, machine_b = _cpu(fleet.pids), psutil.cpu_times()
-        rss_steady = _rss(server.pid)
+        rss_steady = sum(_rss(pid) for pid in server.pids)
         after, counters = fleet.stats(reset=True)
         answered = sum(after.answered.values()) - sum(before.answered.values())
         sent = sum(after.sent.values()) - sum(before.sent.values())
@@ -549,9 +595,14 @@ def measure(
             "worker_cpu_s": round(helpers_b - helpers_a, 2),
             "database_redis_cpu_s": round(_named_cpu_delta(db_a, db_b), 2),
             "simulator_cpu_s": round(sim_b - sim_a, 2),
-            # Every process of the back office: daphne, the Celery worker, PostgreSQL, Redis.
+            # Every process of the back office: daphne, the Celery worker, PostgreSQL, Redis
+            # (the ceiling uses neither database nor Redis: its own process only).
             "back_office_cpu_s_per_1000": round(
-                ((cpu_b - cpu_a) + (helpers_b - helpers_a) + _named_cpu_delta(db_a, db_b))
+                (
+                    (cpu_b - cpu_a)
+                    + (helpers_b - helpers_a)
+                    + (_named_cpu_delta(db_a, db_b) if server.helpers else 0.0)
+                )
                 / max(1, answered)
                 * 1000,
                 4,
