@@ -35,7 +35,10 @@ def energy_changed_receiver(
     triggers.forget()
 
     def schedule() -> None:
-        triggers.site_allocate_soon(site_id, reason, countdown)
+        if countdown is not None:
+            triggers.site_timer(site_id, countdown)
+        else:
+            triggers.site_allocate_soon(site_id, reason)
 
     transaction.on_commit(schedule)
 

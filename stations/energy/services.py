@@ -728,6 +728,27 @@ def site_allocate(
     )
     run.changed = changed
     run.save(update_fields=["result", "loads", "changed"])
+    # The next run at a known time: an increase deferred by the minimum interval, a profile's
+    # refresh before its dead-man, an offline station's dead-man (counted at its safe share
+    # from then on).
+    times = [deferred] if deferred is not None else []
+    busy = {
+        int(item.connector_id) for item in result.sessions if not isinstance(item.session_id, str)
+    }
+    # A TxProfile ends with its transaction: connectors without a session start from nothing.
+    ConnectorEnergy.objects.filter(
+        pk__in=set(inputs.connectors) - busy, limit_a__isnull=False
+    ).update(limit_a=None, limit_phases=None, limit_until=None)
+    if any(inputs.connectors[pk].connector.station_id in inputs.online for pk in busy):
+        # Profiles sent now are refreshed at half their dead-man period.
+        times.append(site.deadman_s / 2)
+    for ce in inputs.connectors.values():
+        if ce.pk not in busy or ce.limit_until is None or ce.limit_until <= now:
+            continue
+        left = (ce.limit_until - now).total_seconds()
+        online = ce.connector.station_id in inputs.online
+        times.append(left - site.deadman_s / 2 if online else left + 0.5)
+    deferred = min((max(t, 1.0) for t in times), default=None)
     if deferred is not None:
         site_id_ = site.pk
         transaction.on_commit(

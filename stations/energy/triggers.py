@@ -86,6 +86,24 @@ def site_allocate_soon(site_id: int, reason: str, countdown: float | None = None
     return True
 
 
+def site_timer(site_id: int, countdown: float) -> bool:
+    """A run at a known time (a profile's refresh, an offline station's dead-man, a deferred
+    increase), unless an earlier one is already set."""
+    from stations.energy.tasks import site_allocate
+
+    due = time.time() + max(countdown, 0.0)
+    key = f"energy:timer:{site_id}"
+    try:
+        current = cache.get(key)
+        if current is not None and time.time() < current <= due + 1:
+            return False
+        cache.set(key, due, timeout=int(countdown) + 60)
+    except Exception:
+        logger.warning("energy timer unavailable for site %s", site_id)
+    site_allocate.apply_async((site_id, "timer"), countdown=max(countdown, 0.0))
+    return True
+
+
 def site_allocate_started(site_id: int) -> None:
     """The run begins: a trigger from now on schedules another run."""
     try:
