@@ -320,6 +320,18 @@ class SiteInputs:
     feedback: dict[int, tuple[feedback.FeedbackState, datetime | None]]
 
 
+def _path(nodes: dict[int, GridNode], node_id: int) -> list[int]:
+    """The node and its ancestors up to the connection; a cycle is a TopologyError."""
+    path: list[int] = []
+    current: int | None = node_id
+    while current is not None:
+        if current in path:
+            raise alloc.TopologyError(f"node {node_id}: its parents form a cycle")
+        path.append(current)
+        current = nodes[current].parent_id
+    return path
+
+
 def _safe_shares(
     nodes: dict[int, GridNode],
     connectors: dict[int, ConnectorEnergy],
@@ -330,22 +342,18 @@ def _safe_shares(
     once: the smallest (limit / connectors below) on its path, 0 when that is under the
     minimum."""
     below: dict[int, int] = dict.fromkeys(nodes, 0)
-    for ce in connectors.values():
-        node_id: int | None = ce.node_id
-        while node_id is not None:
+    paths = {ce.pk: _path(nodes, ce.node_id) for ce in connectors.values()}
+    for path in paths.values():
+        for node_id in path:
             below[node_id] += 1
-            node_id = nodes[node_id].parent_id
     shares: dict[int, Decimal] = {}
     for ce in connectors.values():
         share: Decimal | None = None
-        node_id = ce.node_id
-        while node_id is not None:
-            node = nodes[node_id]
+        for node_id in paths[ce.pk]:
             for value in caps[node_id].values():
                 if value is not None:
                     each = Decimal(value) / 10 / below[node_id]
                     share = each if share is None else min(share, each)
-            node_id = node.parent_id
         share = min(share if share is not None else ce.max_current_a, ce.max_current_a)
         shares[ce.pk] = dispatch.quantize(share) if share >= minimum else Decimal(0)
     return shares
@@ -614,9 +622,10 @@ def site_allocate(
     if site is None:
         return None
     now = now or timezone.now()
-    inputs = site_inputs(site=site, now=now)
     started = time.perf_counter()
     try:
+        inputs = site_inputs(site=site, now=now)
+        started = time.perf_counter()  # the figure is the allocator's own time
         result = alloc.allocate(inputs.problem)
     except alloc.InvalidInput as error:
         # The tree was changed around the services (a cycle written directly): nothing is
