@@ -180,6 +180,7 @@ class ConnectorEnergy(models.Model):
 
     class Meta:
         verbose_name = _("connector in the grid")
+        verbose_name_plural = _("connectors in the grid")
 
     def __str__(self) -> str:
         return f"{self.connector} on {self.node}"
@@ -215,6 +216,7 @@ class StationEnergy(models.Model):
 
     class Meta:
         verbose_name = _("station in energy management")
+        verbose_name_plural = _("stations in energy management")
 
     def __str__(self) -> str:
         return f"energy of {self.station}"
