@@ -63,7 +63,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
-from fractions import Fraction
 from typing import TypeVar
 
 Id = int | str
@@ -474,14 +473,15 @@ def _rank_key(session: Session, problem: Problem) -> tuple[object, ...]:
 
 
 def _slack_key(load: _Load, now: dt.datetime) -> tuple[object, ...]:
-    """Least slack first: time left minus the time the energy wanted takes at full current."""
+    """Least slack first: time left minus the time the energy wanted takes at full current
+    (integer milliseconds, the time needed rounded up)."""
     session = load.session
     if session.departure is None or session.energy_wanted_wh is None or session.max_da == 0:
-        return (1, Fraction(0), session.arrival, _id_key(session.id))
-    seconds_left = Fraction(int((session.departure - now).total_seconds()))
-    full_power_w = Fraction(session.max_da * load.voltage_v * load.number_phases, 10)
-    seconds_needed = Fraction(session.energy_wanted_wh * 3600) / full_power_w
-    return (0, seconds_left - seconds_needed, session.arrival, _id_key(session.id))
+        return (1, 0, session.arrival, _id_key(session.id))
+    ms_left = (session.departure - now) // dt.timedelta(milliseconds=1)
+    full_power_dw = session.max_da * load.voltage_v * load.number_phases  # deci-watts
+    ms_needed = -(-session.energy_wanted_wh * 3600 * 10 * 1000 // full_power_dw)
+    return (0, ms_left - ms_needed, session.arrival, _id_key(session.id))
 
 
 def _needed_da(load: _Load, now: dt.datetime) -> int:
