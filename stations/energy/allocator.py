@@ -54,6 +54,10 @@ whose number of phases is unknown is counted as three-phase.
 
 5. Every session gets its explanation (:class:`Rule`, the binding node and phase) and its new
    running/paused state with the time it started, to pass back as ``previous`` next time.
+
+:func:`safe_shares` gives each connector's current when all connectors draw at once (the value
+a station falls back to by itself). Measured speed: ``manage.py energy_bench``
+(``stations/energy/bench.py``).
 """
 
 from __future__ import annotations
@@ -709,3 +713,18 @@ def _node_load(node: Node, phase_load: list[int]) -> NodeLoad:
         power_load_w=sum(phase_load) * node.nominal_voltage_v // 10,
         power_limit_w=power_limit,
     )
+
+
+def safe_shares(
+    nodes: Sequence[Node], connectors: Sequence[Connector], *, max_da: int = 320
+) -> dict[Id, int]:
+    """Each connector's current when every connector draws at once, as a three-phase vehicle
+    (the fallback a station applies by itself when it loses the back office). Unmanaged loads
+    are counted; a share under a vehicle's minimum means the vehicle will not charge on it."""
+    epoch = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    everyone = [
+        Session(connector.id, connector.id, epoch, min_da=0, max_da=max_da, phases=3)
+        for connector in connectors
+    ]
+    allocation = allocate(Problem(nodes, connectors, everyone, epoch))
+    return {row.connector_id: row.current_da for row in allocation.sessions}

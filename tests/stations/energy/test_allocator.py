@@ -21,6 +21,7 @@ from stations.energy.allocator import (
     Strategy,
     TopologyError,
     allocate,
+    safe_shares,
     to_amps,
     to_deci_amps,
 )
@@ -412,3 +413,23 @@ def test_deci_amps_round_limits_down() -> None:
     assert to_deci_amps("15.99") == 159
     assert to_deci_amps(16) == 160
     assert to_amps(159) == Decimal("15.9")
+
+
+def test_the_safe_share_is_what_every_connector_may_draw_at_once() -> None:
+    site = Node("site", phase_limits_da=(630, 630, 630), unmanaged_da=(30, 30, 30))
+    small = Node("small", "site", phase_limits_da=(100, 100, 100))
+    connectors = [
+        Connector("c0", "small", "RST"),
+        Connector("c1", "site", "Unknown"),
+        Connector("c2", "site", "STR"),
+        Connector("c3", "site", "RST"),
+    ]
+
+    # small caps c0 at 10 A; the site's 60 A after 3 A unmanaged leave 50 A for three others.
+    assert safe_shares([site, small], connectors) == {"c0": 100, "c1": 167, "c2": 167, "c3": 166}
+    assert safe_shares([site, small], connectors, max_da=60) == {
+        "c0": 60,
+        "c1": 60,
+        "c2": 60,
+        "c3": 60,
+    }
