@@ -338,3 +338,35 @@ def test_pauses_rotate_so_every_session_gets_a_turn(
         previous = {row.session_id: row.state for row in allocation.sessions}
         now += step
     assert had_a_turn == {session.id for session in sessions}
+
+
+@PROPERTY_SETTINGS
+@given(site=sites(strategy=Strategy.PRIORITY))
+def test_with_priority_a_session_pauses_only_when_higher_tiers_and_its_betters_leave_no_room(
+    site: Site,
+) -> None:
+    problem = site.problem
+    allocation = allocate(problem)
+    rows = {row.session_id: row for row in allocation.sessions}
+    by_id = {node.id: node for node in problem.nodes}
+    for session in problem.sessions:
+        if not rows[session.id].paused:
+            continue
+        drawn = [
+            (other, rows[other.id].counted_phases, rows[other.id].current_da)
+            for other in problem.sessions
+            if other.fixed_da is not None or other.tier > session.tier
+        ]
+        drawn += [
+            (other, rows[other.id].counted_phases, other.min_da)
+            for other in problem.sessions
+            if other.fixed_da is None
+            and other.tier == session.tier
+            and not rows[other.id].paused
+            and rank(other) < rank(session)
+        ]
+        drawn.append((session, rows[session.id].counted_phases, session.min_da))
+        loads = node_loads(problem, drawn)
+        assert any(
+            over_limits(by_id[node_id], loads[node_id]) for node_id in behind(problem, session)
+        ), session

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from stations.energy.allocator import Connector, Node, Problem, Session, allocate
 from stations.energy.feedback import (
+    DEFAULT_CONFIG,
     FeedbackConfig,
     FeedbackState,
     MeterSample,
@@ -131,3 +135,36 @@ def test_the_spare_of_a_capped_vehicle_goes_to_the_others() -> None:
     state = feed(state, drawing(60, 60, 60), 3, allocated_da=slow_share)  # it takes 6 A only
     second = allocate(Problem([node], connectors, sessions(state), NOW))
     assert [row.current_da for row in second.sessions] == [80, 240]
+
+
+currents = st.one_of(st.none(), st.integers(0, 400))
+samples = st.builds(
+    MeterSample,
+    current_da=st.tuples(currents, currents, currents),
+    power_w=st.one_of(st.none(), st.integers(0, 25_000)),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    steps=st.lists(st.tuples(samples, st.integers(0, 320)), max_size=30),
+    minimum=st.sampled_from([0, 60, 100]),
+    maximum=st.integers(100, 320),
+)
+def test_the_capped_maximum_stays_between_the_vehicle_minimum_and_maximum(
+    steps: list[tuple[MeterSample, int]], minimum: int, maximum: int
+) -> None:
+    state = FeedbackState()
+    for sample, allocated in steps:
+        before = state
+        state = observe(state, sample, allocated_da=allocated, vehicle_max_da=maximum)
+        assert minimum <= capped_max_da(state, min_da=minimum, max_da=maximum) <= maximum
+        draw = drawn_da(sample, state.phases)
+        if state.cap_da is not None and state.cap_da != before.cap_da and draw is not None:
+            assert state.cap_da >= draw + DEFAULT_CONFIG.buffer_da  # never capped under its draw
+        assert state.phases in (None, 1, 2, 3)
+
+
+def test_a_vehicle_drawing_past_its_cap_is_raised_to_its_draw_plus_the_buffer() -> None:
+    state = observe(FeedbackState(cap_da=20), drawing(90), allocated_da=60, vehicle_max_da=320)
+    assert state.cap_da == 110  # not 20 + 4 A = 6 A
