@@ -35,6 +35,6 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{strategy.value}: {result.connectors} connectors, {result.circuits} circuits, "
                 f"{result.runs} runs: p50 {result.p50_ms:.1f} ms, max {result.max_ms:.1f} ms, "
-                f"CPU p50 {result.cpu_p50_ms:.1f} ms "
+                f"CPU p50 {result.cpu_p50_ms:.1f} ms, max {result.cpu_max_ms:.1f} ms "
                 f"({result.paused} paused)"
             )
