@@ -54,6 +54,10 @@ whose number of phases is unknown is counted as three-phase.
 
 5. Every session gets its explanation (:class:`Rule`, the binding node and phase) and its new
    running/paused state with the time it started, to pass back as ``previous`` next time.
+
+:func:`safe_shares` gives each connector's current when all connectors draw at once (the value
+a station falls back to by itself). Measured speed: ``manage.py energy_bench``
+(``stations/energy/bench.py``).
 """
 
 from __future__ import annotations
@@ -63,7 +67,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from enum import StrEnum
-from fractions import Fraction
 from typing import TypeVar
 
 Id = int | str
@@ -474,14 +477,15 @@ def _rank_key(session: Session, problem: Problem) -> tuple[object, ...]:
 
 
 def _slack_key(load: _Load, now: dt.datetime) -> tuple[object, ...]:
-    """Least slack first: time left minus the time the energy wanted takes at full current."""
+    """Least slack first: time left minus the time the energy wanted takes at full current
+    (integer milliseconds, the time needed rounded up)."""
     session = load.session
     if session.departure is None or session.energy_wanted_wh is None or session.max_da == 0:
-        return (1, Fraction(0), session.arrival, _id_key(session.id))
-    seconds_left = Fraction(int((session.departure - now).total_seconds()))
-    full_power_w = Fraction(session.max_da * load.voltage_v * load.number_phases, 10)
-    seconds_needed = Fraction(session.energy_wanted_wh * 3600) / full_power_w
-    return (0, seconds_left - seconds_needed, session.arrival, _id_key(session.id))
+        return (1, 0, session.arrival, _id_key(session.id))
+    ms_left = (session.departure - now) // dt.timedelta(milliseconds=1)
+    full_power_dw = session.max_da * load.voltage_v * load.number_phases  # deci-watts
+    ms_needed = -(-session.energy_wanted_wh * 3600 * 10 * 1000 // full_power_dw)
+    return (0, ms_left - ms_needed, session.arrival, _id_key(session.id))
 
 
 def _needed_da(load: _Load, now: dt.datetime) -> int:
@@ -709,3 +713,18 @@ def _node_load(node: Node, phase_load: list[int]) -> NodeLoad:
         power_load_w=sum(phase_load) * node.nominal_voltage_v // 10,
         power_limit_w=power_limit,
     )
+
+
+def safe_shares(
+    nodes: Sequence[Node], connectors: Sequence[Connector], *, max_da: int = 320
+) -> dict[Id, int]:
+    """Each connector's current when every connector draws at once, as a three-phase vehicle
+    (the fallback a station applies by itself when it loses the back office). Unmanaged loads
+    are counted; a share under a vehicle's minimum means the vehicle will not charge on it."""
+    epoch = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    everyone = [
+        Session(connector.id, connector.id, epoch, min_da=0, max_da=max_da, phases=3)
+        for connector in connectors
+    ]
+    allocation = allocate(Problem(nodes, connectors, everyone, epoch))
+    return {row.connector_id: row.current_da for row in allocation.sessions}

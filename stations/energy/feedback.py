@@ -9,7 +9,8 @@ session's maximum to :func:`capped_max_da` and its phases to ``state.phases`` (w
   ``samples_to_cap`` samples in a row is capped at what it draws plus the buffer: the allocator
   then gives the spare to the others.
 * A capped vehicle that draws up to its cap (within ``at_cap_margin_da``) is probed upward: its
-  cap rises by ``probe_step_da`` at once; a cap at or above the vehicle's maximum is dropped.
+  cap rises by ``probe_step_da`` at once (to its draw plus the buffer if that is higher); a cap
+  at or above the vehicle's maximum is dropped.
 * The phases a vehicle uses are those carrying more than ``phase_threshold_da``; a sample with
   no phase above it (the vehicle is not drawing) keeps what was detected before.
 * The draw is the highest per-phase current; without per-phase currents it is estimated from the
@@ -88,7 +89,7 @@ def observe(
     if draw is None or allocated_da <= 0:
         return replace(state, phases=phases, low_samples=0)
     if state.cap_da is not None and draw + config.at_cap_margin_da >= state.cap_da:
-        return FeedbackState(_raised_cap(state.cap_da, vehicle_max_da, config), 0, phases)
+        return FeedbackState(_raised_cap(state.cap_da, draw, vehicle_max_da, config), 0, phases)
     if draw + config.buffer_da >= allocated_da:
         return FeedbackState(state.cap_da, 0, phases)
     low_samples = state.low_samples + 1
@@ -97,8 +98,11 @@ def observe(
     return FeedbackState(draw + config.buffer_da, 0, phases)
 
 
-def _raised_cap(cap_da: int, vehicle_max_da: int, config: FeedbackConfig) -> int | None:
-    raised = cap_da + config.probe_step_da
+def _raised_cap(
+    cap_da: int, draw_da: int, vehicle_max_da: int, config: FeedbackConfig
+) -> int | None:
+    # A vehicle that draws past its cap (a cap not yet obeyed) is never held under its draw.
+    raised = max(cap_da + config.probe_step_da, draw_da + config.buffer_da)
     return None if raised >= vehicle_max_da else raised
 
 
