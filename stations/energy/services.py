@@ -332,33 +332,6 @@ def _path(nodes: dict[int, GridNode], node_id: int) -> list[int]:
     return path
 
 
-def _safe_shares(
-    nodes: dict[int, GridNode],
-    connectors: dict[int, ConnectorEnergy],
-    caps: dict[int, dict[str, int | None]],
-    minimum: Decimal,
-) -> dict[int, Decimal]:
-    """The current each connector may draw with every connector of the site drawing it at
-    once: the smallest (limit / connectors below) on its path, 0 when that is under the
-    minimum."""
-    below: dict[int, int] = dict.fromkeys(nodes, 0)
-    paths = {ce.pk: _path(nodes, ce.node_id) for ce in connectors.values()}
-    for path in paths.values():
-        for node_id in path:
-            below[node_id] += 1
-    shares: dict[int, Decimal] = {}
-    for ce in connectors.values():
-        share: Decimal | None = None
-        for node_id in paths[ce.pk]:
-            for value in caps[node_id].values():
-                if value is not None:
-                    each = Decimal(value) / 10 / below[node_id]
-                    share = each if share is None else min(share, each)
-        share = min(share if share is not None else ce.max_current_a, ce.max_current_a)
-        shares[ce.pk] = dispatch.quantize(share) if share >= minimum else Decimal(0)
-    return shares
-
-
 def site_inputs(*, site: EnergySite, now: datetime) -> SiteInputs:
     from zoneinfo import ZoneInfo
 
@@ -369,21 +342,15 @@ def site_inputs(*, site: EnergySite, now: datetime) -> SiteInputs:
         externals.setdefault(limit.node_id, []).append(limit)
     notes: list[str] = []
     alloc_nodes = []
-    caps: dict[int, dict[str, int | None]] = {}
     for node in nodes.values():
         ext_a, ext_kw, stale = external_caps(externals.get(node.pk, []), now, tz)
         notes += stale
         phase_limits: list[int | None] = []
-        margin = 1 - node.safety_margin_pct / 100
         for phase in PHASES:
             value = node.limits_a()[phase]
             if ext_a is not None:
                 value = ext_a if value is None else min(value, ext_a)
             phase_limits.append(_da(value))
-        caps[node.pk] = {
-            p: (None if v is None else int(v * margin))
-            for p, v in zip(PHASES, phase_limits, strict=True)
-        }
         power_kw = node.limit_kw
         if ext_kw is not None:
             power_kw = ext_kw if power_kw is None else min(power_kw, ext_kw)
@@ -424,7 +391,24 @@ def site_inputs(*, site: EnergySite, now: datetime) -> SiteInputs:
         )
     )
     minimum = site.default_min_current_a
-    safe = _safe_shares(nodes, connectors, caps, minimum)
+    for each in connectors.values():
+        _path(nodes, each.node_id)  # a cycle written around the services: TopologyError
+    # The safe share: each connector's current with every connector drawing at once
+    # (unmanaged loads and margins counted); under the vehicle minimum it is 0.
+    shares = alloc.safe_shares(
+        alloc_nodes,
+        [
+            alloc.Connector(id=ce.pk, node_id=ce.node_id, rotation=ce.rotation)
+            for ce in connectors.values()
+        ],
+        max_da=max(
+            (alloc.to_deci_amps(ce.max_current_a) for ce in connectors.values()), default=320
+        ),
+    )
+    safe: dict[int, Decimal] = {}
+    for each in connectors.values():
+        share = min(alloc.to_amps(shares.get(each.pk, 0)), each.max_current_a)
+        safe[each.pk] = dispatch.quantize(share) if share >= minimum else Decimal(0)
     station_safe: dict[int, Decimal] = {}
     for each in connectors.values():
         sid = each.connector.station_id

@@ -40,8 +40,8 @@ def energy_site_create(
     phases: int | None = 3,
     max_current_a: Decimal = Decimal(32),
 ) -> SiteLayout:
-    """A connection with `circuits` circuits below it; the stations' connectors are spread
-    over the circuits round-robin (with rotated phases when `rotate`)."""
+    """A connection with `circuits` circuits below it; the stations (in identity order) are
+    spread over the circuits round-robin (with rotated phases when `rotate`)."""
     stations = list(ChargingStation.objects.filter(identity__in=identities).order_by("identity"))
     location = stations[0].location
     assert location is not None
@@ -72,10 +72,10 @@ def energy_site_create(
         for n in range(circuits)
     ]
     layout = SiteLayout(site.pk, connection.pk, [n.pk for n in nodes])
-    index = 0
-    for station in stations:
+    # A station's connectors hang on one circuit, with one rotation (it is wired once).
+    for index, station in enumerate(stations):
+        node = nodes[index % circuits]
         for connector in Connector.objects.filter(station=station).select_related("station"):
-            node = nodes[index % circuits]
             energy.connector_energy_set(
                 connector=connector,
                 node=node,
@@ -83,8 +83,7 @@ def energy_site_create(
                 phases=phases,
                 max_current_a=max_current_a,
             )
-            layout.circuit_of[station.identity] = node.pk
-            index += 1
+        layout.circuit_of[station.identity] = node.pk
     return layout
 
 

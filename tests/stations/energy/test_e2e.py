@@ -149,11 +149,12 @@ def test_second_and_third_car_share_a_limited_circuit_decreases_first(energy_ser
     b_down = next(p for p in b_tx if p["limit"] < 11)
     c_up = next(p for p in c_tx if p["limit"] > 0)
     assert max(a_down["answered"], b_down["answered"]) < c_up["received"]
-    # Every TxProfile carries its dead-man: a second period at the safe share (32 A / 3).
+    # Every TxProfile carries its dead-man: a second period at the safe share (32 A / 3,
+    # water-filled to tenths of an ampere).
     for profile in a_tx + b_tx + c_tx:
         assert len(profile["periods"]) == 2
         assert profile["periods"][1]["startPeriod"] == 300
-        assert profile["periods"][1]["limit"] == pytest.approx(10.6)
+        assert profile["periods"][1]["limit"] in (10.6, 10.7)
     assert max(result["latencies"]) < 10  # the ≤ 2 s figure is the benchmark's (README)
 
 
