@@ -22,6 +22,7 @@ from cpo.models import ApiToken
 from sessions import apis as sessions_apis
 from stations import apis as stations_apis
 from stations.commands import apis as commands_apis
+from stations.energy import apis as energy_apis
 from stations.monitoring import apis as monitoring_apis
 from tariffs import apis as tariffs_apis
 
@@ -207,6 +208,22 @@ urlpatterns_v1 = [
         "sessions/<int:session_id>/samples/",
         sessions_apis.SessionSamplesV1Api.as_view(),
         name="session-samples",
+    ),
+    # Energy management: why a session is limited, a site's tree, external limits.
+    path(
+        "sessions/<int:session_id>/energy/",
+        energy_apis.SessionEnergyApi.as_view(),
+        name="session-energy",
+    ),
+    path(
+        "locations/<int:location_id>/energy/",
+        energy_apis.SiteEnergyApi.as_view(),
+        name="site-energy",
+    ),
+    path(
+        "energy/nodes/<int:node_id>/limit/",
+        energy_apis.NodeLimitPushApi.as_view(),
+        name="energy-node-limit",
     ),
     # Incidents (monitoring).
     path("incidents/", monitoring_apis.IncidentListV1Api.as_view(), name="incident-list"),

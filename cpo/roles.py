@@ -26,7 +26,16 @@ ROLES = (OPERATORS, FINANCE, SUPPORT)
 
 # "outbox": webhook endpoints and the outbox's messages, which Operators manage (redeliver
 # dead letters) and the others read.
-NETWORK_APPS = ("stations", "commands", "monitoring", "charging", "tariffs", "roaming", "outbox")
+NETWORK_APPS = (
+    "stations",
+    "commands",
+    "monitoring",
+    "energy",
+    "charging",
+    "tariffs",
+    "roaming",
+    "outbox",
+)
 FINANCE_APPS = ("billing",)
 # The billing models Finance edits as rows; every other billing record is written by services
 # (issue, credit, close, review), through permissions of their own.

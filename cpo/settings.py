@@ -111,6 +111,8 @@ INSTALLED_APPS = [
     "stations.ocpp.apps.OcppConfig",
     # Incidents, detectors and playbooks; a room of the network that reads charging sessions.
     "stations.monitoring.apps.MonitoringConfig",
+    # Energy management: grid-node trees, limits, the allocator and its profiles to stations.
+    "stations.energy.apps.EnergyConfig",
     # Label "charging": django.contrib.sessions already owns the label "sessions".
     "sessions.apps.SessionsConfig",
     "tariffs.apps.TariffsConfig",
@@ -469,6 +471,17 @@ MONITORING_RESET_PERIOD_MIN_MINUTES = envint("MONITORING_RESET_PERIOD_MIN_MINUTE
 MONITORING_BACKOFF_MIN_SECONDS = envint("MONITORING_BACKOFF_MIN_SECONDS", 30)
 MONITORING_SITE_CONCURRENCY_MAX = envint("MONITORING_SITE_CONCURRENCY_MAX", 10)
 
+# --- Energy management (stations.energy; README "Energy management") ---------------------------
+# Seconds a process trusts its set of energy-managed stations before reading it again: the OCPP
+# edge checks it on every status and meter message, without a query.
+ENERGY_MANAGED_CACHE_SECONDS = envfloat("ENERGY_MANAGED_CACHE_SECONDS", 10.0)
+# Triggers within this many seconds of each other make one allocation run of a site.
+ENERGY_DEBOUNCE_SECONDS = envfloat("ENERGY_DEBOUNCE_SECONDS", 0.2)
+# Meter values (feedback) and the periodic pass wait longer, in their own lane.
+ENERGY_METER_DEBOUNCE_SECONDS = envfloat("ENERGY_METER_DEBOUNCE_SECONDS", 5.0)
+# The periodic pass over every managed site (fresh limits, dead-man refresh).
+ENERGY_PASS_SECONDS = envfloat("ENERGY_PASS_SECONDS", 30.0)
+
 # --- Charging and rating -------------------------------------------------------------------------
 # A register reading lower than the one before by more than this is a meter reset (a station
 # rebooted mid-session); smaller drops are rounding jitter (sessions.energy).
@@ -585,6 +598,12 @@ CELERY_BEAT_SCHEDULE = {
     "stations-commands-expire": {
         "task": "stations.commands.tasks.commands_expire",
         "schedule": 60.0,
+    },
+    # Every ENERGY_PASS_SECONDS: reallocate every energy-managed site (stale external limits
+    # fall to their fail-safe, profiles are refreshed before their dead-man period ends).
+    "stations-energy-pass": {
+        "task": "stations.energy.tasks.energy_pass",
+        "schedule": ENERGY_PASS_SECONDS,
     },
     # Every 15 minutes: open new billing periods and close the ones that have ended.
     "billing-close-due-periods": {

@@ -673,7 +673,10 @@ def _announce(signal: Any, session: ChargingSession) -> None:
             subject=f"session:{session.pk}",
             dedupe_key=str(session.uid),
         )
-    transaction.on_commit(lambda: signal.send(sender=ChargingSession, session_id=session_id))
+    station_id = session.station_id
+    transaction.on_commit(
+        lambda: signal.send(sender=ChargingSession, session_id=session_id, station_id=station_id)
+    )
 
 
 # --- OCPP 1.6-style transactions (CSMS issues the transactionId) --------------------------------

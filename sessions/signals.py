@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-# session_started(sender=ChargingSession, session_id=int)
+# session_started(sender=ChargingSession, session_id=int, station_id=int)
 session_started = Signal()
-# session_ended(sender=ChargingSession, session_id=int): the charger reported the stop.
+# session_ended(sender=ChargingSession, session_id=int, station_id=int): the charger reported
+# the stop.
 session_ended = Signal()
 # session_estimated(sender=ChargingSession, session_id=int): closed on an estimate because the
 # station no longer knows it; rated after CHARGING_ESTIMATE_RATING_DELAY_SECONDS unless the

@@ -18,6 +18,8 @@ from cpo.lib.formatting import admin_url, money_text, zone_label, zone_or_panel
 from sessions import selectors as charging
 from sessions.models import ChargingSession
 from stations.commands import permissions as command_permissions
+from stations.energy import selectors as energy
+from stations.energy.models import EnergySite
 from tariffs import selectors as pricing
 
 
@@ -40,7 +42,21 @@ def session_page(*, session: ChargingSession, user: Any) -> dict[str, Any]:
         and command_permissions.can_send(user, "remote_stop")
     )
     can_credit = live_cdr is not None and user.has_perm("billing.credit_cdr")
+    why = (
+        energy.session_energy(session_id=session.pk)
+        if user.has_perm("energy.view_sessionallocation")
+        else None
+    )
+    energy_site = (
+        EnergySite.objects.filter(location_id=station.location_id or 0)
+        .values_list("pk", flat=True)
+        .first()
+        if why is not None
+        else None
+    )
     return {
+        "energy": why,
+        "energy_url": reverse("panel:energy-site", args=[energy_site]) if energy_site else "",
         "session": session,
         "tz": tz,
         "zone_label": zone_label(tz, at=session.started_at),

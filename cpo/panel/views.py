@@ -43,6 +43,10 @@ from stations.commands import permissions as command_permissions
 from stations.commands import services as command_services
 from stations.commands.models import Command
 from stations.commands.verbs import CommandError
+from stations.energy import selectors as energy_selectors
+from stations.energy import services as energy_services
+from stations.energy import triggers as energy_triggers
+from stations.energy.models import EnergySite, StationEnergy
 from stations.models import ChargingStation, Location
 
 View = Callable[..., HttpResponse]
@@ -554,6 +558,66 @@ def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("panel:api-tokens")
 
 
+# --- Energy management: a site's tree, its load over time ----------------------------------------
+
+
+def energy_site(request: HttpRequest, pk: int) -> HttpResponse:
+    """A site's grid tree: each node's counted load per phase against its limits, the
+    connectors on it with what they were given, the load over time, stations that refuse
+    profiles (with the button that takes one back)."""
+    _need(request, "energy.view_energysite")
+    site = get_object_or_404(EnergySite.objects.select_related("location"), pk=pk)
+    data = energy_selectors.site_energy(site=site)
+    nodes = data["nodes"]
+    context = {
+        **admin.site.each_context(request),
+        "title": _("Energy of %(site)s") % {"site": site.location.name},
+        "energy": data,
+        "can_manage": request.user.has_perm("energy.change_stationenergy"),
+        "chart_config": {
+            "url": reverse("panel:energy-site-chart", args=[site.pk]),
+            "nodes": [{"id": n["id"], "name": n["name"]} for n in nodes],
+            "labels": {"limit": str(_("Limit"))},
+        },
+    }
+    return TemplateResponse(request, "cpo/panel/energy_site.html", context)
+
+
+@require_GET
+def energy_site_chart(request: HttpRequest, pk: int) -> JsonResponse:
+    _need(request, "energy.view_energysite")
+    site = get_object_or_404(EnergySite, pk=pk)
+    try:
+        node_id = int(request.GET.get("node", "0"))
+    except ValueError:
+        return JsonResponse({"error": "node must be a number"}, status=400)
+    if not site.nodes.filter(pk=node_id).exists():
+        return JsonResponse({"error": "no such node on this site"}, status=404)
+    return JsonResponse(energy_selectors.node_load_series(node_id=node_id))
+
+
+@require_POST
+def energy_station_manage(request: HttpRequest, pk: int) -> HttpResponse:
+    """Take a station that refused profiles back into energy management, and reallocate."""
+    _need(request, "energy.view_energysite", "energy.change_stationenergy")
+    row = get_object_or_404(StationEnergy.objects.select_related("station"), pk=pk)
+    energy_services.station_energy_manage(station=row.station)
+    site = get_object_or_404(EnergySite, location_id=row.station.location_id)
+    messages.success(
+        request, _("%(station)s is energy-managed again.") % {"station": row.station.identity}
+    )
+    return redirect("panel:energy-site", pk=site.pk)
+
+
+@require_POST
+def energy_site_reallocate(request: HttpRequest, pk: int) -> HttpResponse:
+    _need(request, "energy.view_energysite", "energy.change_energysite")
+    site = get_object_or_404(EnergySite, pk=pk)
+    energy_triggers.site_allocate_soon(site.pk, "operator")
+    messages.success(request, _("A new allocation of this site is on its way."))
+    return redirect("panel:energy-site", pk=site.pk)
+
+
 def _staff(view: View) -> View:
     return admin.site.admin_view(view)
 
@@ -567,6 +631,14 @@ urlpatterns = [
     path("sessions/<int:pk>/curve.json", _staff(session_curve_json), name="session-curve"),
     path("language", _staff(language_set), name="language"),
     path("map/", _staff(sites_map), name="map"),
+    path("energy/<int:pk>/", _staff(energy_site), name="energy-site"),
+    path("energy/<int:pk>/chart.json", _staff(energy_site_chart), name="energy-site-chart"),
+    path("energy/<int:pk>/reallocate", _staff(energy_site_reallocate), name="energy-reallocate"),
+    path(
+        "energy/stations/<int:pk>/manage",
+        _staff(energy_station_manage),
+        name="energy-station-manage",
+    ),
     path("sessions/<int:pk>/credit", _staff(session_credit), name="session-credit"),
     path("reports/", _staff(reports_index), name="reports"),
     path("api-tokens/", _staff(api_tokens_page), name="api-tokens"),

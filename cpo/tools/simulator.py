@@ -134,6 +134,13 @@ class Behaviour:
     validate: bool = False
     vendor: str = "CPO-Sim"
     model: str = "Fleet-1"
+    # Vehicles: how many phases each uses (one is picked per session) and its maximum current
+    # per phase; None: the maximum follows from the session's power (`power_w`).
+    vehicle_phases: tuple[int, ...] = (3,)
+    vehicle_max_a: float | None = None
+    # The answer to SetChargingProfile: "Accepted", or "Rejected" for a station that refuses.
+    profile_answer: str = "Accepted"
+    voltage_v: float = 230.0
 
 
 # --- statistics ---------------------------------------------------------------------------
@@ -236,6 +243,70 @@ class Session:
     remote_start_id: int | None = None
 
 
+@dataclass(frozen=True)
+class Profile:
+    """A charging profile the station holds, in amperes or watts, on wall-clock time."""
+
+    id: int
+    purpose: str  # the 1.6 names: TxProfile, TxDefaultProfile, ChargePointMaxProfile
+    stack_level: int
+    start: float  # epoch seconds the schedule starts at
+    periods: tuple[tuple[float, float, int | None], ...]  # (start offset s, limit, phases)
+    unit: str = "A"
+    duration: float | None = None
+
+    def limit_at(self, now: float, voltage: float, phases: int) -> tuple[float, int | None] | None:
+        """The limit per phase in amperes at `now` (and the phases it allows), or None when
+        the schedule does not apply then."""
+        elapsed = now - self.start
+        if elapsed < 0 or (self.duration is not None and elapsed >= self.duration):
+            return None
+        current = None
+        for offset, limit, allowed in self.periods:
+            if offset <= elapsed:
+                current = (limit, allowed)
+        if current is None:
+            return None
+        limit, allowed = current
+        if self.unit == "W":
+            limit = limit / (voltage * (allowed or phases))
+        return limit, allowed
+
+
+def profile_from(payload: dict[str, Any], protocol: str) -> Profile:
+    """A SetChargingProfile's profile (1.6 csChargingProfiles or 2.0.1 chargingProfile)."""
+    if protocol == V16:
+        profile = payload["csChargingProfiles"]
+        schedule = profile["chargingSchedule"]
+        profile_id = profile["chargingProfileId"]
+    else:
+        profile = payload["chargingProfile"]
+        schedule = profile["chargingSchedule"][0]
+        profile_id = profile["id"]
+    purpose = profile["chargingProfilePurpose"]
+    purpose = {"ChargingStationMaxProfile": "ChargePointMaxProfile"}.get(purpose, purpose)
+    start = time.time()
+    if schedule.get("startSchedule"):
+        start = datetime.fromisoformat(schedule["startSchedule"].replace("Z", "+00:00")).timestamp()
+    periods = tuple(
+        (float(p["startPeriod"]), float(p["limit"]), p.get("numberPhases"))
+        for p in schedule["chargingSchedulePeriod"]
+    )
+    return Profile(
+        id=int(profile_id),
+        purpose=purpose,
+        stack_level=int(profile["stackLevel"]),
+        start=start,
+        periods=periods,
+        unit=schedule["chargingRateUnit"],
+        duration=float(schedule["duration"]) if schedule.get("duration") is not None else None,
+    )
+
+
+# A vehicle cannot charge below this current per phase (IEC 61851): under it, it pauses.
+VEHICLE_MIN_A = 6.0
+
+
 @dataclass
 class Connector:
     number: int
@@ -245,10 +316,69 @@ class Connector:
     soc: float = 20.0
     session: Session | None = None
     metered_at: float = field(default_factory=time.monotonic)
+    # The vehicle plugged in: phases it uses and its maximum current per phase.
+    vehicle_phases: int = 3
+    vehicle_max_a: float = 32.0
+    voltage_v: float = 230.0
+    profiles: dict[int, Profile] = field(default_factory=dict)
+    # The station-wide profiles (connector 0 / EVSE 0), shared by every connector.
+    station_profiles: dict[int, Profile] = field(default_factory=dict)
+
+    def limit_a(self, now: float | None = None) -> tuple[float | None, int | None]:
+        """The limit per phase the profiles set now (None: no profile limits it), 1.6 rules:
+        the TxProfile of the highest stack level that applies, else the TxDefaultProfile
+        (the connector's own before the station's), capped by the ChargePointMaxProfile."""
+        now = time.time() if now is None else now
+        limit: tuple[float, int | None] | None = None
+        for purpose, pools in (
+            ("TxProfile", (self.profiles,)),
+            ("TxDefaultProfile", (self.profiles, self.station_profiles)),
+        ):
+            if self.session is None and purpose == "TxProfile":
+                continue
+            for pool in pools:
+                ranked = sorted(
+                    (p for p in pool.values() if p.purpose == purpose),
+                    key=lambda p: -p.stack_level,
+                )
+                for profile in ranked:
+                    limit = profile.limit_at(now, self.voltage_v, self.vehicle_phases)
+                    if limit is not None:
+                        break
+                if limit is not None:
+                    break
+            if limit is not None:
+                break
+        amps, phases = limit if limit is not None else (None, None)
+        for profile in self.station_profiles.values():
+            if profile.purpose == "ChargePointMaxProfile":
+                cap = profile.limit_at(now, self.voltage_v, self.vehicle_phases)
+                if cap is not None:
+                    amps = cap[0] if amps is None else min(amps, cap[0])
+        return amps, phases
+
+    def drawn(self, now: float | None = None) -> tuple[float, int]:
+        """What the vehicle draws now: min(profile, vehicle maximum) per phase, on its phases
+        (0 A when the limit is under the vehicle's minimum)."""
+        if self.session is None:
+            return 0.0, self.vehicle_phases
+        amps, allowed = self.limit_a(now)
+        phases = min(self.vehicle_phases, allowed or 3)
+        current = self.vehicle_max_a if amps is None else min(amps, self.vehicle_max_a)
+        if current < VEHICLE_MIN_A:
+            current = 0.0
+        return current, phases
+
+    def phase_currents(self, now: float | None = None) -> tuple[float, float, float]:
+        """Current on the connector's L1, L2, L3 (a single-phase vehicle draws on L1)."""
+        current, phases = self.drawn(now)
+        return tuple(current if i < phases else 0.0 for i in range(3))  # type: ignore[return-value]
 
     def advance(self) -> None:
         now = time.monotonic()
         if self.session is not None:
+            current, phases = self.drawn()
+            self.power_w = current * self.voltage_v * phases
             hours = (now - self.metered_at) / 3600
             self.energy_wh += self.power_w * hours
             self.soc = min(100.0, self.soc + self.power_w * hours / 600)
@@ -301,6 +431,8 @@ class SimulatedStation:
         # Where the station says what it is doing, one line each (the simulate command prints
         # them); None for the benchmark's thousands of stations, which only count.
         self.note: Callable[[str], None] | None = None
+        # Every CSMS call answered, with its times, when a test asks for it (a list).
+        self.calls_log: list[tuple[float, float, str, dict[str, Any]]] | None = None
 
     def say(self, text: str) -> None:
         if self.note is not None:
@@ -599,6 +731,7 @@ class SimulatedStation:
 
     async def _answer(self, call: Any) -> None:
         """Answer a CALL from the CSMS the way a simple, cooperative charger does."""
+        received = time.monotonic()
         handler = _CSMS_CALLS.get(self.protocol, {}).get(call.action)
         if self.behaviour.validate:
             self._check(MessageType.Call, call.action, call.payload, "received")
@@ -612,6 +745,9 @@ class SimulatedStation:
             reply = CallResult(call.unique_id, payload).to_json()
         with contextlib.suppress(websockets.ConnectionClosed):
             await self.ws.send(reply)
+        if self.calls_log is not None:
+            # (received, answered, action, request): the order on the wire, for tests.
+            self.calls_log.append((received, time.monotonic(), call.action, call.payload))
         if follow_up is not None:
             with contextlib.suppress(Offline, TimeoutError, CallRejected):
                 await follow_up
@@ -691,7 +827,13 @@ class SimulatedStation:
             except Offline:
                 pass  # offline: local authorization, as a charger with a cache would
         connector.advance()
-        connector.power_w = random.uniform(*self.behaviour.power_w)
+        behaviour = self.behaviour
+        connector.vehicle_phases = random.choice(behaviour.vehicle_phases)
+        connector.voltage_v = behaviour.voltage_v
+        connector.vehicle_max_a = behaviour.vehicle_max_a or random.uniform(*behaviour.power_w) / (
+            behaviour.voltage_v * connector.vehicle_phases
+        )
+        connector.power_w = connector.vehicle_max_a * behaviour.voltage_v * connector.vehicle_phases
         meter_start = int(connector.energy_wh)
         session = Session(
             transaction_id=None if self.protocol == V16 else str(uuid.uuid4()),
@@ -746,12 +888,21 @@ class SimulatedStation:
             await self.transaction_call("TransactionEvent", lambda: payload, count)
         return True
 
-    def _samples(self, connector: Connector) -> list[tuple[str, float, str, str, str]]:
+    def _samples(self, connector: Connector) -> list[tuple[str, float, str, str, str, str]]:
         connector.advance()
         rows = []
         for measurand in self.behaviour.measurands:
+            if measurand == "Current.Import":
+                # Per phase, as a charger with a three-phase meter reports it.
+                for phase, amps in zip(("L1", "L2", "L3"), connector.phase_currents(), strict=True):
+                    rows.append(
+                        (measurand, round(amps, 1), "A", "Sample.Periodic", "Outlet", phase)
+                    )
+                continue
             value, unit, location = _MEASURANDS.get(measurand, (lambda c: 0.0, "", ""))
-            rows.append((measurand, round(value(connector), 1), unit, "Sample.Periodic", location))
+            rows.append(
+                (measurand, round(value(connector), 1), unit, "Sample.Periodic", location, "")
+            )
         return rows
 
     async def send_meter_values(self, connector: Connector) -> None:
@@ -798,6 +949,9 @@ class SimulatedStation:
         connector.advance()
         connector.session = None
         connector.power_w = 0.0
+        connector.profiles = {
+            k: p for k, p in connector.profiles.items() if p.purpose != "TxProfile"
+        }
         meter_stop = max(session.meter_start, int(connector.energy_wh))
         if self.note is not None:
             kwh = (meter_stop - session.meter_start) / 1000
@@ -846,7 +1000,7 @@ class SimulatedStation:
         timestamp: str,
         trigger: str,
         *,
-        samples: list[tuple[str, float, str, str, str]],
+        samples: list[tuple[Any, ...]],
         id_tag: str | None = None,
         stopped_reason: str = "",
     ) -> dict[str, Any]:
@@ -956,13 +1110,15 @@ _MEASURANDS: dict[str, tuple[Callable[[Connector], float], str, str]] = {
 
 
 def _sampled_16(
-    measurand: str, value: float, unit: str, context: str, location: str
+    measurand: str, value: float, unit: str, context: str, location: str, phase: str = ""
 ) -> dict[str, Any]:
     sampled = {
         "value": f"{value:g}" if measurand != ENERGY else str(int(value)),
         "measurand": measurand,
         "context": context,
     }
+    if phase:
+        sampled["phase"] = phase
     if unit:
         sampled["unit"] = unit
     if location:
@@ -971,9 +1127,11 @@ def _sampled_16(
 
 
 def _sampled_201(
-    measurand: str, value: float, unit: str, context: str, location: str
+    measurand: str, value: float, unit: str, context: str, location: str, phase: str = ""
 ) -> dict[str, Any]:
     sampled: dict[str, Any] = {"value": value, "measurand": measurand, "context": context}
+    if phase:
+        sampled["phase"] = phase
     if unit:
         sampled["unitOfMeasure"] = {"unit": unit}
     if location:
@@ -1105,6 +1263,41 @@ def _get_configuration(station: SimulatedStation, p: dict[str, Any]) -> Answer:
     return answer, None
 
 
+def _set_profile(station: SimulatedStation, p: dict[str, Any]) -> Answer:
+    """Hold a charging profile and obey it from now on (or refuse it, if told to)."""
+    if station.behaviour.profile_answer != "Accepted":
+        return {"status": station.behaviour.profile_answer}, None
+    number = p.get("connectorId", p.get("evseId", 0))
+    profile = profile_from(p, station.protocol)
+    if number == 0:
+        for each in station.connectors:
+            each.advance()  # energy so far at the old current
+            each.station_profiles[profile.id] = profile
+        station.say(f"profile {profile.id} ({profile.purpose}) on the station")
+        return {"status": "Accepted"}, None
+    connector = next((c for c in station.connectors if c.number == number), None)
+    if connector is None:
+        return {"status": "Rejected"}, None
+    if profile.purpose == "TxProfile" and connector.session is None:
+        return {"status": "Rejected"}, None  # 1.6: a TxProfile needs a transaction
+    connector.advance()
+    connector.profiles[profile.id] = profile
+    limit, _ = connector.limit_a()
+    station.say(f"profile {profile.id} ({profile.purpose}) on {number}: now {limit} A")
+    return {"status": "Accepted"}, None
+
+
+def _clear_profile(station: SimulatedStation, p: dict[str, Any]) -> Answer:
+    wanted = p.get("id", p.get("chargingProfileId"))
+    cleared = False
+    for connector in station.connectors:
+        for pool in (connector.profiles, connector.station_profiles):
+            for key in [k for k in pool if wanted is None or k == wanted]:
+                del pool[key]
+                cleared = True
+    return {"status": "Accepted" if cleared else "Unknown"}, None
+
+
 def _fixed(payload: dict[str, Any]) -> Callable[[SimulatedStation, dict[str, Any]], Answer]:
     return lambda station, p: (dict(payload), None)
 
@@ -1123,6 +1316,8 @@ _CSMS_CALLS: dict[str, dict[str, Callable[[SimulatedStation, dict[str, Any]], An
         "DataTransfer": _fixed({"status": "UnknownVendorId"}),
         "SendLocalList": _fixed({"status": "Accepted"}),
         "GetLocalListVersion": _fixed({"listVersion": 0}),
+        "SetChargingProfile": _set_profile,
+        "ClearChargingProfile": _clear_profile,
     },
     V201: {
         "RequestStartTransaction": _remote_start_201,
@@ -1138,6 +1333,8 @@ _CSMS_CALLS: dict[str, dict[str, Callable[[SimulatedStation, dict[str, Any]], An
         "CostUpdated": _fixed({}),
         "SendLocalList": _fixed({"status": "Accepted"}),
         "GetLocalListVersion": _fixed({"versionNumber": 0}),
+        "SetChargingProfile": _set_profile,
+        "ClearChargingProfile": _clear_profile,
     },
 }
 

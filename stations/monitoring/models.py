@@ -33,6 +33,8 @@ class IncidentType(models.TextChoices):
     NO_ENERGY = "no_energy", "Charging without energy"
     GHOST_SESSION = "ghost_session", "Session open on an Available connector"
     AUTH_REJECTED_BURST = "auth_rejected_burst", "Burst of refused authorizations"
+    # Opened by energy management (stations.energy), not by a detector.
+    ENERGY_UNMANAGED = "energy_unmanaged", "Station refuses charging profiles"
 
 
 class Incident(models.Model):

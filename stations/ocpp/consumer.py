@@ -9,6 +9,7 @@ CALLERROR and the connection lives on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -230,6 +231,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 channel_name=self.channel_name,
                 reason=self.closing_reason or f"websocket closed ({code})",
             )
+            if self.handlers is not None:
+                # An energy-managed station that goes away is counted at its last allocation
+                # until its dead-man time: its site is allocated again without it.
+                with contextlib.suppress(Exception):
+                    await self.handlers.energy_notify("offline")
 
     async def connection_replaced(self, message: dict[str, Any]) -> None:
         self.closing_reason = "replaced by a newer connection"

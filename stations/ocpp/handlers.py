@@ -12,6 +12,7 @@ from django.utils.dateparse import parse_datetime
 
 from stations import services as network
 from stations.commands import jobs
+from stations.energy import triggers as energy
 from stations.ocpp.db import db
 from stations.ocpp.protocol import OcppError
 
@@ -75,6 +76,15 @@ class BaseHandlers:
                 f"Station is {registration_status}: only BootNotification and Heartbeat are "
                 "accepted",
             )
+
+    async def energy_notify(self, reason: str) -> None:
+        """Tell energy management, when the station is managed: the check is a lookup in a
+        per-process map, so stations on sites without energy management cost no query."""
+        sites = energy.managed_sites() if energy.managed_cache_fresh() else None
+        if sites is None:
+            sites = await db(energy.managed_sites)()
+        if self.station_id in sites:
+            await db(energy.station_event)(self.station_id, reason)
 
     async def _notify(
         self,

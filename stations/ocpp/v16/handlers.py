@@ -89,6 +89,7 @@ class Handlers(BaseHandlers):
             # A 1.6 connector is Available only with no transaction on it.
             available=p["status"] == "Available",
         )
+        await self.energy_notify("status")
         return {}
 
     async def Authorize(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
@@ -126,6 +127,7 @@ class Handlers(BaseHandlers):
             transaction_id=p.get("transactionId"),
             anomalies=self.anomalies,
         )
+        await self.energy_notify("meter")
         return {}
 
     async def StopTransaction(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802

@@ -52,6 +52,8 @@ def charging_profile(profile: Any) -> dict[str, Any]:
             "limit": float(period["limit"]),
         }
         put(item, "numberPhases", period.get("phases"))
+        # Which phase a single-phase allocation uses, on a station that switches phases.
+        put(item, "phaseToUse", period.get("phase_to_use"))
         periods.append(item)
     profile_id = int(profile.get("id", 1))
     sched: dict[str, Any] = {
@@ -63,10 +65,18 @@ def charging_profile(profile: Any) -> dict[str, Any]:
     if schedule.get("start"):
         sched["startSchedule"] = iso(schedule["start"])
     put(sched, "minChargingRate", schedule.get("min_rate"))
+    purpose = profile.get("purpose", "TxProfile")
+    if purpose == "ChargingStationExternalConstraints":
+        # K01.FR.22: that purpose is the station's own record of limits set from outside; a
+        # CSMS never sets it.
+        raise CommandError(
+            "a CSMS may not set a ChargingStationExternalConstraints profile (K01.FR.22)",
+            field="charging_profile",
+        )
     out: dict[str, Any] = {
         "id": profile_id,
         "stackLevel": int(profile.get("stack_level", 0)),
-        "chargingProfilePurpose": profile.get("purpose", "TxProfile"),
+        "chargingProfilePurpose": purpose,
         "chargingProfileKind": profile.get("kind", "Absolute"),
     }
     put(out, "recurrencyKind", profile.get("recurrency"))

@@ -7,6 +7,7 @@ from typing import Any
 from sessions import services as charging
 from sessions.models import AuthorizationDecision
 from stations import services as network
+from stations.energy import services as energy_services
 from stations.ocpp.db import db
 from stations.ocpp.handlers import BaseHandlers, Handler, now_iso, parse_time
 from stations.ocpp.v201.commands import TOKEN_TYPE
@@ -108,6 +109,7 @@ class Handlers(BaseHandlers):
             # cable): the station is asked about any open session there, not presumed.
             available=p["connectorStatus"] == "Available",
         )
+        await self.energy_notify("status")
         return {}
 
     async def Authorize(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
@@ -147,6 +149,9 @@ class Handlers(BaseHandlers):
         result = await db(charging.session_transaction_event)(
             station_id=self.station_id, event=event
         )
+        if event.event_type == "Updated":
+            # Started and Ended are announced by the charging domain (session signals).
+            await self.energy_notify("meter" if event.samples else "transaction")
         response: dict[str, Any] = {}
         if result.authorization is not None:
             response["idTokenInfo"] = id_token_info(result.authorization)
@@ -158,6 +163,7 @@ class Handlers(BaseHandlers):
     async def MeterValues(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         batch = charging.SampleBatch(p["evseId"], 0, samples_from(p["meterValue"]))
         await db(charging.session_meter_samples)(station_id=self.station_id, batch=batch)
+        await self.energy_notify("meter")
         return {}
 
     async def NotifyReport(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
@@ -229,6 +235,10 @@ class Handlers(BaseHandlers):
     async def _recorded(self, action: str, p: dict[str, Any]) -> dict[str, Any]:
         status = str(p.get("status") or p.get("chargingLimit", {}).get("chargingLimitSource", ""))
         await self._notify(action, p, status=status, request_id=p.get("requestId"))
+        if action in ("NotifyChargingLimit", "ClearedChargingLimit"):
+            await db(energy_services.station_charging_limit_record)(
+                station_id=self.station_id, action=action, payload=p
+            )
         return dict(_RECORDED[action])
 
     def handler_for(self, action: str) -> Handler | None:
