@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -118,6 +118,8 @@ def _ts(moment: datetime) -> float:
 
 
 def _sql(*, bounds: list[datetime], scope: str) -> str:
+    # Unscoped (the whole network), the history is read without a join to the EVSEs.
+    event_scope = "" if scope == "1 = 1" else "AND c.station_id IN (SELECT station FROM stations)"
     start, end = _ts(bounds[0]), _ts(bounds[-1])
     s, e = _num(start), _num(end)
     buckets = ", ".join(
@@ -144,6 +146,10 @@ def _sql(*, bounds: list[datetime], scope: str) -> str:
         END""",  # noqa: S608  # table names and our own numbers, never input
         e,
     )
+    first_report = (
+        f"SELECT c.timestamp FROM {event_t} c WHERE c.station_id = x.station "  # noqa: S608
+        "AND c.evse_id = x.no AND c.timestamp < %(end)s ORDER BY c.timestamp LIMIT 1"
+    )
     # Interpolated: table names, our own floats and the scope's integers; times are parameters.
     return f"""
 WITH buckets(idx, lo, hi) AS (VALUES {buckets}),
@@ -153,48 +159,39 @@ evses AS (
     WHERE {scope}
 ),
 stations AS (SELECT DISTINCT station FROM evses),
-reports AS (
-    SELECT x.evse, {ep("c.timestamp")} AS t, c.id AS id, c.status AS status
-    FROM {event_t} c JOIN evses x ON c.station_id = x.station AND c.evse_id = x.no
-    WHERE c.timestamp >= %(start)s AND c.timestamp < %(end)s
+-- Reports that put a port (no > 0) or a whole station (no = 0) down, in the period, and the
+-- report before the period when it was one; each is down until that port's next report.
+-- Only these rows are read one by one (the partial index on down statuses finds them), so
+-- the cost follows the faults, not the traffic.
+down_reports AS (
+    SELECT c.station_id AS station, c.evse_id AS no, c.timestamp AS ts, c.id AS id
+    FROM {event_t} c
+    WHERE c.status IN ({down}) AND c.timestamp >= %(start)s AND c.timestamp < %(end)s
+        {event_scope}
     UNION ALL
-    SELECT b.evse, {s}, 0, b.status FROM (
-        SELECT x.evse, (
+    SELECT b.station, b.no, %(start)s, 0 FROM (
+        SELECT k.station, k.no, (
             SELECT c.status FROM {event_t} c
-            WHERE c.station_id = x.station AND c.evse_id = x.no AND c.timestamp < %(start)s
+            WHERE c.station_id = k.station AND c.evse_id = k.no AND c.timestamp < %(start)s
             ORDER BY c.timestamp DESC, c.id DESC LIMIT 1
         ) AS status
-        FROM evses x
-    ) b WHERE b.status IS NOT NULL
-),
-station_reports AS (
-    SELECT c.station_id AS station, {ep("c.timestamp")} AS t, c.id AS id, c.status AS status
-    FROM {event_t} c JOIN stations y ON c.station_id = y.station
-    WHERE c.evse_id = 0 AND c.timestamp >= %(start)s AND c.timestamp < %(end)s
-    UNION ALL
-    SELECT b.station, {s}, 0, b.status FROM (
-        SELECT y.station, (
-            SELECT c.status FROM {event_t} c
-            WHERE c.station_id = y.station AND c.evse_id = 0 AND c.timestamp < %(start)s
-            ORDER BY c.timestamp DESC, c.id DESC LIMIT 1
-        ) AS status
-        FROM stations y
-    ) b WHERE b.status IS NOT NULL
-),
-segs AS (
-    SELECT evse, t, LEAD(t, 1, {e}) OVER (PARTITION BY evse ORDER BY t, id) AS t2, status
-    FROM reports
-),
-station_segs AS (
-    SELECT station, t, LEAD(t, 1, {e}) OVER (PARTITION BY station ORDER BY t, id) AS t2, status
-    FROM station_reports
+        FROM (
+            SELECT station, no FROM evses UNION ALL SELECT station, 0 FROM stations
+        ) k
+    ) b WHERE b.status IN ({down})
 ),
 down AS (
-    SELECT evse, t, t2 FROM segs WHERE status IN ({down}) AND t2 > t
-    UNION ALL
-    SELECT x.evse, z.t, z.t2 FROM station_segs z JOIN evses x ON x.station = z.station
-    WHERE z.status IN ({down}) AND z.t2 > z.t
+    SELECT d.station, d.no, {ep("d.ts")} AS lo, COALESCE((
+        SELECT {ep("c.timestamp")} FROM {event_t} c
+        WHERE c.station_id = d.station AND c.evse_id = d.no
+            AND c.timestamp >= d.ts AND (c.timestamp > d.ts OR c.id > d.id)
+            AND c.timestamp < %(end)s
+        ORDER BY c.timestamp, c.id LIMIT 1
+    ), {e}) AS hi
+    FROM down_reports d
 ),
+-- A port is measured from its first report on (the period's start if it came before).
+known AS (SELECT x.evse, {ep("(" + first_report + ")")} AS t FROM evses x),
 conns AS (
     SELECT c.station_id AS station,
         {_greatest(ep("c.connected_at"), s)} AS lo,
@@ -215,15 +212,20 @@ excl AS (
     WHERE u.state = 'approved' AND u.starts_at < %(end)s AND u.ends_at > %(start)s
 ),
 steps AS (
-    SELECT evse, t, 1 AS dd, 0 AS don, 0 AS dx, 0 AS dk FROM down
-    UNION ALL SELECT evse, t2, -1, 0, 0, 0 FROM down
+    SELECT x.evse, d.lo AS t, 1 AS dd, 0 AS don, 0 AS dx, 0 AS dk
+    FROM down d JOIN evses x ON x.station = d.station AND (d.no = 0 OR x.no = d.no)
+    WHERE d.hi > d.lo
+    UNION ALL SELECT x.evse, d.hi, -1, 0, 0, 0
+    FROM down d JOIN evses x ON x.station = d.station AND (d.no = 0 OR x.no = d.no)
+    WHERE d.hi > d.lo
+    UNION ALL SELECT evse, CASE WHEN t < {s} THEN {s} ELSE t END, 0, 0, 0, 1
+    FROM known WHERE t IS NOT NULL
     UNION ALL SELECT x.evse, c.lo, 0, 1, 0, 0 FROM conns c JOIN evses x ON x.station = c.station
         WHERE c.hi > c.lo
     UNION ALL SELECT x.evse, c.hi, 0, -1, 0, 0 FROM conns c JOIN evses x ON x.station = c.station
         WHERE c.hi > c.lo
     UNION ALL SELECT evse, lo, 0, 0, 1, 0 FROM excl WHERE hi > lo
     UNION ALL SELECT evse, hi, 0, 0, -1, 0 FROM excl WHERE hi > lo
-    UNION ALL SELECT evse, MIN(t), 0, 0, 0, 1 FROM reports GROUP BY evse
     UNION ALL SELECT x.evse, b.lo, 0, 0, 0, 0 FROM evses x CROSS JOIN buckets b
     UNION ALL SELECT evse, {e}, 0, 0, 0, 0 FROM evses
 ),
@@ -307,7 +309,10 @@ def evse_uptime(
     sql = _sql(bounds=live, scope=" AND ".join(conditions))
     adapt = connection.ops.adapt_datetimefield_value
     params = {"start": adapt(live[0]), "end": adapt(live[-1])}
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # The sorts of a month of a large network's history fit in memory with this.
+            cursor.execute("SET LOCAL work_mem = '64MB'")
         cursor.execute(sql, params)
         for evse_pk, idx, *values in cursor.fetchall():
             info = infos.get(evse_pk)
