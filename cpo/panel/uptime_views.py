@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from cpo.lib.formatting import local_midnight, month_start, panel_tz
 from cpo.lib.spreadsheets import csv_rows
+from cpo.panel.report_links import REPORTS
 from stations.models import ChargingStation, Evse, Location
 from stations.monitoring import services, uptime
 from stations.monitoring.models import UptimeExclusion
@@ -130,7 +131,6 @@ def report_uptime_figures(request: HttpRequest) -> HttpResponse:
             return csv_response(filename, columns, report["rows"])
     query = request.GET.copy()
     query["format"] = "csv"
-    from cpo.panel.views import REPORTS  # the reports' menu; that module routes this one
 
     context = {
         **admin.site.each_context(request),

@@ -34,7 +34,7 @@ from cpo.lib.api import ApplicationError
 from cpo.lib.formatting import add_months, local_midnight, month_start, panel_tz
 from cpo.lib.spreadsheets import csv_rows
 from cpo.models import ApiToken, User
-from cpo.panel import dashboard, reports, uptime_views
+from cpo.panel import dashboard, report_links, reports, uptime_views
 from cpo.services import user_language_set
 from sessions import selectors as charging
 from sessions.models import ChargingSession
@@ -412,12 +412,7 @@ def report_sessions_per_token(request: HttpRequest) -> HttpResponse:
     )
 
 
-REPORTS = [
-    (_("Uptime per station and connector"), "panel:report-uptime"),
-    (_("Uptime figures: contract SLA, NEVI, UK"), "panel:report-uptime-figures"),
-    (_("Energy and revenue per site and month"), "panel:report-energy-revenue"),
-    (_("Sessions per token"), "panel:report-sessions-per-token"),
-]
+REPORTS = report_links.REPORTS
 
 
 @require_GET
