@@ -19,9 +19,13 @@ An EVSE is *measured* from its first status report on (before it, it was not in 
 One query does the whole network: every change of the three inputs becomes a +1/-1 step of a
 counter (status down, online, excluded), a running SUM() OVER each EVSE's time order gives
 the counters of every segment and LEAD() its end; each segment is clipped to the buckets
-(days, months) it overlaps (GREATEST/LEAST), and summed per EVSE and bucket. Python sees one row per EVSE and
-bucket, never an event. The SQL is the same on PostgreSQL and SQLite (both have window
-functions); only the epoch conversion and GREATEST/LEAST differ.
+(days, months) it overlaps (GREATEST/LEAST) and summed per EVSE and bucket. Of the status
+history only the reports that put a port down are read one by one (a partial index finds
+them; the next report of that port, from an index, ends them), with one look-up per port for
+its report before the period and its first one: the cost follows the faults and the ports,
+not the traffic. Python sees one row per EVSE and bucket, never an event. The SQL is the same
+on PostgreSQL and SQLite (both have window functions); only the epoch conversion and
+GREATEST/LEAST are spelled differently.
 """
 
 from __future__ import annotations
