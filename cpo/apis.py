@@ -237,6 +237,7 @@ urlpatterns_v1 = [
         monitoring_apis.IncidentAcknowledgeApi.as_view(),
         name="incident-acknowledge",
     ),
+    path("uptime/", monitoring_apis.UptimeReportV1Api.as_view(), name="uptime-report"),
     # Tariffs and their versions.
     path("tariffs/", tariffs_apis.TariffListApi.as_view(), name="tariff-list"),
     path("tariffs/<int:tariff_pk>/", tariffs_apis.TariffDetailApi.as_view(), name="tariff-detail"),

@@ -263,7 +263,23 @@ class ConnectorStatusEvent(models.Model):
 
     class Meta:
         ordering = ["-timestamp"]
-        indexes = [models.Index(fields=["station", "timestamp"], name="status_event_station_idx")]
+        indexes = [
+            models.Index(fields=["station", "timestamp"], name="status_event_station_idx"),
+            # The uptime reports (stations.monitoring.uptime): the reports that put a port
+            # down (rare: partial, the usual reports cost it nothing), and per port the
+            # report before / after a moment, read from the indexes alone (PostgreSQL).
+            models.Index(
+                fields=["timestamp"],
+                include=["station", "evse_id", "id"],
+                name="status_event_down_idx",
+                condition=models.Q(status__in=["Faulted", "Unavailable"]),
+            ),
+            models.Index(
+                fields=["station", "evse_id", "timestamp", "id"],
+                include=["status"],
+                name="status_event_port_idx",
+            ),
+        ]
 
     def __str__(self) -> str:
         where = f"{self.station_id} {self.evse_id}/{self.connector_id}"

@@ -34,7 +34,7 @@ from cpo.lib.api import ApplicationError
 from cpo.lib.formatting import add_months, local_midnight, month_start, panel_tz
 from cpo.lib.spreadsheets import csv_rows
 from cpo.models import ApiToken, User
-from cpo.panel import dashboard, reports
+from cpo.panel import dashboard, report_links, reports, uptime_views
 from cpo.services import user_language_set
 from sessions import selectors as charging
 from sessions.models import ChargingSession
@@ -416,11 +416,7 @@ def report_sessions_per_token(request: HttpRequest) -> HttpResponse:
     )
 
 
-REPORTS = [
-    (_("Uptime per station and connector"), "panel:report-uptime"),
-    (_("Energy and revenue per site and month"), "panel:report-energy-revenue"),
-    (_("Sessions per token"), "panel:report-sessions-per-token"),
-]
+REPORTS = report_links.REPORTS
 
 
 @require_GET
@@ -650,4 +646,6 @@ urlpatterns = [
         _staff(report_sessions_per_token),
         name="report-sessions-per-token",
     ),
+    # Uptime figures, excluded time and the uptime charts (cpo.panel.uptime_views).
+    *[path(route, _staff(view), name=name) for route, view, name in uptime_views.ROUTES],
 ]

@@ -3,10 +3,13 @@ and the acknowledge action (the same service as the panel's)."""
 
 from __future__ import annotations
 
+import csv
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -15,7 +18,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cpo.lib.api import ApplicationError, HasModelPermissions, V1DetailApi, V1ListApi
-from stations.monitoring import services
+from cpo.lib.spreadsheets import csv_rows
+from stations.monitoring import services, uptime
 from stations.monitoring.models import Incident, IncidentEntry
 
 
@@ -127,3 +131,77 @@ class IncidentAcknowledgeApi(APIView):
             raise ApplicationError(str(exc), status=409, code="not_open") from exc
         incident: Any = incident_queryset().prefetch_related("entries__user").get(pk=incident_id)
         return Response(IncidentDetailSerializer(incident).data)
+
+
+# --- uptime figures -----------------------------------------------------------------------------
+
+
+class UptimeQuerySerializer(serializers.Serializer):
+    figure = serializers.ChoiceField(choices=["sla", "nevi", "uk"])
+    start = serializers.DateField(required=False, help_text="SLA: first day (UTC)")
+    end = serializers.DateField(required=False, help_text="SLA: last day, inclusive (UTC)")
+    target = serializers.FloatField(required=False, min_value=0, max_value=100)
+    month = serializers.RegexField(r"^\d{4}-\d{2}$", required=False, help_text="NEVI: YYYY-MM")
+    year = serializers.IntegerField(required=False, min_value=2000, max_value=2100)
+    site = serializers.IntegerField(required=False, help_text="A site's id; all sites if absent")
+    output = serializers.ChoiceField(choices=["json", "csv"], default="json")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        figure = attrs["figure"]
+        if figure == "sla":
+            if "start" not in attrs or "end" not in attrs:
+                raise serializers.ValidationError("the SLA needs start and end")
+            if attrs["end"] < attrs["start"]:
+                raise serializers.ValidationError("the end is before the start")
+        if figure == "nevi":
+            if "month" not in attrs:
+                raise serializers.ValidationError("NEVI needs a month (YYYY-MM)")
+            try:
+                attrs["month"] = date.fromisoformat(attrs["month"] + "-01")
+            except ValueError as exc:
+                raise serializers.ValidationError("not a month") from exc
+        if figure == "uk" and "year" not in attrs:
+            raise serializers.ValidationError("the UK figure needs a calendar year")
+        return attrs
+
+
+class UptimeReportV1Api(APIView):
+    """Uptime figures (UTC): the contract SLA over days, NEVI for a month with the rolling
+    twelve months, the UK regulations' reliability of rapid charge points for a year. JSON,
+    or `output=csv` for the per-EVSE rows as CSV."""
+
+    permission_classes = [HasModelPermissions]
+    required_permissions = ("stations.view_chargingstation",)
+
+    @extend_schema(parameters=[UptimeQuerySerializer], responses={200: dict})
+    def get(self, request: Request) -> Any:
+        query = UptimeQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        q = query.validated_data
+        site = q.get("site")
+        if q["figure"] == "sla":
+            start = datetime.combine(q["start"], time.min, UTC)
+            end = datetime.combine(q["end"] + timedelta(days=1), time.min, UTC)
+            report = uptime.sla_report(
+                start=start,
+                end=end,
+                target=q.get("target", uptime.DEFAULT_SLA_TARGET),
+                location_id=site,
+            )
+            columns, name = uptime.SLA_COLUMNS, f"uptime-sla-{q['start']}-{q['end']}"
+        elif q["figure"] == "nevi":
+            report = uptime.nevi_report(month=q["month"], tz=UTC, location_id=site)
+            columns, name = uptime.NEVI_COLUMNS, f"uptime-nevi-{q['month']:%Y-%m}"
+        else:
+            report = uptime.uk_report(year=q["year"], tz=UTC, location_id=site)
+            columns, name = uptime.UK_COLUMNS, f"uptime-uk-{q['year']}"
+        if q["output"] == "csv":
+            response = HttpResponse(content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
+            writer = csv.writer(response)
+            writer.writerow(columns)
+            writer.writerows(
+                csv_rows([row.get(column, "") for column in columns] for row in report["rows"])
+            )
+            return response
+        return Response(report)

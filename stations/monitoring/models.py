@@ -421,3 +421,106 @@ class HeldAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} #{self.incident_id} held for {self.rule_id}"
+
+
+class UptimeExclusion(models.Model):
+    """Time an operator asks to leave out of the uptime figures, with a reason; it counts only
+    once another operator approved it (four eyes: nobody approves their own).
+
+    It applies to one EVSE, one station, one site, or (none of them set) the whole network.
+    Excluded time only ever excuses outage: an EVSE that was up stays up
+    (`stations.monitoring.uptime`).
+    """
+
+    class Reason(models.TextChoices):
+        # The causes 23 CFR 680.116(b) lets a NEVI operator exclude, and a contract's own.
+        UTILITY_OUTAGE = "utility_outage", "Electric utility service interruption (grid outage)"
+        VANDALISM = "vandalism", "Vandalism"
+        PLANNED_MAINTENANCE = "planned_maintenance", "Planned (scheduled) maintenance"
+        NATURAL_DISASTER = "natural_disaster", "Natural disaster"
+        VEHICLE_FAULT = "vehicle_fault", "Failure caused by the vehicle"
+        OUTSIDE_HOURS = "outside_hours", "Outside the site's hours of operation"
+        OTHER = "other", "Other cause outside the operator's control"
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Waiting for approval"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    location = models.ForeignKey(
+        "stations.Location",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="uptime_exclusions",
+    )
+    station = models.ForeignKey(
+        ChargingStation,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="uptime_exclusions",
+    )
+    evse = models.ForeignKey(
+        Evse, on_delete=models.CASCADE, null=True, blank=True, related_name="uptime_exclusions"
+    )
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reason = models.CharField(max_length=24, choices=Reason.choices)
+    note = models.CharField(max_length=500, help_text="What happened, for the approver.")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-starts_at", "-pk"]
+        permissions = [("approve_uptimeexclusion", "Can approve or reject uptime exclusions")]
+        indexes = [
+            models.Index(
+                fields=["starts_at", "ends_at"],
+                name="uptimeexcl_approved_idx",
+                condition=models.Q(state="approved"),
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")),
+                name="uptimeexcl_ends_after_start",
+            ),
+            # Four eyes, in the database too: the decider is never the author.
+            models.CheckConstraint(
+                condition=models.Q(decided_by__isnull=True)
+                | ~models.Q(decided_by=models.F("created_by")),
+                name="uptimeexcl_four_eyes",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_reason_display()} {self.starts_at:%Y-%m-%d %H:%M} ({self.state})"
+
+    @property
+    def scope_label(self) -> str:
+        if self.evse_id is not None:
+            return str(self.evse)
+        if self.station_id is not None:
+            return str(self.station)
+        if self.location_id is not None:
+            return str(self.location)
+        return "whole network"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            errors["ends_at"] = "the end must be after the start"
+        if sum(x is not None for x in (self.location_id, self.station_id, self.evse_id)) > 1:
+            errors["evse"] = "one scope at most: an EVSE, a station or a site (none: the network)"
+        if not (self.note or "").strip():
+            errors["note"] = "say what happened"
+        if errors:
+            raise ValidationError(errors)

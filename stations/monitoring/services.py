@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from cpo.outbox import webhooks
 from stations.monitoring import alerts, signals
-from stations.monitoring.models import Incident, IncidentEntry
+from stations.monitoring.models import Incident, IncidentEntry, UptimeExclusion
 
 
 class IncidentError(Exception):
@@ -301,3 +302,77 @@ def incident_acknowledge(*, incident_id: int, user: Any, note: str = "") -> Inci
         at=incident.acknowledged_at,
     )
     return incident
+
+
+# --- excluded time of the uptime figures -------------------------------------------------------
+
+
+class ExclusionError(Exception):
+    """A change an uptime exclusion cannot take; `message` is safe to show."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@transaction.atomic
+def uptime_exclusion_create(
+    *,
+    user: Any,
+    starts_at: datetime,
+    ends_at: datetime,
+    reason: str,
+    note: str,
+    location_id: int | None = None,
+    station_id: int | None = None,
+    evse_id: int | None = None,
+) -> UptimeExclusion:
+    """Enter excluded time; it waits for another operator's approval before it counts."""
+    if reason not in UptimeExclusion.Reason.values:
+        raise ExclusionError(f"unknown reason {reason!r}")
+    exclusion = UptimeExclusion(
+        starts_at=starts_at,
+        ends_at=ends_at,
+        reason=reason,
+        note=(note or "").strip()[:500],
+        location_id=location_id,
+        station_id=station_id,
+        evse_id=evse_id,
+        created_by=user,
+        created_at=timezone.now(),
+    )
+    try:
+        exclusion.full_clean(exclude=["created_by", "location", "station", "evse"])
+    except ValidationError as exc:
+        raise ExclusionError(
+            "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+        ) from exc
+    exclusion.save()
+    return exclusion
+
+
+def _decide(*, exclusion_id: int, user: Any, state: str) -> UptimeExclusion:
+    exclusion = UptimeExclusion.objects.select_for_update().filter(pk=exclusion_id).first()
+    if exclusion is None:
+        raise ExclusionError("no such exclusion")
+    if exclusion.state != UptimeExclusion.State.PENDING:
+        raise ExclusionError(f"already {exclusion.get_state_display().lower()}")
+    if exclusion.created_by_id == user.pk:
+        raise ExclusionError("four eyes: another operator must decide on an exclusion you entered")
+    exclusion.state = state
+    exclusion.decided_by = user
+    exclusion.decided_at = timezone.now()
+    exclusion.save(update_fields=["state", "decided_by", "decided_at"])
+    return exclusion
+
+
+@transaction.atomic
+def uptime_exclusion_approve(*, exclusion_id: int, user: Any) -> UptimeExclusion:
+    """Approve a pending exclusion entered by someone else: from now on it counts."""
+    return _decide(exclusion_id=exclusion_id, user=user, state=UptimeExclusion.State.APPROVED)
+
+
+@transaction.atomic
+def uptime_exclusion_reject(*, exclusion_id: int, user: Any) -> UptimeExclusion:
+    """Reject a pending exclusion entered by someone else: it never counts."""
+    return _decide(exclusion_id=exclusion_id, user=user, state=UptimeExclusion.State.REJECTED)
