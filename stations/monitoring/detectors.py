@@ -561,12 +561,14 @@ REPORT_ACTIONS = ("GetConfiguration", "GetVariables")
 
 
 def _ref(component: Any, variable: Any) -> str:
-    """A 2.0.1 variable as the verbs name it: Component.Variable (instances after a colon)."""
-    component = component or {}
-    variable = variable or {}
-    name = f"{component.get('name', '')}.{variable.get('name', '')}"
-    instances = [component.get("instance"), variable.get("instance")]
-    return name + "".join(f":{i}" for i in instances if i)
+    """A 2.0.1 variable as the verbs name it: Component[instance].Variable[instance]."""
+
+    def named(ref: Any) -> str:
+        ref = ref or {}
+        instance = ref.get("instance")
+        return str(ref.get("name", "")) + (f"[{instance}]" if instance else "")
+
+    return f"{named(component)}.{named(variable)}"
 
 
 def _set_values(command: dict[str, Any]) -> dict[str, str]:

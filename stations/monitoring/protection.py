@@ -5,7 +5,7 @@ is refused for MONITORING_RECONNECT_COOLDOWN_MINUTES: the consumer closes the ha
 before accepting it, which daphne answers with HTTP 403 (it cannot send a 429 there), and
 logs one line per cool-down. The cool-down is a row (`ReconnectCooldown`), so every daphne
 node refuses alike, with Redis away too; while one lasts, the `reconnect_refused` detector
-keeps an incident open. Connections are counted from the end of the last cool-down, so a
+keeps an incident open. Connections are counted from the start of the last cool-down, so a
 station is not refused again at once for the connections that started the one before.
 
 The frame rate of an accepted connection is the OCPP edge's own limit, not this one:
@@ -45,12 +45,14 @@ def reconnect_gate(*, station_id: int, now: datetime | None = None) -> datetime 
         ReconnectCooldown.objects.filter(pk=active.pk).update(refused=F("refused") + 1)
         return active.until
     limit = limits.MONITORING_RECONNECTS_PER_HOUR
-    last_end = ReconnectCooldown.objects.filter(station_id=station_id).aggregate(at=Max("until"))[
+    # Connections during a cool-down are refused, not recorded: counting from the start of
+    # the last one counts those after it.
+    last = ReconnectCooldown.objects.filter(station_id=station_id).aggregate(at=Max("started_at"))[
         "at"
     ]
     since = now - timedelta(hours=1)
-    if last_end is not None and last_end > since:
-        since = last_end
+    if last is not None and last > since:
+        since = last
     connects = StationConnection.objects.filter(
         station_id=station_id, connected_at__gte=since
     ).count()
