@@ -470,6 +470,23 @@ MONITORING_STILL_PRESENT_NOTE_MINUTES = envint("MONITORING_STILL_PRESENT_NOTE_MI
 MONITORING_RESET_PERIOD_MIN_MINUTES = envint("MONITORING_RESET_PERIOD_MIN_MINUTES", 60)
 MONITORING_BACKOFF_MIN_SECONDS = envint("MONITORING_BACKOFF_MIN_SECONDS", 30)
 MONITORING_SITE_CONCURRENCY_MAX = envint("MONITORING_SITE_CONCURRENCY_MAX", 10)
+# A connected station (socket open) silent for its heartbeat interval plus the interval of
+# last-seen writes plus this many seconds has a heartbeat gap.
+MONITORING_HEARTBEAT_GAP_SECONDS = envint("MONITORING_HEARTBEAT_GAP_SECONDS", 60)
+# Reconnect flood: a station connecting more than this many times within an hour is refused
+# at the handshake for the cool-down (stations.monitoring.protection).
+MONITORING_RECONNECTS_PER_HOUR = envint("MONITORING_RECONNECTS_PER_HOUR", 20)
+MONITORING_RECONNECT_COOLDOWN_MINUTES = envint("MONITORING_RECONNECT_COOLDOWN_MINUTES", 15)
+# A certificate recorded for a station that expires within this many days.
+MONITORING_CERTIFICATE_EXPIRY_DAYS = envint("MONITORING_CERTIFICATE_EXPIRY_DAYS", 30)
+# Outbox messages (webhooks, partners; not alert e-mail) that became dead letters this recently.
+MONITORING_DEAD_LETTER_HOURS = envint("MONITORING_DEAD_LETTER_HOURS", 24)
+# Configuration drift compares what we set (accepted) in this many days with later reports.
+MONITORING_DRIFT_DAYS = envint("MONITORING_DRIFT_DAYS", 90)
+# NotifyEvent problems of this many days are considered (older ones are history).
+MONITORING_DEVICE_EVENT_DAYS = envint("MONITORING_DEVICE_EVENT_DAYS", 7)
+# The daily digest e-mail of every alert rule, at this hour (0-23) of the rule's time zone.
+MONITORING_DIGEST_HOUR = envint("MONITORING_DIGEST_HOUR", 7)
 
 # --- Energy management (stations.energy; README "Energy management") ---------------------------
 # Seconds a process trusts its set of energy-managed stations before reading it again: the OCPP

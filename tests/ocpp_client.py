@@ -308,6 +308,32 @@ class Station201(ChargePoint201):
     on_change_availability = _answering(
         "ChangeAvailability", _accepted(result201.ChangeAvailability)
     )
+    on_set_variable_monitoring = _answering(
+        "SetVariableMonitoring",
+        lambda p: result201.SetVariableMonitoring(
+            set_monitoring_result=[
+                {
+                    "id": item.get("id", 100 + n),
+                    "status": "Accepted",
+                    "type": item["type"],
+                    "severity": item["severity"],
+                    "component": item["component"],
+                    "variable": item["variable"],
+                }
+                for n, item in enumerate(p["set_monitoring_data"])
+            ]
+        ),
+    )
+    on_set_monitoring_base = _answering("SetMonitoringBase", _accepted(result201.SetMonitoringBase))
+    on_set_monitoring_level = _answering(
+        "SetMonitoringLevel", _accepted(result201.SetMonitoringLevel)
+    )
+    on_clear_variable_monitoring = _answering(
+        "ClearVariableMonitoring",
+        lambda p: result201.ClearVariableMonitoring(
+            clear_monitoring_result=[{"id": i, "status": "Accepted"} for i in p["id"]]
+        ),
+    )
     on_get_variables = _answering(
         "GetVariables",
         lambda p: result201.GetVariables(

@@ -75,6 +75,7 @@ TOKEN_TYPES = (
     "MacAddress",
     "NoAuthorization",
 )
+MONITOR_TYPES = ("UpperThreshold", "LowerThreshold", "Delta", "Periodic", "PeriodicClockAligned")
 PURPOSES = ("TxProfile", "TxDefaultProfile", "ChargingStationMaxProfile")
 _EVSE = Param(
     "evse_id", "int", help="EVSE number (on a 1.6 station: the connector number); 0 = station"
@@ -388,6 +389,45 @@ VERBS: dict[str, Verb] = {
                     help="Required in 1.6 (csms_root or manufacturer_root)",
                 ),
             ),
+        ),
+        # 2.0.1 monitoring (the station's own watching of its variables; its NotifyEvents
+        # feed monitoring's device_problem detector).
+        Verb(
+            "set_variable_monitoring",
+            "Set variable monitoring",
+            (
+                Param("key", "str", True, help="2.0.1 Component.Variable, e.g. Connector.Problem"),
+                _EVSE,
+                Param("connector_id", "int"),
+                Param("type", "choice", True, choices=MONITOR_TYPES, default="Delta"),
+                Param("value", "str", True, help="The threshold, delta or interval (a number)"),
+                Param("severity", "int", default=8, help="0 (danger) to 9 (debug)"),
+                Param("transaction", "bool", default=False, help="Only during transactions"),
+                Param("monitor_id", "int", help="Replace this monitor instead of adding one"),
+            ),
+        ),
+        Verb(
+            "set_monitoring_base",
+            "Set monitoring base",
+            (
+                Param(
+                    "monitoring_base",
+                    "choice",
+                    True,
+                    choices=("All", "FactoryDefault", "HardWiredOnly"),
+                    default="All",
+                ),
+            ),
+        ),
+        Verb(
+            "set_monitoring_level",
+            "Set monitoring level",
+            (Param("severity", "int", True, default=8, help="Report events of 0 up to this"),),
+        ),
+        Verb(
+            "clear_variable_monitoring",
+            "Clear variable monitoring",
+            (Param("ids", "list", True, help="Monitor ids, comma-separated"),),
         ),
         Verb(
             "certificate_signed",

@@ -15,11 +15,14 @@ from django.utils.html import format_html, format_html_join
 from stations.monitoring import services
 from stations.monitoring.models import (
     STEPS,
+    THRESHOLDS,
     AlertRule,
+    FirmwareTarget,
     HeldAlert,
     Incident,
     IncidentEntry,
     IncidentType,
+    MonitoringThresholds,
     Playbook,
 )
 
@@ -109,7 +112,7 @@ class IncidentAdmin(admin.ModelAdmin):
 
     @admin.display(description="Site", ordering="station__location__name")
     def site(self, obj: Incident) -> str:
-        return str(obj.station.location or "")
+        return str(obj.station.location or "") if obj.station is not None else ""
 
     @admin.display(description="Details")
     def details_table(self, obj: Incident) -> str:
@@ -204,6 +207,7 @@ class AlertRuleForm(forms.ModelForm):
             "quiet_start",
             "quiet_end",
             "time_zone",
+            "daily_digest",
         )
 
 
@@ -251,3 +255,61 @@ class AlertRuleAdmin(admin.ModelAdmin):
         if obj.quiet_start is None or obj.quiet_end is None:
             return "—"
         return f"{obj.quiet_start:%H:%M}–{obj.quiet_end:%H:%M} {obj.time_zone}"
+
+
+@admin.register(FirmwareTarget)
+class FirmwareTargetAdmin(admin.ModelAdmin):
+    """The firmware version wanted per vendor and model (the firmware_mismatch detector)."""
+
+    list_display = ("vendor", "model", "version", "stations_off_target", "updated_at")
+    search_fields = ("vendor", "model", "version")
+    fields = ("vendor", "model", "version")
+
+    @admin.display(description="Stations on another version")
+    def stations_off_target(self, obj: FirmwareTarget) -> int:
+        from stations.models import ChargingStation
+
+        return (
+            ChargingStation.objects.filter(vendor=obj.vendor, model=obj.model)
+            .exclude(firmware_version="")
+            .exclude(firmware_version=obj.version)
+            .count()
+        )
+
+
+class MonitoringThresholdsForm(forms.ModelForm):
+    class Meta:
+        model = MonitoringThresholds
+        fields = tuple(THRESHOLDS)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        from django.conf import settings
+
+        super().__init__(*args, **kwargs)
+        for name, (_, minimum) in THRESHOLDS.items():
+            default = getattr(settings, f"MONITORING_{name.upper()}")
+            field = self.fields[name]
+            field.help_text = f"Empty: {default} (MONITORING_{name.upper()}); at least {minimum}."
+            field.widget.attrs["placeholder"] = str(default)
+
+
+@admin.register(MonitoringThresholds)
+class MonitoringThresholdsAdmin(admin.ModelAdmin):
+    """One row for the network: the list page opens it (or the form that creates it)."""
+
+    form = MonitoringThresholdsForm
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and not MonitoringThresholds.objects.exists()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        from django.shortcuts import redirect
+        from django.urls import reverse
+
+        row = MonitoringThresholds.objects.order_by("pk").first()
+        if row is None:
+            return redirect(reverse("admin:monitoring_monitoringthresholds_add"))
+        return redirect(reverse("admin:monitoring_monitoringthresholds_change", args=[row.pk]))

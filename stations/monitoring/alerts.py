@@ -11,19 +11,22 @@ incident and the rule, so neither is stored).
 
 Inside a rule's quiet hours an incident that is not critical is held (`HeldAlert`), and
 `alert_summaries_send` (each monitoring pass) writes one summary per rule once they end.
+A rule with `daily_digest` also gets one e-mail a day (`alert_digests_send`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from cpo.outbox.email import KIND, email_body
+from cpo.outbox.models import OutboxMessage
 from cpo.outbox.services import outbox_enqueue
 from stations.monitoring.models import AlertRule, HeldAlert, Incident, IncidentType
 
@@ -46,19 +49,22 @@ def _iso(value: datetime | None) -> str:
 
 def alert_subject(incident: Incident) -> str:
     """The opened e-mail's subject; the resolved one is this after "Resolved: "."""
-    return f"[{incident.severity}] {incident.station.identity}: {incident.title}"
+    where = incident.station.identity if incident.station is not None else "network"
+    return f"[{incident.severity}] {where}: {incident.title}"
 
 
 def alert_text(incident: Incident, *, event: str) -> str:
     station = incident.station
-    site = station.location.name if station.location is not None else "-"
+    site = station.location.name if station is not None and station.location is not None else "-"
     what = "resolved" if event == RESOLVED else "opened"
     lines = [
         f"Incident #{incident.pk} {what}: {incident.title}",
         "",
         f"Type: {IncidentType(incident.type).label} ({incident.type})",
         f"Severity: {incident.severity}",
-        f"Station: {station.identity}" + (f" ({station.vendor})" if station.vendor else ""),
+        f"Station: {station.identity}" + (f" ({station.vendor})" if station.vendor else "")
+        if station is not None
+        else "Station: -",
         f"Site: {site}",
         f"EVSE: {incident.evse.evse_id if incident.evse is not None else '-'}",
         f"Connector: {incident.connector.connector_id if incident.connector is not None else '-'}",
@@ -123,7 +129,7 @@ def alerts_write(*, event: str, incidents: Iterable[Incident], now: datetime | N
             if not rule.matches(
                 severity=incident.severity,
                 type=incident.type,
-                location_id=incident.station.location_id,
+                location_id=incident.station.location_id if incident.station else None,
             ):
                 continue
             if incident.severity != Incident.Severity.CRITICAL and rule.is_quiet(now):
@@ -146,7 +152,8 @@ def summary_text(rule: AlertRule, rows: list[HeldAlert]) -> str:
         connector = incident.connector.connector_id if incident.connector is not None else "-"
         lines.append(
             f"{_iso(row.at)}  {row.event:<8}  #{incident.pk} [{incident.severity}] "
-            f"{incident.station.identity} connector {connector}: {incident.title}"
+            f"{incident.station.identity if incident.station else '-'} connector {connector}: "
+            f"{incident.title}"
             + ("  (resolved since)" if row.event == OPENED and not incident.is_active else "")
         )
     return "\n".join(lines) + "\n"
@@ -189,3 +196,75 @@ def alert_summaries_send(*, now: datetime | None = None) -> int:
             sent += 1
         HeldAlert.objects.filter(pk__in=[row.pk for row in rows]).update(summarised_at=now)
     return sent
+
+
+def digest_text(rule: AlertRule, *, open_rows: list[Incident], resolved: list[Incident]) -> str:
+    def line(incident: Incident) -> str:
+        station = incident.station.identity if incident.station is not None else "-"
+        return (
+            f"  #{incident.pk} [{incident.severity}] {station}: {incident.title}"
+            f"  (first seen {_iso(incident.first_seen_at)}"
+            + (f", resolved {_iso(incident.resolved_at)}" if incident.resolved_at else "")
+            + ")"
+        )
+
+    lines = [
+        f"Daily digest of {rule.name!r}: {len(open_rows)} open, {len(resolved)} resolved in the "
+        "last 24 hours.",
+        "",
+        f"Open ({len(open_rows)}):",
+        *([line(i) for i in open_rows] or ["  none"]),
+        "",
+        f"Resolved in the last 24 hours ({len(resolved)}):",
+        *([line(i) for i in resolved] or ["  none"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _digest_key(rule: AlertRule, now: datetime) -> str | None:
+    """The digest's idempotency key for the rule's local day, once the digest hour has come
+    there; None before it."""
+    local = now.astimezone(ZoneInfo(rule.time_zone))
+    if local.hour < settings.MONITORING_DIGEST_HOUR:
+        return None
+    return f"incident.digest:{rule.pk}:{local:%Y-%m-%d}"
+
+
+@transaction.atomic
+def alert_digests_send(*, now: datetime | None = None, limit: int = 200) -> int:
+    """Once a day per rule with `daily_digest`, from MONITORING_DIGEST_HOUR of its time zone:
+    one e-mail to the outbox with its open (and acknowledged) incidents and those resolved in
+    the last 24 hours; also when there are none (the digest says so: no news is a message).
+    Idempotent per rule and local day. Returns the digests written."""
+    now = now or timezone.now()
+    written = 0
+    for rule in AlertRule.objects.filter(is_active=True, daily_digest=True).order_by("pk"):
+        key = _digest_key(rule, now)
+        if key is None:
+            continue
+        if OutboxMessage.objects.filter(
+            destination_kind=KIND, destination_ref=str(rule.pk), idempotency_key=key
+        ).exists():
+            continue
+        matched = rule.incidents().select_related("station").order_by("first_seen_at", "pk")
+        open_rows = list(matched.filter(state__in=Incident.ACTIVE_STATES)[:limit])
+        resolved = list(
+            matched.filter(
+                state=Incident.State.RESOLVED, resolved_at__gte=now - timedelta(hours=24)
+            ).order_by("-resolved_at")[:limit]
+        )
+        outbox_enqueue(
+            destination_kind=KIND,
+            destination_ref=str(rule.pk),
+            url="mailto:" + ",".join(rule.recipient_list()),
+            body=email_body(
+                to=rule.recipient_list(),
+                subject=f"Daily incident digest ({rule.name}): {len(open_rows)} open, "
+                f"{len(resolved)} resolved",
+                text=digest_text(rule, open_rows=open_rows, resolved=resolved),
+            ),
+            topic="incident.digest",
+            idempotency_key=key,
+        )
+        written += 1
+    return written

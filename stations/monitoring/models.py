@@ -35,6 +35,13 @@ class IncidentType(models.TextChoices):
     AUTH_REJECTED_BURST = "auth_rejected_burst", "Burst of refused authorizations"
     # Opened by energy management (stations.energy), not by a detector.
     ENERGY_UNMANAGED = "energy_unmanaged", "Station refuses charging profiles"
+    HEARTBEAT_GAP = "heartbeat_gap", "Heartbeat gap while connected"
+    RECONNECT_REFUSED = "reconnect_refused", "Reconnect flood: refused for a cool-down"
+    DEVICE_PROBLEM = "device_problem", "Problem reported by the station (NotifyEvent)"
+    FIRMWARE_MISMATCH = "firmware_mismatch", "Firmware differs from the model's target"
+    CONFIGURATION_DRIFT = "configuration_drift", "Configuration differs from what we set"
+    CERTIFICATE_EXPIRY = "certificate_expiry", "Certificate close to expiry"
+    DEAD_LETTERS = "dead_letters", "Undelivered outbox messages (dead letters)"
 
 
 class Incident(models.Model):
@@ -60,7 +67,14 @@ class Incident(models.Model):
     fingerprint = models.CharField(max_length=200)
     severity = models.CharField(max_length=10, choices=Severity.choices)
     state = models.CharField(max_length=12, choices=State.choices, default=State.OPEN)
-    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="incidents")
+    # Empty only for what concerns no station (undelivered outbox messages of a destination).
+    station = models.ForeignKey(
+        ChargingStation,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="incidents",
+    )
     evse = models.ForeignKey(
         Evse, on_delete=models.SET_NULL, null=True, blank=True, related_name="incidents"
     )
@@ -137,6 +151,7 @@ class IncidentEntry(models.Model):
         ACTION_SKIPPED = "action_skipped", "Action skipped"
         ACTION_RESULT = "action_result", "Action result"
         ESCALATED = "escalated", "Escalated"
+        REFUSED = "refused", "Connection refused"
         ACKNOWLEDGED = "acknowledged", "Acknowledged"
         RESOLVED = "resolved", "Resolved"
 
@@ -195,7 +210,17 @@ STEPS: dict[str, dict[str, str]] = {
         "status": "Ask for the connector's status (TriggerMessage StatusNotification)",
         "unlock": "Unlock the connector (only with no session on it)",
     },
+    # Run once the station is back (the incident resolved by its reconnection), not before.
+    IncidentType.STATION_OFFLINE: {
+        "reconnect_status": "Ask every connector for its status (TriggerMessage "
+        "StatusNotification); one that says Available closes the sessions it forgot",
+        "reconnect_sessions": "Ask for every open session: GetTransactionStatus (2.0.1), "
+        "TriggerMessage MeterValues (1.6); one the station no longer has is closed on its last "
+        "meter value, flagged estimated",
+    },
 }
+# Incident types whose playbook runs after the incident resolved (the station came back).
+AFTER_RESOLVED = frozenset({IncidentType.STATION_OFFLINE})
 RESET_STEPS = frozenset({"soft_reset", "hard_reset"})
 
 
@@ -333,6 +358,11 @@ class AlertRule(models.Model):
         validators=[validate_time_zone],
         help_text="Of the quiet hours.",
     )
+    daily_digest = models.BooleanField(
+        default=False,
+        help_text="Also one e-mail a day (MONITORING_DIGEST_HOUR in the rule's time zone): "
+        "the open incidents and those resolved in the last 24 hours.",
+    )
     is_active = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -384,6 +414,18 @@ class AlertRule(models.Model):
         if self.location_id is not None and self.location_id != location_id:
             return False
         return not self.incident_types or type in self.incident_types
+
+    def incidents(self) -> models.QuerySet[Incident]:
+        """The incidents this rule matches, as a query (`matches` for many)."""
+        rank = SEVERITY_RANK[self.min_severity]
+        rows = Incident.objects.filter(
+            severity__in=[s for s, r in SEVERITY_RANK.items() if r >= rank]
+        )
+        if self.location_id is not None:
+            rows = rows.filter(station__location_id=self.location_id)
+        if self.incident_types:
+            rows = rows.filter(type__in=self.incident_types)
+        return rows
 
     def is_quiet(self, at: datetime) -> bool:
         """Whether `at` lies in the quiet hours (a window may run over midnight)."""
@@ -524,3 +566,137 @@ class UptimeExclusion(models.Model):
             errors["note"] = "say what happened"
         if errors:
             raise ValidationError(errors)
+class FirmwareTarget(models.Model):
+    """The firmware version the network wants on every station of one vendor and model
+    (`firmware_mismatch`: a station of that model reporting another version)."""
+
+    vendor = models.CharField(max_length=50, help_text="As the station reports it at boot.")
+    model = models.CharField(max_length=50, help_text="As the station reports it at boot.")
+    version = models.CharField(max_length=50, help_text="The target firmware version.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["vendor", "model"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["vendor", "model"], name="firmware_target_one_per_model"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.vendor} {self.model}: {self.version}"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.full_clean()
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def clean(self) -> None:
+        errors = {
+            name: "must not be empty or only spaces"
+            for name in ("vendor", "model", "version")
+            if not str(getattr(self, name) or "").strip()
+        }
+        if errors:
+            raise ValidationError(errors)
+
+
+class ReconnectCooldown(models.Model):
+    """A station that connected too often in an hour, refused at the handshake until `until`
+    (`stations.monitoring.protection`)."""
+
+    station = models.ForeignKey(ChargingStation, on_delete=models.CASCADE, related_name="+")
+    started_at = models.DateTimeField(default=timezone.now)
+    until = models.DateTimeField()
+    connects = models.PositiveIntegerField(help_text="Connections in the hour before it began.")
+    refused = models.PositiveIntegerField(default=0, help_text="Handshakes refused during it.")
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["station", "until"], name="cooldown_station_until_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.station_id} refused until {self.until:%Y-%m-%d %H:%M:%S}"
+
+
+# The thresholds an operator may change in the panel: the MONITORING_<NAME> setting each one
+# overrides (its default), and the smallest value that makes sense.
+THRESHOLDS: dict[str, tuple[str, int]] = {
+    "offline_min_seconds": ("Offline: minimum silence (s)", 60),
+    "heartbeat_gap_seconds": ("Heartbeat gap: grace past the interval (s)", 0),
+    "flapping_connects_per_hour": ("Flapping: connections per hour", 1),
+    "reboots_per_day": ("Reboot loop: boots per day", 1),
+    "faulted_minutes": ("Faulted for (min)", 0),
+    "preparing_minutes": ("Stuck in Preparing for (min)", 0),
+    "finishing_minutes": ("Stuck in Finishing for (min)", 0),
+    "stuck_transaction_minutes": ("Stuck transaction: no meter values for (min)", 1),
+    "max_session_hours": ("Stuck transaction: longer than (h)", 1),
+    "no_energy_minutes": ("No energy: Charging for (min)", 1),
+    "no_energy_wh": ("No energy: less than (Wh)", 0),
+    "ghost_session_minutes": ("Ghost session: Available for (min)", 0),
+    "auth_rejected_count": ("Refused authorizations: more than", 1),
+    "auth_rejected_window_minutes": ("Refused authorizations: within (min)", 1),
+    "reconnects_per_hour": ("Reconnect flood: connections per hour before refusing", 1),
+    "reconnect_cooldown_minutes": ("Reconnect flood: cool-down (min)", 1),
+    "certificate_expiry_days": ("Certificate expiry: warn this many days before", 1),
+    "dead_letter_hours": ("Dead letters: of the last (h)", 1),
+}
+
+
+def _threshold_field(label: str) -> models.PositiveIntegerField:
+    return models.PositiveIntegerField(
+        label, null=True, blank=True, help_text="Empty: the default from the settings."
+    )
+
+
+class MonitoringThresholds(models.Model):
+    """The detectors' thresholds as the operators set them, one row for the network (the
+    deployment); an empty field means the MONITORING_<NAME> setting. Read once per
+    monitoring pass (`stations.monitoring.thresholds`)."""
+
+    offline_min_seconds = _threshold_field(THRESHOLDS["offline_min_seconds"][0])
+    heartbeat_gap_seconds = _threshold_field(THRESHOLDS["heartbeat_gap_seconds"][0])
+    flapping_connects_per_hour = _threshold_field(THRESHOLDS["flapping_connects_per_hour"][0])
+    reboots_per_day = _threshold_field(THRESHOLDS["reboots_per_day"][0])
+    faulted_minutes = _threshold_field(THRESHOLDS["faulted_minutes"][0])
+    preparing_minutes = _threshold_field(THRESHOLDS["preparing_minutes"][0])
+    finishing_minutes = _threshold_field(THRESHOLDS["finishing_minutes"][0])
+    stuck_transaction_minutes = _threshold_field(THRESHOLDS["stuck_transaction_minutes"][0])
+    max_session_hours = _threshold_field(THRESHOLDS["max_session_hours"][0])
+    no_energy_minutes = _threshold_field(THRESHOLDS["no_energy_minutes"][0])
+    no_energy_wh = _threshold_field(THRESHOLDS["no_energy_wh"][0])
+    ghost_session_minutes = _threshold_field(THRESHOLDS["ghost_session_minutes"][0])
+    auth_rejected_count = _threshold_field(THRESHOLDS["auth_rejected_count"][0])
+    auth_rejected_window_minutes = _threshold_field(THRESHOLDS["auth_rejected_window_minutes"][0])
+    reconnects_per_hour = _threshold_field(THRESHOLDS["reconnects_per_hour"][0])
+    reconnect_cooldown_minutes = _threshold_field(THRESHOLDS["reconnect_cooldown_minutes"][0])
+    certificate_expiry_days = _threshold_field(THRESHOLDS["certificate_expiry_days"][0])
+    dead_letter_hours = _threshold_field(THRESHOLDS["dead_letter_hours"][0])
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "detector thresholds"
+        verbose_name_plural = "detector thresholds"
+
+    def __str__(self) -> str:
+        return "Detector thresholds"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.full_clean()
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def clean(self) -> None:
+        errors = {}
+        for name, (_, minimum) in THRESHOLDS.items():
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                errors[name] = f"at least {minimum}"
+        if errors:
+            raise ValidationError(errors)
+
+    def overrides(self) -> dict[str, int]:
+        """MONITORING_<NAME> -> value, for the fields that are set."""
+        return {
+            f"MONITORING_{name.upper()}": getattr(self, name)
+            for name in THRESHOLDS
+            if getattr(self, name) is not None
+        }

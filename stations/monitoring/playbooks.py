@@ -28,7 +28,9 @@ from sessions.services import Forgotten, sessions_forgotten_close
 from stations.commands.models import Command
 from stations.commands.services import command_create
 from stations.commands.verbs import CommandError
+from stations.models import ChargingStation, Connector
 from stations.monitoring.models import (
+    AFTER_RESOLVED,
     RESET_STEPS,
     Incident,
     IncidentEntry,
@@ -44,21 +46,32 @@ FORGOTTEN_STUCK = Forgotten(
 
 Kind = IncidentEntry.Kind
 
+# How long after an offline station came back its reconciliation may still start.
+RECONCILE_WITHIN = timedelta(hours=1)
+
 
 class Skip(Exception):
     """A step that must not run now; its message goes on the timeline."""
 
 
 def playbooks_run(*, now: datetime | None = None) -> int:
-    """Advance every active incident whose playbook step is due; returns the steps taken."""
+    """Advance every incident whose playbook step is due; returns the steps taken. Most
+    playbooks work on active incidents; those of AFTER_RESOLVED types (a station offline)
+    run once the incident resolved, within RECONCILE_WITHIN of its resolution."""
     now = now or timezone.now()
     playbooks = {p.incident_type: p for p in Playbook.objects.filter(enabled=True)}
     if not playbooks:
         return 0
+    while_active = [t for t in playbooks if t not in AFTER_RESOLVED]
+    after = [t for t in playbooks if t in AFTER_RESOLVED]
     due = (
         Incident.objects.filter(
-            state__in=Incident.ACTIVE_STATES,
-            type__in=list(playbooks),
+            Q(state__in=Incident.ACTIVE_STATES, type__in=while_active)
+            | Q(
+                state=Incident.State.RESOLVED,
+                type__in=after,
+                resolved_at__gte=now - RECONCILE_WITHIN,
+            ),
             station__manual_only=False,
         )
         .exclude(playbook_state__in=[Incident.PlaybookState.DONE, Incident.PlaybookState.ESCALATED])
@@ -84,11 +97,14 @@ def playbook_advance(*, incident_id: int, playbook: Playbook, now: datetime) -> 
         # Only the incident's row is locked (PostgreSQL locks no nullable side of a join).
         Incident.objects.select_for_update(of=("self",))
         .select_related("station", "connector__evse", "session", "playbook_command")
-        .filter(pk=incident_id, state__in=Incident.ACTIVE_STATES)
+        .filter(pk=incident_id)
         .first()
     )
-    if incident is None or incident.station.manual_only:
+    if incident is None or incident.station is None or incident.station.manual_only:
         return False
+    after = incident.type in AFTER_RESOLVED
+    if after != (incident.state == Incident.State.RESOLVED):
+        return False  # an active incident of these waits for the station; others are done
     if incident.playbook_next_at and incident.playbook_next_at > now:
         return False
     command = incident.playbook_command
@@ -105,6 +121,12 @@ def playbook_advance(*, incident_id: int, playbook: Playbook, now: datetime) -> 
             at=now,
         )
         incident.playbook_command = None
+    if incident.playbook_step >= len(playbook.steps) and after:
+        # Reconciled: the steps were questions; their answers did the rest.
+        incident.playbook_state = Incident.PlaybookState.DONE
+        incident.playbook_next_at = None
+        incident.save(update_fields=["playbook_state", "playbook_next_at", "playbook_command"])
+        return False
     if incident.playbook_step >= len(playbook.steps):
         incident.playbook_state = Incident.PlaybookState.ESCALATED
         incident.playbook_next_at = None
@@ -151,8 +173,14 @@ def playbook_advance(*, incident_id: int, playbook: Playbook, now: datetime) -> 
     return bool(commands)
 
 
+def _station(incident: Incident) -> ChargingStation:
+    station = incident.station
+    assert station is not None  # playbook_advance runs none without one
+    return station
+
+
 def _site_busy(incident: Incident, playbook: Playbook) -> bool:
-    site = incident.station.location_id
+    site = _station(incident).location_id
     if site is None:
         return False
     working = (
@@ -174,7 +202,7 @@ def _site_busy(incident: Incident, playbook: Playbook) -> bool:
 
 def _send(incident: Incident, verb: str, **params: Any) -> Command:
     return command_create(
-        station=incident.station, verb=verb, params=params, origin=Command.Origin.SYSTEM
+        station=_station(incident), verb=verb, params=params, origin=Command.Origin.SYSTEM
     )
 
 
@@ -253,7 +281,7 @@ def _session(incident: Incident) -> ChargingSession:
 
 def step_transaction_status(incident: Incident, playbook: Playbook, now: datetime) -> list[Command]:
     session = _session(incident)
-    if incident.station.protocol == "ocpp2.0.1":
+    if _station(incident).protocol == "ocpp2.0.1":
         return [_send(incident, "get_transaction_status", transaction_id=session.transaction_id)]
     return [_send(incident, "trigger_message", message="MeterValues", evse_id=session.evse_id)]
 
@@ -265,7 +293,7 @@ def step_remote_stop(incident: Incident, playbook: Playbook, now: datetime) -> l
 def step_close_estimated(incident: Incident, playbook: Playbook, now: datetime) -> list[Command]:
     session = _session(incident)
     closed = sessions_forgotten_close(
-        station_id=incident.station_id, session_ids=[session.pk], forgotten=FORGOTTEN_STUCK
+        station_id=_station(incident).pk, session_ids=[session.pk], forgotten=FORGOTTEN_STUCK
     )
     incident_entry_add(
         incident=incident,
@@ -279,7 +307,50 @@ def step_close_estimated(incident: Incident, playbook: Playbook, now: datetime) 
     return []
 
 
+def step_reconnect_status(incident: Incident, playbook: Playbook, now: datetime) -> list[Command]:
+    """The station is back: every connector's status. One that answers Available closes the
+    sessions open there that the station forgot (the charging services, on its report)."""
+    station = incident.station
+    assert station is not None
+    connectors = Connector.objects.filter(station_id=station.pk).select_related("evse")
+    commands = []
+    for connector in connectors.order_by("evse__evse_id", "connector_id"):
+        params: dict[str, Any] = {
+            "message": "StatusNotification",
+            "evse_id": connector.evse.evse_id,
+        }
+        if station.protocol == "ocpp2.0.1":
+            params["connector_id"] = connector.connector_id
+        commands.append(_send(incident, "trigger_message", **params))
+    if not commands:
+        raise Skip("the station has no connectors on record")
+    return commands
+
+
+def step_reconnect_sessions(incident: Incident, playbook: Playbook, now: datetime) -> list[Command]:
+    """The station is back: each session still open on it is asked for (GetTransactionStatus
+    on 2.0.1, whose answer of not ongoing closes it on its last meter value, flagged
+    estimated; TriggerMessage MeterValues on 1.6, where the connector's Available status
+    does the closing)."""
+    sessions = list(_station_sessions(incident).order_by("pk"))
+    if not sessions:
+        raise Skip("no session open on the station: nothing to reconcile")
+    commands = []
+    for session in sessions:
+        if incident.station is not None and incident.station.protocol == "ocpp2.0.1":
+            commands.append(
+                _send(incident, "get_transaction_status", transaction_id=session.transaction_id)
+            )
+        else:
+            commands.append(
+                _send(incident, "trigger_message", message="MeterValues", evse_id=session.evse_id)
+            )
+    return commands
+
+
 STEP_RUNNERS = {
+    "reconnect_status": step_reconnect_status,
+    "reconnect_sessions": step_reconnect_sessions,
     "status": step_status,
     "availability_cycle": step_availability_cycle,
     "unlock": step_unlock,

@@ -26,6 +26,7 @@ from stations import admission
 from stations import services as network
 from stations.commands import results
 from stations.commands import services as queue
+from stations.monitoring import protection
 from stations.ocpp import bounds, delivery, limits, protocol
 from stations.ocpp.commands import outcome
 from stations.ocpp.db import db
@@ -177,6 +178,28 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.trace_enabled = admission_result.trace_enabled
         self.cost_display_enabled = admission_result.cost_display_enabled
         self.handlers = v16.Handlers(self) if chosen == protocol.V16 else v201.Handlers(self)
+
+        # Reconnect flood: refused for a cool-down before anything is recorded
+        # (stations.monitoring.protection; daphne answers a close before accept with 403).
+        if self.station_id:
+            try:
+                refused_until = await db(protection.reconnect_gate)(station_id=self.station_id)
+            except DATABASE_ERRORS:
+                refused_until = None  # the admission went through: the gate is no reason to fail
+                logger.exception("could not check the reconnect rate of %s", self.identity)
+            if refused_until is not None:
+                limits.log_throttled(
+                    logger,
+                    f"cooldown:{self.identity}",
+                    logging.WARNING,
+                    "refused %s from %s: reconnect cool-down until %s",
+                    self.identity,
+                    client[0],
+                    refused_until.isoformat(timespec="seconds"),
+                )
+                self.station_id = 0
+                await self.close()
+                return
 
         # Recorded before the handshake completes, so that a station reconnecting at once
         # finds this connection and replaces it rather than racing it.

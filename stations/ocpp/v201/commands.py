@@ -436,6 +436,51 @@ def _certificate_signed(a: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
     return "CertificateSigned", payload
 
 
+def _set_monitoring(a: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    ref = _variable_ref(str(required(a, "key")))
+    put(ref["component"], "evse", _evse(a))
+    try:
+        value = float(str(required(a, "value")))
+    except ValueError:
+        raise CommandError("value: a number", field="value") from None
+    severity = int(optional(a, "severity") if optional(a, "severity") is not None else 8)
+    if not 0 <= severity <= 9:
+        raise CommandError("severity: 0 to 9", field="severity")
+    data: dict[str, Any] = {
+        "value": value,
+        "type": str(required(a, "type")),
+        "severity": severity,
+        "transaction": bool(a.get("transaction") or False),
+        **ref,
+    }
+    put(data, "id", optional(a, "monitor_id"))
+    return "SetVariableMonitoring", {"setMonitoringData": [data]}
+
+
+def _monitoring_base(a: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "SetMonitoringBase", {"monitoringBase": str(required(a, "monitoring_base"))}
+
+
+def _monitoring_level(a: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    severity = int(required(a, "severity"))
+    if not 0 <= severity <= 9:
+        raise CommandError("severity: 0 to 9", field="severity")
+    return "SetMonitoringLevel", {"severity": severity}
+
+
+def _clear_monitoring(a: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    raw = a.get("ids") or []
+    if isinstance(raw, str):
+        raw = [part for part in raw.replace("\n", ",").split(",") if part.strip()]
+    try:
+        ids = [int(str(i).strip()) for i in raw]
+    except ValueError:
+        raise CommandError("ids: whole numbers", field="ids") from None
+    if not ids:
+        raise CommandError("ids: at least one monitor id", field="ids")
+    return "ClearVariableMonitoring", {"id": ids}
+
+
 BUILDERS: dict[str, Builder] = {
     "remote_start": _remote_start,
     "remote_stop": _remote_stop,
@@ -467,6 +512,10 @@ BUILDERS: dict[str, Builder] = {
     "delete_certificate": _delete_certificate,
     "get_installed_certificate_ids": _installed_ids,
     "certificate_signed": _certificate_signed,
+    "set_variable_monitoring": _set_monitoring,
+    "set_monitoring_base": _monitoring_base,
+    "set_monitoring_level": _monitoring_level,
+    "clear_variable_monitoring": _clear_monitoring,
 }
 
 # The verb a raw action belongs to: a raw command expires like the verb that sends it.
@@ -483,9 +532,23 @@ ACTION_VERBS = {
 _VARIABLE_ACCEPTED = ("Accepted", "RebootRequired")
 
 
+_MONITOR_ACCEPTED = ("Accepted",)
+
+
 def outcome(action: str, response: Any) -> Outcome:
     """A status where the answer has one; SetVariables answers per variable instead."""
     if isinstance(response, dict) and response.get("status") is None:
+        for field in ("setMonitoringResult", "clearMonitoringResult"):
+            answers = response.get(field)
+            if answers:
+                refused = [
+                    str(item.get("status"))
+                    for item in answers
+                    if item.get("status") not in _MONITOR_ACCEPTED
+                ]
+                if refused:
+                    return Outcome(Command.Status.REJECTED, refused[0])
+                return Outcome(Command.Status.ACCEPTED, "Accepted")
         results = response.get("setVariableResult")
         if results:
             refused = [

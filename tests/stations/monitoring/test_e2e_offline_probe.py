@@ -69,8 +69,10 @@ async def test_a_station_answering_the_probe_is_not_flagged_a_silent_one_is(quic
             # Both silent for 30 minutes, as far as the database knows (limit: 10 min).
             await _silence("MON-ALIVE", "MON-SILENT", minutes=30)
             await detect()
-            assert await incidents("MON-ALIVE") == []
-            assert await incidents("MON-SILENT") == []  # silence alone: probed, not flagged
+            assert await incidents("MON-ALIVE", IncidentType.STATION_OFFLINE) == []
+            assert (
+                await incidents("MON-SILENT", IncidentType.STATION_OFFLINE) == []
+            )  # silence alone: probed, not flagged
             alive_probe = await _probe_command("MON-ALIVE")
             silent_probe = await _probe_command("MON-SILENT")
             assert alive_probe is not None
@@ -85,8 +87,8 @@ async def test_a_station_answering_the_probe_is_not_flagged_a_silent_one_is(quic
 
             await _silence("MON-ALIVE", minutes=30)  # still silent, but it answered its probe
             await detect()
-            assert await incidents("MON-ALIVE") == []
-            [offline] = await incidents("MON-SILENT")
+            assert await incidents("MON-ALIVE", IncidentType.STATION_OFFLINE) == []
+            [offline] = await incidents("MON-SILENT", IncidentType.STATION_OFFLINE)
             assert offline.type == IncidentType.STATION_OFFLINE
             assert offline.severity == Incident.Severity.CRITICAL
             assert offline.details["probe"] == Command.Status.TIMED_OUT
@@ -102,7 +104,7 @@ async def test_a_station_answering_the_probe_is_not_flagged_a_silent_one_is(quic
                 ).exists()
             )
             await detect()
-            [offline] = await incidents("MON-SILENT")
+            [offline] = await incidents("MON-SILENT", IncidentType.STATION_OFFLINE)
             assert offline.state == Incident.State.RESOLVED
         finally:
             await silent.close()
@@ -113,13 +115,13 @@ async def test_a_disconnected_station_is_flagged_once_its_probe_expires(quick_da
     await make_station("MON-GONE", is_online=False)
     await _silence("MON-GONE", minutes=30)
     await detect()  # probe queued: no socket to send it on; it expires after 1 s
-    assert await incidents("MON-GONE") == []
+    assert await incidents("MON-GONE", IncidentType.STATION_OFFLINE) == []
     from stations.commands.results import commands_expire
 
     later = timezone.now() + timedelta(seconds=2)
     assert await sync_to_async(commands_expire)(now=later) == 1
     await detect()
-    [offline] = await incidents("MON-GONE")
+    [offline] = await incidents("MON-GONE", IncidentType.STATION_OFFLINE)
     assert offline.details["probe"] == Command.Status.EXPIRED
     assert offline.details["socket_open"] is False
 
@@ -129,7 +131,7 @@ async def test_a_disconnected_station_is_flagged_once_its_probe_expires(quick_da
         sent_at=timezone.now() - timedelta(hours=1)
     )
     await detect()
-    [offline] = await incidents("MON-GONE")
+    [offline] = await incidents("MON-GONE", IncidentType.STATION_OFFLINE)
     assert offline.state == Incident.State.OPEN
     assert "probe_sent" in [kind for kind, _, _ in await timeline(offline.pk)]
     assert (

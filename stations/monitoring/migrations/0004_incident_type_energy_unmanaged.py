@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('monitoring', '0002_alert_rules'),
+        ('monitoring', '0003_uptime_exclusions'),
     ]
 
     operations = [

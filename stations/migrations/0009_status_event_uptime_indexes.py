@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('stations', '0007_auth_lockout'),
+        ('stations', '0008_message_log_partitioned'),
     ]
 
     operations = [
