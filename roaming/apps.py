@@ -9,7 +9,9 @@ class RoamingConfig(AppConfig):
     verbose_name = _("Roaming")
 
     def ready(self) -> None:
-        from roaming import outbound
+        from roaming import outbound, push
 
         # Pushes to partners (and command results) are outbox messages of kind "ocpi".
         outbound.register()
+        # Every change a partner may see is written to the outbox with it (roaming.push).
+        push.connect()

@@ -137,8 +137,9 @@ def _http(
         raise TransportError(f"{type(error).__name__}: {reason}"[:500]) from error
 
 
-def ocpi_headers(message: OutboxMessage, partner: Partner) -> dict[str, str]:
-    stored: dict[str, Any] = dict(message.headers or {})
+def ocpi_headers(stored: dict[str, Any], partner: Partner) -> dict[str, str]:
+    """The headers of one call to the partner: the stored ones (routing, correlation id) and
+    its token, a new request id."""
     headers = {
         name: str(value)
         for name, value in stored.items()
@@ -182,7 +183,7 @@ def ocpi_transport(message: OutboxMessage) -> HttpAnswer:
     code, text, answer_headers = _http(
         method=message.method,
         url=message.url,
-        headers=ocpi_headers(message, partner),
+        headers=ocpi_headers(dict(message.headers or {}), partner),
         body=body,
     )
     ocpi_status = _envelope_status(text)
@@ -201,6 +202,17 @@ def ocpi_transport(message: OutboxMessage) -> HttpAnswer:
     if ocpi_status is not None and ocpi_status >= 3000:
         return HttpAnswer(code, excerpt)
     raise TransportError(f"HTTP {code}: {excerpt[:400]}", permanent=True)
+
+
+def ocpi_get(partner: Partner, url: str) -> tuple[int, dict[str, Any] | None]:
+    """A GET of the partner's API (reconciliation): the HTTP status and the envelope, if the
+    answer was one; TransportError when there was no answer."""
+    code, text, _headers = _http(method="GET", url=url, headers=ocpi_headers({}, partner), body=b"")
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        return code, None
+    return code, answer if isinstance(answer, dict) else None
 
 
 def register() -> None:

@@ -176,3 +176,13 @@ class ConnectorTariffs:
                 "tariff__tariff_id", flat=True
             ).get(pk=version_id)
         return [self.ids[version_id]]
+
+
+def location_for_push(*, location_id: int) -> Location | None:
+    """One site with its network, whatever its publishing (a push says when it stops)."""
+    return (
+        Location.objects.filter(pk=location_id)
+        .select_related("ocpi_party__party")
+        .prefetch_related(_NETWORK)
+        .first()
+    )
