@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +57,7 @@ from roaming.cdrs import CDR_SERIALIZERS
 from roaming.locations import SERIALIZERS, evse_status, location_model
 from roaming.models import CdrPush, EmspToken, LocationParty, OurParty, Partner, RoamingSession
 from roaming.ocpi.status import ocpi_datetime
-from roaming.sessions import SESSION_SERIALIZERS, session_model, session_patch
+from roaming.sessions import SESSION_SERIALIZERS, OcpiSession, session_model, session_patch
 from roaming.tariffs import TARIFF_SERIALIZERS
 from sessions.models import ChargingSession
 from stations.models import ChargingStation, Evse, Location
@@ -311,10 +312,21 @@ def _withdrawn(body: dict[str, Any], version: str) -> dict[str, Any]:
     return body
 
 
-def on_network_changed(sender: Any, *, location_ids: list[int], **kwargs: Any) -> None:
+def on_network_changed(
+    sender: Any, *, location_ids: list[int], station_ids: Sequence[int] = (), **kwargs: Any
+) -> None:
     if not _targets("locations"):
         return
-    for location_id in location_ids:
+    ids = set(location_ids)
+    if station_ids:
+        ids |= {
+            pk
+            for pk in ChargingStation.objects.filter(pk__in=list(station_ids)).values_list(
+                "location_id", flat=True
+            )
+            if pk is not None
+        }
+    for location_id in sorted(ids):
         location_push(location_id=location_id)
 
 
@@ -450,6 +462,20 @@ def _session_context(session: ChargingSession) -> tuple[OurParty, Any, str] | No
     return party, only, evse.uid
 
 
+def session_ocpi_model(
+    *, roaming: RoamingSession, now: dt.datetime, session: ChargingSession | None = None
+) -> OcpiSession | None:
+    """The internal model of a roaming session (None: its station has no site or EVSE)."""
+    session = session or roaming.session
+    context = _session_context(session)
+    if context is None:
+        return None
+    party, location, evse_uid = context
+    return session_model(
+        session, party=party, location=location, evse_uid=evse_uid, token=roaming.token, now=now
+    )
+
+
 def session_push(
     *, session: ChargingSession, method: str = "PUT", idempotency_key: str = ""
 ) -> OutboxMessage | None:
@@ -461,18 +487,10 @@ def session_push(
     target = next((t for t in _targets("sessions") if t.partner_id == roaming.partner_id), None)
     if target is None:
         return None
-    context = _session_context(session)
-    if context is None:
+    model = session_ocpi_model(roaming=roaming, now=timezone.now(), session=session)
+    if model is None:
         return None
-    party, location, evse_uid = context
-    model = session_model(
-        session,
-        party=party,
-        location=location,
-        evse_uid=evse_uid,
-        token=roaming.token,
-        now=timezone.now(),
-    )
+    party = model.party
     body = (
         SESSION_SERIALIZERS[target.version](model)
         if method == "PUT"
@@ -540,6 +558,16 @@ def sessions_patch_due(*, now: dt.datetime | None = None, limit: int = 500) -> i
 # --- CDRs ----------------------------------------------------------------------------------
 
 
+def cdr_party(cdr: Cdr, default: OurParty | None) -> OurParty | None:
+    """The party a CDR is sent under: its site's (the default party's without one)."""
+    location = (
+        Location.objects.filter(pk=cdr.location_id).select_related("ocpi_party__party").first()
+        if cdr.location_id is not None
+        else None
+    )
+    return _party_of(location, default) if location is not None else default
+
+
 def cdr_push(*, cdr: Cdr) -> CdrPush | None:
     """POST the CDR (or credit CDR) to the eMSP of its session, once."""
     roaming = RoamingSession.objects.filter(session_id=cdr.session_id).first()
@@ -552,13 +580,7 @@ def cdr_push(*, cdr: Cdr) -> CdrPush | None:
     if existing is not None:
         return existing
     cdr = Cdr.objects.select_related("session", "tariff_version", "credit_of").get(pk=cdr.pk)
-    location = (
-        Location.objects.filter(pk=cdr.location_id).select_related("ocpi_party__party").first()
-        if cdr.location_id is not None
-        else None
-    )
-    default = _default_party()
-    party = _party_of(location, default) if location is not None else default
+    party = cdr_party(cdr, _default_party())
     if party is None:
         return None
     body = CDR_SERIALIZERS[target.version](cdr, party=party, token=roaming.token)
@@ -758,6 +780,10 @@ def push_due(*, now: dt.datetime | None = None) -> dict[str, int]:
     }
 
 
+def _targets_changed(sender: Any, **kwargs: Any) -> None:
+    push_targets_changed()
+
+
 def connect() -> None:
     """Wire the pushes to the facts the lower apps announce (roaming's AppConfig.ready)."""
     from django.db.models.signals import m2m_changed, post_delete, post_save
@@ -775,16 +801,15 @@ def connect() -> None:
     cdr_created.connect(on_cdr_created, dispatch_uid="roaming-push-cdr")
     post_save.connect(on_location_party_changed, sender=LocationParty, dispatch_uid="roaming-lp")
 
-    def targets_changed(sender: Any, **kwargs: Any) -> None:
-        push_targets_changed()
-
     for model in (Partner, OurParty):
-        post_save.connect(targets_changed, sender=model, dispatch_uid=f"roaming-t-{model.__name__}")
+        post_save.connect(
+            _targets_changed, sender=model, dispatch_uid=f"roaming-t-{model.__name__}"
+        )
         post_delete.connect(
-            targets_changed, sender=model, dispatch_uid=f"roaming-d-{model.__name__}"
+            _targets_changed, sender=model, dispatch_uid=f"roaming-d-{model.__name__}"
         )
     m2m_changed.connect(
-        targets_changed, sender=Partner.allowed_parties.through, dispatch_uid="roaming-t-m2m"
+        _targets_changed, sender=Partner.allowed_parties.through, dispatch_uid="roaming-t-m2m"
     )
     outbound.pre_send_register(superseded)
     outbound.delivered_hook_register("cdrs", cdr_acknowledged)

@@ -136,19 +136,10 @@ def _state_changed(station_ids: list[int]) -> None:
     signals.station_state_changed.send(sender=ChargingStation, station_ids=station_ids)
 
 
-def _locations_of(station_ids: list[int]) -> list[int]:
-    return [
-        pk
-        for pk in ChargingStation.objects.filter(pk__in=station_ids, location__isnull=False)
-        .values_list("location_id", flat=True)
-        .distinct()
-    ]
-
-
 def _network_changed(location_ids: Sequence[int | None]) -> None:
     ids = sorted({pk for pk in location_ids if pk is not None})
     if ids:
-        signals.network_changed.send(sender=Location, location_ids=ids)
+        signals.network_changed.send(sender=Location, location_ids=ids, station_ids=[])
 
 
 @transaction.atomic
@@ -396,7 +387,7 @@ def connector_status_changed(
         status=status, status_at=timestamp
     )
     if learned:
-        _network_changed(_locations_of([station_id]))
+        signals.network_changed.send(sender=Location, location_ids=[], station_ids=[station_id])
     elif updated:
         signals.evse_status_changed.send(sender=Evse, station_id=station_id, evse_id=evse_id)
 

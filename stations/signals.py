@@ -16,6 +16,7 @@ evse_status_changed = Signal()
 # station_state_changed(sender=ChargingStation, station_ids=list[int]): every EVSE of these
 # stations may show another status (connected, disconnected, connector 0's status).
 station_state_changed = Signal()
-# network_changed(sender=Location, location_ids=list[int]): a site, its stations or their
-# EVSEs were edited (structure, not status): partners get the whole site again.
+# network_changed(sender=Location, location_ids=list[int], station_ids=list[int]): sites, or
+# the sites of these stations, were edited (structure, not status: the site, a station, a new
+# EVSE or connector): partners get the whole site again.
 network_changed = Signal()
