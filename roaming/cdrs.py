@@ -185,6 +185,9 @@ def cdr_v211(cdr: Cdr, *, party: OurParty, token: EmspToken | None) -> dict[str,
         "id": cdr_id(cdr, "2.1.1"),
         "start_date_time": ocpi_datetime(cdr.start),
         "stop_date_time": ocpi_datetime(cdr.end),
+        # The 2.1.1 text says stop_date_time; implementations that read the later name
+        # (extrawest-ocpi's model does) find it too. Receivers ignore fields they do not know.
+        "end_date_time": ocpi_datetime(cdr.end),
         "auth_id": token.contract_id if token else cdr.token_uid,
         "auth_method": "WHITELIST" if _auth_method(cdr) == "COMMAND" else _auth_method(cdr),
         "location": {
@@ -195,6 +198,7 @@ def cdr_v211(cdr: Cdr, *, party: OurParty, token: EmspToken | None) -> dict[str,
             "postal_code": site.get("postal_code") or "",
             "country": location["country"],
             "coordinates": location["coordinates"],
+            "time_zone": site.get("time_zone") or "UTC",
             "evses": [
                 {
                     "uid": location["evse_uid"],
@@ -225,6 +229,9 @@ def cdr_v211(cdr: Cdr, *, party: OurParty, token: EmspToken | None) -> dict[str,
     }
     if site.get("name"):
         data["location"]["name"] = site["name"]
+    if cdr.tariff_version is not None:
+        connector = data["location"]["evses"][0]["connectors"][0]
+        connector["tariff_id"] = cdr.tariff_version.ocpi["id"]
     tariffs = _tariffs(cdr, party, "2.1.1")
     if tariffs:
         data["tariffs"] = tariffs

@@ -45,7 +45,13 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 
 from cpo.lib.sealing import unseal
-from cpo.outbox.transports import EXCERPT_CHARS, HttpAnswer, TransportError, transport_register
+from cpo.outbox.transports import (
+    EXCERPT_CHARS,
+    HttpAnswer,
+    TransportError,
+    destination_namer_register,
+    transport_register,
+)
 from roaming.models import Partner
 from roaming.tokens import token_encode
 
@@ -215,5 +221,14 @@ def ocpi_get(partner: Partner, url: str) -> tuple[int, dict[str, Any] | None]:
     return code, answer if isinstance(answer, dict) else None
 
 
+def partner_names(refs: list[str] | None) -> dict[str, str]:
+    """The panel's names of "ocpi" destinations: the partners'."""
+    partners = Partner.objects.all()
+    if refs is not None:
+        partners = partners.filter(pk__in=[int(ref) for ref in refs if ref.isdigit()])
+    return {str(pk): name for pk, name in partners.values_list("pk", "name")}
+
+
 def register() -> None:
     transport_register(KIND, ocpi_transport)
+    destination_namer_register(KIND, partner_names)

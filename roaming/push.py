@@ -78,13 +78,18 @@ class Target:
 
     partner_id: int
     version: str
-    # module -> the partner's receiver URL (no trailing slash)
+    # module -> the partner's receiver URL, as it registered it
     urls: dict[str, str]
     # pks of our parties it may see
     party_ids: frozenset[int]
 
-    def url(self, module: str) -> str | None:
-        return self.urls.get(module)
+    def url(self, module: str, *parts: str | int) -> str:
+        """The module's URL with the object's path: {url}/{cc}/{pid}/{id}... (the URL as
+        registered when there is no path: a CDR POST goes exactly there)."""
+        base = self.urls[module]
+        if not parts:
+            return base
+        return "/".join([base.rstrip("/"), *(str(part) for part in parts)])
 
 
 # --- who receives pushes ---------------------------------------------------------------------
@@ -102,7 +107,7 @@ def _targets_from_database() -> list[Target]:
         for module in MODULES:
             url = partner.endpoint_url(module, "RECEIVER")
             if url:
-                urls[module] = url.rstrip("/")
+                urls[module] = url
         if urls:
             targets.append(
                 Target(
@@ -240,8 +245,9 @@ def _pushes_of_station(station_ids: list[int], evse_id: int | None = None) -> No
             _enqueue(
                 target,
                 method="PATCH",
-                url=f"{target.urls['locations']}/{party.country_code}/{party.party_id}"
-                f"/{location.pk}/{evse.uid}",
+                url=target.url(
+                    "locations", party.country_code, party.party_id, location.pk, evse.uid
+                ),
                 body=body,
                 topic=f"locations.evse:{evse.uid}",
                 ordering_key=_location_key(location.pk),
@@ -282,7 +288,7 @@ def location_push(*, location_id: int, targets: list[Target] | None = None) -> i
     )
     written = 0
     for target in targets:
-        url = f"{target.urls['locations']}/{party.country_code}/{party.party_id}/{location.pk}"
+        url = target.url("locations", party.country_code, party.party_id, location.pk)
         visible = _visible(location) and party.pk in target.party_ids
         if visible:
             body = SERIALIZERS[target.version]["location"](model)
@@ -383,7 +389,7 @@ def tariff_push(*, version: TariffVersion, targets: list[Target] | None = None) 
         _enqueue(
             target,
             method="PUT",
-            url=f"{target.urls['tariffs']}/{party.country_code}/{party.party_id}/{stored_id}",
+            url=target.url("tariffs", party.country_code, party.party_id, stored_id),
             body=TARIFF_SERIALIZERS[target.version](version, party),
             topic="tariffs.tariff",
             ordering_key=f"tariffs:{stored_id}",
@@ -452,7 +458,9 @@ def _session_context(session: ChargingSession) -> tuple[OurParty, Any, str] | No
         return None
     site = selectors.location_for_push(location_id=location.pk)
     assert site is not None
-    model = location_model(site, default_party=default)
+    model = location_model(
+        site, default_party=default, tariffs=selectors.ConnectorTariffs(now=timezone.now())
+    )
     model_evse = next((e for e in model.evses if e.uid == evse.uid), None)
     connector_id = str(session.connector_id or 1)
     if model_evse is not None:
@@ -499,7 +507,7 @@ def session_push(
     message = _enqueue(
         target,
         method=method,
-        url=f"{target.urls['sessions']}/{party.country_code}/{party.party_id}/{model.id}",
+        url=target.url("sessions", party.country_code, party.party_id, model.id),
         body=body,
         topic=f"sessions.{model.status.lower()}",
         ordering_key=_session_key(session),
@@ -587,7 +595,7 @@ def cdr_push(*, cdr: Cdr) -> CdrPush | None:
     message = _enqueue(
         target,
         method="POST",
-        url=target.urls["cdrs"],
+        url=target.url("cdrs"),
         body=body,
         topic="cdrs.credit" if cdr.credit else "cdrs.cdr",
         ordering_key=f"sessions:{cdr.session.uid}",
@@ -746,14 +754,13 @@ def _reconcile_locations(partner: Partner, target: Target, report: Reconciliatio
     parties = list(OurParty.objects.filter(pk__in=target.party_ids))
     visible = selectors.locations_visible(parties=parties)
     default = next((p for p in parties if p.is_default), None)
-    base = target.urls["locations"]
     for location in visible.iterator(chunk_size=200):
         party = _party_of(location, default)
         if party is None:
             continue
         ours = location_model(location, default_party=default)
         code, envelope = outbound.ocpi_get(
-            partner, f"{base}/{party.country_code}/{party.party_id}/{location.pk}"
+            partner, target.url("locations", party.country_code, party.party_id, location.pk)
         )
         report.locations_checked += 1
         theirs = envelope.get("data") if envelope and envelope.get("status_code") == 1000 else None
