@@ -38,6 +38,7 @@ from billing.models import (
     SettlementLine,
     SettlementStatement,
 )
+from billing.signals import cdr_created
 from billing.vat import VatPart, vat_per_rate
 from cpo.lib.api import ApplicationError
 from cpo.lib.formatting import add_months
@@ -331,6 +332,7 @@ def _cdr_announce(cdr: Cdr) -> None:
     webhooks.event_publish(
         type="cdr.created", payload=payload, subject=f"session:{cdr.session_id}", dedupe_key=cdr.uid
     )
+    cdr_created.send(sender=Cdr, cdr=cdr)
 
 
 def _invoice_announce(invoice: Invoice) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from cpo.lib.env import (
@@ -552,6 +553,11 @@ ROAMING_TOKEN_A_HOURS = envint("ROAMING_TOKEN_A_HOURS", 72)
 ROAMING_REROLL_GRACE_SECONDS = envint("ROAMING_REROLL_GRACE_SECONDS", 300)
 # Seconds one outbound call to a partner (versions, credentials) may take.
 ROAMING_HTTP_TIMEOUT = envint("ROAMING_HTTP_TIMEOUT", 10)
+# A roaming session's kWh, charging periods and cost are PATCHed to its eMSP this often while
+# it charges (besides the PUTs at its start and end).
+OCPI_SESSION_PATCH_MINUTES = envint("OCPI_SESSION_PATCH_MINUTES", 15)
+# The currency of a session's cost before the rating priced it (sessions without a tariff).
+OCPI_DEFAULT_CURRENCY = envstr("OCPI_DEFAULT_CURRENCY", "EUR")
 
 # --- Operator panel -----------------------------------------------------------------------------
 # "Today" on the dashboard and the days/months of its charts; per-site reports use each site's zone.
@@ -595,6 +601,14 @@ CELERY_BEAT_SCHEDULE = {
     # Every OUTBOX_SWEEP_SECONDS: deliver outbox messages whose wake-up or retry was lost, and
     # those of a worker that died mid-delivery.
     "outbox-sweep": {"task": "cpo.outbox.tasks.outbox_sweep", "schedule": OUTBOX_SWEEP_SECONDS},
+    # Every minute: PATCH charging roaming sessions to their eMSP (OCPI_SESSION_PATCH_MINUTES),
+    # push the tariff versions that came into force.
+    "roaming-push-due": {"task": "roaming.tasks.roaming_push_due", "schedule": 60.0},
+    # Nightly: re-send each partner what it is missing (see roaming.push.partner_reconcile).
+    "roaming-reconcile": {
+        "task": "roaming.tasks.roaming_reconcile",
+        "schedule": crontab(hour=3, minute=15),
+    },
     # Every minute: the monitoring detectors, then the next steps of the remediation playbooks.
     "stations-monitoring-pass": {
         "task": "stations.monitoring.tasks.monitoring_pass",

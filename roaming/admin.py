@@ -17,8 +17,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
 
-from roaming import services
+from roaming import push, services
 from roaming.models import (
     CredentialsEvent,
     EmspToken,
@@ -80,7 +82,15 @@ class RegisterForm(forms.Form):
 
 @admin.register(Partner)
 class PartnerAdmin(admin.ModelAdmin):
-    list_display = ("name", "status", "version", "is_hub", "registered_at", "last_contact_at")
+    list_display = (
+        "name",
+        "status",
+        "version",
+        "is_hub",
+        "registered_at",
+        "last_contact_at",
+        "pushes_waiting",
+    )
     list_filter = ("status", "version", "is_hub")
     search_fields = ("name",)
     filter_horizontal = ("allowed_parties",)
@@ -98,8 +108,10 @@ class PartnerAdmin(admin.ModelAdmin):
         "registered_at",
         "unregistered_at",
         "last_contact_at",
+        "push_lag",
     )
     readonly_fields = (
+        "push_lag",
         "status",
         "version",
         "versions_url",
@@ -114,6 +126,47 @@ class PartnerAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description=_("pushes waiting / dead"))
+    def pushes_waiting(self, obj: Partner) -> str:
+        lag = push.partner_push_lag(partner_id=obj.pk)
+        return f"{lag.waiting} / {lag.dead}"
+
+    @admin.display(description=_("push lag"))
+    def push_lag(self, obj: Partner) -> str:
+        """What the outbox holds for this partner: waiting messages and the oldest, dead
+        letters (linked to the outbox's list, where an Operator delivers them again), and the
+        lag of the last hour's deliveries."""
+        if obj.pk is None:
+            return "-"
+        lag = push.partner_push_lag(partner_id=obj.pk)
+        messages_url = reverse("admin:outbox_outboxmessage_changelist")
+        destination = f"destination=ocpi:{obj.pk}"
+
+        def seconds(value: float | None) -> str:
+            return "-" if value is None else f"{value:.1f} s"
+
+        return format_html(
+            "{} <a href='{}?{}&status__exact=pending'>{}</a> ({} {})<br>"
+            "{} <a href='{}?{}&status__exact=dead'>{}</a><br>"
+            "{} {}: {} {}, {} {}",
+            _("Waiting:"),
+            messages_url,
+            destination,
+            lag.waiting,
+            _("oldest"),
+            seconds(lag.oldest_waiting_seconds),
+            _("Dead letters:"),
+            messages_url,
+            destination,
+            lag.dead,
+            _("Delivered in the last hour:"),
+            lag.delivered_last_hour,
+            _("median lag"),
+            seconds(lag.median_lag_seconds),
+            _("max"),
+            seconds(lag.max_lag_seconds),
+        )
 
     def has_give_registration_token_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("roaming.give_registration_token")

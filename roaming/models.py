@@ -15,6 +15,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from sessions.models import ChargingSession
 from stations.models import Location
 
 country_code_validator = RegexValidator(r"^[A-Z]{2}$", "two capital letters (ISO 3166-1 alpha-2)")
@@ -227,6 +228,53 @@ class EmspToken(models.Model):
                 fields=["country_code", "party_id", "uid", "type"], name="emsp_token_unique"
             )
         ]
+        # A session's idTag is looked up by uid alone (which eMSP's token is it?).
+        indexes = [models.Index(fields=["uid"], name="emsp_token_uid")]
 
     def __str__(self) -> str:
         return f"{self.country_code}*{self.party_id} {self.type} {self.uid}"
+
+
+class RoamingSession(models.Model):
+    """A charging session of an eMSP's token: the partner it is reported to (Sessions module
+    pushes and GET, CDRs) and when it was last pushed."""
+
+    session = models.OneToOneField(
+        ChargingSession, on_delete=models.PROTECT, related_name="roaming"
+    )
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="sessions")
+    token = models.ForeignKey(
+        EmspToken, on_delete=models.PROTECT, null=True, blank=True, related_name="sessions"
+    )
+    # The last PUT or PATCH enqueued (the periodic PATCH waits OCPI_SESSION_PATCH_MINUTES).
+    last_pushed_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["partner", "id"], name="roaming_session_partner")]
+
+    def __str__(self) -> str:
+        return f"{self.partner} {self.session_id}"
+
+
+class CdrPush(models.Model):
+    """A CDR (or credit CDR) POSTed to an eMSP: one per (CDR, partner), with the URL the
+    partner's answer gave in its `Location` header once it acknowledged it."""
+
+    cdr = models.ForeignKey("billing.Cdr", on_delete=models.PROTECT, related_name="roaming_pushes")
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="cdr_pushes")
+    message_id = models.BigIntegerField(null=True, blank=True, help_text="The outbox message.")
+    location_url = models.CharField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "CDR sent to a partner"
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["cdr", "partner"], name="cdr_push_once_per_partner")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cdr_id} -> {self.partner}"

@@ -9,7 +9,8 @@ from django.db.models import DateTimeField, F, Max, OuterRef, Prefetch, Q, Query
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from roaming.models import EmspToken, IssuedToken, OurParty, Partner
+from billing.models import Cdr
+from roaming.models import EmspToken, IssuedToken, OurParty, Partner, RoamingSession
 from roaming.tokens import token_hash
 from stations.models import ChargingStation, Connector, Evse, Location
 from tariffs.models import TariffVersion
@@ -176,3 +177,34 @@ class ConnectorTariffs:
                 "tariff__tariff_id", flat=True
             ).get(pk=version_id)
         return [self.ids[version_id]]
+
+
+def location_for_push(*, location_id: int) -> Location | None:
+    """One site with its network, whatever its publishing (a push says when it stops)."""
+    return (
+        Location.objects.filter(pk=location_id)
+        .select_related("ocpi_party__party")
+        .prefetch_related(_NETWORK)
+        .first()
+    )
+
+
+def roaming_sessions(*, partner: Partner) -> QuerySet[RoamingSession]:
+    """The sessions of the partner's tokens with `last_updated` (the session's last change),
+    ordered by it, then by id: pages stay put while the partner crawls."""
+    return (
+        RoamingSession.objects.filter(partner=partner)
+        .select_related("session", "token")
+        .annotate(last_updated=F("session__updated_at"))
+        .order_by("last_updated", "pk")
+    )
+
+
+def roaming_cdrs(*, partner: Partner) -> QuerySet[Cdr]:
+    """The CDRs of the partner's sessions, credit CDRs included, oldest first, then by id."""
+    return (
+        Cdr.objects.filter(session__roaming__partner=partner)
+        .select_related("session", "tariff_version", "credit_of", "location__ocpi_party__party")
+        .annotate(last_updated=F("created_at"))
+        .order_by("last_updated", "pk")
+    )

@@ -15,6 +15,8 @@ urlpatterns = [
     re_path(rf"^{VERSION}/credentials/?$", views.credentials, name="ocpi-credentials"),
     re_path(rf"^{VERSION}/locations/?$", views.locations_list, name="ocpi-locations"),
     re_path(rf"^{VERSION}/tariffs/?$", views.tariffs_list, name="ocpi-tariffs"),
+    re_path(rf"^{VERSION}/sessions/?$", views.sessions_list, name="ocpi-sessions"),
+    re_path(rf"^{VERSION}/cdrs/?$", views.cdrs_list, name="ocpi-cdrs"),
     re_path(
         rf"^{VERSION}/locations/(?P<location_id>{ID})/?$",
         views.location_object,

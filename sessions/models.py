@@ -398,6 +398,9 @@ class ChargingSession(models.Model):
     # Re-sent meter samples whose value differed from the one stored under their key (the
     # first stays; each is flagged in `anomalies` and logged).
     sample_conflicts = models.PositiveIntegerField(default=0)
+    # OCPI: the reference an eMSP gave when it authorized the charge (real-time authorization
+    # or a START_SESSION command), echoed in the session and the CDR sent to it.
+    authorization_reference = models.CharField(max_length=36, blank=True)
     live_cost = models.DecimalField(max_digits=12, decimal_places=4, null=True, blank=True)
     live_cost_currency = models.CharField(max_length=3, blank=True)
     # The running cost's own state (tariffs.rating.RunningCost, with the version it prices

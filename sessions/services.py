@@ -39,7 +39,13 @@ from sessions.models import (
 )
 from sessions.pricing import session_cost_advance, session_price_fix
 from sessions.selectors import open_session_ids
-from sessions.signals import id_token_changed, session_ended, session_estimated, session_started
+from sessions.signals import (
+    id_token_changed,
+    session_changed,
+    session_ended,
+    session_estimated,
+    session_started,
+)
 from stations.commands.codec import codec
 from stations.commands.models import Command
 from stations.commands.services import command_create
@@ -636,6 +642,11 @@ def _charged_despite_refusal(session: ChargingSession) -> None:
 # The webhook event each announcement is to integrators (session_estimated is not one: the
 # session's end is announced when the estimate is rated or the station's own stop comes).
 _WEBHOOK_EVENTS = {session_started: "session.started", session_ended: "session.ended"}
+_CHANGE_EVENTS = {
+    session_started: "started",
+    session_ended: "ended",
+    session_estimated: "estimated",
+}
 
 
 def _webhook_payload(session: ChargingSession) -> dict[str, Any]:
@@ -673,6 +684,9 @@ def _announce(signal: Any, session: ChargingSession) -> None:
             subject=f"session:{session.pk}",
             dedupe_key=str(session.uid),
         )
+    session_changed.send(
+        sender=ChargingSession, session=session, event=_CHANGE_EVENTS.get(signal, "changed")
+    )
     station_id = session.station_id
     transaction.on_commit(
         lambda: signal.send(sender=ChargingSession, session_id=session_id, station_id=station_id)

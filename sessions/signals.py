@@ -21,3 +21,7 @@ id_token_changed = Signal()
 # token_import_queued(sender=TokenImport, token_import_id=int): an uploaded token file to
 # validate and write, or a stopped import to resume (sessions.token_import).
 token_import_queued = Signal()
+# session_changed(sender=ChargingSession, session=ChargingSession, event=str): sent INSIDE the
+# transaction of the change ("started", "ended", "estimated"), for receivers that write outbox
+# rows with it (roaming pushes sessions to eMSPs). Receivers must be quick and call nobody.
+session_changed = Signal()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cpo.outbox import webhooks
-from stations import secret_keys
+from stations import secret_keys, signals
 from stations.models import (
     CertificateSigningRequest,
     ChargingStation,
@@ -131,6 +132,16 @@ def _station_event(
     webhooks.event_publish(type=type, payload=payload, subject=f"station:{station_id}")
 
 
+def _state_changed(station_ids: list[int]) -> None:
+    signals.station_state_changed.send(sender=ChargingStation, station_ids=station_ids)
+
+
+def _network_changed(location_ids: Sequence[int | None]) -> None:
+    ids = sorted({pk for pk in location_ids if pk is not None})
+    if ids:
+        signals.network_changed.send(sender=Location, location_ids=ids, station_ids=[])
+
+
 @transaction.atomic
 def station_connected(
     *,
@@ -171,6 +182,7 @@ def station_connected(
     )
     if not current.is_online:
         _station_event("station.online", station_id, current.identity, at=now, reason="connected")
+        _state_changed([station_id])
     return connection.pk, replaced
 
 
@@ -192,6 +204,7 @@ def station_disconnected(
     )
     if went_offline:
         _station_event("station.offline", station_id, None, at=now, reason=reason)
+        _state_changed([station_id])
 
 
 @transaction.atomic
@@ -219,6 +232,7 @@ def stations_node_down(*, node: str, reason: str) -> int:
     ).update(disconnected_at=now, close_reason=reason[:100])
     for pk, identity in stations.items():
         _station_event("station.offline", pk, identity, at=now, reason=reason)
+    _state_changed(station_ids)
     return marked
 
 
@@ -339,6 +353,7 @@ def connector_status_changed(
     )
     if evse_id == 0:
         ChargingStation.objects.filter(pk=station_id).update(status=status, error_code=error_code)
+        _state_changed([station_id])
         return
     newer = Q(status_at__isnull=True) | Q(status_at__lte=timestamp)
     connector_no = connector_id or 1
@@ -349,6 +364,7 @@ def connector_status_changed(
         .filter(newer)
         .update(status=status, error_code=error_code, info=info[:255], status_at=timestamp)
     )
+    learned = False
     if (
         not updated
         and not Connector.objects.filter(
@@ -366,9 +382,14 @@ def connector_status_changed(
             info=info[:255],
             status_at=timestamp,
         )
+        learned = True
     Evse.objects.filter(station_id=station_id, evse_id=evse_id).filter(newer).update(
         status=status, status_at=timestamp
     )
+    if learned:
+        signals.network_changed.send(sender=Location, location_ids=[], station_ids=[station_id])
+    elif updated:
+        signals.evse_status_changed.send(sender=Evse, station_id=station_id, evse_id=evse_id)
 
 
 def notification_record(
@@ -586,6 +607,7 @@ def stations_mark_offline(*, now: datetime | None = None) -> int:
                 )
                 if marked:
                     _station_event("station.offline", pk, None, at=now, reason="missed heartbeats")
+                    _state_changed([pk])
             count += marked
     return count
 
@@ -630,6 +652,7 @@ def _apply(obj: Any, data: dict[str, Any], fields: tuple[str, ...]) -> None:
 def location_create(*, data: dict[str, Any]) -> Location:
     location = Location()
     _apply(location, data, LOCATION_FIELDS)
+    _network_changed([location.pk])
     return location
 
 
@@ -637,6 +660,7 @@ def location_create(*, data: dict[str, Any]) -> Location:
 def location_update(*, location: Location, data: dict[str, Any]) -> Location:
     location = Location.objects.select_for_update().get(pk=location.pk)
     _apply(location, data, LOCATION_FIELDS)
+    _network_changed([location.pk])
     return location
 
 
@@ -675,6 +699,7 @@ def station_create(
     _apply(station, data, STATION_FIELDS)
     if connector_count:
         station_evses_create(station=station, count=connector_count)
+    _network_changed([station.location_id])
     return station
 
 
@@ -686,7 +711,9 @@ def station_update(*, station: ChargingStation, data: dict[str, Any]) -> Chargin
         raise ValidationError(
             {"identity": ValidationError("A station's identity never changes.", code="immutable")}
         )
+    before = station.location_id
     _apply(station, data, STATION_FIELDS)
+    _network_changed([before, station.location_id])
     return station
 
 
@@ -720,4 +747,5 @@ def station_registration_set(*, station: ChargingStation, status: str) -> Chargi
         registration_status=status, updated_at=timezone.now()
     )
     station.refresh_from_db()
+    _network_changed([station.location_id])
     return station

@@ -22,6 +22,7 @@ from django.utils import timezone
 from sessions.models import ChargingSession
 from tariffs import rating, selectors
 from tariffs.models import PriceComponent, SessionTariff, Tariff, TariffElement, TariffVersion
+from tariffs.signals import tariff_version_published
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +261,7 @@ def tariff_version_publish(
         created_by=created_by if getattr(created_by, "pk", None) else None,
         created_at=now,
     )
+    tariff_version_published.send(sender=TariffVersion, version=version)
     return version
 
 

@@ -93,6 +93,17 @@ def _fresh_webhook_subscriptions() -> Iterator[None]:
     subscriptions_changed_now()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_push_targets() -> Iterator[None]:
+    """The partners that receive OCPI pushes are cached (Redis); tests roll partners back
+    without the after-commit hook that forgets them."""
+    from roaming.push import push_targets_changed
+
+    push_targets_changed()
+    yield
+    push_targets_changed()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -19,6 +19,7 @@ from django.utils.html import format_html, format_html_join
 
 from cpo.outbox import services, webhooks
 from cpo.outbox.models import DeliveryAttempt, OutboxMessage, WebhookEndpoint
+from cpo.outbox.transports import destination_kinds_named, destination_names
 
 STATUS_COLOURS = {
     "pending": "#757575",
@@ -62,6 +63,26 @@ class EndpointFilter(admin.SimpleListFilter):
 
 class AttemptEndpointFilter(EndpointFilter):
     message_path = "message__"
+
+
+class NamedDestinationFilter(admin.SimpleListFilter):
+    """The messages of one named destination ("ocpi:3": a roaming partner), by its name."""
+
+    title = "destination"
+    parameter_name = "destination"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            (f"{kind}:{ref}", f"{kind}: {name}")
+            for kind in destination_kinds_named()
+            for ref, name in sorted(destination_names(kind, None).items(), key=lambda i: i[1])
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        kind, _, ref = (self.value() or "").partition(":")
+        if not ref:
+            return queryset
+        return queryset.filter(destination_kind=kind, destination_ref=ref)
 
 
 def _status(status: str) -> str:
@@ -233,7 +254,7 @@ class OutboxMessageAdmin(_ReadOnly):
         "short_error",
         "created_at",
     )
-    list_filter = ("status", "destination_kind", "topic", EndpointFilter)
+    list_filter = ("status", "destination_kind", "topic", EndpointFilter, NamedDestinationFilter)
     search_fields = ("idempotency_key", "topic", "ordering_key")
     actions = ("redeliver",)
     show_full_result_count = False
@@ -262,7 +283,11 @@ class OutboxMessageAdmin(_ReadOnly):
 
     @admin.display(description="destination")
     def destination(self, obj: OutboxMessage) -> str:
-        return f"{obj.destination_kind} {obj.destination_ref}"
+        # A named kind (a roaming partner) shows its name.
+        name = destination_names(obj.destination_kind, [obj.destination_ref]).get(
+            obj.destination_ref
+        )
+        return f"{obj.destination_kind} {name or obj.destination_ref}"
 
     @admin.display(description="status", ordering="status")
     def coloured_status(self, obj: OutboxMessage) -> str:

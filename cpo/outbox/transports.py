@@ -61,6 +61,25 @@ def transport_for(kind: str) -> Transport:
         ) from None
 
 
+# Who a destination is, for the panel: kind -> namer(refs) -> {ref: name}; refs None: every
+# destination of the kind (the list filter's choices). Registered by the kind's owner.
+Namer = Callable[[list[str] | None], dict[str, str]]
+_NAMERS: dict[str, Namer] = {}
+
+
+def destination_namer_register(kind: str, namer: Namer) -> None:
+    _NAMERS[kind] = namer
+
+
+def destination_names(kind: str, refs: list[str] | None) -> dict[str, str]:
+    namer = _NAMERS.get(kind)
+    return namer(refs) if namer is not None else {}
+
+
+def destination_kinds_named() -> list[str]:
+    return sorted(_NAMERS)
+
+
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     # A destination that moved says so in its answer; following it would send the body (and a
     # partner's token) to a host nobody configured.

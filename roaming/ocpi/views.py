@@ -13,13 +13,15 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from cpo.lib.sealing import unseal
-from roaming import selectors, services
+from roaming import push, selectors, services
+from roaming.cdrs import CDR_SERIALIZERS
 from roaming.emsp_tokens import TOKEN_SERIALIZERS
 from roaming.locations import SERIALIZERS, location_model
 from roaming.models import OurParty
 from roaming.ocpi import status
 from roaming.ocpi.status import OcpiError, parse_ocpi_datetime
 from roaming.ocpi.transport import OcpiContext, OcpiResult, json_body, ocpi_endpoint
+from roaming.sessions import SESSION_SERIALIZERS
 from roaming.tariffs import TARIFF_SERIALIZERS
 from tariffs.models import TariffVersion
 
@@ -30,6 +32,8 @@ MODULES = (
     ("locations", "SENDER"),
     ("tariffs", "SENDER"),
     ("tokens", "RECEIVER"),
+    ("sessions", "SENDER"),
+    ("cdrs", "SENDER"),
 )
 
 
@@ -222,3 +226,36 @@ def token_object(
         return OcpiResult(http_status=201 if created else 200)
     services.emsp_token_patch(partner_id=context.partner.pk, body=body, **keys)
     return None
+
+
+@ocpi_endpoint(module="sessions", methods=("GET",))
+def sessions_list(request: HttpRequest, context: OcpiContext, version: str) -> OcpiResult:
+    """The sessions of this eMSP's tokens, oldest change first (then id); `date_from` is
+    required, as OCPI says."""
+    if not request.GET.get("date_from"):
+        raise OcpiError(status.INVALID_PARAMETERS, "date_from is required")
+    serialize = SESSION_SERIALIZERS[version]
+    now = timezone.now()
+
+    def one(roaming: Any) -> dict[str, Any]:
+        model = push.session_ocpi_model(roaming=roaming, now=now)
+        return serialize(model) if model is not None else {}
+
+    return _paged(request, selectors.roaming_sessions(partner=context.partner), one)
+
+
+@ocpi_endpoint(module="cdrs", methods=("GET",))
+def cdrs_list(request: HttpRequest, context: OcpiContext, version: str) -> OcpiResult:
+    """The CDRs (credit CDRs too) of this eMSP's sessions, oldest first (then id)."""
+    serialize = CDR_SERIALIZERS[version]
+    default = _default_party(selectors.our_parties())
+    tokens = {
+        roaming.session_id: roaming.token
+        for roaming in context.partner.sessions.select_related("token")
+    }
+
+    def one(cdr: Any) -> dict[str, Any]:
+        party = push.cdr_party(cdr, default)
+        return serialize(cdr, party=party, token=tokens.get(cdr.session_id))
+
+    return _paged(request, selectors.roaming_cdrs(partner=context.partner), one)

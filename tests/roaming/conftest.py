@@ -210,3 +210,105 @@ def post(client: Client, url: str, body: Any, **headers: Any) -> Any:
 
 def put(client: Client, url: str, body: Any, **headers: Any) -> Any:
     return client.put(url, json.dumps(body), content_type="application/json", **headers)
+
+
+class PushReceiver:
+    """A partner's receiver endpoints on loopback: it records every call (method, path,
+    headers, JSON body) and answers `answer` (an OCPI envelope) with `http_status`, or 503 while
+    `down`. `headers` are added to every answer (a CDR POST's Location)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.down = False
+        self.http_status = 200
+        self.answer: dict[str, Any] = {"status_code": 1000, "timestamp": "2026-01-01T00:00:00Z"}
+        self.headers: dict[str, str] = {}
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                if receiver.down:
+                    code, answer = 503, {"status_code": 3000, "timestamp": "2026-01-01T00:00:00Z"}
+                else:
+                    code, answer = receiver.http_status, receiver.answer
+                    with receiver.lock:
+                        receiver.calls.append(
+                            {
+                                "method": self.command,
+                                "path": self.path,
+                                "headers": self.headers,  # case-insensitive
+                                "body": json.loads(raw) if raw else None,
+                            }
+                        )
+                out = json.dumps(answer).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                for name, value in ({} if receiver.down else receiver.headers).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(out)
+
+            do_GET = do_POST = do_PUT = do_PATCH = _handle  # noqa: N815
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def push_receiver() -> Iterator[PushReceiver]:
+    server = PushReceiver()
+    yield server
+    server.stop()
+
+
+def registered_partner(
+    party: Any,
+    receiver: PushReceiver,
+    *,
+    name: str = "eMSP Push",
+    version: str = "2.2.1",
+    b64: bool = True,
+    token: str = "their-token-C",  # noqa: S107 - a test token
+    is_hub: bool = False,
+    modules: tuple[str, ...] = ("locations", "tariffs", "sessions", "cdrs", "commands"),
+    country_code: str = "DE",
+    party_id: str = "MSP",
+) -> Any:
+    """A partner registered with us, whose receiver endpoints are on `receiver`."""
+    from django.utils import timezone
+
+    from cpo.lib.sealing import seal
+    from roaming.models import Partner
+
+    endpoints = []
+    for module in modules:
+        endpoint = {"identifier": module, "url": f"{receiver.url}/{version}/{module}"}
+        if version != "2.1.1":
+            endpoint["role"] = "RECEIVER"
+        endpoints.append(endpoint)
+    partner = Partner.objects.create(
+        name=name,
+        status=Partner.Status.REGISTERED,
+        version=version,
+        is_hub=is_hub,
+        endpoints=endpoints,
+        roles=[{"role": "EMSP", "country_code": country_code, "party_id": party_id}],
+        their_token_sealed=seal(token),
+        encode_token_b64=b64,
+        registered_at=timezone.now(),
+    )
+    partner.allowed_parties.add(party)
+    return partner

@@ -49,6 +49,8 @@ def test_versions_and_details_need_a_token_and_list_both_versions(token_a: str) 
         ("locations", "SENDER"),
         ("tariffs", "SENDER"),
         ("tokens", "RECEIVER"),
+        ("sessions", "SENDER"),
+        ("cdrs", "SENDER"),
     }
     old = envelope_of(client.get("/ocpi/2.1.1/", **auth(token_a, b64=False)))["data"]
     assert old["version"] == "2.1.1"

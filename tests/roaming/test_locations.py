@@ -322,7 +322,7 @@ def test_errors_are_envelopes_with_the_http_status_the_spec_names(token: str) ->
     client = Client()
     cases = [
         (client.post(LOCATIONS, **auth(token)), 405, 2000),
-        (client.get("/ocpi/2.2.1/cdrs", **auth(token)), 404, 2000),
+        (client.get("/ocpi/2.2.1/no-such-module", **auth(token)), 404, 2000),
         (client.get("/ocpi/3.0/locations", **auth(token)), 404, 2000),
         (client.get(LOCATIONS, HTTP_AUTHORIZATION="Bearer x"), 401, 2000),
         (client.get(LOCATIONS, HTTP_AUTHORIZATION="Token "), 401, 2000),

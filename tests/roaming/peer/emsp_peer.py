@@ -5,10 +5,14 @@ by tests/roaming/test_peer_live.py as a separate process on loopback:
 
     python emsp_peer.py --port 8123 --token-a <the token A it hands out> [--versions 2.1.1]
 
-The package serves the eMSP side: versions, version details and the credentials module
-(its own POST/PUT handlers call our versions back). Around it, /control/ routes let the test
-drive the peer as the initiator of a registration and as a client crawling our locations;
-everything we answer is parsed with the package's pydantic models of that version.
+The package serves the eMSP side: versions, version details, the credentials module (its own
+POST/PUT handlers call our versions back) and the receiver interfaces of locations, sessions,
+CDRs and tariffs on both versions: every object we push is parsed by the package's own
+pydantic models of that version before it reaches the store here (a body they refuse is
+answered with an error, which our outbox dead-letters and the tests see). Around it,
+/control/ routes let the test drive the peer as the initiator of a registration and as a
+client crawling our locations (everything we answer is parsed with the package's pydantic
+models of that version), take it down and back up, and read what it received.
 """
 
 from __future__ import annotations
@@ -56,7 +60,17 @@ def main() -> None:
     base = f"http://127.0.0.1:{args.port}"
     versions_url = f"{base}/ocpi/versions"
     # Tokens the peer issued (we call it with them) and the ones we gave it.
-    state: dict[str, Any] = {"token_a": args.token_a, "issued": [], "ours": None, "exchanges": []}
+    state: dict[str, Any] = {
+        "token_a": args.token_a,
+        "issued": [],
+        "ours": None,
+        "exchanges": [],
+        # What we pushed: {module: {object id: object}}, and every push in arrival order.
+        "store": {},
+        "pushes": [],
+        # While true, every non-control request is answered HTTP 503 (the peer is "down").
+        "down": False,
+    }
 
     def b64(token: str) -> str:
         return base64.b64encode(token.encode()).decode()
@@ -93,10 +107,29 @@ def main() -> None:
         async def get_valid_token_a(cls) -> list[str]:
             return with_encodings([state["token_a"]] if state["token_a"] else [])
 
+    def module_text(module: Any) -> str:
+        return str(getattr(module, "value", module))
+
+    def stored(module: Any) -> dict[str, Any]:
+        return state["store"].setdefault(module_text(module), {})
+
+    def record(module: Any, action: str, data: dict, version: str) -> None:
+        state["pushes"].append(
+            {
+                "module": module_text(module),
+                "action": action,
+                "version": version,
+                "id": str(data.get("id") or data.get("uid") or ""),
+                "data": data,
+            }
+        )
+
     class PeerCrud(Crud):
         @classmethod
         async def get(cls, module: Any, role: Any, id: Any, *args: Any, **kwargs: Any) -> Any:
             version = version_text(kwargs.get("version", "2.2.1"))
+            if module_text(module) != "credentials":
+                return stored(module).get(str(id).lower())
             return {"token": state["issued"][-1], "url": versions_url, **our_roles(version)}
 
         @classmethod
@@ -107,8 +140,13 @@ def main() -> None:
 
         @classmethod
         async def create(cls, module: Any, role: Any, data: dict, *args: Any, **kwargs: Any) -> Any:
-            # We (the CPO) registered with the peer: keep our token, answer with a new one.
             version = version_text(kwargs.get("version", "2.2.1"))
+            if module_text(module) != "credentials":
+                # A pushed object, already parsed by the package's model of the version.
+                stored(module)[str(data["id"]).lower()] = data
+                record(module, "create", data, version)
+                return data
+            # We (the CPO) registered with the peer: keep our token, answer with a new one.
             state["ours"] = data["credentials"]["token"]
             state["exchanges"].append(
                 {"as": "receiver", "version": version, "endpoints": data["endpoints"]}
@@ -122,6 +160,11 @@ def main() -> None:
         async def update(
             cls, module: Any, role: Any, data: dict, id: Any, *args: Any, **kwargs: Any
         ) -> Any:
+            if module_text(module) != "credentials":
+                version = version_text(kwargs.get("version", "2.2.1"))
+                stored(module)[str(id).lower()] = data
+                record(module, "update", data, version)
+                return data
             return await cls.create(module, role, data, *args, **kwargs)
 
         @classmethod
@@ -136,9 +179,32 @@ def main() -> None:
         version_numbers=[VersionNumber(v) for v in args.versions.split(",")],
         roles=[RoleEnum.emsp],
         crud=PeerCrud,
-        modules=[ModuleID.credentials_and_registration, ModuleID.locations],
+        modules=[
+            ModuleID.credentials_and_registration,
+            ModuleID.locations,
+            ModuleID.sessions,
+            ModuleID.cdrs,
+            ModuleID.tariffs,
+        ],
         authenticator=PeerAuthenticator,
     )
+
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    @app.middleware("http")
+    async def maybe_down(request: Request, call_next: Any) -> Any:
+        if state["down"] and not request.url.path.startswith("/control/"):
+            return JSONResponse({"status_code": 3000, "status_message": "down"}, status_code=503)
+        response = await call_next(request)
+        if response.status_code == 422:
+            state.setdefault("refused", []).append(str(request.url.path))
+        return response
+
+    @app.post("/control/down")
+    async def set_down(body: dict = Body(...)) -> dict:  # noqa: B008
+        state["down"] = bool(body.get("down"))
+        return {"down": state["down"]}
 
     def header(token: str, version: str) -> dict[str, str]:
         return {"Authorization": f"Token {token if version == '2.1.1' else b64(token)}"}

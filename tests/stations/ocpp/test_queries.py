@@ -87,10 +87,13 @@ def _webhook_subscriptions_known(transactional_db):  # noqa: ARG001
     """Which webhook endpoints want which event is cached for every process (cpo.outbox.
     webhooks): a process reads it once after each change of the endpoints, then a publish
     nobody subscribed to costs no query. The counts below are that warm path; the cold read
-    is one query per process per change, not per message."""
+    is one query per process per change, not per message. The same holds for the partners
+    that receive OCPI pushes (roaming.push.push_targets): none here, read once."""
     from cpo.outbox.webhooks import subscriptions
+    from roaming.push import push_targets
 
     subscriptions()
+    push_targets()
 
 
 class FakeConsumer:
