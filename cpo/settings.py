@@ -519,6 +519,14 @@ ROAMING_TOKEN_A_HOURS = envint("ROAMING_TOKEN_A_HOURS", 72)
 ROAMING_REROLL_GRACE_SECONDS = envint("ROAMING_REROLL_GRACE_SECONDS", 300)
 # Seconds one outbound call to a partner (versions, credentials) may take.
 ROAMING_HTTP_TIMEOUT = envint("ROAMING_HTTP_TIMEOUT", 10)
+# Seconds an Authorize or start waits at most for eMSPs asked in real time (all at once).
+ROAMING_REALTIME_DEADLINE = envfloat("ROAMING_REALTIME_DEADLINE", 3.0)
+# Seconds a partner's command (commands, chargingprofiles) waits for the station's answer
+# before its result is TIMEOUT; told to the partner as the CommandResponse's timeout.
+ROAMING_COMMAND_TIMEOUT = envint("ROAMING_COMMAND_TIMEOUT", 60)
+# The SSRF guard off for every partner (tests on loopback): response URLs on private and
+# loopback addresses are accepted. Otherwise only partners ticked "allow private URLs" may.
+ROAMING_ALLOW_PRIVATE_URLS = envbool("ROAMING_ALLOW_PRIVATE_URLS", False)
 
 # --- Operator panel -----------------------------------------------------------------------------
 # "Today" on the dashboard and the days/months of its charts; per-site reports use each site's zone.
@@ -579,6 +587,11 @@ CELERY_BEAT_SCHEDULE = {
     "stations-commands-expire": {
         "task": "stations.commands.tasks.commands_expire",
         "schedule": 60.0,
+    },
+    # Every 10 seconds: partner commands past their deadline get their TIMEOUT result.
+    "roaming-commands-timeout": {
+        "task": "roaming.tasks.roaming_commands_timeout",
+        "schedule": 10.0,
     },
     # Every 15 minutes: open new billing periods and close the ones that have ended.
     "billing-close-due-periods": {

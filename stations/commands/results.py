@@ -12,6 +12,7 @@ from django.utils import timezone
 from stations import secret_keys
 from stations.commands import jobs, local_lists
 from stations.commands.models import Command
+from stations.commands.signals import command_finished
 
 
 @transaction.atomic
@@ -55,6 +56,7 @@ def command_result_record(
     jobs.job_command_finished(command=command)
     if command.origin == Command.Origin.LOCAL_LIST:
         local_lists.local_list_result_record(command=command)
+    command_finished.send(sender=Command, command=command)
     return command
 
 

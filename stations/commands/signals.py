@@ -13,3 +13,7 @@ job_targets_changed = Signal()
 # local_list_refused(sender=LocalAuthList, station_id=int): a station refused a differential
 # update of its local list (VersionMismatch, Failed): it needs the whole list again.
 local_list_refused = Signal()
+# command_finished(sender=Command, command=Command): a command became final (answered, failed,
+# timed out, expired), inside the transaction that recorded it: a receiver's writes commit
+# with it (roaming owes a partner the result of the command it asked for).
+command_finished = Signal()
