@@ -268,6 +268,37 @@ async def test_the_emsp_sends_the_five_commands_on_221(
         assert (session.id_token.uid, session.id_token.issuer_party_id) == (LONG_UID, "MSP")
         assert (await control(peer, "state"))["authorizations"] == []
 
+        # chargingprofiles on the session: a TxProfile on its transaction, its composite
+        # schedule, and clearing it; each result parsed by the peer's package.
+        profile = {
+            "charging_rate_unit": "A",
+            "charging_profile_period": [{"start_period": 0, "limit": 16}],
+        }
+        for method, extra, action in (
+            ("PUT", {"profile": profile}, "SetChargingProfile"),
+            ("GET", {"query": {"duration": "900"}}, "GetCompositeSchedule"),
+            ("DELETE", {}, "ClearChargingProfile"),
+        ):
+            sent = await control(
+                peer,
+                "chargingprofile",
+                {
+                    "versions_url": f"{roaming_daphne.http_url}/ocpi/versions",
+                    "method": method,
+                    "session_id": str(session.uid),
+                    **extra,
+                },
+            )
+            assert sent["parsed"]["result"] == "ACCEPTED", sent
+            assert [r["result"] for r in await results_of(peer, sent["number"])] == ["ACCEPTED"]
+            last_call(cp, action)
+        tx_profile = last_call(cp, "SetChargingProfile")["cs_charging_profiles"]
+        assert (tx_profile["charging_profile_purpose"], tx_profile["transaction_id"]) == (
+            "TxProfile",
+            begun.transaction_id,
+        )
+        assert last_call(cp, "ClearChargingProfile")["id"] == tx_profile["charging_profile_id"]
+
         # STOP_SESSION by our session id.
         stopped = await command(
             peer, roaming_daphne, "STOP_SESSION", {"session_id": str(session.uid)}

@@ -110,7 +110,7 @@ async def test_a_1_6_session_uses_up_the_cost_budget(daphne_server, celery_worke
                 timestamp=ts(start + dt.timedelta(minutes=50)),
             )
         )
-        assert second.id_tag_info["status"] == "Invalid"
+        assert second.id_tag_info["status"] == "Blocked"
         await cp.cp.call(
             call.StopTransaction(
                 transaction_id=tx, meter_stop=10_000, timestamp=ts(start + dt.timedelta(hours=1))

@@ -53,6 +53,12 @@ def main() -> None:
     from py_ocpi.core.crud import Crud
     from py_ocpi.core.enums import Action, ModuleID, RoleEnum
     from py_ocpi.main import get_application
+    from py_ocpi.modules.chargingprofiles.v_2_2_1.schemas import (
+        ActiveChargingProfileResult,
+        ChargingProfileResponse,
+        ChargingProfileResult,
+        ClearProfileResult,
+    )
     from py_ocpi.modules.commands.v_2_1_1.schemas import CommandResponse as CommandResponse211
     from py_ocpi.modules.commands.v_2_2_1.schemas import CommandResponse as CommandResponse221
     from py_ocpi.modules.commands.v_2_2_1.schemas import CommandResult as CommandResult221
@@ -321,6 +327,58 @@ def main() -> None:
         if sent is None:
             raise HTTPException(404, "no such command")
         model = CommandResponse211 if sent["version"] == "2.1.1" else CommandResult221
+        try:
+            parsed = model(**body)
+        except ValidationError as error:
+            sent["results"].append({"invalid": str(error), "body": body})
+            return {"status_code": 2001, "timestamp": "2026-01-01T00:00:00Z"}
+        sent["results"].append({"result": parsed.result.value, "body": body})
+        return {"status_code": 1000, "timestamp": "2026-01-01T00:00:00Z"}
+
+    @app.post("/control/chargingprofile")
+    async def chargingprofile(body: dict = Body(...)) -> dict:  # noqa: B008
+        """PUT, GET or DELETE on the CPO's chargingprofiles (2.2.1) of a session, with a
+        response URL it serves; the ChargingProfileResponse parsed with the package's model."""
+        method = body["method"]
+        number = str(len(state["commands"]) + 1)
+        response_url = f"{base}/profile-results/{number}"
+        state["commands"][number] = {"version": "2.2.1", "type": method, "results": []}
+        headers = header(state["ours"], "2.2.1")
+        async with httpx.AsyncClient(timeout=20) as client:
+            url = await endpoint(
+                client, body["versions_url"], state["ours"], "2.2.1", "chargingprofiles"
+            )
+            target = f"{url.rstrip('/')}/{body['session_id']}"
+            if method == "PUT":
+                request = {"charging_profile": body["profile"], "response_url": response_url}
+                answer = await client.put(target, json=request, headers=headers)
+            else:
+                query = {"response_url": response_url, **body.get("query", {})}
+                answer = await client.request(method, target, params=query, headers=headers)
+        envelope = answer.json()
+        parsed = None
+        if envelope.get("status_code") == 1000:
+            try:
+                parsed = ChargingProfileResponse(**envelope["data"]).dict()
+            except ValidationError as error:
+                raise HTTPException(502, f"ChargingProfileResponse refused: {error}") from error
+        return {
+            "number": number,
+            "http": answer.status_code,
+            "envelope": envelope,
+            "parsed": parsed,
+        }
+
+    @app.post("/profile-results/{number}")
+    async def profile_result(number: str, body: dict = Body(...)) -> dict:  # noqa: B008
+        sent = state["commands"].get(number)
+        if sent is None:
+            raise HTTPException(404, "no such call")
+        model = {
+            "PUT": ChargingProfileResult,
+            "GET": ActiveChargingProfileResult,
+            "DELETE": ClearProfileResult,
+        }[sent["type"]]
         try:
             parsed = model(**body)
         except ValidationError as error:
