@@ -17,10 +17,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from roaming.commands import fields_check, session_find, url_guard
 from roaming.models import Partner, RoamingCommand
 from roaming.ocpi import status
 from roaming.ocpi.status import OcpiError, ocpi_datetime, parse_ocpi_datetime
+from roaming.receiving import fields_check, session_find, url_guard
 from sessions.models import ChargingSession
 from stations.commands.codec import codec
 from stations.commands.models import Command

@@ -14,25 +14,20 @@ TIMEOUT from the sweeper (Celery beat, `roaming_commands_timeout`).
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import socket
-import uuid
 from base64 import b32encode
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from cpo.outbox.services import outbox_enqueue
-from roaming import selectors
+from roaming import chargingprofiles, selectors, services
 from roaming.emsp_tokens import token_check
 from roaming.models import EmspToken, OurParty, Partner, RoamingCommand
 from roaming.ocpi import status
 from roaming.ocpi.status import OcpiError, parse_ocpi_datetime
-from roaming.outbound import KIND
+from roaming.receiving import fields_check, result_store, session_find, url_guard
 from sessions.models import ChargingSession
 from stations.commands.codec import codec
 from stations.commands.models import Command
@@ -100,54 +95,6 @@ FIELDS: dict[str, dict[str, dict[str, tuple[type, int | None, bool]]]] = {
 COMMAND_TYPES = {version: set(types) for version, types in FIELDS.items()}
 
 
-def fields_check(
-    body: dict[str, Any], fields: dict[str, tuple[type, int | None, bool]]
-) -> dict[str, Any]:
-    """The body's fields by type and length; unknown or missing ones are 2001."""
-    unknown = set(body) - set(fields)
-    if unknown:
-        raise OcpiError(status.INVALID_PARAMETERS, f"unknown fields: {', '.join(sorted(unknown))}")
-    for name, (kind, length, required) in fields.items():
-        value = body.get(name)
-        if value is None:
-            if required:
-                raise OcpiError(status.INVALID_PARAMETERS, f"{name} is required")
-            continue
-        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
-            raise OcpiError(status.INVALID_PARAMETERS, f"{name} must be a {kind.__name__}")
-        if length is not None and isinstance(value, str) and len(value) > length:
-            raise OcpiError(status.INVALID_PARAMETERS, f"{name}: at most {length} characters")
-    return body
-
-
-# --- the SSRF guard -------------------------------------------------------------------------------
-
-
-def url_guard(partner: Partner, url: str) -> None:
-    """2001 unless `url` is http(s) on a public address: a partner's response_url must not
-    make us call our own network (loopback, private, link-local, reserved), unless the
-    partner is allowed to (`allow_private_urls`) or the guard is off for tests
-    (ROAMING_ALLOW_PRIVATE_URLS)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise OcpiError(status.INVALID_PARAMETERS, "response_url: an http(s) URL is required")
-    if partner.allow_private_urls or settings.ROAMING_ALLOW_PRIVATE_URLS:
-        return
-    try:
-        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise OcpiError(
-            status.INVALID_PARAMETERS, f"response_url: {parts.hostname} does not resolve"
-        ) from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-        if not address.is_global or address.is_multicast:
-            raise OcpiError(
-                status.INVALID_PARAMETERS,
-                f"response_url: {parts.hostname} is a private or loopback address ({address})",
-            )
-
-
 # --- results --------------------------------------------------------------------------------------
 
 # The station's one-word answer (Command.result) of a refused command -> CommandResultType.
@@ -192,27 +139,6 @@ def command_result_body(version: str, result: str, text: str = "") -> dict[str, 
     return body
 
 
-def result_store(roaming: RoamingCommand, *, result: str, body: dict[str, Any]) -> bool:
-    """Write the result we owe and its outbox message, in the caller's transaction; False
-    when the command had one already (the station answered after the TIMEOUT, say)."""
-    claimed = RoamingCommand.objects.filter(pk=roaming.pk, result="").update(
-        result=result[:24], result_body=body, result_at=timezone.now()
-    )
-    if not claimed:
-        return False
-    outbox_enqueue(
-        destination_kind=KIND,
-        destination_ref=str(roaming.partner_id),
-        url=roaming.response_url,
-        method="POST",
-        body=body,
-        topic=f"commands.{roaming.type.lower()}",
-        ordering_key=f"commands:{roaming.pk}",
-        idempotency_key=f"roaming-command-{roaming.pk}",
-    )
-    return True
-
-
 def command_finished_receiver(sender: Any, command: Command, **kwargs: Any) -> None:
     """The queue's command became final: the partner's result, in that transaction."""
     if command.origin != Command.Origin.ROAMING:
@@ -220,8 +146,6 @@ def command_finished_receiver(sender: Any, command: Command, **kwargs: Any) -> N
     roaming = RoamingCommand.objects.filter(command=command, result="").first()
     if roaming is None:
         return
-    from roaming import chargingprofiles  # the module's own results
-
     if roaming.type in chargingprofiles.TYPES:
         result, body = chargingprofiles.result_of(roaming, command)
     else:
@@ -240,8 +164,6 @@ def roaming_commands_timeout(*, now: datetime | None = None) -> int:
         .filter(result="", deadline__lte=now)
         .order_by("deadline")[:500]
     )
-    from roaming import chargingprofiles
-
     count = 0
     for roaming in due:
         if roaming.type in chargingprofiles.TYPES:
@@ -286,8 +208,6 @@ def id_tag_for(token: EmspToken, station: ChargingStation) -> str:
 def _token_store(partner: Partner, data: dict[str, Any], version: str, routing: Any) -> EmspToken:
     """The token the command carries, upserted like a pushed one (the eMSP vouches for it:
     it is not checked against the cache)."""
-    from roaming import services
-
     checked = token_check(data, version=version)
     if version == "2.1.1":
         keys = sorted(partner.party_keys())
@@ -328,22 +248,6 @@ def _evse_find(
     if evse is None:
         raise OcpiError(status.UNKNOWN_LOCATION, "unknown EVSE", http_status=404)
     return evse.station, evse
-
-
-def session_find(partner: Partner, session_id: str) -> ChargingSession | None:
-    """Our session by its OCPI id (the session's uid; its number is accepted too), when it
-    is one of this partner's drivers'."""
-    sessions = ChargingSession.objects.select_related("station", "id_token")
-    try:
-        session = sessions.filter(uid=uuid.UUID(session_id)).first()
-    except ValueError:
-        session = sessions.filter(pk=int(session_id)).first() if session_id.isdigit() else None
-    if session is None or session.id_token is None:
-        return None
-    key = (session.id_token.issuer_country_code, session.id_token.issuer_party_id)
-    if not partner.is_hub and key not in partner.party_keys():
-        return None
-    return session
 
 
 def _reservation_id_new() -> int:

@@ -106,27 +106,35 @@ def _location_references(station_id: int | None) -> tuple[Any, dict[str, Any] | 
     return station.location, {"location_id": str(station.location_id), "evse_uids": evses}
 
 
+def _routing(partner: Partner, to_party: tuple[str, str] | None) -> dict[str, str]:
+    """A hub's routing headers: from our party it sees, to the token's party when known (read
+    here, on the caller's thread: the pool's threads never touch the database)."""
+    headers: dict[str, str] = {}
+    if not partner.is_hub:
+        return headers
+    ours = partner.allowed_parties.order_by("-is_default", "pk").first()
+    if ours is not None:
+        headers["OCPI-from-country-code"] = ours.country_code
+        headers["OCPI-from-party-id"] = ours.party_id
+    if to_party is not None:
+        headers["OCPI-to-country-code"], headers["OCPI-to-party-id"] = to_party
+    return headers
+
+
 def _ask(
     partner: Partner,
     *,
     uid: str,
     token_type: str,
     references: dict[str, Any] | None,
-    to_party: tuple[str, str] | None,
+    headers: dict[str, str],
     seconds: float,
 ) -> Verdict:
-    """POST {tokens}/{uid}/authorize?type= with LocationReferences: one partner's verdict."""
+    """POST {tokens}/{uid}/authorize?type= with LocationReferences: one partner's verdict.
+    Runs on the pool: HTTP only, no database."""
     started = time.monotonic()
     base = (_tokens_url(partner) or "").rstrip("/")
     url = f"{base}/{quote(uid, safe='')}/authorize?type={token_type}"
-    headers: dict[str, str] = {}
-    if partner.is_hub:
-        ours = partner.allowed_parties.order_by("-is_default", "pk").first()
-        if ours is not None:
-            headers["OCPI-from-country-code"] = ours.country_code
-            headers["OCPI-from-party-id"] = ours.party_id
-        if to_party is not None:
-            headers["OCPI-to-country-code"], headers["OCPI-to-party-id"] = to_party
     try:
         answer = ocpi_call(
             "POST",
@@ -184,7 +192,7 @@ def _ask_all(
             uid=uid,
             token_type=token_type,
             references=references,
-            to_party=to_party,
+            headers=_routing(partner, to_party),
             seconds=deadline,
         ): partner
         for partner in partners

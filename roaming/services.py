@@ -29,6 +29,7 @@ from roaming.models import (
 )
 from roaming.ocpi import status
 from roaming.ocpi.status import OcpiError, parse_ocpi_datetime
+from roaming.receiving import fields_check
 from roaming.tokens import TOKEN_PATTERN, token_hash, token_new
 
 
@@ -518,8 +519,6 @@ def client_info_put(
     """Store what a hub says of a party connected to it (2001 for anything else). A platform
     that reports its own party sets its `client_status` too: OFFLINE or SUSPENDED stop our
     pushes and real-time authorization requests to it until it is back."""
-    from roaming.commands import fields_check
-
     partner = Partner.objects.select_for_update().get(pk=partner_id)
     data = fields_check(body, CLIENT_INFO_FIELDS)
     key = (country_code.upper(), party_id.upper())

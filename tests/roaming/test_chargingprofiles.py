@@ -164,6 +164,7 @@ def test_delete_clears_our_profile(token: str, session: ChargingSession) -> None
         ("PUT", {"charging_profile": {"charging_rate_unit": "kW"}}, {}, 2001),
         ("PUT", {"charging_profile": PROFILE | {"charging_profile_period": []}}, {}, 2001),
         ("PUT", {"charging_profile": PROFILE | {"start_date_time": "noon"}}, {}, 2001),
+        ("PUT", {"charging_profile": PROFILE | {"min_charging_rate": "low"}}, {}, 2001),
         (
             "PUT",
             {"charging_profile": PROFILE | {"charging_profile_period": [{"limit": 1}]}},
