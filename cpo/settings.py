@@ -558,6 +558,14 @@ ROAMING_HTTP_TIMEOUT = envint("ROAMING_HTTP_TIMEOUT", 10)
 OCPI_SESSION_PATCH_MINUTES = envint("OCPI_SESSION_PATCH_MINUTES", 15)
 # The currency of a session's cost before the rating priced it (sessions without a tariff).
 OCPI_DEFAULT_CURRENCY = envstr("OCPI_DEFAULT_CURRENCY", "EUR")
+# Seconds an Authorize or start waits at most for eMSPs asked in real time (all at once).
+ROAMING_REALTIME_DEADLINE = envfloat("ROAMING_REALTIME_DEADLINE", 3.0)
+# Seconds a partner's command (commands, chargingprofiles) waits for the station's answer
+# before its result is TIMEOUT; told to the partner as the CommandResponse's timeout.
+ROAMING_COMMAND_TIMEOUT = envint("ROAMING_COMMAND_TIMEOUT", 60)
+# The SSRF guard off for every partner (tests on loopback): response URLs on private and
+# loopback addresses are accepted. Otherwise only partners ticked "allow private URLs" may.
+ROAMING_ALLOW_PRIVATE_URLS = envbool("ROAMING_ALLOW_PRIVATE_URLS", False)
 
 # --- Operator panel -----------------------------------------------------------------------------
 # "Today" on the dashboard and the days/months of its charts; per-site reports use each site's zone.
@@ -635,6 +643,11 @@ CELERY_BEAT_SCHEDULE = {
     "stations-energy-pass": {
         "task": "stations.energy.tasks.energy_pass",
         "schedule": ENERGY_PASS_SECONDS,
+    },
+    # Every 10 seconds: partner commands past their deadline get their TIMEOUT result.
+    "roaming-commands-timeout": {
+        "task": "roaming.tasks.roaming_commands_timeout",
+        "schedule": 10.0,
     },
     # Every 15 minutes: open new billing periods and close the ones that have ended.
     "billing-close-due-periods": {

@@ -22,12 +22,15 @@ from django.utils.translation import gettext_lazy as _
 
 from roaming import push, services
 from roaming.models import (
+    ClientInfo,
     CredentialsEvent,
     EmspToken,
     IssuedToken,
     LocationParty,
     OurParty,
     Partner,
+    RealtimeAuthorization,
+    RoamingCommand,
 )
 
 
@@ -251,3 +254,45 @@ class EmspTokenAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class _ReadOnly(admin.ModelAdmin):
+    """Records of what partners asked and what we answered: written by services only."""
+
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(RoamingCommand)
+class RoamingCommandAdmin(_ReadOnly):
+    """Partner commands (commands, chargingprofiles): the station command each became and the
+    result owed at the partner's response URL."""
+
+    list_display = ("created_at", "partner", "type", "station", "result", "deadline")
+    list_filter = ("type", "result", "partner")
+    list_select_related = ("partner", "station")
+    raw_id_fields = ("command", "station", "session", "emsp_token")
+
+
+@admin.register(RealtimeAuthorization)
+class RealtimeAuthorizationAdmin(_ReadOnly):
+    list_display = ("at", "partner", "uid", "token_type", "result", "duration_ms")
+    list_filter = ("result", "partner")
+    list_select_related = ("partner",)
+    search_fields = ("uid", "authorization_reference")
+    raw_id_fields = ("location",)
+
+
+@admin.register(ClientInfo)
+class ClientInfoAdmin(_ReadOnly):
+    list_display = ("partner", "country_code", "party_id", "role", "status", "last_updated")
+    list_filter = ("status", "partner")
+    list_select_related = ("partner",)

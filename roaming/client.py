@@ -39,6 +39,8 @@ class PartnerCallFailed(Exception):
         self.http_status = http_status
         # The platform answered (an HTTP error or an OCPI error), as opposed to no answer.
         self.answered = answered or http_status is not None
+        # The OCPI status code of the answer, when it had one.
+        self.ocpi_status: int | None = None
 
 
 @dataclass(frozen=True)
@@ -49,12 +51,20 @@ class Negotiated:
 
 
 def ocpi_call(
-    method: str, url: str, *, token: str, b64: bool, body: dict[str, Any] | None = None
+    method: str,
+    url: str,
+    *,
+    token: str,
+    b64: bool,
+    body: dict[str, Any] | None = None,
+    timeout: float | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One call; the envelope of a 2xx answer with status 1xxx, else PartnerCallFailed."""
     if not url.startswith(("http://", "https://")):
         raise PartnerCallFailed(f"not an http(s) URL: {url!r}")
     headers = {
+        **(extra_headers or {}),
         "Authorization": f"Token {token_encode(token, b64=b64)}",
         "Accept": "application/json",
         "X-Request-ID": str(uuid.uuid4()),
@@ -66,12 +76,17 @@ def ocpi_call(
         headers["Content-Type"] = "application/json"
     request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(request, timeout=settings.ROAMING_HTTP_TIMEOUT) as response:  # noqa: S310
+        seconds = settings.ROAMING_HTTP_TIMEOUT if timeout is None else timeout
+        with urllib.request.urlopen(request, timeout=seconds) as response:  # noqa: S310
             raw = response.read()
     except urllib.error.HTTPError as error:
-        raise PartnerCallFailed(
-            f"{method} {url}: HTTP {error.code}", http_status=error.code
-        ) from error
+        failed = PartnerCallFailed(f"{method} {url}: HTTP {error.code}", http_status=error.code)
+        try:  # an OCPI error inside an HTTP error (404 with 2004: unknown token)
+            answer = json.loads(error.read())
+            failed.ocpi_status = int(answer.get("status_code"))
+        except (ValueError, TypeError, AttributeError, OSError):
+            pass
+        raise failed from error
     except (urllib.error.URLError, OSError, TimeoutError) as error:
         raise PartnerCallFailed(f"{method} {url}: {error}") from error
     try:
@@ -82,9 +97,11 @@ def ocpi_call(
         raise PartnerCallFailed(f"{method} {url}: the answer is not an OCPI envelope")
     if not 1000 <= answer["status_code"] < 2000:
         message = answer.get("status_message", "")
-        raise PartnerCallFailed(
+        failed = PartnerCallFailed(
             f"{method} {url}: OCPI {answer['status_code']} {message}".strip(), answered=True
         )
+        failed.ocpi_status = answer["status_code"]
+        raise failed
     return answer
 
 

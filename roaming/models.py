@@ -69,6 +69,18 @@ class LocationParty(models.Model):
         return f"{self.location} -> {self.party}"
 
 
+class ClientStatus(models.TextChoices):
+    """OCPI ConnectionStatus (hubclientinfo)."""
+
+    CONNECTED = "CONNECTED"
+    OFFLINE = "OFFLINE"
+    PLANNED = "PLANNED"
+    SUSPENDED = "SUSPENDED"
+
+
+UNREACHABLE = (ClientStatus.OFFLINE, ClientStatus.SUSPENDED)
+
+
 class Partner(models.Model):
     """An eMSP or hub platform we exchange OCPI credentials with."""
 
@@ -104,6 +116,17 @@ class Partner(models.Model):
     registered_at = models.DateTimeField(null=True, blank=True, editable=False)
     unregistered_at = models.DateTimeField(null=True, blank=True, editable=False)
     last_contact_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # What a hub's hubclientinfo last said of this platform's connection to it ("" = nothing
+    # said: connected). OFFLINE or SUSPENDED: no pushes, no real-time authorization requests.
+    client_status = models.CharField(
+        max_length=10, choices=ClientStatus.choices, blank=True, editable=False
+    )
+    # The SSRF guard: a partner's response_url on a private or loopback address is refused
+    # unless this is ticked (a partner inside our own network).
+    allow_private_urls = models.BooleanField(
+        default=False,
+        help_text="Accept command response URLs on private or loopback addresses.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -125,6 +148,20 @@ class Partner(models.Model):
                 continue
             return str(endpoint.get("url"))
         return None
+
+    def accepts_traffic(self, party: tuple[str, str] | None = None) -> bool:
+        """May we call this platform now (pushes, real-time authorization)? Registered, with
+        a token of theirs, and not reported OFFLINE or SUSPENDED by a hub; with `party`
+        (country code, party id) behind a hub: that party not reported so either."""
+        if self.status != self.Status.REGISTERED or not self.their_token_sealed:
+            return False
+        if self.client_status in UNREACHABLE:
+            return False
+        if party is not None and self.is_hub:
+            return not self.client_infos.filter(
+                country_code=party[0].upper(), party_id=party[1].upper(), status__in=UNREACHABLE
+            ).exists()
+        return True
 
     def party_keys(self) -> set[tuple[str, str]]:
         return {
@@ -278,3 +315,115 @@ class CdrPush(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cdr_id} -> {self.partner}"
+class ClientInfo(models.Model):
+    """What a hub told us (hubclientinfo, we are the receiver) of a party connected to it."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="client_infos")
+    country_code = models.CharField(max_length=2)
+    party_id = models.CharField(max_length=3)
+    role = models.CharField(max_length=8)
+    status = models.CharField(max_length=10, choices=ClientStatus.choices)
+    last_updated = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "hub client info"
+        ordering = ["country_code", "party_id", "role"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["partner", "country_code", "party_id", "role"], name="client_info_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.country_code}*{self.party_id} {self.role} {self.status}"
+
+
+class RealtimeAuthorization(models.Model):
+    """One real-time authorization request we made to a partner, with what came of it."""
+
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="+")
+    uid = models.CharField(max_length=36)
+    token_type = models.CharField(max_length=16)
+    location = models.ForeignKey(
+        Location, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # ALLOWED, BLOCKED, EXPIRED, NO_CREDIT, NOT_ALLOWED; or TIMEOUT / FAILED (no answer).
+    result = models.CharField(max_length=12)
+    authorization_reference = models.CharField(max_length=36, blank=True)
+    detail = models.CharField(max_length=255, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [models.Index(fields=["uid", "at"], name="realtime_auth_uid_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.partner} {self.uid} {self.result}"
+
+
+class RoamingCommand(models.Model):
+    """A command a partner sent us (commands or chargingprofiles, we are the receiver): the
+    station's command of our durable queue it became, and the result we owe the partner at
+    its response_url (posted through the outbox)."""
+
+    class Type(models.TextChoices):
+        START_SESSION = "START_SESSION"
+        STOP_SESSION = "STOP_SESSION"
+        RESERVE_NOW = "RESERVE_NOW"
+        CANCEL_RESERVATION = "CANCEL_RESERVATION"
+        UNLOCK_CONNECTOR = "UNLOCK_CONNECTOR"
+        # chargingprofiles
+        SET_CHARGING_PROFILE = "SET_CHARGING_PROFILE"
+        GET_ACTIVE_PROFILE = "GET_ACTIVE_PROFILE"
+        CLEAR_PROFILE = "CLEAR_PROFILE"
+
+    partner = models.ForeignKey(Partner, on_delete=models.PROTECT, related_name="commands")
+    version = models.CharField(max_length=8)
+    type = models.CharField(max_length=24, choices=Type.choices)
+    request = models.JSONField()
+    response_url = models.URLField(max_length=500)
+    command = models.OneToOneField(
+        "commands.Command",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="roaming",
+    )
+    station = models.ForeignKey(
+        "stations.ChargingStation", on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    session = models.ForeignKey(
+        "charging.ChargingSession", on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    evse_id = models.PositiveIntegerField(null=True, blank=True)
+    # The token it carries (START_SESSION, RESERVE_NOW), and its id tag as sent to the station
+    # (a 1.6 station holds 20 characters: a longer uid gets a stable surrogate).
+    emsp_token = models.ForeignKey(
+        EmspToken, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    id_tag = models.CharField(max_length=36, blank=True)
+    authorization_reference = models.CharField(max_length=36, blank=True)
+    # RESERVE_NOW: the partner's reservation id and ours (an OCPP reservation id is an int).
+    their_reservation_id = models.CharField(max_length=36, blank=True)
+    reservation_id = models.IntegerField(null=True, blank=True, unique=True)
+    deadline = models.DateTimeField()
+    # The result we owe (CommandResult / ActiveChargingProfileResult ...), "" while pending.
+    result = models.CharField(max_length=24, blank=True)
+    result_body = models.JSONField(null=True, blank=True)
+    result_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "partner command"
+        ordering = ["-created_at", "-pk"]
+        indexes = [
+            models.Index(
+                fields=["deadline"], name="roaming_command_due_idx", condition=models.Q(result="")
+            ),
+            models.Index(fields=["station", "id_tag"], name="roaming_command_tag_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.partner} {self.type} {self.result or 'pending'}"

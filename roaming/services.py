@@ -19,9 +19,17 @@ from django.utils import timezone
 from cpo.lib.sealing import seal, unseal
 from roaming.client import Negotiated, PartnerCallFailed, negotiate, ocpi_call
 from roaming.emsp_tokens import token_check, token_columns
-from roaming.models import CredentialsEvent, EmspToken, IssuedToken, Partner
+from roaming.models import (
+    ClientInfo,
+    ClientStatus,
+    CredentialsEvent,
+    EmspToken,
+    IssuedToken,
+    Partner,
+)
 from roaming.ocpi import status
-from roaming.ocpi.status import OcpiError
+from roaming.ocpi.status import OcpiError, parse_ocpi_datetime
+from roaming.receiving import fields_check
 from roaming.tokens import TOKEN_PATTERN, token_hash, token_new
 
 
@@ -490,3 +498,52 @@ def emsp_token_patch(
     token.received_at = timezone.now()
     token.save()
     return token
+
+
+# --- hubclientinfo (we are the receiver) ------------------------------------------------------
+
+CLIENT_INFO_FIELDS: dict[str, tuple[type, int | None, bool]] = {
+    "party_id": (str, 3, True),
+    "country_code": (str, 2, True),
+    "role": (str, None, True),
+    "status": (str, None, True),
+    "last_updated": (str, None, True),
+}
+ROLES = {"CPO", "EMSP", "HUB", "NAP", "NSP", "OTHER", "SCSP"}
+
+
+@transaction.atomic
+def client_info_put(
+    *, partner_id: int, country_code: str, party_id: str, body: dict[str, Any]
+) -> tuple[ClientInfo, bool]:
+    """Store what a hub says of a party connected to it (2001 for anything else). A platform
+    that reports its own party sets its `client_status` too: OFFLINE or SUSPENDED stop our
+    pushes and real-time authorization requests to it until it is back."""
+    partner = Partner.objects.select_for_update().get(pk=partner_id)
+    data = fields_check(body, CLIENT_INFO_FIELDS)
+    key = (country_code.upper(), party_id.upper())
+    if (data["country_code"].upper(), data["party_id"].upper()) != key:
+        raise OcpiError(status.INVALID_PARAMETERS, "country_code and party_id must be the URL's")
+    if data["role"] not in ROLES:
+        raise OcpiError(status.INVALID_PARAMETERS, f"role: one of {sorted(ROLES)}")
+    if data["status"] not in ClientStatus.values:
+        raise OcpiError(status.INVALID_PARAMETERS, f"status: one of {ClientStatus.values}")
+    try:
+        last_updated = parse_ocpi_datetime(data["last_updated"])
+    except ValueError as exc:
+        raise OcpiError(status.INVALID_PARAMETERS, f"last_updated: {exc}") from exc
+    info, created = ClientInfo.objects.update_or_create(
+        partner=partner,
+        country_code=key[0],
+        party_id=key[1],
+        role=data["role"],
+        defaults={
+            "status": data["status"],
+            "last_updated": last_updated,
+            "received_at": timezone.now(),
+        },
+    )
+    if key in partner.party_keys():
+        partner.client_status = data["status"]
+        partner.save(update_fields=["client_status", "updated_at"])
+    return info, created

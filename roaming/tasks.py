@@ -21,3 +21,11 @@ def roaming_reconcile() -> list[dict[str, Any]]:
     from roaming import push
 
     return [report.__dict__ for report in push.partners_reconcile()]
+
+
+@shared_task(name="roaming.tasks.roaming_commands_timeout", ignore_result=True)
+def roaming_commands_timeout() -> int:
+    """Beat: partner commands past their deadline get their TIMEOUT result."""
+    from roaming.commands import roaming_commands_timeout as sweep
+
+    return sweep()

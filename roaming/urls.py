@@ -37,5 +37,20 @@ urlpatterns = [
         views.token_object,
         name="ocpi-token",
     ),
+    re_path(
+        rf"^{VERSION}/commands/(?P<command_type>[A-Za-z_]{{1,32}})/?$",
+        views.command,
+        name="ocpi-command",
+    ),
+    re_path(
+        rf"^{VERSION}/chargingprofiles/(?P<session_id>{ID})/?$",
+        views.charging_profile,
+        name="ocpi-chargingprofile",
+    ),
+    re_path(
+        rf"^{VERSION}/hubclientinfo/(?P<country_code>[A-Za-z]{{2}})/(?P<party_id>[A-Za-z0-9]{{3}})/?$",
+        views.client_info,
+        name="ocpi-hubclientinfo",
+    ),
     re_path(r"^.*$", transport.not_found, name="ocpi-not-found"),
 ]

@@ -363,6 +363,9 @@ class ChargingSession(models.Model):
         CustomerAccount, on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
     )
     auth_status = models.CharField(max_length=20, blank=True)
+    # A roaming eMSP's reference for the authorization of this session (OCPI), echoed in the
+    # session and CDR sent to it.
+    authorization_reference = models.CharField(max_length=36, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)

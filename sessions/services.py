@@ -25,6 +25,7 @@ from django.db.models import Exists, Max, OuterRef, Q, Sum, prefetch_related_obj
 from django.utils import timezone
 
 from cpo.outbox import webhooks
+from sessions.authorizers import external_authorizer
 from sessions.energy import RegisterWalk, energy_curve, register_readings
 from sessions.models import (
     AuthorizationDecision,
@@ -84,6 +85,8 @@ class AuthorizationResult:
     expiry: datetime | None = None
     # The group token's own type, for 2.0.1 groupIdToken.
     group_type: str = ""
+    # A roaming eMSP's reference for this authorization (OCPI), stored on the session.
+    authorization_reference: str = ""
 
     @property
     def accepted(self) -> bool:
@@ -134,6 +137,57 @@ def token_find(*, uid: str, token_type: str | None = None) -> IdToken | None:
     ]
     if lookups:
         prefetch_related_objects([token], *lookups)
+    return token
+
+
+@transaction.atomic
+def id_token_roaming_upsert(
+    *,
+    uid: str,
+    token_type: str,
+    issuer_country_code: str,
+    issuer_party_id: str,
+    contract_id: str = "",
+    visual_number: str = "",
+    group_uid: str = "",
+) -> IdToken:
+    """The local twin of a roaming partner's token (keyed by uid, type and issuing party),
+    created or brought up to date, so that the local rules (an operator's block, concurrency,
+    the group's limits, budgets) apply to it like to our own tokens. What an operator set on
+    the twin (blocked, limits, restrictions) is kept; it never goes to local lists (the eMSP's
+    whitelist decides how it is authorized)."""
+    country, party = issuer_country_code.upper(), issuer_party_id.upper()
+    group = None
+    if group_uid:
+        group, _ = IdToken.objects.get_or_create(
+            uid_normalized=normalize_uid(group_uid),
+            type=token_type,
+            issuer_country_code=country,
+            issuer_party_id=party,
+            defaults={"uid": group_uid[:36], "in_local_list": False},
+        )
+    token = (
+        IdToken.objects.select_for_update()
+        .filter(
+            uid_normalized=normalize_uid(uid),
+            type=token_type,
+            issuer_country_code=country,
+            issuer_party_id=party,
+        )
+        .first()
+    )
+    if token is None:
+        token = IdToken(
+            uid=uid[:36],
+            type=token_type,
+            issuer_country_code=country,
+            issuer_party_id=party,
+            in_local_list=False,
+        )
+    token.contract_id = contract_id[:36]
+    token.visual_number = visual_number[:64]
+    token.group = group if group is not None and group.pk != token.pk else None
+    token.save()
     return token
 
 
@@ -188,7 +242,6 @@ def _decide(
     lock: bool = False,
 ) -> tuple[str, str]:
     if token is None:
-        # Roaming real-time authorization plugs in here once OCPI tokens exist.
         return AuthStatus.INVALID, "unknown token"
     candidates = [("token", token)]
     if token.group:
@@ -287,9 +340,30 @@ def authorization_decide(
     """
     now = now or timezone.now()
     token = token_find(uid=uid, token_type=token_type)
-    status, reason = _decide(
-        token, station_id=station_id, now=now, exclude_session_id=exclude_session_id, lock=lock
-    )
+    external = None
+    authorizer = external_authorizer()
+    if authorizer is not None and (token is None or token.issuer_party_id):
+        external = authorizer(
+            uid=uid,
+            token_type=token_type,
+            station_id=station_id,
+            token=token,
+            context=context,
+            now=now,
+        )
+    if external is not None and external.token is not None:
+        token = external.token
+    if external is not None and external.status != AuthStatus.ACCEPTED:
+        status, reason = external.status, external.reason
+    else:
+        status, reason = _decide(
+            token, station_id=station_id, now=now, exclude_session_id=exclude_session_id, lock=lock
+        )
+        if external is not None and token is None:
+            # Accepted by a partner for a token we keep no twin of (OCPI 2.1.1 real time).
+            status, reason = AuthStatus.ACCEPTED, external.reason
+        elif external is not None and status == AuthStatus.ACCEPTED:
+            reason = external.reason
     AuthorizationDecision.objects.create(
         station_id=station_id,
         id_token=token,
@@ -304,6 +378,8 @@ def authorization_decide(
         expiry = token.valid_until
         if token.group and token.group.valid_until:
             expiry = min(filter(None, [expiry, token.group.valid_until]))
+    if external is not None and external.expiry is not None:
+        expiry = min(filter(None, [expiry, external.expiry]))
     return AuthorizationResult(
         status=status,
         reason=reason,
@@ -312,6 +388,7 @@ def authorization_decide(
         group_uid=token.group.uid if token and token.group else "",
         expiry=expiry,
         group_type=token.group.type if token and token.group else "",
+        authorization_reference=external.authorization_reference if external else "",
     )
 
 
@@ -856,6 +933,7 @@ def session_start(
         id_tag=id_tag,
         account_id=auth.account_id,
         auth_status=auth.status,
+        authorization_reference=auth.authorization_reference,
         started_at=timestamp,
         meter_start_wh=meter_start_wh,
         meter_last_wh=meter_start_wh,
@@ -1447,6 +1525,7 @@ def session_transaction_event(
             session.id_token_id = authorization.token_id
             session.account_id = authorization.account_id
             session.auth_status = authorization.status
+            session.authorization_reference = authorization.authorization_reference
             if not authorization.accepted:
                 _hold_for_review(session, authorization.status)
 

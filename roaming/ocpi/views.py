@@ -13,13 +13,13 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from cpo.lib.sealing import unseal
-from roaming import push, selectors, services
+from roaming import chargingprofiles, commands, push, selectors, services
 from roaming.cdrs import CDR_SERIALIZERS
 from roaming.emsp_tokens import TOKEN_SERIALIZERS
 from roaming.locations import SERIALIZERS, location_model
-from roaming.models import OurParty
+from roaming.models import ClientInfo, OurParty
 from roaming.ocpi import status
-from roaming.ocpi.status import OcpiError, parse_ocpi_datetime
+from roaming.ocpi.status import OcpiError, ocpi_datetime, parse_ocpi_datetime
 from roaming.ocpi.transport import OcpiContext, OcpiResult, json_body, ocpi_endpoint
 from roaming.sessions import SESSION_SERIALIZERS
 from roaming.tariffs import TARIFF_SERIALIZERS
@@ -34,7 +34,12 @@ MODULES = (
     ("tokens", "RECEIVER"),
     ("sessions", "SENDER"),
     ("cdrs", "SENDER"),
+    ("commands", "RECEIVER"),
+    ("chargingprofiles", "RECEIVER"),
+    ("hubclientinfo", "RECEIVER"),
 )
+# Modules 2.1.1 does not have.
+ONLY_221 = ("chargingprofiles", "hubclientinfo")
 
 
 def _base() -> str:
@@ -50,6 +55,8 @@ def versions(request: HttpRequest, context: OcpiContext) -> list[dict[str, str]]
 def version_details(request: HttpRequest, context: OcpiContext, version: str) -> dict[str, Any]:
     endpoints: list[dict[str, str]] = []
     for module, role in MODULES:
+        if version == "2.1.1" and module in ONLY_221:
+            continue
         endpoint = {"identifier": module, "url": f"{_base()}/{version}/{module}"}
         if version != "2.1.1":
             endpoint["role"] = role
@@ -259,3 +266,79 @@ def cdrs_list(request: HttpRequest, context: OcpiContext, version: str) -> OcpiR
         return serialize(cdr, party=party, token=tokens.get(cdr.session_id))
 
     return _paged(request, selectors.roaming_cdrs(partner=context.partner), one)
+
+
+def _routing_from(context: OcpiContext) -> tuple[str, str]:
+    return (
+        context.routing.get("OCPI-from-country-code", ""),
+        context.routing.get("OCPI-from-party-id", ""),
+    )
+
+
+@ocpi_endpoint(module="commands", methods=("POST",))
+def command(request: HttpRequest, context: OcpiContext, version: str, command_type: str) -> Any:
+    """A partner's command: checked, queued for the station, answered with a CommandResponse;
+    its CommandResult follows at the response_url."""
+    body = json_body(request)
+    return commands.command_receive(
+        partner=context.partner,
+        parties=context.parties,
+        version=version,
+        command_type=command_type.upper(),
+        body=body,
+        routing=_routing_from(context),
+    )
+
+
+@ocpi_endpoint(module="chargingprofiles", methods=("GET", "PUT", "DELETE"))
+def charging_profile(
+    request: HttpRequest, context: OcpiContext, version: str, session_id: str
+) -> Any:
+    if version != "2.2.1":
+        raise OcpiError(status.CLIENT_ERROR, "chargingprofiles is OCPI 2.2.1", http_status=404)
+    body = json_body(request) if request.method == "PUT" else None
+    return chargingprofiles.profile_receive(
+        partner=context.partner,
+        method=request.method or "GET",
+        session_id=session_id,
+        body=body,
+        query={key: request.GET.get(key, "") for key in request.GET},
+    )
+
+
+def _client_info(info: ClientInfo) -> dict[str, Any]:
+    return {
+        "party_id": info.party_id,
+        "country_code": info.country_code,
+        "role": info.role,
+        "status": info.status,
+        "last_updated": ocpi_datetime(info.last_updated),
+    }
+
+
+@ocpi_endpoint(module="hubclientinfo", methods=("GET", "PUT"))
+def client_info(
+    request: HttpRequest, context: OcpiContext, version: str, country_code: str, party_id: str
+) -> Any:
+    if version != "2.2.1":
+        raise OcpiError(status.CLIENT_ERROR, "hubclientinfo is OCPI 2.2.1", http_status=404)
+    if request.method == "GET":
+        info = (
+            ClientInfo.objects.filter(
+                partner=context.partner,
+                country_code=country_code.upper(),
+                party_id=party_id.upper(),
+            )
+            .order_by("role")
+            .first()
+        )
+        if info is None:
+            raise OcpiError(status.CLIENT_ERROR, "no client info for this party", http_status=404)
+        return _client_info(info)
+    _info, created = services.client_info_put(
+        partner_id=context.partner.pk,
+        country_code=country_code,
+        party_id=party_id,
+        body=json_body(request),
+    )
+    return OcpiResult(http_status=201 if created else 200)

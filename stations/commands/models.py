@@ -35,6 +35,7 @@ class Command(models.Model):
         API = "api", "REST API"
         JOB = "job", "Job"
         LOCAL_LIST = "local_list", "Local list sync"
+        ROAMING = "roaming", "Roaming partner"
         SYSTEM = "system", "System"
 
     FINAL = (

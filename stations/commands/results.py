@@ -10,8 +10,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from stations import secret_keys
-from stations.commands import jobs, local_lists, signals
+from stations.commands import jobs, local_lists
 from stations.commands.models import Command
+from stations.commands.signals import command_finished
 
 
 @transaction.atomic
@@ -55,8 +56,9 @@ def command_result_record(
     jobs.job_command_finished(command=command)
     if command.origin == Command.Origin.LOCAL_LIST:
         local_lists.local_list_result_record(command=command)
-    signals.command_finished.send(
+    command_finished.send(
         sender=Command,
+        command=command,
         command_id=command.pk,
         station_id=command.station_id,
         verb=command.verb,

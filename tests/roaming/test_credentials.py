@@ -51,10 +51,21 @@ def test_versions_and_details_need_a_token_and_list_both_versions(token_a: str) 
         ("tokens", "RECEIVER"),
         ("sessions", "SENDER"),
         ("cdrs", "SENDER"),
+        ("commands", "RECEIVER"),
+        ("chargingprofiles", "RECEIVER"),
+        ("hubclientinfo", "RECEIVER"),
     }
     old = envelope_of(client.get("/ocpi/2.1.1/", **auth(token_a, b64=False)))["data"]
     assert old["version"] == "2.1.1"
     assert all("role" not in e for e in old["endpoints"])
+    # 2.1.1 has no chargingprofiles nor hubclientinfo.
+    assert {e["identifier"] for e in old["endpoints"]} == {
+        "credentials",
+        "locations",
+        "tariffs",
+        "tokens",
+        "commands",
+    }
 
 
 def test_token_a_opens_only_versions_and_credentials(token_a: str) -> None:

@@ -67,7 +67,14 @@ def peer_python() -> Path:
 
 
 class Peer:
-    def __init__(self, python: Path, versions: str = "2.2.1,2.1.1") -> None:
+    def __init__(
+        self,
+        python: Path,
+        versions: str = "2.2.1,2.1.1",
+        *,
+        party_id: str = "MSP",
+        authorize_delay: float = 0.0,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.versions_url = f"{self.url}/ocpi/versions"
@@ -76,6 +83,7 @@ class Peer:
             [
                 *(str(python), str(PEER_SCRIPT), "--port", str(self.port)),
                 *("--token-a", PEER_TOKEN_A, "--versions", versions),
+                *("--party-id", party_id, "--authorize-delay", str(authorize_delay)),
             ],
             stdout=self.log.open("wb"),
             stderr=subprocess.STDOUT,
@@ -204,6 +212,9 @@ def test_we_register_with_the_peer_and_it_crawls_with_the_token_we_gave(
         "locations",
         "tariffs",
         "tokens",
+        "commands",
+        "chargingprofiles",
+        "hubclientinfo",
     }
     assert services.unseal(registered.their_token_sealed) == state["issued"][-1]
     crawl = peer.control(

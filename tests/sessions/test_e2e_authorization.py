@@ -210,7 +210,7 @@ async def test_each_status_from_its_case(
     assert lower_case["status"] == "Accepted"
     assert (first["idTagInfo"] if v16 else first["idTokenInfo"])["status"] == "Accepted"
     assert concurrent["status"] == "ConcurrentTx"
-    assert budget["status"] == ("Invalid" if v16 else "NoCredit")
+    assert budget["status"] == ("Blocked" if v16 else "NoCredit")
 
     # Group membership is told to the charger; the member's expiry too.
     if v16:

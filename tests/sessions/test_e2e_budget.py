@@ -97,10 +97,11 @@ async def test_a_1_6_session_uses_up_the_cost_budget(daphne_server, celery_worke
                 ],
             )
         )
-        # 10 kWh: 3.63 incl. VAT, over the budget. 1.6 has no NoCredit: its nearest is Invalid.
+        # 10 kWh: 3.63 incl. VAT, over the budget. 1.6 has no NoCredit: its nearest is Blocked
+        # (as OCPI's guidance maps NO_CREDIT for 1.6).
         assert (await _session(tx))[0] == Decimal("3.6300")
         refused = await cp.cp.call(call.Authorize(id_tag=TAG))
-        assert refused.id_tag_info["status"] == "Invalid"
+        assert refused.id_tag_info["status"] == "Blocked"
         second = await cp.cp.call(
             call.StartTransaction(
                 connector_id=2,
@@ -109,7 +110,7 @@ async def test_a_1_6_session_uses_up_the_cost_budget(daphne_server, celery_worke
                 timestamp=ts(start + dt.timedelta(minutes=50)),
             )
         )
-        assert second.id_tag_info["status"] == "Invalid"
+        assert second.id_tag_info["status"] == "Blocked"
         await cp.cp.call(
             call.StopTransaction(
                 transaction_id=tx, meter_stop=10_000, timestamp=ts(start + dt.timedelta(hours=1))

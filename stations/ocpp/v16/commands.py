@@ -26,7 +26,8 @@ from stations.ocpp.v16.addressing import connector_number
 ID_TAG_LENGTH = 20
 
 # Version-neutral authorization statuses (2.0.1's names) have no 1.6 status of their own for
-# the 2.0.1-only outcomes; the nearest 1.6 meaning is "Invalid".
+# the 2.0.1-only outcomes; the nearest 1.6 meaning is "Invalid" (NoCredit: "Blocked", as OCPI's
+# guidance maps NO_CREDIT for 1.6).
 AUTHORIZATION_STATUS = {
     "Accepted": "Accepted",
     "Blocked": "Blocked",
@@ -35,7 +36,7 @@ AUTHORIZATION_STATUS = {
     "ConcurrentTx": "ConcurrentTx",
     "NotAtThisLocation": "Invalid",
     "NotAtThisTime": "Invalid",
-    "NoCredit": "Invalid",
+    "NoCredit": "Blocked",
     "Unknown": "Invalid",
 }
 

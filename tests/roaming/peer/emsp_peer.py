@@ -30,6 +30,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--token-a", required=True)
     parser.add_argument("--versions", default="2.2.1,2.1.1", help="the versions it offers")
+    parser.add_argument("--party-id", default="MSP", help="its party id (country DE)")
+    parser.add_argument(
+        "--authorize-delay",
+        type=float,
+        default=0.0,
+        help="seconds it takes to answer a real-time authorization",
+    )
     args = parser.parse_args()
     # The package reads its settings from the environment when it is imported.
     os.environ.update(
@@ -37,17 +44,28 @@ def main() -> None:
             "OCPI_HOST": f"127.0.0.1:{args.port}",
             "PROTOCOL": "http",
             "COUNTRY_CODE": "DE",
-            "PARTY_ID": "MSP",
+            "PARTY_ID": args.party_id,
         }
     )
+
+    import asyncio
 
     import httpx
     import uvicorn
     from fastapi import Body, HTTPException
     from py_ocpi.core.authentication.authenticator import Authenticator
     from py_ocpi.core.crud import Crud
-    from py_ocpi.core.enums import ModuleID, RoleEnum
+    from py_ocpi.core.enums import Action, ModuleID, RoleEnum
     from py_ocpi.main import get_application
+    from py_ocpi.modules.chargingprofiles.v_2_2_1.schemas import (
+        ActiveChargingProfileResult,
+        ChargingProfileResponse,
+        ChargingProfileResult,
+        ClearProfileResult,
+    )
+    from py_ocpi.modules.commands.v_2_1_1.schemas import CommandResponse as CommandResponse211
+    from py_ocpi.modules.commands.v_2_2_1.schemas import CommandResponse as CommandResponse221
+    from py_ocpi.modules.commands.v_2_2_1.schemas import CommandResult as CommandResult221
     from py_ocpi.modules.credentials.v_2_1_1.schemas import Credentials as Credentials211
     from py_ocpi.modules.credentials.v_2_2_1.schemas import Credentials as Credentials221
     from py_ocpi.modules.locations.v_2_1_1.schemas import Location as Location211
@@ -57,6 +75,7 @@ def main() -> None:
     from py_ocpi.modules.versions.enums import VersionNumber
     from pydantic import ValidationError
 
+    args_ns = args
     base = f"http://127.0.0.1:{args.port}"
     versions_url = f"{base}/ocpi/versions"
     # Tokens the peer issued (we call it with them) and the ones we gave it.
@@ -70,7 +89,28 @@ def main() -> None:
         "pushes": [],
         # While true, every non-control request is answered HTTP 503 (the peer is "down").
         "down": False,
+        # Real-time authorizations it was asked (uid, location reference), and the commands it
+        # sent with the results it got at its response URLs.
+        "authorizations": [],
+        "commands": {},
     }
+
+    def token_object(uid: str, version: str) -> dict[str, Any]:
+        token: dict[str, Any] = {
+            "uid": uid,
+            "type": "RFID",
+            "issuer": "Stand-in eMSP",
+            "valid": True,
+            "whitelist": "ALLOWED",
+            "last_updated": "2026-01-01T00:00:00Z",
+        }
+        if version == "2.1.1":
+            return token | {"auth_id": f"DE-{args.party_id}-{uid}"[:36]}
+        return token | {
+            "country_code": "DE",
+            "party_id": args.party_id,
+            "contract_id": f"DE-{args.party_id}-{uid}"[:36],
+        }
 
     def b64(token: str) -> str:
         return base64.b64encode(token.encode()).decode()
@@ -82,13 +122,13 @@ def main() -> None:
     def our_roles(version: str) -> dict[str, Any]:
         details = {"name": "Stand-in eMSP"}
         if version == "2.1.1":
-            return {"business_details": details, "party_id": "MSP", "country_code": "DE"}
+            return {"business_details": details, "party_id": args.party_id, "country_code": "DE"}
         return {
             "roles": [
                 {
                     "role": "EMSP",
                     "business_details": details,
-                    "party_id": "MSP",
+                    "party_id": args.party_id,
                     "country_code": "DE",
                 }
             ]
@@ -128,6 +168,8 @@ def main() -> None:
         @classmethod
         async def get(cls, module: Any, role: Any, id: Any, *args: Any, **kwargs: Any) -> Any:
             version = version_text(kwargs.get("version", "2.2.1"))
+            if module == ModuleID.tokens:
+                return token_object(str(id), version)  # it knows every token
             if module_text(module) != "credentials":
                 return stored(module).get(str(id).lower())
             return {"token": state["issued"][-1], "url": versions_url, **our_roles(version)}
@@ -172,8 +214,23 @@ def main() -> None:
             state["ours"] = None
 
         @classmethod
-        async def do(cls, *args: Any, **kwargs: Any) -> Any:
-            return None
+        async def do(cls, module: Any, role: Any, action: Any, *args: Any, **kwargs: Any) -> Any:
+            if action != Action.authorize_token:
+                return None
+            data = kwargs.get("data") or {}
+            state["authorizations"].append(
+                {"uid": data.get("token_uid"), "location": data.get("location_reference")}
+            )
+            if args_delay := args_ns.authorize_delay:
+                await asyncio.sleep(args_delay)
+            uid = str(data.get("token_uid"))
+            # A uid that starts with "blocked" is refused; every other one allowed.
+            allowed = "BLOCKED" if uid.lower().startswith("blocked") else "ALLOWED"
+            return {
+                "allowed": allowed,
+                "token": token_object(uid, "2.2.1"),
+                "authorization_reference": f"{args_ns.party_id}-{len(state['authorizations'])}",
+            }
 
     app = get_application(
         version_numbers=[VersionNumber(v) for v in args.versions.split(",")],
@@ -185,6 +242,7 @@ def main() -> None:
             ModuleID.sessions,
             ModuleID.cdrs,
             ModuleID.tariffs,
+            ModuleID.tokens,
         ],
         authenticator=PeerAuthenticator,
     )
@@ -294,6 +352,102 @@ def main() -> None:
                 link = response.headers.get("Link")
                 url = link[link.index("<") + 1 : link.index(">")] if link else None
         return {"pages": pages, "ids": ids}
+
+    @app.post("/control/command")
+    async def command(body: dict = Body(...)) -> dict:  # noqa: B008
+        """Send the CPO a command (its body without response_url: the peer adds its own),
+        the CPO's CommandResponse parsed with the package's model of that version."""
+        version = body.get("version", "2.2.1")
+        kind = body["type"]
+        number = str(len(state["commands"]) + 1)
+        request = dict(body["body"]) | {"response_url": f"{base}/results/{number}"}
+        state["commands"][number] = {"version": version, "type": kind, "results": []}
+        async with httpx.AsyncClient(timeout=20) as client:
+            url = await endpoint(client, body["versions_url"], state["ours"], version, "commands")
+            answer = await client.post(
+                f"{url.rstrip('/')}/{kind}", json=request, headers=header(state["ours"], version)
+            )
+        envelope = answer.json()
+        parsed = None
+        if envelope.get("status_code") == 1000:
+            model = CommandResponse211 if version == "2.1.1" else CommandResponse221
+            try:
+                parsed = model(**envelope["data"]).dict()
+            except ValidationError as error:
+                raise HTTPException(502, f"{model.__name__} refused: {error}") from error
+        return {
+            "number": number,
+            "http": answer.status_code,
+            "envelope": envelope,
+            "parsed": parsed,
+        }
+
+    @app.post("/results/{number}")
+    async def result(number: str, body: dict = Body(...)) -> dict:  # noqa: B008
+        """The CPO's asynchronous result of a command, parsed with the package's model."""
+        sent = state["commands"].get(number)
+        if sent is None:
+            raise HTTPException(404, "no such command")
+        model = CommandResponse211 if sent["version"] == "2.1.1" else CommandResult221
+        try:
+            parsed = model(**body)
+        except ValidationError as error:
+            sent["results"].append({"invalid": str(error), "body": body})
+            return {"status_code": 2001, "timestamp": "2026-01-01T00:00:00Z"}
+        sent["results"].append({"result": parsed.result.value, "body": body})
+        return {"status_code": 1000, "timestamp": "2026-01-01T00:00:00Z"}
+
+    @app.post("/control/chargingprofile")
+    async def chargingprofile(body: dict = Body(...)) -> dict:  # noqa: B008
+        """PUT, GET or DELETE on the CPO's chargingprofiles (2.2.1) of a session, with a
+        response URL it serves; the ChargingProfileResponse parsed with the package's model."""
+        method = body["method"]
+        number = str(len(state["commands"]) + 1)
+        response_url = f"{base}/profile-results/{number}"
+        state["commands"][number] = {"version": "2.2.1", "type": method, "results": []}
+        headers = header(state["ours"], "2.2.1")
+        async with httpx.AsyncClient(timeout=20) as client:
+            url = await endpoint(
+                client, body["versions_url"], state["ours"], "2.2.1", "chargingprofiles"
+            )
+            target = f"{url.rstrip('/')}/{body['session_id']}"
+            if method == "PUT":
+                request = {"charging_profile": body["profile"], "response_url": response_url}
+                answer = await client.put(target, json=request, headers=headers)
+            else:
+                query = {"response_url": response_url, **body.get("query", {})}
+                answer = await client.request(method, target, params=query, headers=headers)
+        envelope = answer.json()
+        parsed = None
+        if envelope.get("status_code") == 1000:
+            try:
+                parsed = ChargingProfileResponse(**envelope["data"]).dict()
+            except ValidationError as error:
+                raise HTTPException(502, f"ChargingProfileResponse refused: {error}") from error
+        return {
+            "number": number,
+            "http": answer.status_code,
+            "envelope": envelope,
+            "parsed": parsed,
+        }
+
+    @app.post("/profile-results/{number}")
+    async def profile_result(number: str, body: dict = Body(...)) -> dict:  # noqa: B008
+        sent = state["commands"].get(number)
+        if sent is None:
+            raise HTTPException(404, "no such call")
+        model = {
+            "PUT": ChargingProfileResult,
+            "GET": ActiveChargingProfileResult,
+            "DELETE": ClearProfileResult,
+        }[sent["type"]]
+        try:
+            parsed = model(**body)
+        except ValidationError as error:
+            sent["results"].append({"invalid": str(error), "body": body})
+            return {"status_code": 2001, "timestamp": "2026-01-01T00:00:00Z"}
+        sent["results"].append({"result": parsed.result.value, "body": body})
+        return {"status_code": 1000, "timestamp": "2026-01-01T00:00:00Z"}
 
     @app.get("/control/state")
     async def get_state() -> dict:
