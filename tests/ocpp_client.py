@@ -372,6 +372,7 @@ class Station201(ChargePoint201):
         "GetInstalledCertificateIds", _accepted(result201.GetInstalledCertificateIds)
     )
     on_certificate_signed = _answering("CertificateSigned", _accepted(result201.CertificateSigned))
+    on_set_network_profile = _answering("SetNetworkProfile", _accepted(result201.SetNetworkProfile))
 
 
 class Client:
@@ -410,6 +411,7 @@ async def station(
     password: str | None = None,
     subprotocols: list[str] | None = None,
     headers: dict[str, str] | None = None,
+    ssl: Any = None,
 ) -> AsyncIterator[Client]:
     """Connect a charge point; on exit, assert that every server frame was schema-valid."""
     extra = dict(headers or {})
@@ -420,6 +422,7 @@ async def station(
         subprotocols=[websockets.Subprotocol(p) for p in subprotocols or [protocol]],
         additional_headers=extra,
         open_timeout=10,
+        ssl=ssl,
     )
     negotiated = ws.subprotocol or protocol
     connection = RecordingConnection(ws, negotiated)

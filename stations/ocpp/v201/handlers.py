@@ -190,12 +190,10 @@ class Handlers(BaseHandlers):
         return {"status": "UnknownVendorId"}
 
     async def SignCertificate(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        await db(network.csr_record)(
-            station_id=self.station_id,
-            csr=p["csr"],
-            certificate_type=p.get("certificateType", ""),
-        )
-        return {"status": "Accepted"}
+        answer = await self.sign_certificate(p["csr"], p.get("certificateType", ""))
+        if answer["status"] == "Rejected":
+            answer["statusInfo"] = {"reasonCode": "InvalidCSR"}
+        return answer
 
     async def Get15118EVCertificate(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
         await self._notify("Get15118EVCertificate", p, status="Failed")
