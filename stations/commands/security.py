@@ -311,14 +311,13 @@ def csms_root() -> TrustedRoot:
     return root
 
 
-@transaction.atomic
-def trusted_root_create(*, name: str, kind: str, pem: str) -> TrustedRoot:
-    """Store a root an operator supplies (a manufacturer's, a V2G root); PkiError if it is
-    not a PEM certificate."""
+def trusted_root_build(*, name: str, kind: str, pem: str) -> TrustedRoot:
+    """An unsaved root from what an operator supplies (a manufacturer's, a V2G root), its
+    serial, subject and end read from the certificate; PkiError if it is not one."""
     if kind not in TrustedRoot.Kind.values:
         raise pki.PkiError(f"unknown kind {kind!r}")
     certificate = pki.certificate_load(pem)
-    return TrustedRoot.objects.create(
+    return TrustedRoot(
         name=name[:100],
         kind=kind,
         pem=pem.strip() + "\n",
@@ -326,6 +325,13 @@ def trusted_root_create(*, name: str, kind: str, pem: str) -> TrustedRoot:
         subject=certificate.subject.rfc4514_string()[:255],
         not_after=certificate.not_valid_after_utc,
     )
+
+
+@transaction.atomic
+def trusted_root_create(*, name: str, kind: str, pem: str) -> TrustedRoot:
+    root = trusted_root_build(name=name, kind=kind, pem=pem)
+    root.save()
+    return root
 
 
 @transaction.atomic
