@@ -419,6 +419,13 @@ PKI_RENEW_DAYS = envint("PKI_RENEW_DAYS", 30)
 # wss://csms.example.com/ocpp; the configuration slot it is written to.
 OCPP_CSMS_URL = envstr("OCPP_CSMS_URL", "")
 OCPP_NETWORK_PROFILE_SLOT = envint("OCPP_NETWORK_PROFILE_SLOT", 1)
+# GetCertificateStatus: OCSP answers cached this long (never past their nextUpdate); the
+# responder hosts a station may have us ask (empty: any).
+OCSP_CACHE_SECONDS = envint("OCSP_CACHE_SECONDS", 300)
+OCSP_ALLOWED_HOSTS = envlist("OCSP_ALLOWED_HOSTS", [])
+# Get15118EVCertificate is forwarded to this certificate provisioning service (JSON over
+# HTTP, stations.certificate_services); unset, it is answered Failed.
+ISO15118_CERTIFICATE_SERVICE_URL = envstr("ISO15118_CERTIFICATE_SERVICE_URL", "")
 # A panel login's source address is the peer's, or the X-Forwarded-For entry the last of
 # these proxies added (the OCPP edge's proxies unless set).
 LOGIN_TRUSTED_PROXIES = envlist("LOGIN_TRUSTED_PROXIES", OCPP_TRUSTED_PROXIES)
