@@ -166,3 +166,42 @@ async def test_certificates_and_roots_through_the_api(daphne_server):
         assert delete["serial_number"] == format(root.serial_number, "x")
         assert delete["issuer_name_hash"] == request.issuer_name_hash.hex()
         assert delete["issuer_key_hash"] == request.issuer_key_hash.hex()
+
+
+def test_certificates_ending_soon_are_renewed_once_a_day(settings):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from stations.commands.security import certificates_renew
+
+    settings.PKI_RENEW_DAYS = 30
+    now = timezone.now()
+    due16 = ChargingStation.objects.create(identity="RENEW-16", protocol="ocpp1.6")
+    due201 = ChargingStation.objects.create(identity="RENEW-201", protocol="ocpp2.0.1")
+    renewed = ChargingStation.objects.create(identity="RENEW-DONE", protocol="ocpp1.6")
+
+    def certificate(row, serial: str, days: int) -> None:
+        StationCertificate.objects.create(
+            station=row,
+            serial=serial,
+            subject=f"CN={row.identity}",
+            not_before=now - dt.timedelta(days=300),
+            not_after=now + dt.timedelta(days=days),
+            pem="-",
+        )
+
+    certificate(due16, "a1", 10)
+    certificate(due201, "a2", 29)
+    certificate(renewed, "a3", 5)
+    certificate(renewed, "a4", 300)  # its new certificate: nothing to renew
+
+    assert certificates_renew(now=now) == 2
+    asked = {c.station.identity: c for c in Command.objects.select_related("station")}
+    assert set(asked) == {"RENEW-16", "RENEW-201"}
+    assert asked["RENEW-16"].action == "ExtendedTriggerMessage"
+    assert asked["RENEW-16"].payload == {"requestedMessage": "SignChargePointCertificate"}
+    assert asked["RENEW-201"].action == "TriggerMessage"
+    assert asked["RENEW-201"].payload == {"requestedMessage": "SignChargingStationCertificate"}
+    assert certificates_renew(now=now + dt.timedelta(hours=12)) == 0  # once a day at most
+    assert certificates_renew(now=now + dt.timedelta(days=1, minutes=1)) == 2
