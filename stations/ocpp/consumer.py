@@ -457,7 +457,11 @@ class OcppConsumer(AsyncWebsocketConsumer):
     async def _after_reply(self) -> None:
         pending, self.after_reply = self.after_reply, []
         for function, kwargs in pending:
-            await self._side_write(function, **kwargs)
+            try:
+                await self._side_write(function, **kwargs)
+            except Exception:
+                # Its answer is sent already: a failure here is logged, never the socket's end.
+                logger.exception("%s: %s failed after the answer", self.identity, function.__name__)
 
     async def _side_write(self, function: Any, **kwargs: Any) -> bool:
         """A write beside the conversation (last seen, connection history, incidents): a
