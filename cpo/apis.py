@@ -153,6 +153,32 @@ urlpatterns_v1 = [
         stations_apis.StationRegistrationApi.as_view(),
         name="station-registration",
     ),
+    path(
+        f"{STATION}password/rotation/",
+        commands_apis.StationPasswordRotationApi.as_view(),
+        name="station-password-rotation",
+    ),
+    path(
+        f"{STATION}security-profile/",
+        commands_apis.StationSecurityProfileApi.as_view(),
+        name="station-security-profile",
+    ),
+    path(
+        f"{STATION}certificates/",
+        commands_apis.StationCertificateListApi.as_view(),
+        name="station-certificate-list",
+    ),
+    path(
+        f"{STATION}roots/<int:root_id>/",
+        commands_apis.StationRootApi.as_view(),
+        name="station-root",
+    ),
+    path(
+        "certificates/<str:serial>/revoke/",
+        commands_apis.CertificateRevokeApi.as_view(),
+        name="certificate-revoke",
+    ),
+    path("trusted-roots/", commands_apis.TrustedRootListApi.as_view(), name="trusted-root-list"),
     path(f"{STATION}commands/", commands_apis.station_command_send, name="station-command-send"),
     path(
         f"{STATION}local-list/sync/",

@@ -395,6 +395,40 @@ OCPP_COMMAND_POLL_INTERVAL = envint("OCPP_COMMAND_POLL_INTERVAL", 30)
 # proxy. The header is trusted only from these proxy addresses.
 OCPP_CLIENT_CERT_HEADER = envstr("OCPP_CLIENT_CERT_HEADER", "X-SSL-Client-S-DN")
 OCPP_TRUSTED_PROXIES = envlist("OCPP_TRUSTED_PROXIES", [])
+# The verified client certificate's serial number (hex), forwarded by the same proxy: a
+# revoked certificate of ours is refused at the handshake (HAProxy: %[ssl_c_serial,hex]).
+OCPP_CLIENT_CERT_SERIAL_HEADER = envstr("OCPP_CLIENT_CERT_SERIAL_HEADER", "X-SSL-Client-Serial")
+# Local ports on which this process serves TLS itself (daphne -e ssl:PORT:...): a connection
+# to one of them is over TLS (security profile 2 with HTTP Basic). Behind a TLS-terminating
+# proxy in OCPP_TRUSTED_PROXIES, X-Forwarded-Proto: https says the same.
+OCPP_TLS_PORTS = [int(port) for port in envlist("OCPP_TLS_PORTS", [])]
+# A profile-2 station on plain ws is refused unless TLS is terminated in front of this
+# process by something that sends no X-Forwarded-Proto (a load balancer on a private network).
+OCPP_PROFILE2_ALLOW_PLAIN = envbool("OCPP_PROFILE2_ALLOW_PLAIN", False)
+# Our certificate authority (stations.pki): a root and an intermediate generated on first use
+# into DATA_DIR/pki, or the operator's own (PEM paths; the intermediate signs station
+# certificates, the root is what stations get as their CSMSRootCertificate).
+PKI_DIR = Path(envstr("PKI_DIR", str(DATA_DIR / "pki")))
+PKI_ROOT_CERT = envstr("PKI_ROOT_CERT", "")
+PKI_INTERMEDIATE_CERT = envstr("PKI_INTERMEDIATE_CERT", "")
+PKI_INTERMEDIATE_KEY = envstr("PKI_INTERMEDIATE_KEY", "")
+# The organisation a station certificate's O must name (the security whitepaper: O is the
+# CPO, CN the station's identity); empty: only the CN is checked.
+PKI_ORGANIZATION = envstr("PKI_ORGANIZATION", "")
+PKI_CERTIFICATE_DAYS = envint("PKI_CERTIFICATE_DAYS", 365)
+# A station certificate this close to its end is renewed (TriggerMessage for a new CSR).
+PKI_RENEW_DAYS = envint("PKI_RENEW_DAYS", 30)
+# The CSMS's own address for profile upgrades of 2.0.1 stations (SetNetworkProfile), e.g.
+# wss://csms.example.com/ocpp; the configuration slot it is written to.
+OCPP_CSMS_URL = envstr("OCPP_CSMS_URL", "")
+OCPP_NETWORK_PROFILE_SLOT = envint("OCPP_NETWORK_PROFILE_SLOT", 1)
+# GetCertificateStatus: OCSP answers cached this long (never past their nextUpdate); the
+# responder hosts a station may have us ask (empty: any).
+OCSP_CACHE_SECONDS = envint("OCSP_CACHE_SECONDS", 300)
+OCSP_ALLOWED_HOSTS = envlist("OCSP_ALLOWED_HOSTS", [])
+# Get15118EVCertificate is forwarded to this certificate provisioning service (JSON over
+# HTTP, stations.certificate_services); unset, it is answered Failed.
+ISO15118_CERTIFICATE_SERVICE_URL = envstr("ISO15118_CERTIFICATE_SERVICE_URL", "")
 # A panel login's source address is the peer's, or the X-Forwarded-For entry the last of
 # these proxies added (the OCPP edge's proxies unless set).
 LOGIN_TRUSTED_PROXIES = envlist("LOGIN_TRUSTED_PROXIES", OCPP_TRUSTED_PROXIES)
@@ -648,6 +682,11 @@ CELERY_BEAT_SCHEDULE = {
     "roaming-commands-timeout": {
         "task": "roaming.tasks.roaming_commands_timeout",
         "schedule": 10.0,
+    },
+    # Every 6 hours: ask stations whose certificate of ours ends soon for a new CSR.
+    "stations-certificates-renew": {
+        "task": "stations.commands.tasks.certificates_renew",
+        "schedule": 6 * 3600.0,
     },
     # Every 15 minutes: open new billing periods and close the ones that have ended.
     "billing-close-due-periods": {

@@ -26,6 +26,7 @@ from stations.commands.admin import (
     STATION_ACTIONS,
     SendCommandPermissionMixin,
     StationCommandsAdminMixin,
+    StationSecurityAdminMixin,
 )
 from stations.models import (
     AuthLockout,
@@ -188,7 +189,11 @@ def station_password_field(*, adding: bool) -> forms.CharField:
 
 @admin.register(ChargingStation)
 class ChargingStationAdmin(
-    LocalTimesMixin, StationCommandsAdminMixin, SendCommandPermissionMixin, admin.ModelAdmin
+    LocalTimesMixin,
+    StationCommandsAdminMixin,
+    StationSecurityAdminMixin,
+    SendCommandPermissionMixin,
+    admin.ModelAdmin,
 ):
     list_display = (
         "identity",

@@ -108,6 +108,15 @@ class ChargingStation(models.Model):
         help_text="Negotiated on the last connection.",
     )
     password_hash = models.CharField(max_length=200, blank=True, editable=False)
+    # The lowest security profile this station may connect with (0: none required, as before
+    # profiles were stored). Raised only by the upgrade flow (stations.commands.security), never
+    # lowered: a downgrade is refused.
+    security_profile = models.PositiveSmallIntegerField(
+        default=0,
+        editable=False,
+        choices=[(0, "none"), (1, "1"), (2, "2"), (3, "3")],
+        help_text="Lowest OCPP security profile accepted at the handshake.",
+    )
     registration_status = models.CharField(
         max_length=16, choices=RegistrationStatus.choices, default=RegistrationStatus.ACCEPTED
     )
@@ -455,6 +464,64 @@ class CertificateSigningRequest(models.Model):
 
     def __str__(self) -> str:
         return f"CSR {self.certificate_type or ''} of station {self.station_id}".replace("  ", " ")
+
+
+class StationCertificate(models.Model):
+    """A certificate our CA (stations.pki) signed for a station: its client certificate for
+    security profile 3 (or its V2G certificate). Revoked ones are refused at the handshake."""
+
+    class Status(models.TextChoices):
+        VALID = "valid", "Valid"
+        REVOKED = "revoked", "Revoked"
+
+    station = models.ForeignKey(
+        ChargingStation, on_delete=models.CASCADE, related_name="certificates"
+    )
+    certificate_type = models.CharField(max_length=40, default="ChargingStationCertificate")
+    serial = models.CharField(max_length=40, unique=True, help_text="Hex, lower case.")
+    subject = models.CharField(max_length=255)
+    not_before = models.DateTimeField()
+    not_after = models.DateTimeField()
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.VALID)
+    pem = models.TextField(editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+    renewal_requested_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-not_after"]
+
+    def __str__(self) -> str:
+        return f"{self.subject} ({self.serial})"
+
+
+class TrustedRoot(models.Model):
+    """A root certificate stations may be given (InstallCertificate): our own CSMS root
+    (stored on first use of the CA) and the manufacturer and V2G roots an operator uploads."""
+
+    class Kind(models.TextChoices):
+        CSMS_ROOT = "csms_root", "CSMS root"
+        MANUFACTURER_ROOT = "manufacturer_root", "Manufacturer root"
+        V2G_ROOT = "v2g_root", "V2G root"
+        MO_ROOT = "mo_root", "MO root"
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    pem = models.TextField()
+    serial = models.CharField(max_length=40)
+    subject = models.CharField(max_length=255, editable=False)
+    not_after = models.DateTimeField(editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["kind", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "serial"], name="trustedroot_kind_serial")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.name}"
 
 
 class OcppMessage(models.Model):

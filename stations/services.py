@@ -23,7 +23,6 @@ from django.utils import timezone
 from cpo.outbox import webhooks
 from stations import secret_keys, signals
 from stations.models import (
-    CertificateSigningRequest,
     ChargingStation,
     Connector,
     ConnectorStatusEvent,
@@ -33,6 +32,7 @@ from stations.models import (
     OcppMessage,
     SecurityEvent,
     StationBoot,
+    StationCertificate,
     StationConnection,
     StationEvent,
     StationNotification,
@@ -74,16 +74,38 @@ def client_cert_identity(subject: str) -> str:
     return ""
 
 
+def _password_matches(station: ChargingStation, password: str) -> bool:
+    if station.check_password(password):
+        return True
+    # The 1.6 security whitepaper's AuthorizationKey travels hex-encoded: a station that
+    # sends the hex form itself as its password means the same key.
+    if len(password) >= 32 and len(password) % 2 == 0:
+        try:
+            decoded = bytes.fromhex(password).decode("utf-8")
+        except ValueError:
+            return False
+        return decoded.isprintable() and station.check_password(decoded)
+    return False
+
+
 @transaction.atomic
 def station_admit(
-    *, identity: str, basic_auth: tuple[str, str] | None, cert_identity: str | None
+    *,
+    identity: str,
+    basic_auth: tuple[str, str] | None,
+    cert_identity: str | None,
+    tls: bool = False,
+    cert_serial: str = "",
 ) -> Admission:
     """Decide whether a websocket handshake of `identity` is accepted.
 
-    1. A client certificate (profile 3) forwarded by a trusted proxy must name this identity.
+    1. A client certificate (profile 3) forwarded by a trusted proxy must name this identity,
+       and must not be one of ours that was revoked.
     2. Otherwise a station with a password requires HTTP Basic with username = identity and
-       the matching password (profiles 1 and 2).
-    3. Unknown identities are refused, or created Pending when auto-registration is on.
+       the matching password (profile 1 on plain ws, profile 2 over TLS).
+    3. The connection's profile must be at least the station's stored one (raised by an
+       upgrade, never lowered).
+    4. Unknown identities are refused, or created Pending when auto-registration is on.
     """
     station = ChargingStation.objects.filter(identity=identity).first()
     if station is None:
@@ -98,14 +120,26 @@ def station_admit(
     if cert_identity is not None:
         if cert_identity != identity:
             return Admission(False, "client certificate does not name this station")
+        if (
+            cert_serial
+            and StationCertificate.objects.filter(
+                serial=cert_serial.lower().lstrip("0") or "0",
+                status=StationCertificate.Status.REVOKED,
+            ).exists()
+        ):
+            return Admission(False, "client certificate revoked")
         profile = 3
     elif station.password_hash:
         if basic_auth is None:
             return Admission(False, "credentials required")
         username, password = basic_auth
-        if username != identity or not station.check_password(password):
+        if username != identity or not _password_matches(station, password):
             return Admission(False, "wrong credentials")
-        profile = 1
+        profile = 2 if tls else 1
+    if profile < station.security_profile:
+        return Admission(
+            False, f"security profile {station.security_profile} required, connected on {profile}"
+        )
     return Admission(
         True,
         station_id=station.pk,
@@ -431,12 +465,6 @@ def station_incident_record(*, station_id: int, type: str, tech_info: str = "") 
         timestamp=now,
         received_at=now,
         tech_info=tech_info[:255],
-    )
-
-
-def csr_record(*, station_id: int, csr: str, certificate_type: str = "") -> None:
-    CertificateSigningRequest.objects.create(
-        station_id=station_id, csr=csr, certificate_type=certificate_type
     )
 
 

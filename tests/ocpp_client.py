@@ -398,6 +398,7 @@ class Station201(ChargePoint201):
         "GetInstalledCertificateIds", _accepted(result201.GetInstalledCertificateIds)
     )
     on_certificate_signed = _answering("CertificateSigned", _accepted(result201.CertificateSigned))
+    on_set_network_profile = _answering("SetNetworkProfile", _accepted(result201.SetNetworkProfile))
 
 
 class Client:
@@ -437,6 +438,7 @@ async def station(
     subprotocols: list[str] | None = None,
     headers: dict[str, str] | None = None,
     local_addr: tuple[str, int] | None = None,
+    ssl: Any = None,
 ) -> AsyncIterator[Client]:
     """Connect a charge point; on exit, assert that every server frame was schema-valid.
     `local_addr`: the source address (127.x.y.z), as a charger behind its own address."""
@@ -451,6 +453,7 @@ async def station(
         additional_headers=extra,
         open_timeout=10,
         **socket_options,
+        ssl=ssl,
     )
     negotiated = ws.subprotocol or protocol
     connection = RecordingConnection(ws, negotiated)

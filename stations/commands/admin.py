@@ -22,12 +22,20 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from cpo.lib.formatting import zone_label, zone_or_panel
-from stations.commands import jobs, local_lists, services
+from stations import pki
+from stations.commands import jobs, local_lists, security, services
 from stations.commands import permissions as command_permissions
 from stations.commands.codec import codec
-from stations.commands.models import Command, DiagnosticsUpload, Job, JobTarget, LocalAuthList
+from stations.commands.models import (
+    Command,
+    DiagnosticsUpload,
+    Job,
+    JobTarget,
+    LocalAuthList,
+    SecurityChange,
+)
 from stations.commands.verbs import VERBS, CommandError, Param
-from stations.models import ChargingStation, Connector
+from stations.models import ChargingStation, Connector, StationCertificate, TrustedRoot
 
 COMMAND_STATUS_COLOURS = {
     "queued": "#757575",
@@ -205,6 +213,191 @@ class StationCommandsAdminMixin:
             "local_list": LocalAuthList.objects.filter(station=station).first(),
         }
         return TemplateResponse(request, "commands/station_commands.html", context)
+
+
+class StationSecurityAdminMixin:
+    """Adds `<station>/security/` to a ChargingStation admin: its security profile, the
+    certificates our CA signed for it (revoke), the stored roots (install, delete), password
+    rotation and profile upgrades. Every button goes through `stations.commands.security`."""
+
+    def get_urls(self) -> list[Any]:
+        urls = super().get_urls()  # type: ignore[misc]
+        own = [
+            path(
+                "<path:object_id>/security/",
+                self.admin_site.admin_view(self.security_view),  # type: ignore[attr-defined]
+                name="stations_chargingstation_security",
+            ),
+        ]
+        return own + urls
+
+    def _security_post(self, request: HttpRequest, station: ChargingStation) -> str:
+        """Run the button that was pressed; returns what to tell the operator."""
+        op = request.POST.get("op", "")
+        user = request.user
+        if op == "revoke":
+            if not user.has_perm("stations.change_stationcertificate"):
+                raise PermissionDenied
+            certificate = get_object_or_404(
+                StationCertificate, pk=request.POST.get("certificate"), station=station
+            )
+            if security.certificate_revoke(certificate=certificate, by=user.get_username()):
+                return f"Certificate {certificate.serial} revoked."
+            return f"Certificate {certificate.serial} was revoked already."
+        if not _can_send(request):
+            raise PermissionDenied
+        if op == "rotate":
+            change = security.password_rotate(station=station, requested_by=user)
+            return (
+                f"A new password was sent (command {change.command_id}); it is used once "
+                "the station accepts it."
+            )
+        if op == "upgrade":
+            raw = request.POST.get("profile") or ""
+            profile = int(raw) if raw.isdigit() else 0
+            change = security.security_profile_upgrade(
+                station=station, profile=profile, requested_by=user
+            )
+            return f"Upgrade to security profile {profile} queued (command {change.command_id})."
+        if op in ("install", "delete"):
+            root = get_object_or_404(TrustedRoot, pk=request.POST.get("root"))
+            send = security.root_install if op == "install" else security.root_delete
+            command = send(station=station, root=root, requested_by=user)
+            return f"{command.action} of {root} queued (command {command.pk})."
+        raise CommandError("no such button on this page")
+
+    def security_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        station = get_object_or_404(ChargingStation, pk=object_id)
+        if not self.has_view_permission(request, station):  # type: ignore[attr-defined]
+            raise PermissionDenied
+        if request.method == "POST":
+            try:
+                text = self._security_post(request, station)
+            except CommandError as error:
+                self.message_user(request, error.message, messages.ERROR)  # type: ignore[attr-defined]
+            else:
+                self.message_user(request, text, messages.SUCCESS)  # type: ignore[attr-defined]
+            return HttpResponseRedirect(request.path)
+        security.csms_root()
+        context = {
+            **self.admin_site.each_context(request),  # type: ignore[attr-defined]
+            "opts": ChargingStation._meta,
+            "title": f"Security · {station.identity}",
+            "station": station,
+            "certificates": StationCertificate.objects.filter(station=station),
+            "roots": TrustedRoot.objects.all(),
+            "changes": SecurityChange.objects.filter(station=station).select_related("command")[
+                :20
+            ],
+            "upgrades": [p for p in (1, 2, 3) if p > station.security_profile],
+            "can_send": _can_send(request),
+            "can_revoke": request.user.has_perm("stations.change_stationcertificate"),
+        }
+        return TemplateResponse(request, "commands/station_security.html", context)
+
+
+@admin.register(StationCertificate)
+class StationCertificateAdmin(admin.ModelAdmin):
+    """The certificates our CA signed; read-only, revoked by the action (or the station's
+    security page)."""
+
+    list_display = ("serial", "station", "subject", "not_after", "status", "revoked_at")
+    list_filter = ("status", "certificate_type")
+    list_select_related = ("station",)
+    search_fields = ("station__identity", "serial", "subject")
+    readonly_fields = (
+        "station",
+        "certificate_type",
+        "serial",
+        "subject",
+        "not_before",
+        "not_after",
+        "status",
+        "revoked_at",
+        "revoked_by",
+        "renewal_requested_at",
+        "pem",
+    )
+    actions = ["revoke_certificates"]
+
+    @admin.action(description="Revoke selected certificates", permissions=["revoke"])
+    def revoke_certificates(self, request: HttpRequest, queryset: QuerySet) -> None:
+        revoked = sum(
+            security.certificate_revoke(certificate=c, by=request.user.get_username())
+            for c in queryset
+        )
+        self.message_user(request, f"{revoked} certificate(s) revoked.", messages.SUCCESS)
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("stations.change_stationcertificate")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # signed by our CA from a station's CSR, never made up here
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # a revoked certificate must stay known to be refused
+
+
+class TrustedRootForm(forms.ModelForm):
+    class Meta:
+        model = TrustedRoot
+        fields = ("name", "kind", "pem")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("pem"):
+            try:
+                self.instance = security.trusted_root_build(
+                    name=data.get("name", ""), kind=data.get("kind", ""), pem=data["pem"]
+                )
+            except pki.PkiError as error:
+                raise forms.ValidationError({"pem": error.message}) from None
+        return data
+
+
+@admin.register(TrustedRoot)
+class TrustedRootAdmin(admin.ModelAdmin):
+    """Roots stations may be given (the station's security page installs them): ours, stored
+    on first use of the CA, and the manufacturer and V2G roots an operator adds."""
+
+    form = TrustedRootForm
+    list_display = ("name", "kind", "subject", "serial", "not_after")
+    list_filter = ("kind",)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SecurityChange)
+class SecurityChangeAdmin(admin.ModelAdmin):
+    list_display = ("station", "kind", "profile", "status", "created_at", "completed_at")
+    list_filter = ("kind", "status")
+    list_select_related = ("station",)
+    search_fields = ("station__identity",)
+    exclude = ("password_hash",)
+    readonly_fields = (
+        "station",
+        "kind",
+        "command",
+        "profile",
+        "prerequisites",
+        "status",
+        "requested_by",
+        "created_at",
+        "completed_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 # --- Actions for the station, connector and session admins ------------------------------------

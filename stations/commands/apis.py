@@ -27,11 +27,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cpo.lib.api import ApplicationError, HasModelPermissions, StableCursorPagination
-from stations.commands import jobs, local_lists, services
+from stations.commands import jobs, local_lists, security, services
 from stations.commands import permissions as command_permissions
-from stations.commands.models import Command, Job, JobTarget
+from stations.commands.models import Command, Job, JobTarget, SecurityChange
 from stations.commands.verbs import VERBS, CommandError
-from stations.models import ChargingStation, Location
+from stations.models import ChargingStation, Location, StationCertificate, TrustedRoot
 
 MAX_WAIT = 60.0
 
@@ -511,3 +511,172 @@ class JobListV1Api(generics.ListAPIView):
     filterset_class = JobFilter
     ordering_fields = ("id", "created_at")
     ordering = "-id"
+
+
+# --- Station security: password rotation, profiles, certificates, roots ----------------------
+
+
+class SecurityChangeOutputSerializer(serializers.ModelSerializer):
+    station_identity = serializers.CharField(source="station.identity", read_only=True)
+
+    class Meta:
+        model = SecurityChange
+        # Never the password (nor its hash): a rotation shows only that it happened.
+        fields = (
+            "id",
+            "station_identity",
+            "kind",
+            "profile",
+            "status",
+            "command",
+            "prerequisites",
+            "created_at",
+            "completed_at",
+        )
+        read_only_fields = fields
+
+
+class StationPasswordRotationApi(StationsApi):
+    """Send the station a new random password over OCPP (1.6 AuthorizationKey, 2.0.1
+    SecurityCtrlr.BasicAuthPassword); it is checked at the handshake once the station
+    accepted it, the old one until then. The password is never shown."""
+
+    required_permissions = ("stations.send_command",)
+
+    @extend_schema(request=None, responses={202: SecurityChangeOutputSerializer})
+    def post(self, request: Request, identity: str) -> Response:
+        station = _station(identity=identity)
+        try:
+            change = security.password_rotate(
+                station=station, requested_by=request.user, origin=Command.Origin.API
+            )
+        except CommandError as error:
+            raise _application_error(error) from None
+        return Response(
+            SecurityChangeOutputSerializer(change).data, status=status.HTTP_202_ACCEPTED
+        )
+
+
+class StationSecurityProfileApi(StationsApi):
+    """Raise the station's security profile (prerequisites first, then the switch); the
+    stored profile rises when the station accepted. A downgrade is refused."""
+
+    required_permissions = ("stations.send_command",)
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "SecurityProfileInput"
+
+        profile = serializers.ChoiceField(choices=[1, 2, 3])
+
+    @extend_schema(request=InputSerializer, responses={202: SecurityChangeOutputSerializer})
+    def post(self, request: Request, identity: str) -> Response:
+        station = _station(identity=identity)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            change = security.security_profile_upgrade(
+                station=station,
+                profile=int(data.validated_data["profile"]),
+                requested_by=request.user,
+                origin=Command.Origin.API,
+            )
+        except CommandError as error:
+            raise _application_error(error) from None
+        return Response(
+            SecurityChangeOutputSerializer(change).data, status=status.HTTP_202_ACCEPTED
+        )
+
+
+class StationCertificateOutputSerializer(serializers.ModelSerializer):
+    station_identity = serializers.CharField(source="station.identity", read_only=True)
+
+    class Meta:
+        model = StationCertificate
+        fields = (
+            "serial",
+            "station_identity",
+            "certificate_type",
+            "subject",
+            "not_before",
+            "not_after",
+            "status",
+            "revoked_at",
+            "revoked_by",
+            "pem",
+        )
+        read_only_fields = fields
+
+
+class StationCertificateListApi(StationsApi):
+    """The certificates our CA signed for a station, newest end first."""
+
+    required_permissions = ("stations.view_stationcertificate",)
+
+    @extend_schema(responses=StationCertificateOutputSerializer(many=True))
+    def get(self, request: Request, identity: str) -> Response:
+        station = _station(identity=identity)
+        rows = StationCertificate.objects.filter(station=station).select_related("station")
+        return Response(StationCertificateOutputSerializer(rows, many=True).data)
+
+
+class CertificateRevokeApi(StationsApi):
+    """Revoke a certificate of ours: refused at the handshake, listed in the CRL."""
+
+    required_permissions = ("stations.change_stationcertificate",)
+
+    @extend_schema(request=None, responses=StationCertificateOutputSerializer)
+    def post(self, request: Request, serial: str) -> Response:
+        certificate = get_object_or_404(StationCertificate, serial=serial.lower())
+        if not security.certificate_revoke(certificate=certificate, by=request.user.get_username()):
+            raise ApplicationError("the certificate is revoked already", code="revoked")
+        certificate.refresh_from_db()
+        return Response(StationCertificateOutputSerializer(certificate).data)
+
+
+class TrustedRootOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrustedRoot
+        fields = ("id", "name", "kind", "serial", "subject", "not_after", "pem")
+        read_only_fields = fields
+
+
+class TrustedRootListApi(StationsApi):
+    """The roots stations may be given: our CSMS root and the roots operators stored."""
+
+    required_permissions = ("stations.view_trustedroot",)
+
+    @extend_schema(responses=TrustedRootOutputSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        security.csms_root()
+        return Response(TrustedRootOutputSerializer(TrustedRoot.objects.all(), many=True).data)
+
+
+class StationRootApi(StationsApi):
+    """InstallCertificate or DeleteCertificate of a stored root on a station, built from the
+    stored certificate (the delete names it by its hash data)."""
+
+    required_permissions = ("stations.send_command",)
+
+    class InputSerializer(serializers.Serializer):
+        class Meta:
+            ref_name = "StationRootInput"
+
+        action = serializers.ChoiceField(choices=["install", "delete"])
+
+    @extend_schema(request=InputSerializer, responses={202: CommandOutputSerializer})
+    def post(self, request: Request, identity: str, root_id: int) -> Response:
+        station = _station(identity=identity)
+        root = get_object_or_404(TrustedRoot, pk=root_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        send = (
+            security.root_install
+            if data.validated_data["action"] == "install"
+            else (security.root_delete)
+        )
+        try:
+            command = send(station=station, root=root, requested_by=request.user, origin="api")
+        except CommandError as error:
+            raise _application_error(error) from None
+        return Response(CommandOutputSerializer(command).data, status=status.HTTP_202_ACCEPTED)

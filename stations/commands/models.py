@@ -36,6 +36,7 @@ class Command(models.Model):
         JOB = "job", "Job"
         LOCAL_LIST = "local_list", "Local list sync"
         ROAMING = "roaming", "Roaming partner"
+        SECURITY = "security", "Security change"
         SYSTEM = "system", "System"
 
     FINAL = (
@@ -238,3 +239,41 @@ class LocalAuthList(models.Model):
 
     def __str__(self) -> str:
         return f"local list of {self.station_id} v{self.version}"
+
+
+class SecurityChange(models.Model):
+    """A change of a station's credentials that takes effect only when the station accepts
+    it (stations.commands.security): a new password (its hash waits here; the old password
+    keeps working until then) or a higher security profile."""
+
+    class Kind(models.TextChoices):
+        PASSWORD = "password", "Password rotation"
+        PROFILE = "profile", "Security profile upgrade"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPLIED = "applied", "Applied"
+        REFUSED = "refused", "Refused"
+
+    station = models.ForeignKey(
+        ChargingStation, on_delete=models.CASCADE, related_name="security_changes"
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # The command whose acceptance applies the change (the last of an upgrade's commands).
+    command = models.OneToOneField(Command, on_delete=models.CASCADE, related_name="security")
+    password_hash = models.CharField(max_length=200, blank=True, editable=False)
+    profile = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Ids of the commands that must have been accepted too (an upgrade's root, network profile).
+    prerequisites = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    requested_by = models.ForeignKey(
+        "cpo.User", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} of station {self.station_id}: {self.status}"

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from stations import secret_keys
-from stations.commands import jobs, local_lists
+from stations.commands import jobs, local_lists, security
 from stations.commands.models import Command
 from stations.commands.signals import command_finished
 
@@ -56,6 +56,8 @@ def command_result_record(
     jobs.job_command_finished(command=command)
     if command.origin == Command.Origin.LOCAL_LIST:
         local_lists.local_list_result_record(command=command)
+    elif command.origin == Command.Origin.SECURITY:
+        security.security_change_result(command=command)
     command_finished.send(
         sender=Command,
         command=command,

@@ -61,3 +61,11 @@ def local_lists_update(token_ids: list[int] | None = None) -> list[int]:
     from stations.commands.local_lists import local_lists_update as update
 
     return update()
+
+
+@shared_task
+def certificates_renew() -> int:
+    """Beat: ask stations whose certificate of our CA ends soon for a new CSR."""
+    from stations.commands.security import certificates_renew as renew
+
+    return renew()

@@ -84,6 +84,9 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.rate_limiter = limits.RateLimiter.from_settings()
         self.rate_refused = 0
         self.protocol = protocol.V201
+        # Writes a handler wants done once its answer is on the wire (a CertificateSigned
+        # must follow the SignCertificate answer): rare, so one falsy check per frame.
+        self.after_reply: list[tuple[Any, dict[str, Any]]] = []
 
         client = self.scope.get("client") or ("", 0)
         if not IDENTITY.fullmatch(self.identity):
@@ -109,10 +112,18 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
         headers = dict(self.scope.get("headers", []))
         cert_identity = None
+        cert_serial = ""
+        server = self.scope.get("server") or ("", 0)
+        # TLS: served by this process itself (daphne -e ssl:...), or terminated by a trusted
+        # proxy that says so, or (by setting) by something in front that does not.
+        tls = server[1] in settings.OCPP_TLS_PORTS or settings.OCPP_PROFILE2_ALLOW_PLAIN
         if client[0] in settings.OCPP_TRUSTED_PROXIES:
             subject = headers.get(settings.OCPP_CLIENT_CERT_HEADER.lower().encode())
             if subject:
                 cert_identity = network.client_cert_identity(subject.decode("latin-1"))
+                serial = headers.get(settings.OCPP_CLIENT_CERT_SERIAL_HEADER.lower().encode())
+                cert_serial = serial.decode("latin-1").strip()[:80] if serial else ""
+            tls = tls or headers.get(b"x-forwarded-proto", b"").lower() == b"https"
         address = admission.source_address(str(client[0]), headers)
         gate = await db(admission.auth_gate)(identity=self.identity, address=address)
         if gate.locked:
@@ -134,6 +145,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
                 identity=self.identity,
                 basic_auth=network.parse_basic_auth(headers.get(b"authorization")),
                 cert_identity=cert_identity,
+                tls=tls,
+                cert_serial=cert_serial,
             )
         except DATABASE_ERRORS:
             # "database is locked", a lost connection: the charger tries again, not a 500.
@@ -303,6 +316,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
 
         reply, failed = await self._answer(frame)
         await self.send(reply)
+        if self.after_reply:
+            await self._after_reply()
         if failed:
             await self._log_error(text_data, reply)
         elif self.trace_enabled:
@@ -467,6 +482,15 @@ class OcppConsumer(AsyncWebsocketConsumer):
             )
             return
         await self._log([("in", frame, True), ("out", reply, True)])
+
+    async def _after_reply(self) -> None:
+        pending, self.after_reply = self.after_reply, []
+        for function, kwargs in pending:
+            try:
+                await self._side_write(function, **kwargs)
+            except Exception:
+                # Its answer is sent already: a failure here is logged, never the socket's end.
+                logger.exception("%s: %s failed after the answer", self.identity, function.__name__)
 
     async def _side_write(self, function: Any, **kwargs: Any) -> bool:
         """A write beside the conversation (last seen, connection history, incidents): a

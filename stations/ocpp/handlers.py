@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from stations import services as network
-from stations.commands import jobs
+from stations.commands import jobs, security
 from stations.energy import triggers as energy
 from stations.ocpp.db import db
 from stations.ocpp.protocol import OcppError
@@ -65,6 +65,18 @@ class BaseHandlers:
     async def answered(self, action: str, request: dict[str, Any], response: Any) -> None:
         """A station answered one of our calls (already recorded on its command): the
         version's handlers act on what the answer means for the domain, if anything."""
+
+    async def sign_certificate(self, csr: str, certificate_type: str = "") -> dict[str, Any]:
+        """SignCertificate (2.0.1 A02/A03, 1.6 security extension): a CSR we sign is answered
+        Accepted and, once that answer is sent, signed by our CA with CertificateSigned queued;
+        one we do not (wrong CN or O, weak key or hash) is answered Rejected."""
+        csr_id, refused = await db(security.csr_receive)(
+            station_id=self.station_id, csr=csr, certificate_type=certificate_type
+        )
+        if refused:
+            return {"status": "Rejected"}
+        self.consumer.after_reply.append((security.csr_sign, {"csr_id": csr_id}))
+        return {"status": "Accepted"}
 
     @staticmethod
     def ensure_allowed(action: str, registration_status: str) -> None:

@@ -333,6 +333,8 @@ def probe_url(name: str, world: dict[str, Any]) -> str:
         "api_token_id": 999_999,
         "incident_id": 999_999,
         "node_id": 999_999,
+        "serial": "0",
+        "root_id": 999_999,
     }
     by_name = {
         "admin:tariffs_tariff_preview": {"object_id": world["tariff"].pk},

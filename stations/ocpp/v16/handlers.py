@@ -180,5 +180,4 @@ class Handlers(BaseHandlers):
         return {}
 
     async def SignCertificate(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        await db(network.csr_record)(station_id=self.station_id, csr=p["csr"])
-        return {"status": "Accepted"}
+        return await self.sign_certificate(p["csr"])

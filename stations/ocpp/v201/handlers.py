@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from sessions import services as charging
 from sessions.models import AuthorizationDecision
+from stations import certificate_services
 from stations import services as network
 from stations.energy import services as energy_services
 from stations.ocpp.db import db
@@ -196,31 +198,33 @@ class Handlers(BaseHandlers):
         return {"status": "UnknownVendorId"}
 
     async def SignCertificate(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        await db(network.csr_record)(
-            station_id=self.station_id,
-            csr=p["csr"],
-            certificate_type=p.get("certificateType", ""),
-        )
-        return {"status": "Accepted"}
+        answer = await self.sign_certificate(p["csr"], p.get("certificateType", ""))
+        if answer["status"] == "Rejected":
+            answer["statusInfo"] = {"reasonCode": "InvalidCSR"}
+        return answer
 
     async def Get15118EVCertificate(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
-        await self._notify("Get15118EVCertificate", p, status="Failed")
-        return {
-            "status": "Failed",
-            "exiResponse": "",
-            "statusInfo": {
-                "reasonCode": "NotSupported",
-                "additionalInfo": "No certificate management on this CSMS yet",
-            },
-        }
+        answer = await asyncio.to_thread(
+            certificate_services.ev_certificate, identity=self.consumer.identity, request=p
+        )
+        await self._notify("Get15118EVCertificate", p, status=answer.status)
+        payload: dict[str, Any] = {"status": answer.status, "exiResponse": answer.payload}
+        if answer.reason:
+            payload["statusInfo"] = {
+                "reasonCode": "NotSupported"
+                if answer.reason.startswith("no ")
+                else "ServiceUnavailable",
+                "additionalInfo": answer.reason[:512],
+            }
+        return payload
 
     async def GetCertificateStatus(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        answer = await asyncio.to_thread(certificate_services.ocsp_status, p["ocspRequestData"])
+        if answer.status == "Accepted":
+            return {"status": "Accepted", "ocspResult": answer.payload}
         return {
             "status": "Failed",
-            "statusInfo": {
-                "reasonCode": "NotSupported",
-                "additionalInfo": "No OCSP responder on this CSMS yet",
-            },
+            "statusInfo": {"reasonCode": "OCSPFailed", "additionalInfo": answer.reason[:512]},
         }
 
     async def answered(self, action: str, request: dict[str, Any], response: Any) -> None:
