@@ -76,6 +76,14 @@ def _stop(process: subprocess.Popen[bytes], name: str, timeout: float) -> None:
         process.wait()
 
 
+def daphne_command() -> list[str]:
+    """The program that serves the back office: daphne with the ASGI WebSocket Denial
+    Response extension (cpo.lib.daphne_server: a refused charger gets HTTP 401, not 403).
+    Every process that serves it (this command, the benchmark, the test fixtures) starts it so.
+    """
+    return [sys.executable, "-m", "cpo.lib.daphne_server"]
+
+
 def daphne_options(*, host: str, port: int) -> list[str]:
     """How daphne serves the back office; the benchmark starts it with the same options."""
     return [
@@ -215,7 +223,7 @@ def banner(port: int, redis_url: str, database: str) -> str:
         f"  Operator panel : http://127.0.0.1:{port}/admin/",
         f"  Health         : http://127.0.0.1:{port}/healthz",
         f"  REST API docs  : http://127.0.0.1:{port}/api/docs/",
-        f"  OCPP endpoint  : ws://127.0.0.1:{port}/ocpp/<identity>  (ocpp1.6, ocpp2.0.1)",
+        f"  OCPP endpoint  : ws://127.0.0.1:{port}/ocpp/<identity>  (ocpp1.6, ocpp2.0.1, ocpp2.1)",
         f"  Database       : {database}",
         f"  Redis          : {redis_url}",
     ]
@@ -286,7 +294,7 @@ def main() -> int:
             "daphne",
             lambda: _spawn(
                 [
-                    str(bin_dir / "daphne"),
+                    *daphne_command(),
                     *daphne_options(host=host, port=port),
                     "cpo.asgi:application",
                 ],

@@ -16,6 +16,7 @@ import time
 import uuid
 from typing import Any
 
+from asgiref.typing import WebSocketResponseBodyEvent, WebSocketResponseStartEvent
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -42,6 +43,14 @@ NODE = settings.NODE_NAME or f"{os.uname().nodename}:{os.getpid()}"
 IDENTITY = re.compile(settings.OCPP_IDENTITY_PATTERN)
 
 
+# The ASGI WebSocket Denial Response extension (cpo.lib.daphne_server adds it to daphne).
+DENIAL_EXTENSION = "websocket.http.response"
+# Refusals that are about the credential: answered 401 with a Basic challenge (RFC 7235; the
+# OCPP security profiles 1 and 2), where the server can send it.
+CREDENTIAL_REASONS = ("credentials required", "wrong credentials", "unknown identity")
+AUTH_CHALLENGE = b'Basic realm="OCPP", charset="UTF-8"'
+
+
 class RefusingConsumer(AsyncWebsocketConsumer):
     """Every websocket path that is not an OCPP station's: refused at the handshake (daphne
     answers HTTP 403), instead of the router's "no route" error (HTTP 500)."""
@@ -64,6 +73,28 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def refuse_unauthorized(self) -> None:
+        """Refuse the handshake with HTTP 401 and a Basic challenge, or, on a server without
+        the denial extension, with websocket.close (HTTP 403)."""
+        if DENIAL_EXTENSION not in (self.scope.get("extensions") or {}):
+            await self.close()
+            return
+        start: WebSocketResponseStartEvent = {
+            "type": "websocket.http.response.start",
+            "status": 401,
+            "headers": [
+                (b"www-authenticate", AUTH_CHALLENGE),
+                (b"content-type", b"text/plain; charset=utf-8"),
+            ],
+        }
+        body: WebSocketResponseBodyEvent = {
+            "type": "websocket.http.response.body",
+            "body": b"Unauthorized\n",
+            "more_body": False,
+        }
+        await self.base_send(start)
+        await self.base_send(body)
 
     async def connect(self) -> None:
         # The ASGI path is percent-decoded once already (by daphne): decoding it again would
@@ -100,9 +131,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         # Honour the charger's order of preference among the versions we speak.
         chosen = next((p for p in offered if p in protocol.SUPPORTED_SUBPROTOCOLS), None)
         if chosen is None:
-            # No common protocol: complete the handshake without the header, then close.
-            await self.accept()
-            await self.close(code=1002)
+            await self._no_common_subprotocol(offered)
             return
 
         headers = dict(self.scope.get("headers", []))
@@ -164,7 +193,10 @@ class OcppConsumer(AsyncWebsocketConsumer):
                     )
                 except DATABASE_ERRORS:
                     logger.exception("could not record the lockout of %s", self.identity)
-            await self.close()  # before accept(): daphne answers the handshake with HTTP 403
+            if admitted.reason in CREDENTIAL_REASONS:
+                await self.refuse_unauthorized()  # HTTP 401, WWW-Authenticate: Basic
+            else:
+                await self.close()  # before accept(): HTTP 403
             return
         if gate.failures:
             await db(admission.auth_succeeded)(identity=self.identity, gate=gate)
@@ -212,6 +244,32 @@ class OcppConsumer(AsyncWebsocketConsumer):
         # Commands queued while the station was away go out now, oldest first.
         await self._side_write(results.commands_fail_unanswered, station_id=self.station_id)
         self._commands_wake()
+
+    async def _no_common_subprotocol(self, offered: list[str]) -> None:
+        """No subprotocol the charger offers is one we speak (or it offers none).
+
+        OCPP-J 2.0.1 §3.1.2 (and 2.1): the CSMS completes the handshake without a
+        Sec-WebSocket-Protocol header and then immediately closes the connection. 1.6J leaves
+        the choice to the server; the same answer tells a charger what happened. The close code
+        is 1000 (normal closure) with a reason naming what we speak: 1002 (protocol error) is a
+        code only the failing endpoint's websocket layer sends, and daphne refuses it from an
+        application.
+        """
+        client = self.scope.get("client") or ("", 0)
+        limits.log_throttled(
+            logger,
+            f"subprotocol:{self.identity}",
+            logging.WARNING,
+            "%s from %s offered no subprotocol we speak (%s): handshake completed and closed",
+            self.identity,
+            client[0],
+            ", ".join(offered)[:100] or "none",
+        )
+        await self.accept()
+        await self.close(
+            code=1000,
+            reason="Supported subprotocols: " + ", ".join(protocol.SUPPORTED_SUBPROTOCOLS),
+        )
 
     async def disconnect(self, code: int) -> None:
         self.socket_closed = True

@@ -41,7 +41,7 @@ import psutil
 from django.conf import settings
 from django.db import connection
 
-from cpo.run import daphne_options
+from cpo.run import daphne_command, daphne_options
 from cpo.tools.bench.data import BENCH_TAG as BENCH_ID_TAG
 from cpo.tools.bench.data import fleet_rows_count, fleet_stations_create
 from cpo.tools.simulator import (
@@ -120,6 +120,38 @@ class BenchConfig:
 
 
 # --- child processes ------------------------------------------------------------------------
+
+
+def server_command(port: int) -> list[str]:
+    """The ASGI server as `python -m cpo.run` starts it; BENCH_SERVER=uvicorn measures the
+    alternative (README "OCPP": why daphne), with `pip install uvicorn` in the virtualenv."""
+    if os.environ.get("BENCH_SERVER", "daphne") == "uvicorn":
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backlog",
+            "4096",
+            "--ws",
+            "websockets",
+            "--lifespan",
+            "off",
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "15",
+        ]
+    return [
+        *daphne_command(),
+        # Exactly as `python -m cpo.run` serves the back office.
+        *daphne_options(host="127.0.0.1", port=port),
+        # BENCH_DAPHNE_ARGS measures a change to these arguments before it is made.
+        *os.environ.get("BENCH_DAPHNE_ARGS", "").split(),
+    ]
+
 
 PR_SET_PDEATHSIG = 1
 
@@ -239,11 +271,7 @@ class BackOffice:
         log = self.work_dir / "server.log"
         daphne = _spawn(
             [
-                str(bin_dir / "daphne"),
-                # Exactly as `python -m cpo.run` serves the back office.
-                *daphne_options(host="127.0.0.1", port=port),
-                # BENCH_DAPHNE_ARGS measures a change to these arguments before it is made.
-                *os.environ.get("BENCH_DAPHNE_ARGS", "").split(),
+                *server_command(port),
                 os.environ.get("BENCH_ASGI_APP", "cpo.asgi:application"),
             ],
             self.env | {"CPO_NODE_NAME": f"bench-{port}"},

@@ -275,7 +275,7 @@ def test_simulate_says_why_it_cannot_connect_and_stops_on_ctrl_c(daphne_server) 
     # The back office runs, but does not know the stations (no demo data loaded here).
     run = Running([*command, "--url", daphne_server.ws_url])
     run.wait_for(
-        f"DEMO-16: failed to connect to {daphne_server.ws_url}/DEMO-16: HTTP 403: refused by "
+        f"DEMO-16: failed to connect to {daphne_server.ws_url}/DEMO-16: HTTP 401: refused by "
         "the back office (unknown identity or wrong password)"
     )
     code = run.ctrl_c()
