@@ -111,6 +111,39 @@ class OcppCommandCodec:
     def id_token_max_length(self, version: str) -> int:
         return _ID_TOKEN_LENGTH.get(version, v201.ID_TOKEN_LENGTH)
 
+    def items_limit_instance(self, version: str, action: str) -> str:
+        return items_limit_instance(version, action)
+
+    def items_split(
+        self, version: str, action: str, payload: dict[str, Any], size: int
+    ) -> list[dict[str, Any]]:
+        return items_split(action, payload, size)
+
+
+# The list of items per call a station limits with DeviceDataCtrlr.ItemsPerMessage[instance].
+_ITEMS = {
+    "GetVariables": "getVariableData",
+    "SetVariables": "setVariableData",
+    "GetReport": "componentVariable",
+}
+
+
+def items_limit_instance(version: str, action: str) -> str:
+    return action if version != protocol.V16 and action in _ITEMS else ""
+
+
+def items_split(action: str, payload: dict[str, Any], size: int) -> list[dict[str, Any]]:
+    """Consecutive slices of the call's items; the parts of a GetReport get consecutive
+    request ids (each part is its own report)."""
+    items = payload[_ITEMS[action]]
+    parts = []
+    for number, start in enumerate(range(0, len(items), size)):
+        part = {**payload, _ITEMS[action]: items[start : start + size]}
+        if action == "GetReport":
+            part["requestId"] = int(payload["requestId"]) + number
+        parts.append(part)
+    return parts
+
 
 def outcome(version: str, action: str, response: Any) -> Outcome:
     """What a station's CALLRESULT to `action` means, in the queue's terms."""
