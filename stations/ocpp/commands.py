@@ -17,9 +17,14 @@ from stations.ocpp import protocol
 from stations.ocpp.v16 import commands as v16
 from stations.ocpp.v201 import commands as v201
 
-_VERSIONS: dict[str, ModuleType] = {protocol.V16: v16, protocol.V201: v201}
-_ID_TOKEN_LENGTH = {protocol.V16: v16.ID_TAG_LENGTH, protocol.V201: v201.ID_TOKEN_LENGTH}
-_LABEL = {protocol.V16: "OCPP 1.6J", protocol.V201: "OCPP 2.0.1"}
+# 2.1 shares the 2.0.1 calls of every verb (each is checked against the 2.1 schema when queued).
+_VERSIONS: dict[str, ModuleType] = {protocol.V16: v16, protocol.V201: v201, protocol.V21: v201}
+_ID_TOKEN_LENGTH = {
+    protocol.V16: v16.ID_TAG_LENGTH,
+    protocol.V201: v201.ID_TOKEN_LENGTH,
+    protocol.V21: v201.ID_TOKEN_LENGTH,
+}
+_LABEL = {protocol.V16: "OCPP 1.6J", protocol.V201: "OCPP 2.0.1", protocol.V21: "OCPP 2.1"}
 
 # Actions a station sends, never receives: raw mode refuses them.
 _STATION_INITIATED = frozenset(
@@ -52,6 +57,19 @@ _STATION_INITIATED = frozenset(
         "Get15118EVCertificate",
         "GetCertificateStatus",
         "PublishFirmwareStatusNotification",
+        # OCPP 2.1
+        "NotifySettlement",
+        "NotifyPriorityCharging",
+        "NotifyDERAlarm",
+        "NotifyDERStartStop",
+        "ReportDERControl",
+        "NotifyPeriodicEventStream",
+        "OpenPeriodicEventStream",
+        "ClosePeriodicEventStream",
+        "PullDynamicScheduleUpdate",
+        "BatterySwap",
+        "GetCertificateChainStatus",
+        "VatNumberValidation",
     }
 )
 

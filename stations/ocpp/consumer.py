@@ -31,6 +31,7 @@ from stations.ocpp.commands import outcome
 from stations.ocpp.db import db
 from stations.ocpp.protocol import Frame
 from stations.ocpp.v16 import handlers as v16
+from stations.ocpp.v21 import handlers as v21
 from stations.ocpp.v201 import handlers as v201
 
 # What a database call can fail with besides a bug: "database is locked", a lost or closed
@@ -207,7 +208,12 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.registration_status = admission_result.registration_status
         self.trace_enabled = admission_result.trace_enabled
         self.cost_display_enabled = admission_result.cost_display_enabled
-        self.handlers = v16.Handlers(self) if chosen == protocol.V16 else v201.Handlers(self)
+        if chosen == protocol.V16:
+            self.handlers = v16.Handlers(self)
+        elif chosen == protocol.V21:
+            self.handlers = v21.Handlers(self)
+        else:
+            self.handlers = v201.Handlers(self)
 
         # Recorded before the handshake completes, so that a station reconnecting at once
         # finds this connection and replaces it rather than racing it.
@@ -313,7 +319,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self._log_error(text_data, reply)
             return
         try:
-            frame = protocol.parse_frame(text_data)
+            frame = protocol.parse_frame(text_data, self.protocol)
         except protocol.FrameError as error:
             reply = protocol.call_error(
                 self.protocol, error.message_id, error.kind, error.description
@@ -322,6 +328,24 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self._log_error(text_data, reply)
             return
 
+        if frame.message_type == protocol.SEND:
+            await self._send_received(frame, text_data)
+            return
+        if frame.message_type == protocol.CALLRESULTERROR:
+            # 2.1: the station could not process one of our CALLRESULTs. Nothing to answer;
+            # the exchange is kept in the message log.
+            limits.log_throttled(
+                logger,
+                f"callresulterror:{self.identity}",
+                logging.WARNING,
+                "%s could not process our answer to %s: %s %s",
+                self.identity,
+                frame.message_id,
+                frame.error_code,
+                frame.error_description,
+            )
+            await self._log([("in", text_data, True)])
+            return
         if frame.message_type in (protocol.CALLRESULT, protocol.CALLERROR):
             future = self.pending.get(frame.message_id)
             if future is not None and not future.done():
@@ -336,6 +360,16 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self._log_error(text_data, reply)
         elif self.trace_enabled:
             await self._log([("in", text_data, False), ("out", reply, False)])
+        await self.touch()
+
+    async def _send_received(self, frame: Frame, text_data: str) -> None:
+        """OCPP-J 2.1 SEND: handled as a CALL, but never answered, not even when it is
+        invalid (a CALLERROR would answer a message that expects none): errors are logged."""
+        reply, failed = await self._answer(frame, expect_response=False)
+        if failed:
+            await self._log_error(text_data, reply)
+        elif self.trace_enabled:
+            await self._log([("in", text_data, False)])
         await self.touch()
 
     async def _rate_refuse(self, text_data: str) -> None:
@@ -375,7 +409,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             )
         )
 
-    async def _answer(self, frame: Frame) -> tuple[str, bool]:
+    async def _answer(self, frame: Frame, *, expect_response: bool = True) -> tuple[str, bool]:
         """The reply to a CALL and whether the exchange goes to the message log as an error
         (a CALLERROR, or a transaction message accepted without its absurd values)."""
         found: list[bounds.Problem] = []
@@ -397,7 +431,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
             # Our own answers are checked too: a bug here must not put an invalid frame on the
             # wire, where the charger would retry or drop it.
             try:
-                protocol.validate(self.protocol, protocol.CALLRESULT, frame.action, response)
+                if expect_response:
+                    protocol.validate(self.protocol, protocol.CALLRESULT, frame.action, response)
             except protocol.OcppError as error:
                 # The station's CALL was valid: the violation is ours, not one of its message.
                 logger.error(

@@ -169,7 +169,8 @@ def connections_of(identity: str) -> list[tuple[str, int, bool]]:
         ([V201, V16], V201),
         ([V16, V201], V16),
         (["ocpp1.5", V16, V201], V16),
-        (["ocpp2.1", V201], V201),
+        (["ocpp2.1", V201], "ocpp2.1"),
+        (["ocpp2.2", V201, "ocpp2.1"], V201),
         ([" ocpp1.6 "], V16),  # header values may carry blanks around the commas
     ],
 )
@@ -180,7 +181,7 @@ async def test_subprotocol_is_the_chargers_first_choice_among_ours(offered, chos
     assert await sync_to_async(connections_of)("CP-PROTO") == [(chosen, 1, True)]
 
 
-@pytest.mark.parametrize("offered", [["ocpp1.5"], ["ocpp2.1", "json"], []])
+@pytest.mark.parametrize("offered", [["ocpp1.5"], ["ocpp2.2", "json"], []])
 async def test_no_common_subprotocol_completes_the_handshake_then_closes(offered):
     await sync_to_async(make_station)("CP-NOPROTO")
     communicator = WebsocketCommunicator(
