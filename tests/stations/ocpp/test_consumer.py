@@ -223,6 +223,32 @@ async def test_wrong_or_missing_basic_auth_is_refused(headers):
     assert await sync_to_async(connections_of)("CP-AUTH") == []
 
 
+@pytest.mark.parametrize("password", [None, "wrong-password-00"])
+async def test_a_server_with_the_denial_extension_gets_a_401_with_a_basic_challenge(password):
+    """Where the scope announces the ASGI WebSocket Denial Response extension (our daphne,
+    cpo.lib.daphne_server), the refusal is an HTTP response of the consumer's own; without
+    it (above), a websocket.close, which a server answers with 403."""
+    await sync_to_async(make_station)("CP-AUTH")
+    communicator = WebsocketCommunicator(
+        application,
+        "/ocpp/CP-AUTH",
+        headers=basic_auth("CP-AUTH", password) if password else [],
+        subprotocols=[V16],
+    )
+    communicator.scope["extensions"] = {"websocket.http.response": {}}
+    await communicator.send_input({"type": "websocket.connect"})
+    start = await communicator.receive_output(timeout=TIMEOUT)
+    body = await communicator.receive_output(timeout=TIMEOUT)
+    assert start["type"] == "websocket.http.response.start"
+    assert start["status"] == 401
+    assert dict(start["headers"])[b"www-authenticate"].startswith(b'Basic realm="OCPP"')
+    assert body["type"] == "websocket.http.response.body"
+    assert body["more_body"] is False
+    await communicator.send_input({"type": "websocket.disconnect", "code": 1006})
+    await communicator.wait(timeout=TIMEOUT)
+    assert await sync_to_async(connections_of)("CP-AUTH") == []
+
+
 async def test_right_credentials_are_profile_1_and_no_password_is_profile_0():
     await sync_to_async(make_station)("CP-PW")
     await sync_to_async(make_station)("CP-OPEN", password=None)

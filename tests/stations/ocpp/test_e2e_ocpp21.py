@@ -140,6 +140,21 @@ async def test_an_ocpp21_station_boots_charges_and_is_billed(daphne_server, cele
         )
         # The running cost, from the same tariff version (DEMO-201 shows it).
         assert updated["totalCost"] > 0
+
+        # The session's tariff, sent again for this transaction (after an operator changed it).
+        @sync_to_async
+        def change_tariff():
+            from sessions.models import ChargingSession
+            from tariffs.ocpp21 import session_tariff_change_send
+
+            session = ChargingSession.objects.get(station=row, transaction_id="TX-21-A")
+            return session_tariff_change_send(session=session)
+
+        change = await change_tariff()
+        assert (await until_final(change.pk, timeout=15)).status == "accepted"
+        (changed,) = [p for a, p in cp.cp.received_calls if a == "ChangeTransactionTariff"]
+        assert changed["transaction_id"] == "TX-21-A"
+        assert changed["tariff"]["tariff_id"] == tariff_call["tariff"]["tariff_id"]
         station_cost = {
             "currency": "EUR",
             "typeOfCost": "NormalCost",
