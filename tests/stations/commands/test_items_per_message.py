@@ -77,6 +77,23 @@ async def test_five_variables_go_as_three_get_variables_calls_of_at_most_two(
         results = joined["batch_response"]["getVariableResult"]
         assert [r["variable"]["name"] for r in results] == [f"Var{n}" for n in range(1, 6)]
 
+        # The panel's command page shows the parts and the joined answer.
+        @sync_to_async
+        def admin_page() -> str:
+            from django.contrib.auth import get_user_model
+            from django.test import Client
+
+            admin = get_user_model().objects.create_superuser("ipm-admin", password="x")
+            browser = Client()
+            browser.force_login(admin)
+            response = browser.get(f"/admin/commands/command/{first}/change/")
+            assert response.status_code == 200
+            return response.content.decode()
+
+        page = await admin_page()
+        assert all(f"#{part}" in page for part in parts)
+        assert "Var5" in page
+
         # Within the limit: one call, no batch.
         single = await acreate(cs, verb="get_configuration", params={"keys": KEYS[:2]})
         assert (await until_final(single.pk)).batch_size == 1
