@@ -254,7 +254,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
     async def _no_common_subprotocol(self, offered: list[str]) -> None:
         """No subprotocol the charger offers is one we speak (or it offers none).
 
-        OCPP-J 2.0.1 §3.1.2 (and 2.1): the CSMS completes the handshake without a
+        OCPP-J 2.0.1 (part 4) and 2.1: the CSMS completes the handshake without a
         Sec-WebSocket-Protocol header and then immediately closes the connection. 1.6J leaves
         the choice to the server; the same answer tells a charger what happened. The close code
         is 1000 (normal closure) with a reason naming what we speak: 1002 (protocol error) is a
