@@ -634,3 +634,51 @@ class SessionReview(ChargingSession):
         verbose_name = "session to review"
         verbose_name_plural = "sessions to review"
         permissions = [("review_session", "Can assign a tariff, write off or bill a session")]
+
+
+class AdHocPayment(models.Model):
+    """A payment a station's own terminal settled for a session (OCPP 2.1 NotifySettlement,
+    ad hoc payment with a card or QR code): recorded as reported, linked to the session and,
+    once there is one, its CDR. Money is the station's Decimal in the session's currency."""
+
+    class Status(models.TextChoices):
+        SETTLED = "Settled"
+        CANCELED = "Canceled"
+        REJECTED = "Rejected"
+        FAILED = "Failed"
+
+    station = models.ForeignKey(
+        "stations.ChargingStation", on_delete=models.PROTECT, related_name="adhoc_payments"
+    )
+    session = models.ForeignKey(
+        ChargingSession,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="adhoc_payments",
+    )
+    cdr = models.ForeignKey(
+        Cdr, on_delete=models.PROTECT, null=True, blank=True, related_name="adhoc_payments"
+    )
+    transaction_id = models.CharField(max_length=36, blank=True)
+    psp_ref = models.CharField(max_length=255, help_text="The payment service provider's id.")
+    status = models.CharField(max_length=10, choices=Status.choices)
+    amount = models.DecimalField(max_digits=12, decimal_places=4)
+    currency = models.CharField(max_length=3, blank=True)
+    settled_at = models.DateTimeField()
+    receipt_id = models.CharField(max_length=50, blank=True)
+    receipt_url = models.CharField(max_length=2000, blank=True)
+    payload = models.JSONField(default=dict, help_text="The NotifySettlement as sent.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-settled_at"]
+        constraints = [
+            # A station re-sending its notification records the payment once.
+            models.UniqueConstraint(
+                fields=["station", "psp_ref", "status"], name="adhoc_payment_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.psp_ref} {self.status} {self.amount} {self.currency}"

@@ -27,6 +27,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from billing.models import (
+    AdHocPayment,
     BillingAuditEntry,
     BillingPeriod,
     BillingProfile,
@@ -425,6 +426,8 @@ def cdr_create_for_session(*, session_id: int, bill_anyway: bool = False) -> Cdr
                 )
                 return None
             cdr = _cdr_from_rating(session, version, rating, revision=1)
+            # Payments the station's terminal settled before the CDR existed.
+            AdHocPayment.objects.filter(session=session, cdr=None).update(cdr=cdr)
             _rating_set(
                 session,
                 ChargingSession.RatingStatus.RATED,
@@ -1301,3 +1304,55 @@ def invoice_draft_discard(*, invoice_id: int, user: User | None = None) -> int:
         released = invoice.lines.count()
         invoice.delete()
         return released
+
+
+@transaction.atomic
+def adhoc_payment_record(
+    *,
+    station_id: int,
+    transaction_id: str,
+    psp_ref: str,
+    status: str,
+    amount: Decimal,
+    settled_at: dt.datetime,
+    receipt_id: str = "",
+    receipt_url: str = "",
+    payload: dict[str, Any],
+) -> AdHocPayment:
+    """A payment settled at the station (OCPP 2.1 NotifySettlement): recorded against its
+    session and the session's CDR (or the CDR made later); a re-sent one is recorded once."""
+    if status not in AdHocPayment.Status.values:
+        raise ApplicationError(f"unknown settlement status {status!r}")
+    session = (
+        ChargingSession.objects.filter(station_id=station_id, transaction_id=transaction_id)
+        .order_by("-id")
+        .first()
+        if transaction_id
+        else None
+    )
+    payment, created = AdHocPayment.objects.get_or_create(
+        station_id=station_id,
+        psp_ref=psp_ref[:255],
+        status=status,
+        defaults={
+            "session": session,
+            "cdr": _live_cdr(session) if session is not None else None,
+            "transaction_id": transaction_id[:36],
+            "amount": amount,
+            "currency": session.live_cost_currency if session is not None else "",
+            "settled_at": settled_at,
+            "receipt_id": receipt_id[:50],
+            "receipt_url": receipt_url[:2000],
+            "payload": payload,
+        },
+    )
+    if created:
+        _audit(
+            "adhoc_payment_recorded",
+            payment,
+            psp_ref=payment.psp_ref,
+            status=status,
+            amount=str(amount),
+            session_id=session.pk if session is not None else None,
+        )
+    return payment

@@ -81,6 +81,14 @@ def _stop(process: subprocess.Popen[bytes], name: str, timeout: float) -> None:
         process.wait()
 
 
+def daphne_command() -> list[str]:
+    """The program that serves the back office: daphne with the ASGI WebSocket Denial
+    Response extension (cpo.lib.daphne_server: a refused charger gets HTTP 401, not 403).
+    Every process that serves it (this command, the benchmark, the test fixtures) starts it so.
+    """
+    return [sys.executable, "-m", "cpo.lib.daphne_server"]
+
+
 def daphne_options(*, host: str, port: int, behind_proxy: bool = False) -> list[str]:
     """How daphne serves the back office; the benchmark starts it with the same options.
     `behind_proxy`: connections come from HAProxy with a PROXY protocol header first, which
@@ -293,7 +301,7 @@ def banner(port: int, redis_url: str, database: str, nodes: list[Node] | None = 
         f"  Operator panel : http://127.0.0.1:{port}/admin/",
         f"  Health         : http://127.0.0.1:{port}/healthz",
         f"  REST API docs  : http://127.0.0.1:{port}/api/docs/",
-        f"  OCPP endpoint  : ws://127.0.0.1:{port}/ocpp/<identity>  (ocpp1.6, ocpp2.0.1)",
+        f"  OCPP endpoint  : ws://127.0.0.1:{port}/ocpp/<identity>  (ocpp1.6, ocpp2.0.1, ocpp2.1)",
         f"  Database       : {database}",
         f"  Redis          : {redis_url}",
     ]
@@ -328,16 +336,14 @@ def banner(port: int, redis_url: str, database: str, nodes: list[Node] | None = 
     return "\n".join(lines)
 
 
-def _daphne_child(
-    node: Node, bin_dir: Path, env: dict[str, str], *, behind_proxy: bool, several: bool
-) -> Child:
+def _daphne_child(node: Node, env: dict[str, str], *, behind_proxy: bool, several: bool) -> Child:
     # With several nodes the log says which one died.
     name = f"daphne {node.name}" if several else "daphne"
     return Child(
         name,
         lambda: _spawn(
             [
-                str(bin_dir / "daphne"),
+                *daphne_command(),
                 *daphne_options(host=node.host, port=node.port, behind_proxy=behind_proxy),
                 "cpo.asgi:application",
             ],
@@ -404,8 +410,7 @@ def main() -> int:
     # A node on a machine of its own behind a shared HAProxy reads the PROXY header too.
     behind_proxy = count > 1 or env.get("CPO_PROXY_PROTOCOL") == "1"
     servers = [
-        _daphne_child(node, bin_dir, env, behind_proxy=behind_proxy, several=count > 1)
-        for node in nodes
+        _daphne_child(node, env, behind_proxy=behind_proxy, several=count > 1) for node in nodes
     ]
     if haproxy is not None:
         config = data_dir / "haproxy.cfg"

@@ -315,6 +315,8 @@ class CdrPush(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cdr_id} -> {self.partner}"
+
+
 class ClientInfo(models.Model):
     """What a hub told us (hubclientinfo, we are the receiver) of a party connected to it."""
 

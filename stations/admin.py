@@ -11,12 +11,16 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q, QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
 
 from cpo.lib.admin_times import LocalTimesMixin
 from cpo.lib.formatting import local_text, zone_or_panel
@@ -375,6 +379,37 @@ class ChargingStationAdmin(
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ChargingStation]:
         return super().get_queryset(request).prefetch_related("connectors")
+
+    def get_urls(self) -> list[Any]:
+        own = [
+            path(
+                "<path:object_id>/registration/pending/",
+                self.admin_site.admin_view(self.set_pending_view),
+                name="stations_chargingstation_set_pending",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def set_pending_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The station page's "Set back to Pending" button (B02): its next BootNotification
+        is answered Pending, until an operator accepts it again."""
+        station = get_object_or_404(ChargingStation, pk=object_id)
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_change_permission(request, station):
+            raise PermissionDenied
+        services.station_registration_set(
+            station=station, status=ChargingStation.RegistrationStatus.PENDING
+        )
+        self.message_user(
+            request,
+            _("%(identity)s is Pending: its next BootNotification is answered Pending.")
+            % {"identity": station.identity},
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(
+            reverse("admin:stations_chargingstation_change", args=[station.pk])
+        )
 
     # Accepting and tracing change the station: the change permission (Operators), never
     # merely seeing the station list (Support, Finance).

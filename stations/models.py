@@ -89,6 +89,7 @@ class ChargingStation(models.Model):
     class Protocol(models.TextChoices):
         OCPP16 = "ocpp1.6", "OCPP 1.6J"
         OCPP201 = "ocpp2.0.1", "OCPP 2.0.1"
+        OCPP21 = "ocpp2.1", "OCPP 2.1"
 
     class RegistrationStatus(models.TextChoices):
         ACCEPTED = "Accepted"

@@ -163,10 +163,13 @@ class DaphneServer:
 
 
 def start_daphne(name: str = "node-a", **extra_env: str) -> DaphneServer:
+    """daphne as `make run` starts it (cpo.run.daphne_command: with the denial extension)."""
+    from cpo.run import daphne_command
+
     port = free_port()
     log = Path(settings.DATA_DIR) / f"daphne-{name}-{port}.log"
     process = subprocess.Popen(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "cpo.asgi:application"],
+        [*daphne_command(), "-b", "127.0.0.1", "-p", str(port), "cpo.asgi:application"],
         cwd=ROOT,
         env=server_env(CPO_NODE_NAME=name, **extra_env),
         stdout=log.open("wb"),

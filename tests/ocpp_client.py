@@ -22,10 +22,11 @@ from ocpp.messages import get_validator
 from ocpp.routing import on
 from ocpp.v16 import ChargePoint as ChargePoint16
 from ocpp.v16 import call_result as result16
+from ocpp.v21 import call_result as result21
 from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call_result as result201
 
-VERSION = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1"}
+VERSION = {"ocpp1.6": "1.6", "ocpp2.0.1": "2.0.1", "ocpp2.1": "2.1"}
 ERROR_CODES = {
     "ocpp1.6": {
         "NotImplemented",
@@ -54,6 +55,7 @@ ERROR_CODES = {
         "TypeConstraintViolation",
     },
 }
+ERROR_CODES["ocpp2.1"] = ERROR_CODES["ocpp2.0.1"]
 
 
 DECIMAL_CALLS_16 = {"SetChargingProfile", "RemoteStartTransaction"}
@@ -401,6 +403,33 @@ class Station201(ChargePoint201):
     on_set_network_profile = _answering("SetNetworkProfile", _accepted(result201.SetNetworkProfile))
 
 
+class Station21(Station201):
+    """An OCPP 2.1 station: the 2.0.1 one (the library has no 2.1 charge point), validating
+    with the 2.1 schemas and answering the 2.1 tariff calls."""
+
+    _ocpp_version = "2.1"
+
+    @on("SetDefaultTariff")
+    def on_set_default_tariff(self, **kwargs: Any) -> Any:
+        return self._answer(
+            "SetDefaultTariff", kwargs, result21.SetDefaultTariff(status="Accepted")
+        )
+
+    @on("ChangeTransactionTariff")
+    def on_change_transaction_tariff(self, **kwargs: Any) -> Any:
+        return self._answer(
+            "ChangeTransactionTariff", kwargs, result21.ChangeTransactionTariff(status="Accepted")
+        )
+
+    @on("NotifyAllowedEnergyTransfer")
+    def on_notify_allowed_energy_transfer(self, **kwargs: Any) -> Any:
+        return self._answer(
+            "NotifyAllowedEnergyTransfer",
+            kwargs,
+            result21.NotifyAllowedEnergyTransfer(status="Accepted"),
+        )
+
+
 class Client:
     def __init__(self, ws: Any, connection: RecordingConnection, cp: Any, protocol: str):
         self.ws = ws
@@ -457,7 +486,11 @@ async def station(
     )
     negotiated = ws.subprotocol or protocol
     connection = RecordingConnection(ws, negotiated)
-    cls = Station16 if negotiated == "ocpp1.6" else Station201
+    classes: dict[str, type[Station16] | type[Station201]] = {
+        "ocpp1.6": Station16,
+        "ocpp2.1": Station21,
+    }
+    cls = classes.get(negotiated, Station201)
     cp = cls(identity, connection, response_timeout=15)
     cp._unique_id_generator = uuid.uuid4
     task = asyncio.create_task(cp.start())

@@ -50,7 +50,9 @@ from ocpp.messages import Call, CallError, CallResult, MessageType, get_validato
 
 V16 = "ocpp1.6"
 V201 = "ocpp2.0.1"
-VERSION = {V16: "1.6", V201: "2.0.1"}
+# 2.1 stations send the 2.0.1 messages (the same in 2.1), checked against the 2.1 schemas.
+V21 = "ocpp2.1"
+VERSION = {V16: "1.6", V201: "2.0.1", V21: "2.1"}
 ENERGY = "Energy.Active.Import.Register"
 DEFAULT_MEASURANDS = (ENERGY, "Power.Active.Import", "SoC")
 # Seconds before an unanswered transaction message is sent again on a live connection.
@@ -1336,6 +1338,13 @@ _CSMS_CALLS: dict[str, dict[str, Callable[[SimulatedStation, dict[str, Any]], An
         "SetChargingProfile": _set_profile,
         "ClearChargingProfile": _clear_profile,
     },
+}
+# A 2.1 station answers the 2.0.1 calls alike, and takes our tariffs.
+_CSMS_CALLS[V21] = {
+    **_CSMS_CALLS[V201],
+    "SetDefaultTariff": _fixed({"status": "Accepted"}),
+    "ChangeTransactionTariff": _fixed({"status": "Accepted"}),
+    "NotifyAllowedEnergyTransfer": _fixed({"status": "Accepted"}),
 }
 
 

@@ -19,7 +19,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from cpo.lib.formatting import zone_label, zone_or_panel
 from stations import pki
@@ -589,6 +589,8 @@ class CommandAdmin(admin.ModelAdmin):
         "pretty_payload",
         "status",
         "pretty_response",
+        "batch_parts",
+        "batch_joined_response",
         "error_code",
         "error_description",
         "origin",
@@ -616,6 +618,33 @@ class CommandAdmin(admin.ModelAdmin):
         if obj.response is None:
             return "—"
         return format_html("<pre>{}</pre>", json.dumps(obj.response, indent=2))
+
+    @admin.display(description="Batch (ItemsPerMessage)")
+    def batch_parts(self, obj: Command) -> str:
+        if obj.batch_size <= 1 and obj.batch_id is None:
+            return "—"
+        parts = services.command_parts(obj)
+        return format_html_join(
+            ", ",
+            '<a href="{}">#{}</a> ({})',
+            (
+                (
+                    reverse("admin:commands_command_change", args=[part.pk]),
+                    part.pk,
+                    part.get_status_display(),
+                )
+                for part in parts
+            ),
+        )
+
+    @admin.display(description="Joined response of the batch")
+    def batch_joined_response(self, obj: Command) -> str:
+        if obj.batch_size <= 1:
+            return "—"
+        joined = services.command_batch_response(obj)
+        if joined is None:
+            return "waiting for every part's answer"
+        return format_html("<pre>{}</pre>", json.dumps(joined, indent=2))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

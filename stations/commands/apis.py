@@ -62,6 +62,22 @@ def _application_error(error: CommandError) -> ApplicationError:
 
 class CommandOutputSerializer(serializers.ModelSerializer):
     station_identity = serializers.CharField(source="station.identity", read_only=True)
+    parts = serializers.SerializerMethodField(
+        help_text="A batch split per the station's ItemsPerMessage: the ids of all its commands."
+    )
+    batch_response = serializers.SerializerMethodField(
+        help_text="A split batch: the answers of all its commands joined, once all answered."
+    )
+
+    def get_parts(self, command: Command) -> list[int] | None:
+        if command.batch_size <= 1:
+            return None
+        return [part.pk for part in services.command_parts(command)]
+
+    def get_batch_response(self, command: Command) -> dict[str, Any] | None:
+        if command.batch_size <= 1:
+            return None
+        return services.command_batch_response(command)
 
     class Meta:
         model = Command
@@ -83,6 +99,9 @@ class CommandOutputSerializer(serializers.ModelSerializer):
             "expires_at",
             "sent_at",
             "completed_at",
+            "batch",
+            "parts",
+            "batch_response",
         )
 
 
@@ -189,7 +208,10 @@ async def station_command_send(request: HttpRequest, **station: Any) -> HttpResp
             await asyncio.sleep(0.1)
             command = await check(command_id)
         if command is not None:
-            response.data = CommandOutputSerializer(command).data
+            # A split batch reads its parts from the database: not on the event loop.
+            response.data = await sync_to_async(
+                lambda: CommandOutputSerializer(command).data, thread_sensitive=False
+            )()
             response.status_code = status.HTTP_200_OK
     return response
 

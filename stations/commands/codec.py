@@ -44,6 +44,15 @@ class CommandCodec(Protocol):
     def id_token_max_length(self, version: str) -> int:
         """The longest id token a station speaking `version` can hold."""
 
+    def items_limit_instance(self, version: str, action: str) -> str:
+        """The instance of the station's DeviceDataCtrlr.ItemsPerMessage variable that limits
+        the items of one `action` call ("" when the call is never split)."""
+
+    def items_split(
+        self, version: str, action: str, payload: dict[str, Any], size: int
+    ) -> list[dict[str, Any]]:
+        """`payload` as consecutive calls of at most `size` items each."""
+
 
 _codec: CommandCodec | None = None
 

@@ -69,6 +69,19 @@ class Command(models.Model):
     )
     message_id = models.CharField(max_length=36, blank=True)
     node = models.CharField(max_length=100, blank=True, help_text="Process that sent it.")
+    # A batch larger than the station takes in one message (DeviceDataCtrlr.ItemsPerMessage)
+    # goes as several commands: the later parts point to the first, which joins the results.
+    batch = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="parts",
+        help_text="The first command of the batch this command is a later part of.",
+    )
+    batch_size = models.PositiveSmallIntegerField(
+        default=1, help_text="On the first command of a batch: how many commands it went as."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField(help_text="Not sent after this time.")
     sent_at = models.DateTimeField(null=True, blank=True)

@@ -29,7 +29,7 @@ from stations.commands import dispatch, verbs
 from stations.commands.codec import codec
 from stations.commands.models import Command
 from stations.commands.verbs import CommandError
-from stations.models import ChargingStation
+from stations.models import ChargingStation, DeviceModelVariable
 
 
 @transaction.atomic
@@ -62,23 +62,94 @@ def command_create(
         codec().check_raw(version, action, payload)
         expiry = verbs.expiry_for(codec().verb_of(version, action))
     now = timezone.now()
-    # The row shows the secret values masked; the clear payload waits sealed for the socket.
-    masked = secret_keys.mask(payload)
-    command = Command.objects.create(
-        station=station,
-        protocol=version,
-        verb=verb,
-        action=action,
-        payload=masked,
-        sealed=sealing.seal(payload) if masked is not payload else "",
-        origin=origin,
-        requested_by=requested_by if getattr(requested_by, "pk", None) else None,
-        created_at=now,
-        expires_at=now + (expires_in or expiry),
-    )
+    first: Command | None = None
+    parts = _parts(station, version, action, payload)
+    for part in parts:
+        # The row shows the secret values masked; the clear payload waits sealed for the socket.
+        masked = secret_keys.mask(part)
+        command = Command.objects.create(
+            station=station,
+            protocol=version,
+            verb=verb,
+            action=action,
+            payload=masked,
+            sealed=sealing.seal(part) if masked is not part else "",
+            origin=origin,
+            requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+            batch=first,
+            created_at=now,
+            expires_at=now + (expires_in or expiry),
+        )
+        first = first or command
+    assert first is not None
+    command = first
+    if len(parts) > 1:
+        command.batch_size = len(parts)
+        command.save(update_fields=["batch_size"])
     station_id = station.pk
     transaction.on_commit(lambda: dispatch.station_wake(station_id))
     return command
+
+
+ITEMS_LIMIT_COMPONENT = "DeviceDataCtrlr"
+ITEMS_LIMIT_VARIABLE = "ItemsPerMessage"
+
+
+def items_per_message(station: ChargingStation, instance: str) -> int | None:
+    """The station's reported DeviceDataCtrlr.ItemsPerMessage[instance], or None."""
+    value = (
+        DeviceModelVariable.objects.filter(
+            station=station,
+            component=ITEMS_LIMIT_COMPONENT,
+            variable=ITEMS_LIMIT_VARIABLE,
+            variable_instance=instance,
+            attribute_type="Actual",
+        )
+        .values_list("value", flat=True)
+        .first()
+    )
+    try:
+        limit = int(value) if value is not None else None
+    except ValueError:
+        return None
+    return limit if limit and limit > 0 else None
+
+
+def _parts(
+    station: ChargingStation, version: str, action: str, payload: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The calls a command goes out as: one, or as many as the station's ItemsPerMessage
+    limit of that call asks for (OCPP 2.0.1 B06-B08: more items per call are refused)."""
+    instance = codec().items_limit_instance(version, action)
+    if not instance:
+        return [payload]
+    limit = items_per_message(station, instance)
+    if limit is None:
+        return [payload]
+    return codec().items_split(version, action, payload, limit)
+
+
+def command_parts(command: Command) -> list[Command]:
+    """A command and the later parts of its batch, in the order they are sent."""
+    if command.batch_id:
+        command = command.batch  # type: ignore[assignment]  # loaded on access
+    return [command, *command.parts.order_by("id")]
+
+
+def command_batch_response(command: Command) -> dict[str, Any] | None:
+    """The answers of a split batch joined into one (the lists of every part, in order),
+    or None while a part has no answer."""
+    parts = command_parts(command)
+    if any(not isinstance(part.response, dict) for part in parts):
+        return None
+    joined: dict[str, Any] = {}
+    for part in parts:
+        for key, value in part.response.items():  # type: ignore[union-attr]
+            if isinstance(value, list):
+                joined.setdefault(key, []).extend(value)
+            else:
+                joined.setdefault(key, value)
+    return joined
 
 
 @dataclass(frozen=True)

@@ -566,6 +566,8 @@ class UptimeExclusion(models.Model):
             errors["note"] = "say what happened"
         if errors:
             raise ValidationError(errors)
+
+
 class FirmwareTarget(models.Model):
     """The firmware version the network wants on every station of one vendor and model
     (`firmware_mismatch`: a station of that model reporting another version)."""

@@ -281,7 +281,7 @@ def _session(incident: Incident) -> ChargingSession:
 
 def step_transaction_status(incident: Incident, playbook: Playbook, now: datetime) -> list[Command]:
     session = _session(incident)
-    if _station(incident).protocol == "ocpp2.0.1":
+    if _station(incident).protocol in ("ocpp2.0.1", "ocpp2.1"):
         return [_send(incident, "get_transaction_status", transaction_id=session.transaction_id)]
     return [_send(incident, "trigger_message", message="MeterValues", evse_id=session.evse_id)]
 

@@ -17,9 +17,14 @@ from stations.ocpp import protocol
 from stations.ocpp.v16 import commands as v16
 from stations.ocpp.v201 import commands as v201
 
-_VERSIONS: dict[str, ModuleType] = {protocol.V16: v16, protocol.V201: v201}
-_ID_TOKEN_LENGTH = {protocol.V16: v16.ID_TAG_LENGTH, protocol.V201: v201.ID_TOKEN_LENGTH}
-_LABEL = {protocol.V16: "OCPP 1.6J", protocol.V201: "OCPP 2.0.1"}
+# 2.1 shares the 2.0.1 calls of every verb (each is checked against the 2.1 schema when queued).
+_VERSIONS: dict[str, ModuleType] = {protocol.V16: v16, protocol.V201: v201, protocol.V21: v201}
+_ID_TOKEN_LENGTH = {
+    protocol.V16: v16.ID_TAG_LENGTH,
+    protocol.V201: v201.ID_TOKEN_LENGTH,
+    protocol.V21: v201.ID_TOKEN_LENGTH,
+}
+_LABEL = {protocol.V16: "OCPP 1.6J", protocol.V201: "OCPP 2.0.1", protocol.V21: "OCPP 2.1"}
 
 # Actions a station sends, never receives: raw mode refuses them.
 _STATION_INITIATED = frozenset(
@@ -52,6 +57,19 @@ _STATION_INITIATED = frozenset(
         "Get15118EVCertificate",
         "GetCertificateStatus",
         "PublishFirmwareStatusNotification",
+        # OCPP 2.1
+        "NotifySettlement",
+        "NotifyPriorityCharging",
+        "NotifyDERAlarm",
+        "NotifyDERStartStop",
+        "ReportDERControl",
+        "NotifyPeriodicEventStream",
+        "OpenPeriodicEventStream",
+        "ClosePeriodicEventStream",
+        "PullDynamicScheduleUpdate",
+        "BatterySwap",
+        "GetCertificateChainStatus",
+        "VatNumberValidation",
     }
 )
 
@@ -110,6 +128,39 @@ class OcppCommandCodec:
 
     def id_token_max_length(self, version: str) -> int:
         return _ID_TOKEN_LENGTH.get(version, v201.ID_TOKEN_LENGTH)
+
+    def items_limit_instance(self, version: str, action: str) -> str:
+        return items_limit_instance(version, action)
+
+    def items_split(
+        self, version: str, action: str, payload: dict[str, Any], size: int
+    ) -> list[dict[str, Any]]:
+        return items_split(action, payload, size)
+
+
+# The list of items per call a station limits with DeviceDataCtrlr.ItemsPerMessage[instance].
+_ITEMS = {
+    "GetVariables": "getVariableData",
+    "SetVariables": "setVariableData",
+    "GetReport": "componentVariable",
+}
+
+
+def items_limit_instance(version: str, action: str) -> str:
+    return action if version != protocol.V16 and action in _ITEMS else ""
+
+
+def items_split(action: str, payload: dict[str, Any], size: int) -> list[dict[str, Any]]:
+    """Consecutive slices of the call's items; the parts of a GetReport get consecutive
+    request ids (each part is its own report)."""
+    items = payload[_ITEMS[action]]
+    parts = []
+    for number, start in enumerate(range(0, len(items), size)):
+        part = {**payload, _ITEMS[action]: items[start : start + size]}
+        if action == "GetReport":
+            part["requestId"] = int(payload["requestId"]) + number
+        parts.append(part)
+    return parts
 
 
 def outcome(version: str, action: str, response: Any) -> Outcome:

@@ -17,6 +17,7 @@ import time
 import uuid
 from typing import Any
 
+from asgiref.typing import WebSocketResponseBodyEvent, WebSocketResponseStartEvent
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -32,6 +33,7 @@ from stations.ocpp.commands import outcome
 from stations.ocpp.db import db
 from stations.ocpp.protocol import Frame
 from stations.ocpp.v16 import handlers as v16
+from stations.ocpp.v21 import handlers as v21
 from stations.ocpp.v201 import handlers as v201
 
 # What a database call can fail with besides a bug: "database is locked", a lost or closed
@@ -42,6 +44,14 @@ logger = logging.getLogger(__name__)
 
 NODE = settings.NODE_NAME or f"{os.uname().nodename}:{os.getpid()}"
 IDENTITY = re.compile(settings.OCPP_IDENTITY_PATTERN)
+
+
+# The ASGI WebSocket Denial Response extension (cpo.lib.daphne_server adds it to daphne).
+DENIAL_EXTENSION = "websocket.http.response"
+# Refusals that are about the credential: answered 401 with a Basic challenge (RFC 7235; the
+# OCPP security profiles 1 and 2), where the server can send it.
+CREDENTIAL_REASONS = ("credentials required", "wrong credentials", "unknown identity")
+AUTH_CHALLENGE = b'Basic realm="OCPP", charset="UTF-8"'
 
 
 class RefusingConsumer(AsyncWebsocketConsumer):
@@ -66,6 +76,28 @@ class OcppConsumer(AsyncWebsocketConsumer):
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+    async def refuse_unauthorized(self) -> None:
+        """Refuse the handshake with HTTP 401 and a Basic challenge, or, on a server without
+        the denial extension, with websocket.close (HTTP 403)."""
+        if DENIAL_EXTENSION not in (self.scope.get("extensions") or {}):
+            await self.close()
+            return
+        start: WebSocketResponseStartEvent = {
+            "type": "websocket.http.response.start",
+            "status": 401,
+            "headers": [
+                (b"www-authenticate", AUTH_CHALLENGE),
+                (b"content-type", b"text/plain; charset=utf-8"),
+            ],
+        }
+        body: WebSocketResponseBodyEvent = {
+            "type": "websocket.http.response.body",
+            "body": b"Unauthorized\n",
+            "more_body": False,
+        }
+        await self.base_send(start)
+        await self.base_send(body)
 
     async def connect(self) -> None:
         # The ASGI path is percent-decoded once already (by daphne): decoding it again would
@@ -105,9 +137,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
         # Honour the charger's order of preference among the versions we speak.
         chosen = next((p for p in offered if p in protocol.SUPPORTED_SUBPROTOCOLS), None)
         if chosen is None:
-            # No common protocol: complete the handshake without the header, then close.
-            await self.accept()
-            await self.close(code=1002)
+            await self._no_common_subprotocol(offered)
             return
 
         headers = dict(self.scope.get("headers", []))
@@ -179,7 +209,10 @@ class OcppConsumer(AsyncWebsocketConsumer):
                     )
                 except DATABASE_ERRORS:
                     logger.exception("could not record the lockout of %s", self.identity)
-            await self.close()  # before accept(): daphne answers the handshake with HTTP 403
+            if admitted.reason in CREDENTIAL_REASONS:
+                await self.refuse_unauthorized()  # HTTP 401, WWW-Authenticate: Basic
+            else:
+                await self.close()  # before accept(): HTTP 403
             return
         if gate.failures:
             await db(admission.auth_succeeded)(identity=self.identity, gate=gate)
@@ -190,7 +223,12 @@ class OcppConsumer(AsyncWebsocketConsumer):
         self.registration_status = admission_result.registration_status
         self.trace_enabled = admission_result.trace_enabled
         self.cost_display_enabled = admission_result.cost_display_enabled
-        self.handlers = v16.Handlers(self) if chosen == protocol.V16 else v201.Handlers(self)
+        if chosen == protocol.V16:
+            self.handlers = v16.Handlers(self)
+        elif chosen == protocol.V21:
+            self.handlers = v21.Handlers(self)
+        else:
+            self.handlers = v201.Handlers(self)
 
         # Reconnect flood: refused for a cool-down before anything is recorded
         # (stations.monitoring.protection; daphne answers a close before accept with 403).
@@ -250,6 +288,32 @@ class OcppConsumer(AsyncWebsocketConsumer):
         await self._side_write(results.commands_fail_unanswered, station_id=self.station_id)
         self._commands_wake()
 
+    async def _no_common_subprotocol(self, offered: list[str]) -> None:
+        """No subprotocol the charger offers is one we speak (or it offers none).
+
+        OCPP-J 2.0.1 (part 4) and 2.1: the CSMS completes the handshake without a
+        Sec-WebSocket-Protocol header and then immediately closes the connection. 1.6J leaves
+        the choice to the server; the same answer tells a charger what happened. The close code
+        is 1000 (normal closure) with a reason naming what we speak: 1002 (protocol error) is a
+        code only the failing endpoint's websocket layer sends, and daphne refuses it from an
+        application.
+        """
+        client = self.scope.get("client") or ("", 0)
+        limits.log_throttled(
+            logger,
+            f"subprotocol:{self.identity}",
+            logging.WARNING,
+            "%s from %s offered no subprotocol we speak (%s): handshake completed and closed",
+            self.identity,
+            client[0],
+            ", ".join(offered)[:100] or "none",
+        )
+        await self.accept()
+        await self.close(
+            code=1000,
+            reason="Supported subprotocols: " + ", ".join(protocol.SUPPORTED_SUBPROTOCOLS),
+        )
+
     async def disconnect(self, code: int) -> None:
         self.socket_closed = True
         for future in self.pending.values():
@@ -297,7 +361,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self._log_error(text_data, reply)
             return
         try:
-            frame = protocol.parse_frame(text_data)
+            frame = protocol.parse_frame(text_data, self.protocol)
         except protocol.FrameError as error:
             reply = protocol.call_error(
                 self.protocol, error.message_id, error.kind, error.description
@@ -306,6 +370,24 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self._log_error(text_data, reply)
             return
 
+        if frame.message_type == protocol.SEND:
+            await self._send_received(frame, text_data)
+            return
+        if frame.message_type == protocol.CALLRESULTERROR:
+            # 2.1: the station could not process one of our CALLRESULTs. Nothing to answer;
+            # the exchange is kept in the message log.
+            limits.log_throttled(
+                logger,
+                f"callresulterror:{self.identity}",
+                logging.WARNING,
+                "%s could not process our answer to %s: %s %s",
+                self.identity,
+                frame.message_id,
+                frame.error_code,
+                frame.error_description,
+            )
+            await self._log([("in", text_data, True)])
+            return
         if frame.message_type in (protocol.CALLRESULT, protocol.CALLERROR):
             future = self.pending.get(frame.message_id)
             if future is not None and not future.done():
@@ -322,6 +404,16 @@ class OcppConsumer(AsyncWebsocketConsumer):
             await self._log_error(text_data, reply)
         elif self.trace_enabled:
             await self._log([("in", text_data, False), ("out", reply, False)])
+        await self.touch()
+
+    async def _send_received(self, frame: Frame, text_data: str) -> None:
+        """OCPP-J 2.1 SEND: handled as a CALL, but never answered, not even when it is
+        invalid (a CALLERROR would answer a message that expects none): errors are logged."""
+        reply, failed = await self._answer(frame, expect_response=False)
+        if failed:
+            await self._log_error(text_data, reply)
+        elif self.trace_enabled:
+            await self._log([("in", text_data, False)])
         await self.touch()
 
     async def _rate_refuse(self, text_data: str) -> None:
@@ -361,7 +453,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             )
         )
 
-    async def _answer(self, frame: Frame) -> tuple[str, bool]:
+    async def _answer(self, frame: Frame, *, expect_response: bool = True) -> tuple[str, bool]:
         """The reply to a CALL and whether the exchange goes to the message log as an error
         (a CALLERROR, or a transaction message accepted without its absurd values)."""
         found: list[bounds.Problem] = []
@@ -383,7 +475,8 @@ class OcppConsumer(AsyncWebsocketConsumer):
             # Our own answers are checked too: a bug here must not put an invalid frame on the
             # wire, where the charger would retry or drop it.
             try:
-                protocol.validate(self.protocol, protocol.CALLRESULT, frame.action, response)
+                if expect_response:
+                    protocol.validate(self.protocol, protocol.CALLRESULT, frame.action, response)
             except protocol.OcppError as error:
                 # The station's CALL was valid: the violation is ours, not one of its message.
                 logger.error(

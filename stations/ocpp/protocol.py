@@ -1,4 +1,4 @@
-"""OCPP-J framing and schema validation, shared by the 1.6J and 2.0.1 handlers.
+"""OCPP-J framing and schema validation, shared by the 1.6J, 2.0.1 and 2.1 handlers.
 
 The `ocpp` library supplies the official JSON schemas and its validators. We validate inline:
 the library's default runs each validation in the default thread pool, which collapses latency
@@ -24,11 +24,17 @@ from ocpp.messages import get_validator
 ocpp.messages.ASYNC_VALIDATION = False
 
 CALL, CALLRESULT, CALLERROR = 2, 3, 4
+# OCPP-J 2.1 only: CALLRESULTERROR (a peer could not process our CALLRESULT) and SEND (an
+# unconfirmed CALL: never answered, not even with a CALLERROR).
+CALLRESULTERROR, SEND = 5, 6
 
 V16 = "ocpp1.6"
 V201 = "ocpp2.0.1"
-SUPPORTED_SUBPROTOCOLS = (V201, V16)
-LIBRARY_VERSION = {V16: "1.6", V201: "2.0.1"}
+V21 = "ocpp2.1"
+SUPPORTED_SUBPROTOCOLS = (V21, V201, V16)
+LIBRARY_VERSION = {V16: "1.6", V201: "2.0.1", V21: "2.1"}
+# The frames each version knows beyond CALL, CALLRESULT and CALLERROR.
+_EXTRA_TYPES = {V16: (), V201: (), V21: (CALLRESULTERROR, SEND)}
 
 
 class OcppError(Exception):
@@ -72,6 +78,9 @@ _ERROR_CODES = {
         "RpcFrameworkError": "RpcFrameworkError",
     },
 }
+
+
+_ERROR_CODES[V21] = _ERROR_CODES[V201]
 
 
 def error_code(protocol: str, kind: str) -> str:
@@ -131,7 +140,7 @@ def recovered_message_id(text: str) -> str:
     return match.group(1) if match else "-1"
 
 
-def parse_frame(text: str) -> Frame:
+def parse_frame(text: str, protocol: str = V201) -> Frame:
     """Parse one websocket text message into a Frame or raise FrameError.
 
     An unreadable message id is answered with id "-1" (OCPP-J 2.0.1 §4.2.3; the same is
@@ -184,6 +193,22 @@ def parse_frame(text: str) -> Frame:
             error_description=str(data[3]),
             error_details=details,
         )
+    if message_type in _EXTRA_TYPES.get(protocol, ()):
+        if message_type == SEND:
+            if len(data) != 4 or message_id == "-1":
+                raise FrameError("RpcFrameworkError", "A SEND has 4 elements", message_id)
+            if not isinstance(data[2], str) or not data[2] or not isinstance(data[3], dict):
+                raise FrameError("FormatViolation", "A SEND has an action and a payload")
+            return Frame(SEND, message_id, data[2], data[3])
+        if len(data) < 4 or message_id == "-1":
+            raise FrameError("RpcFrameworkError", "A CALLRESULTERROR has 5 elements", message_id)
+        return Frame(
+            CALLRESULTERROR,
+            message_id,
+            error_code=str(data[2]),
+            error_description=str(data[3]),
+            error_details=data[4] if len(data) > 4 else {},
+        )
     raise FrameError(
         "MessageTypeNotSupported", f"Message type {message_type!r} is not supported", message_id
     )
@@ -234,9 +259,10 @@ def validate(protocol: str, message_type: int, action: str, payload: dict[str, A
 def is_action_of(protocol: str, action: str) -> bool:
     """Is `action` a message of this OCPP version (in either direction)?"""
     from ocpp.v16.enums import Action as V16Action
+    from ocpp.v21.enums import Action as V21Action
     from ocpp.v201.enums import Action as V201Action
 
-    enum = V16Action if protocol == V16 else V201Action
+    enum = {V16: V16Action, V21: V21Action}.get(protocol, V201Action)
     try:
         enum(action)
     except ValueError:

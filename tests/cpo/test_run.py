@@ -97,7 +97,11 @@ class Run:
         for child in psutil.Process(self.process.pid).children():
             try:
                 # The program, or the script its interpreter runs (`python .venv/bin/daphne`).
-                if any(Path(part).name == name for part in child.cmdline()[:2]):
+                # daphne runs as `python -m cpo.lib.daphne_server` (cpo.run.daphne_command).
+                command = child.cmdline()[:3]
+                if name == "daphne" and "cpo.lib.daphne_server" in command:
+                    return child
+                if any(Path(part).name == name for part in command[:2]):
                     return child
             except psutil.NoSuchProcess:
                 continue

@@ -22,7 +22,6 @@ from django.conf import settings
 from django.db import connection
 
 from tests.conftest import (
-    BIN,
     ROOT,
     DaphneServer,
     celery_worker_popen,
@@ -55,12 +54,12 @@ def in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
 def daphne_on(port: int, name: str, **extra_env: str) -> DaphneServer:
     """A daphne on `port` with the options `make run` gives it (listen backlog, handshake
     timeout), in its own process, killed by PID only."""
-    from cpo.run import daphne_options
+    from cpo.run import daphne_command, daphne_options
 
     log = Path(settings.DATA_DIR) / f"daphne-{name}-{port}.log"
     process = subprocess.Popen(
         [
-            str(BIN / "daphne"),
+            *daphne_command(),
             *daphne_options(host="127.0.0.1", port=port),
             "cpo.asgi:application",
         ],

@@ -23,7 +23,7 @@ from roaming import services
 from roaming.models import OurParty, Partner
 from tariffs.models import TariffAssignment
 from tests.billing.conftest import make_tariff
-from tests.conftest import BIN, ROOT, DaphneServer, free_port, server_env, wait_for_port
+from tests.conftest import ROOT, DaphneServer, free_port, server_env, wait_for_port
 from tests.roaming.conftest import make_site
 
 pytestmark = [pytest.mark.live]
@@ -133,11 +133,13 @@ def peer_211(peer_python: Path) -> Iterator[Peer]:
 @pytest.fixture(scope="session")
 def ocpi_daphne(django_db_setup: Any, django_db_blocker: Any) -> Iterator[DaphneServer]:  # noqa: ARG001
     """Our daphne on loopback, told its own public base URL (for versions and Link headers)."""
+    from cpo.run import daphne_command
+
     port = free_port()
     log = Path(settings.DATA_DIR) / f"daphne-ocpi-{port}.log"
     base = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
-        [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "cpo.asgi:application"],
+        [*daphne_command(), "-b", "127.0.0.1", "-p", str(port), "cpo.asgi:application"],
         cwd=ROOT,
         env=server_env(CPO_NODE_NAME="ocpi", ROAMING_OCPI_BASE_URL=base),
         stdout=log.open("wb"),

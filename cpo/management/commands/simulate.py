@@ -58,7 +58,7 @@ def _span(low: float, high: float) -> str:
 
 
 class Command(BaseCommand):
-    help = "Run simulated OCPP 1.6J / 2.0.1 charging stations against a back office."
+    help = "Run simulated OCPP 1.6J / 2.0.1 / 2.1 charging stations against a back office."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(

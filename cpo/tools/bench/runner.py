@@ -44,7 +44,14 @@ import psutil
 from django.conf import settings
 from django.db import connection
 
-from cpo.run import Node, daphne_options, haproxy_binary, haproxy_config, haproxy_maxconn
+from cpo.run import (
+    Node,
+    daphne_command,
+    daphne_options,
+    haproxy_binary,
+    haproxy_config,
+    haproxy_maxconn,
+)
 from cpo.tools.bench.data import BENCH_TAG as BENCH_ID_TAG
 from cpo.tools.bench.data import (
     fleet_acknowledged_missing,
@@ -131,6 +138,38 @@ class BenchConfig:
 
 
 # --- child processes ------------------------------------------------------------------------
+
+
+def server_command(port: int, *, behind_proxy: bool = False) -> list[str]:
+    """The ASGI server as `python -m cpo.run` starts it; BENCH_SERVER=uvicorn measures the
+    alternative (README "OCPP": why daphne), with `pip install uvicorn` in the virtualenv."""
+    if os.environ.get("BENCH_SERVER", "daphne") == "uvicorn":
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--backlog",
+            "4096",
+            "--ws",
+            "websockets",
+            "--lifespan",
+            "off",
+            "--no-access-log",
+            "--timeout-graceful-shutdown",
+            "15",
+        ]
+    return [
+        *daphne_command(),
+        # Exactly as `python -m cpo.run` serves the back office.
+        *daphne_options(host="127.0.0.1", port=port, behind_proxy=behind_proxy),
+        # BENCH_DAPHNE_ARGS measures a change to these arguments before it is made.
+        *os.environ.get("BENCH_DAPHNE_ARGS", "").split(),
+    ]
+
 
 PR_SET_PDEATHSIG = 1
 
@@ -250,14 +289,9 @@ class BackOffice:
         )
 
     def _daphne(self, port: int, *, behind_proxy: bool) -> subprocess.Popen[bytes]:
-        bin_dir = Path(sys.executable).parent
         return _spawn(
             [
-                str(bin_dir / "daphne"),
-                # Exactly as `python -m cpo.run` serves the back office.
-                *daphne_options(host="127.0.0.1", port=port, behind_proxy=behind_proxy),
-                # BENCH_DAPHNE_ARGS measures a change to these arguments before it is made.
-                *os.environ.get("BENCH_DAPHNE_ARGS", "").split(),
+                *server_command(port, behind_proxy=behind_proxy),
                 os.environ.get("BENCH_ASGI_APP", "cpo.asgi:application"),
             ],
             self.env | {"CPO_NODE_NAME": f"bench-{port}"},

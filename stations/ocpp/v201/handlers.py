@@ -9,6 +9,7 @@ from sessions import services as charging
 from sessions.models import AuthorizationDecision
 from stations import certificate_services
 from stations import services as network
+from stations.charging_needs import charging_needs_answer
 from stations.energy import services as energy_services
 from stations.ocpp.db import db
 from stations.ocpp.handlers import BaseHandlers, Handler, now_iso, parse_time
@@ -67,9 +68,9 @@ _RECORDED = {
     "ReportChargingProfiles": {},
     "NotifyCustomerInformation": {},
     "NotifyDisplayMessages": {},
-    # The needs and schedules are kept for smart charging; no schedule is computed yet.
-    "NotifyEVChargingNeeds": {"status": "Accepted"},
     "NotifyEVChargingSchedule": {"status": "Accepted"},
+    # From a local controller (L03): the progress of a PublishFirmware.
+    "PublishFirmwareStatusNotification": {},
 }
 
 
@@ -226,6 +227,18 @@ class Handlers(BaseHandlers):
             "status": "Failed",
             "statusInfo": {"reasonCode": "OCSPFailed", "additionalInfo": answer.reason[:512]},
         }
+
+    async def NotifyEVChargingNeeds(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        # Stored as sent; Accepted only when energy management will send a schedule
+        # (stations.charging_needs: the planner hook), Rejected until then (K15.FR.03).
+        answer = charging_needs_answer(
+            station_id=self.station_id, evse_id=p["evseId"], needs=p["chargingNeeds"]
+        )
+        await self._notify("NotifyEVChargingNeeds", p, status=answer.status)
+        response: dict[str, Any] = {"status": answer.status}
+        if answer.reason:
+            response["statusInfo"] = {"reasonCode": "NoSchedule", "additionalInfo": answer.reason}
+        return response
 
     async def answered(self, action: str, request: dict[str, Any], response: Any) -> None:
         if action == "GetTransactionStatus" and request.get("transactionId"):

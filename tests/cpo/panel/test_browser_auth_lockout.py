@@ -79,8 +79,9 @@ async def test_an_operator_lifts_a_lockout_and_the_station_is_admitted_again(
     lockout_server, roles, browser_page: Any
 ) -> None:
     await make_station()
-    assert await handshake(lockout_server, "wrong-password-1", "127.0.0.8") == 403
-    assert await handshake(lockout_server, "wrong-password-2", "127.0.0.8") == 403
+    # A wrong password: 401 Unauthorized (a Basic challenge); a lockout: 403.
+    assert await handshake(lockout_server, "wrong-password-1", "127.0.0.8") == 401
+    assert await handshake(lockout_server, "wrong-password-2", "127.0.0.8") == 401
     # Locked out: the right password from another address is refused too.
     assert await handshake(lockout_server, STATION_PASSWORD, "127.0.0.9") == 403
     assert await lockouts() == [

@@ -321,7 +321,7 @@ def test_simulate_says_why_it_cannot_connect_and_stops_on_ctrl_c(daphne_server) 
     # The back office runs, but does not know the stations (no demo data loaded here).
     run = Running([*command, "--url", daphne_server.ws_url])
     run.wait_for(
-        f"DEMO-16: failed to connect to {daphne_server.ws_url}/DEMO-16: HTTP 403: refused by "
+        f"DEMO-16: failed to connect to {daphne_server.ws_url}/DEMO-16: HTTP 401: refused by "
         "the back office (unknown identity or wrong password)"
     )
     code = run.ctrl_c()
@@ -348,3 +348,37 @@ def test_the_default_url_is_where_make_run_listens(monkeypatch) -> None:
     monkeypatch.setenv("PORT", "eighty")
     with pytest.raises(CommandError, match="PORT must be a port number"):
         default_url()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simulated_ocpp21_stations_charge_with_schema_valid_frames(daphne_server):
+    """The simulator speaks 2.1: stations negotiate `ocpp2.1`, charge, and every frame both
+    ways is valid against the 2.1 schemas (the simulator validates what the CSMS sends)."""
+    specs = fleet_specs(prefix="SIM21-", count=2, protocols=["ocpp2.1"], connectors=1, seed="21")
+    rows = fleet_stations_create(specs=specs)
+
+    async def scenario() -> Swarm:
+        swarm = Swarm(specs, daphne_server.ws_url, _behaviour())
+        ready = await swarm.connect(deadline=time.time() + 30)
+        assert ready["ready"] == 2
+        for station in swarm.stations:
+            assert station.protocol == "ocpp2.1"
+            connector = station.connectors[0]
+            assert await station.start_session(connector, with_status=True)
+            await station.send_meter_values(connector)
+            await station.stop_session(connector, with_status=True)
+        await swarm.close()
+        return swarm
+
+    swarm = asyncio.run(scenario())
+    assert swarm.stats.schema_violations == []
+    assert not swarm.stats.call_errors
+    assert not swarm.stats.timeouts
+    assert swarm.stats.sessions == 2
+    persisted = fleet_rows_count(first_id=rows.first_id, last_id=rows.last_id)
+    assert persisted["sessions"] == 2
+    assert persisted["samples"] == swarm.stats.samples
+
+    from stations.models import StationConnection
+
+    assert set(StationConnection.objects.values_list("protocol", flat=True)) == {"ocpp2.1"}

@@ -169,7 +169,8 @@ def connections_of(identity: str) -> list[tuple[str, int, bool]]:
         ([V201, V16], V201),
         ([V16, V201], V16),
         (["ocpp1.5", V16, V201], V16),
-        (["ocpp2.1", V201], V201),
+        (["ocpp2.1", V201], "ocpp2.1"),
+        (["ocpp2.2", V201, "ocpp2.1"], V201),
         ([" ocpp1.6 "], V16),  # header values may carry blanks around the commas
     ],
 )
@@ -180,7 +181,7 @@ async def test_subprotocol_is_the_chargers_first_choice_among_ours(offered, chos
     assert await sync_to_async(connections_of)("CP-PROTO") == [(chosen, 1, True)]
 
 
-@pytest.mark.parametrize("offered", [["ocpp1.5"], ["ocpp2.1", "json"], []])
+@pytest.mark.parametrize("offered", [["ocpp1.5"], ["ocpp2.2", "json"], []])
 async def test_no_common_subprotocol_completes_the_handshake_then_closes(offered):
     await sync_to_async(make_station)("CP-NOPROTO")
     communicator = WebsocketCommunicator(
@@ -193,7 +194,9 @@ async def test_no_common_subprotocol_completes_the_handshake_then_closes(offered
     assert accepted
     assert chosen is None  # no Sec-WebSocket-Protocol header in the answer
     closed = await communicator.receive_output(timeout=TIMEOUT)
-    assert closed == {"type": "websocket.close", "code": 1002}
+    assert closed["type"] == "websocket.close"
+    assert closed["code"] == 1000  # a valid code an application may send (not 1002)
+    assert "ocpp1.6" in closed["reason"]
     await communicator.disconnect(timeout=TIMEOUT)
     # Never admitted: no connection recorded, the station stays offline.
     assert await sync_to_async(connections_of)("CP-NOPROTO") == []
@@ -217,6 +220,32 @@ async def test_wrong_or_missing_basic_auth_is_refused(headers):
     await sync_to_async(make_station)("CP-AUTH")
     await sync_to_async(make_station)("CP-OTHER")
     assert await refused("CP-AUTH", headers)
+    assert await sync_to_async(connections_of)("CP-AUTH") == []
+
+
+@pytest.mark.parametrize("password", [None, "wrong-password-00"])
+async def test_a_server_with_the_denial_extension_gets_a_401_with_a_basic_challenge(password):
+    """Where the scope announces the ASGI WebSocket Denial Response extension (our daphne,
+    cpo.lib.daphne_server), the refusal is an HTTP response of the consumer's own; without
+    it (above), a websocket.close, which a server answers with 403."""
+    await sync_to_async(make_station)("CP-AUTH")
+    communicator = WebsocketCommunicator(
+        application,
+        "/ocpp/CP-AUTH",
+        headers=basic_auth("CP-AUTH", password) if password else [],
+        subprotocols=[V16],
+    )
+    communicator.scope["extensions"] = {"websocket.http.response": {}}
+    await communicator.send_input({"type": "websocket.connect"})
+    start = await communicator.receive_output(timeout=TIMEOUT)
+    body = await communicator.receive_output(timeout=TIMEOUT)
+    assert start["type"] == "websocket.http.response.start"
+    assert start["status"] == 401
+    assert dict(start["headers"])[b"www-authenticate"].startswith(b'Basic realm="OCPP"')
+    assert body["type"] == "websocket.http.response.body"
+    assert body["more_body"] is False
+    await communicator.send_input({"type": "websocket.disconnect", "code": 1006})
+    await communicator.wait(timeout=TIMEOUT)
     assert await sync_to_async(connections_of)("CP-AUTH") == []
 
 

@@ -392,9 +392,17 @@ async def test_ocpp201_full_charge_and_reports(daphne_server):
         )
         await cp.cp.call(call201.FirmwareStatusNotification(status="Installed", request_id=3))
         await cp.cp.call(call201.LogStatusNotification(status="Uploaded", request_id=4))
-        await cp.cp.call(
+        needs = await cp.cp.call(
             call201.NotifyEVChargingNeeds(
                 evse_id=1, charging_needs={"requested_energy_transfer": "DC"}
+            )
+        )
+        # No energy management computes a schedule yet: Accepted would promise one (K15.FR.03).
+        assert needs.status == "Rejected"
+        # A local controller reports the progress of a PublishFirmware (L03).
+        await cp.cp.call(
+            call201.PublishFirmwareStatusNotification(
+                status="Published", location=["http://lc.local/fw.bin"], request_id=7
             )
         )
         await cp.cp.call(
@@ -451,6 +459,17 @@ async def test_ocpp201_full_charge_and_reports(daphne_server):
             "DataTransfer",
         } <= actions
         assert station_row.csrs.count() == 1
+        published = StationNotification.objects.get(
+            station=station_row, action="PublishFirmwareStatusNotification"
+        )
+        assert (published.status, published.request_id) == ("Published", 7)
+        assert published.payload["location"] == ["http://lc.local/fw.bin"]
+        assert (
+            StationNotification.objects.get(
+                station=station_row, action="NotifyEVChargingNeeds"
+            ).status
+            == "Rejected"
+        )
 
     await check()
 
@@ -658,7 +677,9 @@ async def test_admission_refuses_unknown_missing_and_wrong_credentials(daphne_se
         with pytest.raises(websockets.InvalidStatus) as refused:
             async with station(daphne_server.ws_url, identity, password=password):
                 pass
-        assert refused.value.response.status_code == 403
+        # RFC 7235 and the OCPP security profiles: 401 with a Basic challenge, not 403.
+        assert refused.value.response.status_code == 401
+        assert refused.value.response.headers["WWW-Authenticate"].startswith('Basic realm="OCPP"')
     # Right password but another station's username.
     await make_station("CP-AUTH-2")
     with pytest.raises(websockets.InvalidStatus):
@@ -669,6 +690,7 @@ async def test_admission_refuses_unknown_missing_and_wrong_credentials(daphne_se
 
 
 async def test_subprotocol_negotiation_honours_the_chargers_order(daphne_server):
+    log_start = daphne_server.log.stat().st_size
     await make_station("CP-PROTO", password=None)
     async with station(
         daphne_server.ws_url, "CP-PROTO", subprotocols=["ocpp2.0.1", "ocpp1.6"]
@@ -678,12 +700,24 @@ async def test_subprotocol_negotiation_honours_the_chargers_order(daphne_server)
         daphne_server.ws_url, "CP-PROTO", subprotocols=["ocpp1.6", "ocpp2.0.1"]
     ) as cp:
         assert cp.ws.subprotocol == "ocpp1.6"
-    ws = await websockets.connect(
-        f"{daphne_server.ws_url}/CP-PROTO", subprotocols=[websockets.Subprotocol("ocpp1.5")]
-    )
-    assert ws.subprotocol is None
-    with pytest.raises(websockets.ConnectionClosed):
-        await asyncio.wait_for(ws.recv(), 5)
+    for offered in (["ocpp1.5"], []):
+        # OCPP-J: the handshake completes without a Sec-WebSocket-Protocol header, then the
+        # server closes at once, with a valid close code and no traceback in daphne's log.
+        ws = await websockets.connect(
+            f"{daphne_server.ws_url}/CP-PROTO",
+            subprotocols=[websockets.Subprotocol(p) for p in offered] or None,
+        )
+        assert ws.subprotocol is None
+        assert ws.response.headers.get("Sec-WebSocket-Protocol") is None
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1000
+        assert "ocpp1.6" in closed.value.rcvd.reason
+    await asyncio.sleep(0.5)  # daphne writes an application error after the close
+    with daphne_server.log.open("rb") as log:
+        log.seek(log_start)
+        assert b"Traceback" not in log.read()
 
 
 async def test_identity_is_percent_decoded(daphne_server):
