@@ -215,7 +215,9 @@ async def test_each_status_from_its_case(
     # Group membership is told to the charger; the member's expiry too.
     if v16:
         assert answers["member"]["parentIdTag"] == uids["group"]
-        assert answers["member"]["expiryDate"].startswith(str(timezone.now().year))
+        # The token's valid_until: 30 days from now (next year in December).
+        expiry = timezone.now() + timedelta(days=30)
+        assert answers["member"]["expiryDate"].startswith(expiry.strftime("%Y-%m-%d"))
         assert answers["expired"]["expiryDate"]
         assert "parentIdTag" not in answers["valid"]
     else:
