@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 @transaction.atomic
 def reconnect_gate(*, station_id: int, now: datetime | None = None) -> datetime | None:
     """Before a station's connection is recorded: None to let it in, or the end of the
-    cool-down it is refused until. Costs two indexed queries for a station let in."""
+    cool-down it is refused until. A station let in costs three small indexed queries (its
+    cool-downs, the threshold row, its connections of the hour)."""
     now = now or timezone.now()
     active = (
         ReconnectCooldown.objects.select_for_update()
