@@ -19,7 +19,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import Exists, F, Max, OuterRef
 from django.utils import timezone
 
 from stations.models import ChargingStation, StationConnection
@@ -30,34 +30,34 @@ from stations.monitoring.thresholds import limits
 logger = logging.getLogger(__name__)
 
 
-@transaction.atomic
 def reconnect_gate(*, station_id: int, now: datetime | None = None) -> datetime | None:
     """Before a station's connection is recorded: None to let it in, or the end of the
-    cool-down it is refused until. Costs two indexed queries for a station let in."""
+    cool-down it is refused until. A station let in costs three small indexed statements
+    (its cool-down's refused count, the threshold row, its connections of the hour)."""
     now = now or timezone.now()
-    active = (
-        ReconnectCooldown.objects.select_for_update()
-        .filter(station_id=station_id, until__gt=now)
-        .order_by("-until")
-        .first()
-    )
-    if active is not None:
-        ReconnectCooldown.objects.filter(pk=active.pk).update(refused=F("refused") + 1)
-        return active.until
+    active = ReconnectCooldown.objects.filter(station_id=station_id, until__gt=now)
+    if active.update(refused=F("refused") + 1):
+        return active.aggregate(at=Max("until"))["at"]
     limit = limits.MONITORING_RECONNECTS_PER_HOUR
-    # Connections during a cool-down are refused, not recorded: counting from the start of
-    # the last one counts those after it.
-    last = ReconnectCooldown.objects.filter(station_id=station_id).aggregate(at=Max("started_at"))[
-        "at"
-    ]
-    since = now - timedelta(hours=1)
-    if last is not None and last > since:
-        since = last
-    connects = StationConnection.objects.filter(
-        station_id=station_id, connected_at__gte=since
-    ).count()
+    # Connections during a cool-down are refused, not recorded: the connections of the hour
+    # that started no cool-down yet (none began after them) are the ones that count.
+    later_cooldown = ReconnectCooldown.objects.filter(
+        station_id=station_id, started_at__gt=OuterRef("connected_at")
+    )
+    connects = (
+        StationConnection.objects.filter(
+            station_id=station_id, connected_at__gte=now - timedelta(hours=1)
+        )
+        .filter(~Exists(later_cooldown))
+        .count()
+    )
     if connects < limit:
         return None
+    return _cooldown_start(station_id=station_id, connects=connects, limit=limit, now=now)
+
+
+@transaction.atomic
+def _cooldown_start(*, station_id: int, connects: int, limit: int, now: datetime) -> datetime:
     minutes = limits.MONITORING_RECONNECT_COOLDOWN_MINUTES
     cooldown = ReconnectCooldown.objects.create(
         station_id=station_id,

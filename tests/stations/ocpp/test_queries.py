@@ -614,12 +614,14 @@ async def test_admission_at_connect_and_the_disconnect(protocol_name, django_ass
     await _make_station("Q-CONNECT", protocol_name)
     ws = communicator("Q-CONNECT", protocol_name)
     # Admission: BEGIN; SELECT the station by identity; COMMIT.
+    # The reconnect-flood gate (stations.monitoring.protection): UPDATE its cool-down (none);
+    # SELECT the thresholds row; COUNT its connections of the hour.
     # The connection: BEGIN; SELECT the station (FOR UPDATE); UPDATE it online; UPDATE its
     # open connection rows (closed as replaced); INSERT the connection; COMMIT.
     # Commands of an earlier connection: SELECT the ones still "sent".
     # The command pump: SELECT the oldest queued command (none).
     # The Heartbeat round trip, which makes sure the pump ran, costs nothing.
-    with django_assert_num_queries(11):
+    with django_assert_num_queries(14):
         accepted, chosen = await ws.connect(timeout=10)
         assert (await round_trip(ws, [2, "h1", "Heartbeat", {}]))[0] == protocol.CALLRESULT
     assert (accepted, chosen) == (True, protocol_name)
