@@ -35,6 +35,7 @@ from stations.models import (
     DeviceModelVariable,
     Evse,
     StationBoot,
+    StationCertificate,
     StationConnection,
     StationEvent,
 )
@@ -714,33 +715,46 @@ def _not_after(pem: str) -> datetime | None:
 
 def certificate_expiry(now: datetime) -> list[Finding]:
     """Station certificates that expire within MONITORING_CERTIFICATE_EXPIRY_DAYS (or have
-    expired). What exists is the CSMS side: the signed certificate kept on a station's
-    certificate signing request (`stations.CertificateSigningRequest.certificate`), the newest
-    of each station and type. Nothing recorded, nothing found: the detector costs one query."""
+    expired): the newest valid certificate our CA signed for each station and type
+    (`stations.StationCertificate`), else the signed certificate kept on its newest signing
+    request (`stations.CertificateSigningRequest.certificate`). Two queries."""
     horizon = now + timedelta(days=limits.MONITORING_CERTIFICATE_EXPIRY_DAYS)
+    # What our CA signed (stations.pki): the newest valid certificate of each station and type,
+    # its expiry a column.
+    expiring: dict[tuple[int, str], tuple[datetime, str]] = {}
+    for cert in (
+        StationCertificate.objects.filter(status=StationCertificate.Status.VALID)
+        .order_by("station_id", "certificate_type", "-not_after")
+        .values("station_id", "station__identity", "certificate_type", "not_after")
+    ):
+        key = (cert["station_id"], cert["certificate_type"])
+        if key not in expiring:
+            expiring[key] = (cert["not_after"], cert["station__identity"])
     rows = (
         CertificateSigningRequest.objects.exclude(certificate="")
         .order_by("station_id", "certificate_type", "-received_at", "-pk")
         .values("pk", "station_id", "station__identity", "certificate_type", "certificate")
     )
-    findings = []
-    seen: set[tuple[int, str]] = set()
+    # A certificate kept on a signing request counts where our CA recorded none.
     for row in rows:
         key = (row["station_id"], row["certificate_type"])
-        if key in seen:
+        if key in expiring:
             continue
-        seen.add(key)
         not_after = _not_after(row["certificate"])
-        if not_after is None or not_after > horizon:
+        if not_after is not None:
+            expiring[key] = (not_after, row["station__identity"])
+    findings = []
+    for (station_id, certificate_type), (not_after, identity) in expiring.items():
+        if not_after > horizon:
             continue
-        kind = row["certificate_type"] or "station"
+        kind = certificate_type or "station"
         expired = not_after <= now
         findings.append(
             Finding(
-                fingerprint=f"{IncidentType.CERTIFICATE_EXPIRY}:{row['station_id']}:{kind}",
-                station_id=row["station_id"],
+                fingerprint=f"{IncidentType.CERTIFICATE_EXPIRY}:{station_id}:{kind}",
+                station_id=station_id,
                 severity=Severity.ERROR if expired else Severity.WARNING,
-                title=f"{row['station__identity']}: {kind} certificate "
+                title=f"{identity}: {kind} certificate "
                 + ("expired" if expired else "expires")
                 + f" {not_after:%Y-%m-%d %H:%M} UTC",
                 details={"certificate_type": kind, "not_after": not_after.isoformat()},

@@ -157,3 +157,37 @@ def test_dead_letters_of_a_destination_open_an_incident_and_redelivery_clears_it
     detectors_run()
     incident.refresh_from_db()
     assert incident.state == Incident.State.RESOLVED
+
+
+def test_a_certificate_our_ca_signed_close_to_expiry_and_a_revoked_one_ignored(settings):
+    from stations.models import StationCertificate
+
+    settings.MONITORING_CERTIFICATE_EXPIRY_DAYS = 30
+    now = datetime.now(UTC)
+    station = ChargingStation.objects.create(identity="MON-CERT-CA", protocol="ocpp2.0.1")
+    for serial, days, status in (("a1", 12, "valid"), ("a0", 2, "revoked")):
+        StationCertificate.objects.create(
+            station=station,
+            serial=serial,
+            subject="CN=MON-CERT-CA",
+            not_before=now - timedelta(days=300),
+            not_after=now + timedelta(days=days),
+            status=status,
+            pem="-",
+        )
+    detectors_run()
+    [incident] = _found(IncidentType.CERTIFICATE_EXPIRY)
+    assert incident.station_id == station.pk
+    assert incident.details["not_after"].startswith(f"{now + timedelta(days=12):%Y-%m-%d}")
+    # Renewed: a newer valid certificate resolves it.
+    StationCertificate.objects.create(
+        station=station,
+        serial="a2",
+        subject="CN=MON-CERT-CA",
+        not_before=now,
+        not_after=now + timedelta(days=365),
+        pem="-",
+    )
+    detectors_run()
+    incident.refresh_from_db()
+    assert incident.state == Incident.State.RESOLVED
