@@ -1323,8 +1323,11 @@ def adhoc_payment_record(
     session and the session's CDR (or the CDR made later); a re-sent one is recorded once."""
     if status not in AdHocPayment.Status.values:
         raise ApplicationError(f"unknown settlement status {status!r}")
+    # The session row locked, as cdr_create_for_session locks it: either the CDR is made
+    # first and is found here, or it is made after and finds this payment.
     session = (
-        ChargingSession.objects.filter(station_id=station_id, transaction_id=transaction_id)
+        ChargingSession.objects.select_for_update(of=("self",))
+        .filter(station_id=station_id, transaction_id=transaction_id)
         .order_by("-id")
         .first()
         if transaction_id
