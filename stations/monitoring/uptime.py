@@ -18,10 +18,14 @@ An EVSE is *measured* from its first status report on (before it, it was not in 
 
 One query does the whole network: every change of the three inputs becomes a +1/-1 step of a
 counter (status down, online, excluded), a running SUM() OVER each EVSE's time order gives
-the counters of every segment and LEAD() its end; segments are split at the bucket boundaries
-(days, months) by zero steps, and summed per EVSE and bucket. Python sees one row per EVSE and
-bucket, never an event. The SQL is the same on PostgreSQL and SQLite (both have window
-functions); only the epoch conversion and GREATEST/LEAST differ.
+the counters of every segment and LEAD() its end; each segment is clipped to the buckets
+(days, months) it overlaps (GREATEST/LEAST) and summed per EVSE and bucket. Of the status
+history only the reports that put a port down are read one by one (a partial index finds
+them; the next report of that port, from an index, ends them), with one look-up per port for
+its report before the period and its first one: the cost follows the faults and the ports,
+not the traffic. Python sees one row per EVSE and bucket, never an event. The SQL is the same
+on PostgreSQL and SQLite (both have window functions); only the epoch conversion and
+GREATEST/LEAST are spelled differently.
 """
 
 from __future__ import annotations
@@ -226,7 +230,6 @@ steps AS (
         WHERE c.hi > c.lo
     UNION ALL SELECT evse, lo, 0, 0, 1, 0 FROM excl WHERE hi > lo
     UNION ALL SELECT evse, hi, 0, 0, -1, 0 FROM excl WHERE hi > lo
-    UNION ALL SELECT x.evse, b.lo, 0, 0, 0, 0 FROM evses x CROSS JOIN buckets b
     UNION ALL SELECT evse, {e}, 0, 0, 0, 0 FROM evses
 ),
 points AS (
@@ -242,10 +245,10 @@ run AS (
     WINDOW w AS (PARTITION BY evse ORDER BY t ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
 ),
 segments AS (
-    SELECT r.evse, b.idx, r.t2 - r.t AS span,
+    SELECT r.evse, b.idx, {_least("r.t2", "b.hi")} - {_greatest("r.t", "b.lo")} AS span,
         CASE WHEN r.down > 0 OR r.online <= 0 THEN 1 ELSE 0 END AS out,
         r.online, r.down, r.excluded
-    FROM run r JOIN buckets b ON r.t >= b.lo AND r.t < b.hi
+    FROM run r JOIN buckets b ON r.t < b.hi AND r.t2 > b.lo
     WHERE r.t2 IS NOT NULL AND r.known > 0
 )
 SELECT evse, idx,
