@@ -42,6 +42,7 @@ from django.utils import timezone
 from cpo.lib.formatting import add_months, local_midnight
 from stations.models import (
     ChargingStation,
+    Connector,
     ConnectorStatusEvent,
     Evse,
     StationConnection,
@@ -278,9 +279,7 @@ def evse_uptime(
     """
     now = timezone.now()
     bounds = [min(b, now) for b in bounds]
-    evses = Evse.objects.select_related("station__location").annotate(
-        power_w=Max("connectors__max_power_w")
-    )
+    evses = Evse.objects.all()
     conditions = ["1 = 1"]
     if location_id is not None:
         evses = evses.filter(station__location_id=location_id)
@@ -291,18 +290,35 @@ def evse_uptime(
     if evse_ids is not None:
         evses = evses.filter(pk__in=evse_ids)
         conditions.append(f"e.id IN ({', '.join(str(int(i)) for i in evse_ids) or 'NULL'})")
+    # Lean reads: plain values, and the power per EVSE in a query of its own (a GROUP BY
+    # over the joined rows would group by every column of three tables).
+    power = dict(
+        Connector.objects.filter(evse__in=evses.values("pk"))
+        .values("evse_id")
+        .annotate(power=Max("max_power_w"))
+        .values_list("evse_id", "power")
+    )
     infos: dict[int, EvseInfo] = {}
-    for evse in evses.order_by("station__location__name", "station__identity", "evse_id"):
-        location = evse.station.location
-        infos[evse.pk] = EvseInfo(
-            pk=evse.pk,
-            station_id=evse.station_id,
-            station=evse.station.identity,
-            evse_id=evse.evse_id,
-            uid=evse.uid,
-            site_id=location.pk if location else None,
-            site=location.name if location else "",
-            max_power_w=evse.power_w or 0,
+    for pk, station, identity, number, uid, site_id, site in evses.order_by(
+        "station__location__name", "station__identity", "evse_id"
+    ).values_list(
+        "pk",
+        "station_id",
+        "station__identity",
+        "evse_id",
+        "uid",
+        "station__location_id",
+        "station__location__name",
+    ):
+        infos[pk] = EvseInfo(
+            pk=pk,
+            station_id=station,
+            station=identity,
+            evse_id=number,
+            uid=uid,
+            site_id=site_id,
+            site=site or "",
+            max_power_w=power.get(pk) or 0,
             buckets=[Seconds() for _ in bounds[1:]],
         )
     if not infos or bounds[-1] <= bounds[0]:
