@@ -232,12 +232,6 @@ def _page_times(token: str, rounds: int = 7) -> list[float]:
 
 def run(config: RoamingBenchConfig, *, log: Log) -> RoamingBenchResult:
     from cpo.outbox import services as outbox_services
-    from cpo.outbox.models import OutboxMessage
-    from cpo.outbox.services import outbox_deliver_destination
-    from roaming.models import OurParty
-    from roaming.push import push_targets_changed
-    from stations import services as stations
-    from stations.models import Evse
 
     # The partner that comes back is retried within two seconds: the outbox's own back-off
     # (OUTBOX_RETRY_BASE_SECONDS, doubling up to an hour) would make the bench measure the
@@ -247,6 +241,30 @@ def run(config: RoamingBenchConfig, *, log: Log) -> RoamingBenchResult:
     # The bench's own threads deliver (one per partner, polling): no Celery wake-up per
     # message (no broker runs here).
     outbox_services.wake_register(lambda kind, ref: None)
+    redis = None
+    if settings.EMBEDDED_REDIS:
+        from cpo.lib import embedded_redis
+
+        if not embedded_redis.is_alive(settings.REDIS_SOCKET):
+            # The cache the push targets are kept in (as in production).
+            redis = embedded_redis.start(settings.DATA_DIR)
+    try:
+        return _run(config, log=log)
+    finally:
+        if redis is not None:
+            from cpo.lib import embedded_redis
+
+            embedded_redis.stop(redis)
+
+
+def _run(config: RoamingBenchConfig, *, log: Log) -> RoamingBenchResult:
+    from cpo.outbox.models import OutboxMessage
+    from cpo.outbox.services import outbox_deliver_destination
+    from roaming.models import OurParty
+    from roaming.push import push_targets_changed
+    from stations import services as stations
+    from stations.models import Evse
+
     result = RoamingBenchResult(config=config, database=_prepare_database(log))
     evses = _network(config.stations, log)
     party = OurParty.objects.get()
@@ -259,6 +277,7 @@ def run(config: RoamingBenchConfig, *, log: Log) -> RoamingBenchResult:
         push_targets_changed()
         log("timing the locations page")
         result.page_ms = _page_times("bench-token-0")
+        log(f"locations page of 100: {sorted(result.page_ms)} ms")
 
         down = receivers[-1]
         down.down = True
