@@ -203,13 +203,15 @@ def test_a_run_sends_decreases_at_once_and_holds_increases_until_they_are_answer
         (Decimal(16), Decimal("16.4"), False),
         (Decimal(16), Decimal("16.5"), False),
         (Decimal(16), Decimal("16.8"), True),
-        (Decimal(32), Decimal("30.5"), False),
-        (Decimal(32), Decimal("30.4"), True),
+        (Decimal(32), Decimal("33.5"), False),
+        (Decimal(32), Decimal("33.6"), True),
+        # A decrease, however small, is sent: others were given what it takes off.
+        (Decimal(32), Decimal("31.9"), True),
         (Decimal(0), Decimal(6), True),
         (Decimal(6), Decimal(0), True),
     ],
 )
-def test_hysteresis_is_the_larger_of_half_an_ampere_and_five_percent(old, new, sent):
+def test_increases_under_the_larger_of_half_an_ampere_and_five_percent_are_not_sent(old, new, sent):
     assert dispatch.worth_sending(old, new) is sent
 
 
