@@ -269,3 +269,21 @@ def test_station_charging_limit_from_notify_charging_limit_caps_the_node():
     charge(stations[0], 0)
     services.site_allocate(site_id=layout.site_id, trigger="test")
     assert SessionAllocation.objects.get().current_a == Decimal(12)
+
+
+@pytest.mark.parametrize("protocol", [V16, V201])
+def test_a_run_sends_each_online_station_its_default_profile(protocol):
+    layout, stations = site(2, protocol=protocol)
+    run = services.site_allocate(site_id=layout.site_id, trigger="test")
+    assert run is not None
+    assert run.notes == []
+    defaults = ProfileDispatch.objects.filter(kind=ProfileDispatch.Kind.DEFAULT)
+    assert [d.state for d in defaults] == [ProfileDispatch.State.QUEUED] * 2
+    payload = defaults[0].command.payload
+    profile = payload.get("csChargingProfiles") or payload["chargingProfile"]
+    schedule = profile["chargingSchedule"]
+    schedule = schedule[0] if isinstance(schedule, list) else schedule
+    assert [(p["startPeriod"], p["limit"]) for p in schedule["chargingSchedulePeriod"]] == [
+        (0, 0.0),
+        (600, 16.0),
+    ]
