@@ -8,8 +8,8 @@ Rules (README "Energy management", dispatch):
    safe share, applies). A station that loses the back office limits itself.
 3. Decreases are queued at once; increases wait (`WAITING`) until no decrease of the site is
    unanswered, then go out (`profile_dispatch_answered`).
-4. A change below max(0.5 A, 5 %) is not sent; increases to one station respect its minimum
-   interval (decreases never wait).
+4. An increase below max(0.5 A, 5 %) is not sent (a decrease always is); increases to one
+   station respect its minimum interval (decreases never wait).
 5. The station's limits are respected: stack level capped at ChargeProfileMaxStackLevel, one
    period when ChargingScheduleMaxPeriods is 1, watts when it only takes watts.
 6. A station that refuses profiles three times in a row is unmanaged (counted at its worst
@@ -71,9 +71,10 @@ def quantize(value: Decimal) -> Decimal:
 
 
 def worth_sending(old: Decimal | None, new: Decimal) -> bool:
-    """Hysteresis: a change smaller than max(0.5 A, 5 %) is not sent; pausing or resuming
-    always is."""
-    if old is None:
+    """Hysteresis: an increase smaller than max(0.5 A, 5 %) is not sent; pausing or resuming
+    always is, and so is every decrease: the allocator gave what it took off to others, and a
+    decrease left unsent would let their increases overshoot the node."""
+    if old is None or new < old:
         return True
     if (old == 0) != (new == 0):
         return True

@@ -78,7 +78,9 @@ def site_allocate_soon(site_id: int, reason: str, countdown: float | None = None
     delay = max(countdown, 0.0)
     lane = "slow" if slow else "fast"
     try:
-        if not cache.add(_pending_key(site_id, lane), reason, timeout=int(delay) + 30):
+        # Short-lived: a scheduled run that is lost (a worker killed with its queue) holds
+        # the next trigger back for seconds, not longer.
+        if not cache.add(_pending_key(site_id, lane), reason, timeout=int(delay) + 5):
             return False
     except Exception:  # Redis away: run anyway, the row lock keeps it one at a time
         logger.warning("energy debounce unavailable for site %s", site_id)

@@ -18,9 +18,13 @@ FAST = {"ENERGY_MANAGED_CACHE_SECONDS": "0.5", "ENERGY_DEBOUNCE_SECONDS": "0.1"}
 
 @pytest.fixture
 def energy_servers(transactional_db) -> Iterator[tuple[DaphneServer, CeleryWorker]]:  # noqa: ARG001
+    from django.core.cache import cache
+
     from cpo.celery import app
 
     app.control.purge()
+    # A run scheduled by an earlier test and purged here would hold its debounce key.
+    cache.clear()
     server = start_daphne("energy", **FAST)
     worker = start_celery_worker("energy", **FAST)
     yield server, worker

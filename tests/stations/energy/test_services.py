@@ -203,13 +203,15 @@ def test_a_run_sends_decreases_at_once_and_holds_increases_until_they_are_answer
         (Decimal(16), Decimal("16.4"), False),
         (Decimal(16), Decimal("16.5"), False),
         (Decimal(16), Decimal("16.8"), True),
-        (Decimal(32), Decimal("30.5"), False),
-        (Decimal(32), Decimal("30.4"), True),
+        (Decimal(32), Decimal("33.5"), False),
+        (Decimal(32), Decimal("33.6"), True),
+        # A decrease, however small, is sent: others were given what it takes off.
+        (Decimal(32), Decimal("31.9"), True),
         (Decimal(0), Decimal(6), True),
         (Decimal(6), Decimal(0), True),
     ],
 )
-def test_hysteresis_is_the_larger_of_half_an_ampere_and_five_percent(old, new, sent):
+def test_increases_under_the_larger_of_half_an_ampere_and_five_percent_are_not_sent(old, new, sent):
     assert dispatch.worth_sending(old, new) is sent
 
 
@@ -267,3 +269,21 @@ def test_station_charging_limit_from_notify_charging_limit_caps_the_node():
     charge(stations[0], 0)
     services.site_allocate(site_id=layout.site_id, trigger="test")
     assert SessionAllocation.objects.get().current_a == Decimal(12)
+
+
+@pytest.mark.parametrize("protocol", [V16, V201])
+def test_a_run_sends_each_online_station_its_default_profile(protocol):
+    layout, stations = site(2, protocol=protocol)
+    run = services.site_allocate(site_id=layout.site_id, trigger="test")
+    assert run is not None
+    assert run.notes == []
+    defaults = ProfileDispatch.objects.filter(kind=ProfileDispatch.Kind.DEFAULT)
+    assert [d.state for d in defaults] == [ProfileDispatch.State.QUEUED] * 2
+    payload = defaults[0].command.payload
+    profile = payload.get("csChargingProfiles") or payload["chargingProfile"]
+    schedule = profile["chargingSchedule"]
+    schedule = schedule[0] if isinstance(schedule, list) else schedule
+    assert [(p["startPeriod"], p["limit"]) for p in schedule["chargingSchedulePeriod"]] == [
+        (0, 0.0),
+        (600, 16.0),
+    ]
