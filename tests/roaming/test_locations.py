@@ -362,3 +362,47 @@ def test_connector_tariff_ids_follow_tariff_assignment(token: str) -> None:
         "NETWORK",
         "SECOND-CONNECTOR",
     ]
+
+
+def test_connector_tariffs_are_chosen_once_per_place_that_can_differ(
+    django_assert_max_num_queries,
+) -> None:
+    """Site-wide, station and EVSE assignments each win where they apply, and a site whose
+    stations have no assignments of their own costs one choice, not one per connector."""
+    import datetime as dt
+
+    from roaming.selectors import ConnectorTariffs
+    from tariffs.models import TariffAssignment
+    from tests.billing.conftest import make_tariff
+
+    site = make_site("LEVELS", stations=3, evses=2)
+    plain, own, per_evse = ChargingStation.objects.filter(location=site).order_by("identity")
+    TariffAssignment.objects.create(tariff=make_tariff(tariff_id="SITE"), location=site)
+    TariffAssignment.objects.create(tariff=make_tariff(tariff_id="STATION"), station=own)
+    TariffAssignment.objects.create(
+        tariff=make_tariff(tariff_id="EVSE-2"), station=per_evse, evse_id=2
+    )
+    chooser = ConnectorTariffs(now=dt.datetime.now(dt.UTC))
+    got = {
+        (station.identity, connector.connector_id): chooser(station, connector.evse, connector)
+        for station in (plain, own, per_evse)
+        for connector in station.connectors.select_related("evse").order_by("connector_id")
+    }
+    assert got == {
+        ("LEVELS-0", 1): ["SITE"],
+        ("LEVELS-0", 2): ["SITE"],
+        ("LEVELS-1", 1): ["STATION"],
+        ("LEVELS-1", 2): ["STATION"],
+        ("LEVELS-2", 1): ["SITE"],
+        ("LEVELS-2", 2): ["EVSE-2"],
+    }
+    # Another site of plain stations: one choice and one tariff id read, for all 8 connectors.
+    wide = make_site("WIDE", stations=4, evses=2)
+    again = ConnectorTariffs(now=dt.datetime.now(dt.UTC))
+    connectors = [
+        (station, connector.evse, connector)
+        for station in ChargingStation.objects.filter(location=wide)
+        for connector in station.connectors.select_related("evse")
+    ]
+    with django_assert_max_num_queries(2):
+        assert {tuple(again(*c)) for c in connectors} == {()}
