@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import re
 import time
@@ -22,6 +23,7 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError
+from django.utils import timezone
 
 from stations import admission
 from stations import services as network
@@ -80,20 +82,24 @@ class OcppConsumer(AsyncWebsocketConsumer):
     async def refuse_unauthorized(self) -> None:
         """Refuse the handshake with HTTP 401 and a Basic challenge, or, on a server without
         the denial extension, with websocket.close (HTTP 403)."""
+        await self.refuse_with(401, [(b"www-authenticate", AUTH_CHALLENGE)], b"Unauthorized\n")
+
+    async def refuse_with(
+        self, status: int, headers: list[tuple[bytes, bytes]], text: bytes
+    ) -> None:
+        """Refuse the handshake with this HTTP answer, or, on a server without the denial
+        extension, with websocket.close (HTTP 403)."""
         if DENIAL_EXTENSION not in (self.scope.get("extensions") or {}):
             await self.close()
             return
         start: WebSocketResponseStartEvent = {
             "type": "websocket.http.response.start",
-            "status": 401,
-            "headers": [
-                (b"www-authenticate", AUTH_CHALLENGE),
-                (b"content-type", b"text/plain; charset=utf-8"),
-            ],
+            "status": status,
+            "headers": [*headers, (b"content-type", b"text/plain; charset=utf-8")],
         }
         body: WebSocketResponseBodyEvent = {
             "type": "websocket.http.response.body",
-            "body": b"Unauthorized\n",
+            "body": text,
             "more_body": False,
         }
         await self.base_send(start)
@@ -231,7 +237,7 @@ class OcppConsumer(AsyncWebsocketConsumer):
             self.handlers = v201.Handlers(self)
 
         # Reconnect flood: refused for a cool-down before anything is recorded
-        # (stations.monitoring.protection; daphne answers a close before accept with 403).
+        # (stations.monitoring.protection), with HTTP 429 and Retry-After.
         if self.station_id:
             try:
                 refused_until = await db(protection.reconnect_gate)(station_id=self.station_id)
@@ -249,7 +255,13 @@ class OcppConsumer(AsyncWebsocketConsumer):
                     refused_until.isoformat(timespec="seconds"),
                 )
                 self.station_id = 0
-                await self.close()
+                # 429 with the seconds left (RFC 6585); 403 on a server without the extension.
+                wait = max(1, math.ceil((refused_until - timezone.now()).total_seconds()))
+                await self.refuse_with(
+                    429,
+                    [(b"retry-after", str(wait).encode())],
+                    b"Too many reconnects: retry later\n",
+                )
                 return
 
         # Recorded before the handshake completes, so that a station reconnecting at once

@@ -115,14 +115,20 @@ def _end_cooldowns(identity: str) -> None:
 
 async def _handshake_status(url: str) -> int:
     """101 when the handshake is accepted (then closed at once), else the HTTP status."""
+    return (await _handshake(url))[0]
+
+
+async def _handshake(url: str) -> tuple[int, dict[str, str]]:
+    """The handshake's status and, when refused, the answer's headers."""
     try:
         ws = await websockets.connect(
             url, subprotocols=[websockets.Subprotocol("ocpp1.6")], open_timeout=10
         )
     except websockets.exceptions.InvalidStatus as refused:
-        return int(refused.response.status_code)
+        headers = refused.response.headers
+        return int(refused.response.status_code), {k.lower(): v for k, v in headers.raw_items()}
     await ws.close()
-    return 101
+    return 101, {}
 
 
 async def test_reconnect_flood_is_refused_for_a_cool_down_with_an_incident(fleet_daphne):
@@ -133,9 +139,12 @@ async def test_reconnect_flood_is_refused_for_a_cool_down_with_an_incident(fleet
         url = f"{fleet_daphne.ws_url}/MON-FLOOD-1"
         for _ in range(3):
             assert await _handshake_status(url) == 101
-        # The fourth within the hour: refused at the handshake (daphne's 403), and again.
-        assert await _handshake_status(url) == 403
-        assert await _handshake_status(url) == 403
+        # The fourth within the hour: refused at the handshake, 429 with the seconds of the
+        # cool-down left, and again.
+        status, headers = await _handshake(url)
+        assert status == 429
+        assert 0 < int(headers["retry-after"]) <= 5 * 60
+        assert await _handshake_status(url) == 429
         [cooldown] = await _cooldowns("MON-FLOOD-1")
         assert cooldown.connects == 3
         assert cooldown.refused == 2
