@@ -22,10 +22,12 @@ import asyncio
 import base64
 import contextlib
 import ctypes
+import decimal
 import hashlib
 import hmac
 import ipaddress
 import itertools
+import json
 import math
 import multiprocessing
 import multiprocessing.connection
@@ -658,7 +660,15 @@ class SimulatedStation:
 
     def _check(self, message_type: int, action: str, payload: Any, direction: str) -> None:
         validator = get_validator(message_type, action, VERSION[self.protocol])
-        for error in validator.iter_errors(payload):
+        try:
+            errors = list(validator.iter_errors(payload))
+        except TypeError:
+            # The ocpp library caches one validator per schema, whoever asked first: one built
+            # with decimals (as the server side parses) cannot compare a float's multipleOf
+            # (charging profile limits such as 10.7); the payload is compared as decimals.
+            exact = json.loads(json.dumps(payload), parse_float=decimal.Decimal)
+            errors = list(validator.iter_errors(exact))
+        for error in errors:
             self.stats.schema_violations.append(
                 f"{self.spec.identity} {direction} {action}: {error.message}"
             )
