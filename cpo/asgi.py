@@ -21,11 +21,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from cpo.lib import daphne_tuning  # noqa: E402
 from cpo.lib.log_scrub import install_daphne_access_log_scrub  # noqa: E402
 from stations.ocpp.routing import websocket_urlpatterns  # noqa: E402
 
 # One-time upload tokens travel in URLs: daphne's access log must not keep them.
 install_daphne_access_log_scrub()
+# Leaner protocol objects per websocket, and no permessage-deflate (cpo/lib/daphne_tuning.py).
+daphne_tuning.install()
 
 # Chargers send no Origin header: the OCPP route is deliberately NOT wrapped in
 # AllowedHostsOriginValidator; stations authenticate in the consumer's connect().
@@ -52,3 +55,26 @@ def _tune_garbage_collector() -> None:
 
 
 _tune_garbage_collector()
+
+
+def _memory_trace_hook() -> None:
+    """CPO_TRACEMALLOC=<path> (cpo.tools.connection_memory --trace): trace allocations, and on
+    SIGUSR2 write a tracemalloc snapshot to <path> (then <path minus suffix>.done)."""
+    path = os.environ.get("CPO_TRACEMALLOC", "")
+    if not path:
+        return
+    import signal
+    import tracemalloc
+    from pathlib import Path
+
+    tracemalloc.start(int(os.environ.get("CPO_TRACEMALLOC_FRAMES", "1")))
+
+    def dump(signum: int, frame: object) -> None:
+        gc.collect()
+        tracemalloc.take_snapshot().dump(path)
+        Path(path).with_suffix(".done").touch()
+
+    signal.signal(signal.SIGUSR2, dump)
+
+
+_memory_trace_hook()

@@ -1,4 +1,5 @@
-"""/healthz: is the database, Redis and at least one Celery worker reachable?"""
+"""/healthz: is the database, Redis and at least one Celery worker reachable? And the OCPP
+edge's load in this process (cpo.lib.load)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+
+from cpo.lib.load import LOAD
 
 
 def _check_database() -> dict[str, object]:
@@ -53,6 +56,14 @@ def _check_celery() -> dict[str, object]:
     return {"ok": bool(workers), "workers": workers}
 
 
+def _ocpp_load() -> dict[str, int]:
+    return {
+        "database_calls_in_flight": LOAD.in_flight,
+        "boot_pending_threshold": settings.OCPP_BOOT_PENDING_BACKLOG,
+        "boots_deferred": LOAD.boots_deferred,
+    }
+
+
 def healthz(request: HttpRequest) -> JsonResponse:
     checks = {
         "database": _check_database(),
@@ -60,4 +71,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         "celery": _check_celery(),
     }
     healthy = all(check["ok"] for check in checks.values())
-    return JsonResponse({"ok": healthy, **checks}, status=200 if healthy else 503)
+    # Not a check: this process's OCPP load, and how many boots it answered Pending for it.
+    return JsonResponse(
+        {"ok": healthy, **checks, "ocpp": _ocpp_load()}, status=200 if healthy else 503
+    )

@@ -236,9 +236,10 @@ CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
     }
 }
 
+# One Redis client per process, not one per charger connection (cpo/lib/redis_cache.py).
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "cpo.lib.redis_cache.SharedRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "cpo",
         # An unreachable Redis must fail a cache call fast: the webhook subscriptions are read
@@ -247,7 +248,7 @@ CACHES = {
     },
     # The API's throttle counters (cpo.lib.api): shared by every process through Redis.
     "throttle": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "cpo.lib.redis_cache.SharedRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "cpo-throttle",
         "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
@@ -380,6 +381,10 @@ OCPP_HEARTBEAT_INTERVAL = envint("OCPP_HEARTBEAT_INTERVAL", 300)
 # A station is marked offline after this many missed heartbeat intervals.
 OCPP_OFFLINE_AFTER_MISSED_HEARTBEATS = envint("OCPP_OFFLINE_AFTER_MISSED_HEARTBEATS", 3)
 OCPP_RESPONSE_TIMEOUT = envint("OCPP_RESPONSE_TIMEOUT", 30)
+# A node with more charger database calls in flight than this (waiting for a thread or running)
+# is saturated: a BootNotification is answered Pending with a jittered interval instead of
+# queueing behind them (stations.ocpp.load). -1 never defers a boot; 0 defers every one.
+OCPP_BOOT_PENDING_BACKLOG = envint("OCPP_BOOT_PENDING_BACKLOG", 200)
 # Shortest HTTP Basic password the panel accepts for a station. OCPP 2.0.1 and the 1.6 security
 # extension want 16-40 characters; legacy 1.6 chargers have no rule and some ship with 8.
 OCPP_STATION_PASSWORD_MIN_LENGTH = envint("OCPP_STATION_PASSWORD_MIN_LENGTH", 16)

@@ -8,12 +8,27 @@ independent transactions, so they run on the executor's threads in parallel.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from functools import wraps
+from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
+
+from stations.ocpp import load
 
 T = TypeVar("T")
 
 
 def db(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    return database_sync_to_async(function, thread_sensitive=False)
+    """`function` on an executor thread; counted while in flight (the node's load, which
+    decides whether a boot is deferred: stations.ocpp.load)."""
+    run = database_sync_to_async(function, thread_sensitive=False)
+
+    @wraps(function)
+    async def counted(*args: Any, **kwargs: Any) -> T:
+        load.call_started()
+        try:
+            return await run(*args, **kwargs)
+        finally:
+            load.call_ended()
+
+    return counted

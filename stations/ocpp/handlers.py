@@ -3,6 +3,7 @@ gating, notifications and the charger's clock."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -13,11 +14,14 @@ from django.utils.dateparse import parse_datetime
 from stations import services as network
 from stations.commands import jobs, security
 from stations.energy import triggers as energy
+from stations.ocpp import limits, load
 from stations.ocpp.db import db
 from stations.ocpp.protocol import OcppError
 
 if TYPE_CHECKING:
     from stations.ocpp.consumer import OcppConsumer
+
+logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -77,6 +81,28 @@ class BaseHandlers:
             return {"status": "Rejected"}
         self.consumer.after_reply.append((security.csr_sign, {"csr_id": csr_id}))
         return {"status": "Accepted"}
+
+    def boot_deferred(self) -> dict[str, Any] | None:
+        """A BootNotification arriving while the node is saturated (stations.ocpp.load):
+        Pending with a jittered interval, at once and without a database call; the station
+        record stays as it was, and until it boots again the connection is Pending (only
+        BootNotification and Heartbeat are answered). None: boot as usual."""
+        interval = load.boot_deferral()
+        if interval is None:
+            return None
+        self.consumer.registration_status = "Pending"
+        limits.log_throttled(
+            logger,
+            "boot-deferred",
+            logging.WARNING,
+            "node saturated (%d database calls in flight): BootNotification of %s answered "
+            "Pending, boot again in %d s (%d deferred so far)",
+            load.LOAD.in_flight,
+            self.consumer.identity,
+            interval,
+            load.LOAD.boots_deferred,
+        )
+        return {"status": "Pending", "currentTime": now_iso(), "interval": interval}
 
     @staticmethod
     def ensure_allowed(action: str, registration_status: str) -> None:

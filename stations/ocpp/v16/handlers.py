@@ -51,6 +51,8 @@ class Handlers(BaseHandlers):
     """The charger-initiated actions of OCPP 1.6J (core, firmware, security extension)."""
 
     async def BootNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        if (deferred := self.boot_deferred()) is not None:
+            return deferred
         # 1.6 transactions do not outlive a reboot: the station's open sessions end (on an
         # estimate, unless its queued StopTransaction comes first).
         result = await db(charging.station_boot_record)(

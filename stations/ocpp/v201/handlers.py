@@ -78,6 +78,8 @@ class Handlers(BaseHandlers):
     """The charger-initiated actions of OCPP 2.0.1."""
 
     async def BootNotification(self, p: dict[str, Any]) -> dict[str, Any]:  # noqa: N802
+        if (deferred := self.boot_deferred()) is not None:
+            return deferred
         station = p["chargingStation"]
         modem = station.get("modem") or {}
         # Open sessions the station may have lost in the reboot: it is asked about each
