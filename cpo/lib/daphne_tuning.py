@@ -41,7 +41,7 @@ def install() -> None:
             super().setProtocolOptions(**options)
             # The protocol class set so far (cpo.lib.daphne_server's, with the denial extension),
             # given the options as class attributes.
-            base: Any = self.protocol
+            base: Any = getattr(self, "protocol")  # noqa: B009 - autobahn sets it untyped
             shared = {}
             for name in base.CONFIG_ATTRS:
                 value = getattr(self, name)
