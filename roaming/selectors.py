@@ -159,21 +159,23 @@ class ConnectorTariffs:
     assignment rules of the rating, the tariff ids read once.
 
     The choice is asked once per place that can differ: per connector only for stations with
-    EVSE or connector assignments, per station for stations with assignments of their own,
-    otherwise once per site (then only site-wide and network-wide assignments apply). A page of
-    100 sites costs about one query per site instead of one per connector."""
+    EVSE or connector assignments, per station for stations with assignments of their own, per
+    site for sites with assignments of their own, and once for everything else (only
+    network-wide assignments apply there). A page of 100 sites without tariffs of their own
+    costs one choice, not one per connector."""
 
     def __init__(self, *, now: dt.datetime) -> None:
         self.now = now
         self.ids: dict[int, str] = {}
         self.chosen: dict[tuple[Any, ...], tuple[int, int] | None] = {}
-        own = list(
-            TariffAssignment.objects.filter(station__isnull=False).values_list(
-                "station_id", "evse_id"
-            )
-        )
-        self.stations_with_own = {station_id for station_id, _ in own}
-        self.stations_per_evse = {station_id for station_id, evse in own if evse is not None}
+        placed = list(TariffAssignment.objects.values_list("station_id", "evse_id", "location_id"))
+        self.stations_with_own = {station for station, _, _ in placed if station is not None}
+        self.stations_per_evse = {
+            station for station, evse, _ in placed if station is not None and evse is not None
+        }
+        self.sites_with_own = {
+            site for station, _, site in placed if station is None and site is not None
+        }
 
     def __call__(self, station: ChargingStation, evse: Evse, connector: Connector) -> list[str]:
         key: tuple[Any, ...]
@@ -181,8 +183,10 @@ class ConnectorTariffs:
             key = ("connector", station.pk, evse.evse_id, connector.connector_id)
         elif station.pk in self.stations_with_own:
             key = ("station", station.pk)
-        else:
+        elif station.location_id in self.sites_with_own:
             key = ("site", station.location_id)
+        else:
+            key = ("network",)  # only network-wide assignments apply here
         if key not in self.chosen:
             self.chosen[key] = tariff_version_select(
                 station_id=station.pk,

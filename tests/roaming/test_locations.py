@@ -396,12 +396,13 @@ def test_connector_tariffs_are_chosen_once_per_place_that_can_differ(
         ("LEVELS-2", 1): ["SITE"],
         ("LEVELS-2", 2): ["EVSE-2"],
     }
-    # Another site of plain stations: one choice and one tariff id read, for all 8 connectors.
-    wide = make_site("WIDE", stations=4, evses=2)
+    # Sites without assignments of their own: one choice for all their connectors.
+    make_site("WIDE", stations=4, evses=2)
+    make_site("WIDER", stations=2, evses=2)
     again = ConnectorTariffs(now=dt.datetime.now(dt.UTC))
     connectors = [
         (station, connector.evse, connector)
-        for station in ChargingStation.objects.filter(location=wide)
+        for station in ChargingStation.objects.filter(location__name__startswith="WIDE")
         for connector in station.connectors.select_related("evse")
     ]
     with django_assert_max_num_queries(2):
