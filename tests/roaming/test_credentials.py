@@ -64,6 +64,8 @@ def test_versions_and_details_need_a_token_and_list_both_versions(token_a: str) 
         "locations",
         "tariffs",
         "tokens",
+        "sessions",
+        "cdrs",
         "commands",
     }
 

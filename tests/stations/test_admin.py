@@ -51,6 +51,7 @@ def test_the_add_page_asks_for_protocol_and_connectors_not_reported_data(operato
         ("", "not known yet"),
         ("ocpp1.6", "OCPP 1.6J"),
         ("ocpp2.0.1", "OCPP 2.0.1"),
+        ("ocpp2.1", "OCPP 2.1"),
     ]
     assert "connector_count" in form.fields
     html = page.content.decode()
