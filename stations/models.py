@@ -114,6 +114,9 @@ class ChargingStation(models.Model):
     # lowered: a downgrade is refused.
     security_profile = models.PositiveSmallIntegerField(
         default=0,
+        # In the database too: rows written by code that predates the column (an older node
+        # during a rolling upgrade, the data migrations' historical models) get profile 0.
+        db_default=0,
         editable=False,
         choices=[(0, "none"), (1, "1"), (2, "2"), (3, "3")],
         help_text="Lowest OCPP security profile accepted at the handshake.",

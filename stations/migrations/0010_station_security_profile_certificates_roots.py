@@ -15,7 +15,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='chargingstation',
             name='security_profile',
-            field=models.PositiveSmallIntegerField(choices=[(0, 'none'), (1, '1'), (2, '2'), (3, '3')], default=0, editable=False, help_text='Lowest OCPP security profile accepted at the handshake.'),
+            field=models.PositiveSmallIntegerField(choices=[(0, 'none'), (1, '1'), (2, '2'), (3, '3')], db_default=0, default=0, editable=False, help_text='Lowest OCPP security profile accepted at the handshake.'),
         ),
         migrations.CreateModel(
             name='StationCertificate',

@@ -214,6 +214,8 @@ def test_we_register_with_the_peer_and_it_crawls_with_the_token_we_gave(
         "locations",
         "tariffs",
         "tokens",
+        "sessions",
+        "cdrs",
         "commands",
         "chargingprofiles",
         "hubclientinfo",
