@@ -173,6 +173,15 @@ CASES = [
     ("get_display_messages", {"ids": [1]}, None, "GetDisplayMessages"),
     ("clear_display_message", {"message_id": 1}, None, "ClearDisplayMessage"),
     (
+        "set_variable_monitoring",
+        {"key": "Connector.Problem", "type": "Delta", "value": "1"},
+        None,
+        "SetVariableMonitoring",
+    ),
+    ("set_monitoring_base", {"monitoring_base": "All"}, None, "SetMonitoringBase"),
+    ("set_monitoring_level", {"severity": 8}, None, "SetMonitoringLevel"),
+    ("clear_variable_monitoring", {"ids": [1]}, None, "ClearVariableMonitoring"),
+    (
         "install_certificate",
         {"certificate_type": "csms_root", "certificate": PEM},
         "InstallCertificate",

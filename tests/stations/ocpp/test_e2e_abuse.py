@@ -457,12 +457,14 @@ async def test_failed_authentications_are_delayed_then_locked_out(lockout_server
     await make_station("EDGE-LOCK")
     loop = asyncio.get_running_loop()
     began = loop.time()
-    assert await attempt(lockout_server, "EDGE-LOCK", "wrong-password-1", "127.0.0.5") == 403
-    assert await attempt(lockout_server, "EDGE-LOCK", "wrong-password-2", "127.0.0.5") == 403
+    # A wrong password: 401 with a Basic challenge.
+    assert await attempt(lockout_server, "EDGE-LOCK", "wrong-password-1", "127.0.0.5") == 401
+    assert await attempt(lockout_server, "EDGE-LOCK", "wrong-password-2", "127.0.0.5") == 401
     # The second failure waited (past the one free failure): 1 s.
     assert loop.time() - began >= 1.0
-    assert await attempt(lockout_server, "EDGE-LOCK", "wrong-password-3", "127.0.0.5") == 403
-    # Locked: the right password is refused too, from this address and from any other.
+    assert await attempt(lockout_server, "EDGE-LOCK", "wrong-password-3", "127.0.0.5") == 401
+    # Locked: the right password is refused too (403: no credential would help), from this
+    # address and from any other.
     assert await attempt(lockout_server, "EDGE-LOCK", PASSWORD, "127.0.0.5") == 403
     assert await attempt(lockout_server, "EDGE-LOCK", PASSWORD, "127.0.0.7") == 403
 
@@ -488,7 +490,7 @@ async def test_a_trusted_proxy_is_never_counted_as_the_source(lockout_server):
         status = await attempt(
             lockout_server, "EDGE-PROXIED", f"wrong-password-{n}", "127.0.0.6", **forwarded
         )
-        assert status == 403
+        assert status == 401
 
     @sync_to_async
     def locked_values() -> list[str]:

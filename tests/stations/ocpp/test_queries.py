@@ -88,12 +88,16 @@ def _webhook_subscriptions_known(transactional_db):  # noqa: ARG001
     webhooks): a process reads it once after each change of the endpoints, then a publish
     nobody subscribed to costs no query. The counts below are that warm path; the cold read
     is one query per process per change, not per message. The same holds for the partners
-    that receive OCPI pushes (roaming.push.push_targets): none here, read once."""
+    that receive OCPI pushes (roaming.push.push_targets): none here, read once; and for the
+    energy-managed stations (stations.energy.triggers.managed_sites), read at most every
+    ENERGY_MANAGED_CACHE_SECONDS per process."""
     from cpo.outbox.webhooks import subscriptions
     from roaming.push import push_targets
+    from stations.energy.triggers import managed_sites
 
     subscriptions()
     push_targets()
+    managed_sites(refresh=True)
 
 
 class FakeConsumer:
