@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 
-@shared_task
+@shared_task(name="stations.energy.tasks.site_allocate")  # triggers.SITE_ALLOCATE_TASK
 def site_allocate(site_id: int, trigger: str = "task") -> int | None:
     """One allocation run of a site (debounced by `triggers.site_allocate_soon`)."""
     from stations.energy import triggers

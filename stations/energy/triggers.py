@@ -60,16 +60,23 @@ def forget() -> None:
 # Meter values come steadily and change little: they wait longer than a session or a status,
 # under their own key, so a session start never waits behind them.
 SLOW_REASONS = frozenset({"meter", "periodic"})
+SITE_ALLOCATE_TASK = "stations.energy.tasks.site_allocate"
 
 
 def _pending_key(site_id: int, lane: str) -> str:
     return f"energy:pending:{site_id}:{lane}"
 
 
+def _site_allocate_send(site_id: int, reason: str, countdown: float) -> None:
+    """Queue one run of the site (stations.energy.tasks.site_allocate) by the task's name: the
+    tasks module calls this one, so importing it here would be an import cycle."""
+    from cpo.celery import app
+
+    app.send_task(SITE_ALLOCATE_TASK, args=(site_id, reason), countdown=countdown)
+
+
 def site_allocate_soon(site_id: int, reason: str, countdown: float | None = None) -> bool:
     """Schedule one allocation run of the site unless one is already scheduled."""
-    from stations.energy.tasks import site_allocate
-
     slow = reason in SLOW_REASONS
     if countdown is None:
         countdown = (
@@ -84,15 +91,13 @@ def site_allocate_soon(site_id: int, reason: str, countdown: float | None = None
             return False
     except Exception:  # Redis away: run anyway, the row lock keeps it one at a time
         logger.warning("energy debounce unavailable for site %s", site_id)
-    site_allocate.apply_async((site_id, reason), countdown=delay)
+    _site_allocate_send(site_id, reason, delay)
     return True
 
 
 def site_timer(site_id: int, countdown: float) -> bool:
     """A run at a known time (a profile's refresh, an offline station's dead-man, a deferred
     increase), unless an earlier one is already set."""
-    from stations.energy.tasks import site_allocate
-
     due = time.time() + max(countdown, 0.0)
     key = f"energy:timer:{site_id}"
     try:
@@ -102,7 +107,7 @@ def site_timer(site_id: int, countdown: float) -> bool:
         cache.set(key, due, timeout=int(countdown) + 60)
     except Exception:
         logger.warning("energy timer unavailable for site %s", site_id)
-    site_allocate.apply_async((site_id, "timer"), countdown=max(countdown, 0.0))
+    _site_allocate_send(site_id, "timer", max(countdown, 0.0))
     return True
 
 
