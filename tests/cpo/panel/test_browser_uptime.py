@@ -90,3 +90,37 @@ async def test_one_operator_enters_excluded_time_and_another_approves_it(
     await page.goto(f"{base}/admin/stations/location/{world['site'].pk}/change/")
     await expect(page.locator("#chart-uptime")).to_have_attribute("data-drawn", "2")
     assert page.errors == []
+
+
+async def test_another_operator_rejects_excluded_time_and_the_figure_stays(
+    daphne_server,
+    roles,
+    browser_page,  # noqa: F811
+):
+    await _example()
+    base = daphne_server.http_url
+    page = browser_page
+    await login(page, base, "alice")
+    await page.goto(f"{base}/admin/panel/uptime/exclusions/")
+    await page.fill("#id_starts_at", "2025-04-20T00:00")
+    await page.fill("#id_ends_at", "2025-04-20T06:00")
+    await page.select_option("#id_reason", "vandalism")
+    await page.fill("#id_note", "Cable cut, claimed")
+    await page.select_option("#id_station", label="UP-A")
+    await page.click("#exclusion-submit")
+    entered = await _entered("Cable cut, claimed")
+
+    await page.context.clear_cookies()
+    await login(page, base, "bob")
+    await page.goto(f"{base}/admin/panel/uptime/exclusions/")
+    row = page.locator(f"tr[data-exclusion='{entered.pk}']")
+    await row.locator("button[data-decide=reject]").click()
+    await expect(page.locator(".messagelist")).to_contain_text("Decision recorded")
+    await expect(row.locator(".exclusion-state")).to_have_text("Rejected")
+    entered = await _entered("Cable cut, claimed")
+    assert entered.state == "rejected"
+    assert entered.decided_by.username == "bob"
+    await page.goto(f"{base}{SLA_APRIL}")
+    # Rejected time never counts: the figure is still the one without it.
+    await expect(page.locator("#uptime-network-pct")).to_have_text("98.675")
+    assert page.errors == []
