@@ -95,6 +95,14 @@ async def test_an_operator_rotates_the_password_installs_the_root_and_revokes(
         assert install["certificateType"] == "CentralSystemRootCertificate"
         assert install["certificate"].strip() == pki.authority().root_pem.strip()
 
+        # And delete it from the station again: DeleteCertificate with the root's hash data.
+        await page.click("button[data-delete=csms_root]")
+        await expect(page.locator(".messagelist")).to_contain_text("DeleteCertificate")
+        await until(lambda: calls(cp, "DeleteCertificate"), timeout=20)
+        deleted = calls(cp, "DeleteCertificate")[0]
+        assert deleted["certificateHashData"]["serialNumber"]
+        assert deleted["certificateHashData"]["hashAlgorithm"] == "SHA256"
+
         # Revoke the station's certificate.
         await page.click(f"button[data-revoke='{certificate.serial}']")
         await expect(page.locator(".messagelist")).to_contain_text("revoked")
