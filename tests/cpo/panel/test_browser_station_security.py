@@ -115,4 +115,22 @@ async def test_an_operator_rotates_the_password_installs_the_root_and_revokes(
     # The old password is refused now, the rotated one works.
     assert await refused(daphne_server.ws_url, PASSWORD)
     assert not await refused(daphne_server.ws_url, new_password)
+
+    # Upgrade to profile 2: the station gets our root, then its SecurityProfile; once it
+    # accepted both, the stored profile is 2 (and plain ws is refused from then on).
+    async with station(daphne_server.ws_url, "SEC-UI-1", password=new_password) as cp:
+        await page.reload()
+        await page.click("#upgrade-2")
+        await expect(page.locator(".messagelist")).to_contain_text(
+            "Upgrade to security profile 2 queued"
+        )
+        await until(
+            lambda: any(c["key"] == "SecurityProfile" for c in calls(cp, "ChangeConfiguration")),
+            timeout=20,
+        )
+        upgraded = [c for c in calls(cp, "ChangeConfiguration") if c["key"] == "SecurityProfile"]
+        assert upgraded[0]["value"] == "2"
+        await until(
+            lambda: ChargingStation.objects.get(pk=row.pk).security_profile == 2, timeout=20
+        )
     assert page.errors == []
